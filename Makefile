@@ -1,0 +1,29 @@
+# Rheo — build, test, run, bench. Every target installs what it needs itself.
+# Part-specific targets live in mk/*.mk, one file per part of the house.
+
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/rheo-target
+export RHEO_CACHE ?= $(HOME)/.cache/rheo
+CARGO ?= cargo
+RHEO := $(CARGO_TARGET_DIR)/release/rheo
+
+.PHONY: build run test lint bench fmt
+build:
+	$(CARGO) build --release --workspace
+
+## make run: the first run: a word count on the embedded mini-cluster
+run:
+	$(CARGO) build --release -p rheo
+	$(RHEO) run word-count --input README.md
+
+## make test: everything CI checks
+test: lint test-engine test-operator test-chart
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+include mk/*.mk
