@@ -1,0 +1,104 @@
+//! The stream execution environment: holds the job graph while a job is defined, then runs it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::cluster::minicluster::{JobError, JobResult, MiniCluster};
+use crate::config::{ConfigError, Configuration, keys};
+use crate::graph::plan::PlanSettings;
+use crate::graph::{Data, JobGraph, Node, NodeKind, TypeOf, erase, unerase};
+use crate::runtime::output::Output;
+use crate::runtime::task::{SourceFunction, SourceTask, Task, TaskInfo};
+
+use super::stream::DataStream;
+
+/// Flink's `StreamExecutionEnvironment`.
+pub struct StreamEnv {
+    pub(crate) graph: Rc<RefCell<JobGraph>>,
+    config: Configuration,
+    parallelism: Option<usize>,
+}
+
+impl StreamEnv {
+    pub fn new(config: Configuration) -> Self {
+        Self { graph: Rc::new(RefCell::new(JobGraph::default())), config, parallelism: None }
+    }
+
+    pub fn config(&self) -> &Configuration {
+        &self.config
+    }
+
+    /// The default parallelism of operators that do not set their own.
+    pub fn set_parallelism(&mut self, parallelism: usize) -> &mut Self {
+        self.parallelism = Some(parallelism);
+        self
+    }
+
+    pub fn parallelism(&self) -> Result<usize, ConfigError> {
+        match self.parallelism {
+            Some(p) => Ok(p),
+            None => self.config.default_parallelism(),
+        }
+    }
+
+    /// Adds a parallel source: `make` builds the source of each subtask.
+    pub fn add_source<T: Data, S: SourceFunction<T>>(
+        &self,
+        name: &str,
+        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        self.source_node(name, false, make)
+    }
+
+    /// Adds a source that always runs as one subtask (a socket, a fixed collection).
+    pub fn add_non_parallel_source<T: Data, S: SourceFunction<T>>(
+        &self,
+        name: &str,
+        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        self.source_node(name, true, make)
+    }
+
+    fn source_node<T: Data, S: SourceFunction<T>>(
+        &self,
+        name: &str,
+        non_parallel: bool,
+        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+    ) -> DataStream<T> {
+        let factory = Arc::new(move |info: &TaskInfo, mut outs: Vec<Box<dyn std::any::Any>>| -> Box<dyn Task> {
+            let chain: Box<dyn Output<T>> = unerase::<T>(outs.remove(0));
+            Box::new(SourceTask { info: info.clone(), source: Box::new(make(info)), chain })
+        });
+        let id = self.graph.borrow_mut().add(Node {
+            name: format!("Source: {name}"),
+            parallelism: None,
+            non_parallel,
+            kind: NodeKind::Source(factory),
+            inputs: Vec::new(),
+            ports: vec![TypeOf::<T>::arc()],
+        });
+        DataStream::new(self.graph.clone(), id, 0)
+    }
+
+    /// The plan settings from the configuration and this environment.
+    pub fn plan_settings(&self) -> Result<PlanSettings, ConfigError> {
+        Ok(PlanSettings {
+            default_parallelism: self.parallelism()?,
+            max_parallelism: self.config.max_parallelism()?,
+            chaining: self.config.parse_or(keys::OPERATOR_CHAINING, true, "true or false")?,
+        })
+    }
+
+    /// Runs the job defined so far on an embedded mini-cluster and waits for it to end.
+    pub fn execute(&self, job_name: &str) -> Result<JobResult, JobError> {
+        let graph = std::mem::take(&mut *self.graph.borrow_mut());
+        let settings = self.plan_settings()?;
+        MiniCluster::new(self.config.clone()).run(job_name, graph, &settings)
+    }
+}
+
+/// Erases a chain for a node factory; kept here so the API module owns the typed side.
+pub(crate) fn erased<T: 'static>(out: Box<dyn Output<T>>) -> Box<dyn std::any::Any> {
+    erase(out)
+}

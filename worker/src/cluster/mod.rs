@@ -1,0 +1,4 @@
+//! Where jobs run. For now one place: the embedded mini-cluster, one thread per subtask.
+
+pub mod minicluster;
+pub mod progress;

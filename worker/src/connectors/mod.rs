@@ -1,0 +1,4 @@
+//! Sources and sinks that ship with Rheo.
+
+pub mod collection;
+pub mod print;

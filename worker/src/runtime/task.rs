@@ -1,0 +1,285 @@
+//! The two task loops: a source task pulls from its source, an input task from its input gate.
+//! Both push into their operator chain, drive processing time and the buffer timeout, and end
+//! with `finish` when their input ends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::Configuration;
+use crate::runtime::exchange::{GatePoll, InputGate};
+use crate::runtime::output::{Output, Timestamp};
+
+/// Current processing time in milliseconds since the epoch.
+pub fn now_ms() -> Timestamp {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Timestamp).unwrap_or(0)
+}
+
+/// What a subtask knows about itself and its job.
+#[derive(Clone)]
+pub struct TaskInfo {
+    /// E.g. `Source: Socket Stream -> Flat Map`.
+    pub task_name: String,
+    pub subtask_index: usize,
+    pub parallelism: usize,
+    pub max_parallelism: usize,
+    pub config: Arc<Configuration>,
+    pub job: Arc<JobShared>,
+}
+
+impl TaskInfo {
+    /// `Name (2/4)`, as Flink names subtasks in logs.
+    pub fn display_name(&self) -> String {
+        format!("{} ({}/{})", self.task_name, self.subtask_index + 1, self.parallelism)
+    }
+}
+
+/// State shared by all tasks of one running job.
+#[derive(Default)]
+pub struct JobShared {
+    /// Set when the job is cancelled or a task failed: sources stop reading.
+    pub cancelled: AtomicBool,
+    /// Records read by all sources.
+    pub records_in: AtomicU64,
+    /// Records written by all sinks.
+    pub records_out: AtomicU64,
+}
+
+impl JobShared {
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How long an idle task may hold a partly filled batch (Flink's `execution.buffer-timeout`).
+const BUFFER_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Errors a source reports. Sources name their own problem (a host, a file, a line).
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a call to [`SourceFunction::poll`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceStatus {
+    /// Records were emitted, or may be: call again right away.
+    More,
+    /// Nothing was available within a short wait: the task flushes and fires timers, then
+    /// polls again.
+    Idle,
+    /// The input is exhausted (bounded source).
+    Finished,
+}
+
+/// A source of records for one subtask. `poll` emits one batch and must not block for long
+/// (a few tens of milliseconds at most), so timers and cancellation stay responsive.
+pub trait SourceFunction<T>: Send + 'static {
+    fn open(&mut self, _info: &TaskInfo) -> Result<(), SourceError> {
+        Ok(())
+    }
+    fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError>;
+}
+
+/// Where a source emits its records.
+pub struct SourceOutput<'a, T> {
+    out: &'a mut dyn Output<T>,
+    emitted: u64,
+    idle: bool,
+}
+
+impl<'a, T> SourceOutput<'a, T> {
+    pub fn new(out: &'a mut dyn Output<T>) -> Self {
+        Self { out, emitted: 0, idle: false }
+    }
+
+    /// Emits a record without an event timestamp.
+    #[inline]
+    pub fn collect(&mut self, value: T) {
+        self.collect_with_timestamp(value, crate::runtime::output::NO_TIMESTAMP);
+    }
+
+    /// Emits a record with its event timestamp.
+    #[inline]
+    pub fn collect_with_timestamp(&mut self, value: T, timestamp: Timestamp) {
+        if self.idle {
+            self.idle = false;
+            self.out.idle(false);
+        }
+        self.emitted += 1;
+        self.out.collect(value, timestamp);
+    }
+
+    /// Emits a watermark from the source itself.
+    pub fn emit_watermark(&mut self, watermark: Timestamp) {
+        self.out.watermark(watermark);
+    }
+
+    /// Marks this source idle: it does not hold back downstream watermarks until it emits again.
+    pub fn mark_idle(&mut self) {
+        if !self.idle {
+            self.idle = true;
+            self.out.idle(true);
+        }
+    }
+}
+
+/// How a task ended.
+#[derive(Debug)]
+pub enum TaskOutcome {
+    Finished,
+    Cancelled,
+    Failed(String),
+}
+
+/// A task ready to run on its own thread.
+pub trait Task: Send {
+    fn info(&self) -> &TaskInfo;
+    fn run(self: Box<Self>) -> TaskOutcome;
+}
+
+/// Drives processing time and the buffer timeout for a chain.
+struct Pacer {
+    last_tick: Timestamp,
+    next_timer: Option<Timestamp>,
+    last_flush: Timestamp,
+}
+
+impl Pacer {
+    fn new() -> Self {
+        Self { last_tick: Timestamp::MIN, next_timer: None, last_flush: now_ms() }
+    }
+
+    /// Ticks the chain when processing time moved, flushes when the buffer timeout passed.
+    fn pace<T>(&mut self, chain: &mut dyn Output<T>) {
+        let now = now_ms();
+        if now > self.last_tick {
+            self.last_tick = now;
+            self.next_timer = chain.tick(now);
+        }
+        if now - self.last_flush >= BUFFER_TIMEOUT.as_millis() as Timestamp {
+            self.last_flush = now;
+            chain.flush();
+        }
+    }
+
+    /// How long an idle task may wait for input before it must tick or flush.
+    fn wait_budget(&self) -> Duration {
+        let now = now_ms();
+        let until_timer = self.next_timer.map(|t| (t - now).max(1) as u64).unwrap_or(u64::MAX);
+        Duration::from_millis(until_timer.min(BUFFER_TIMEOUT.as_millis() as u64))
+    }
+}
+
+/// A source and the operator chain it feeds.
+pub struct SourceTask<T> {
+    pub info: TaskInfo,
+    pub source: Box<dyn SourceFunction<T>>,
+    pub chain: Box<dyn Output<T>>,
+}
+
+impl<T: Send + 'static> Task for SourceTask<T> {
+    fn info(&self) -> &TaskInfo {
+        &self.info
+    }
+
+    fn run(self: Box<Self>) -> TaskOutcome {
+        let SourceTask { info, mut source, mut chain } = *self;
+        run_guarded(&info, move |info| {
+            source.open(info).map_err(|e| e.to_string())?;
+            let mut pacer = Pacer::new();
+            loop {
+                if info.job.is_cancelled() {
+                    return Ok(TaskOutcome::Cancelled);
+                }
+                let mut out = SourceOutput::new(&mut *chain);
+                let status = source.poll(&mut out).map_err(|e| e.to_string())?;
+                let emitted = out.emitted;
+                info.job.records_in.fetch_add(emitted, Ordering::Relaxed);
+                match status {
+                    SourceStatus::More => pacer.pace(&mut *chain),
+                    SourceStatus::Idle => {
+                        chain.flush();
+                        pacer.pace(&mut *chain);
+                    }
+                    SourceStatus::Finished => {
+                        chain.finish();
+                        return Ok(TaskOutcome::Finished);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A task that reads from upstream tasks through its input gate.
+pub struct InputTask<T> {
+    pub info: TaskInfo,
+    pub gate: InputGate<T>,
+    pub chain: Box<dyn Output<T>>,
+}
+
+impl<T: Send + 'static> Task for InputTask<T> {
+    fn info(&self) -> &TaskInfo {
+        &self.info
+    }
+
+    fn run(self: Box<Self>) -> TaskOutcome {
+        let InputTask { info, mut gate, mut chain } = *self;
+        run_guarded(&info, move |_info| {
+            let mut pacer = Pacer::new();
+            let single = gate.channel_count() == 1;
+            loop {
+                let budget = pacer.wait_budget();
+                let polled = if single {
+                    gate.poll_single(&mut *chain, budget)
+                } else {
+                    gate.poll(&mut *chain, budget)
+                };
+                match polled {
+                    GatePoll::Delivered { .. } => {}
+                    GatePoll::Timeout => chain.flush(),
+                    GatePoll::Ended => {
+                        chain.finish();
+                        return Ok(TaskOutcome::Finished);
+                    }
+                    // An upstream task only vanishes without `End` when it failed or the job was
+                    // cancelled; the failed task reports the cause itself.
+                    GatePoll::UpstreamGone => return Ok(TaskOutcome::Cancelled),
+                }
+                pacer.pace(&mut *chain);
+            }
+        })
+    }
+}
+
+/// Runs a task body, turning a panic in user code or an operator into a task failure. A
+/// downstream task that went away means the job is already failing or cancelled.
+fn run_guarded(
+    info: &TaskInfo,
+    body: impl FnOnce(&TaskInfo) -> Result<TaskOutcome, String>,
+) -> TaskOutcome {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(info)));
+    let outcome = match outcome {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(message)) => TaskOutcome::Failed(message),
+        Err(payload) if payload.is::<crate::runtime::exchange::DownstreamGone>() => TaskOutcome::Cancelled,
+        Err(payload) => TaskOutcome::Failed(panic_message(payload.as_ref())),
+    };
+    if !matches!(outcome, TaskOutcome::Finished) {
+        // Stop the sources of the whole job; channels of this task close as it returns.
+        info.job.cancel();
+    }
+    outcome
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "task panicked".to_string()
+    }
+}
