@@ -101,11 +101,9 @@ impl Configuration {
     pub fn parse_or<T: FromStr>(&self, key: &str, default: T, expected: &'static str) -> Result<T, ConfigError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid {
-                key: key.into(),
-                value: v.into(),
-                expected,
-            }),
+            Some(v) => {
+                v.trim().parse().map_err(|_| ConfigError::Invalid { key: key.into(), value: v.into(), expected })
+            }
         }
     }
 
@@ -136,9 +134,7 @@ impl Configuration {
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
         match doc {
             serde_yaml::Value::Null => Ok(()),
-            serde_yaml::Value::Mapping(map) => {
-                flatten_into(&mut self.values, "", &map).map_err(file_error)
-            }
+            serde_yaml::Value::Mapping(map) => flatten_into(&mut self.values, "", &map).map_err(file_error),
             _ => Err(file_error("expected a mapping of configuration keys".into())),
         }
     }

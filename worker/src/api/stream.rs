@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::graph::{Data, Edge, JobGraph, Node, NodeId, NodeKind, Partitioning, StreamType, TypeOf, unerase};
 use crate::runtime::exchange::KeyHashFn;
 use crate::runtime::keyed::{
-    KeyedAggregateOperator, KeyedProcessFunction, KeyedProcessOperator, KeyedReduceOperator, KeySelector,
+    KeySelector, KeyedAggregateOperator, KeyedProcessFunction, KeyedProcessOperator, KeyedReduceOperator,
 };
 use crate::runtime::keygroups::hash_key;
 use crate::runtime::operators::{
@@ -122,7 +122,10 @@ impl<T: Data> DataStream<T> {
 
     /// Partitions the stream by key: records with the same key reach the same subtask, and
     /// keyed state and windows are scoped to the key.
-    pub fn key_by<K: Key + std::hash::Hash>(&self, key_of: impl Fn(&T) -> K + Send + Sync + 'static) -> KeyedStream<K, T> {
+    pub fn key_by<K: Key + std::hash::Hash>(
+        &self,
+        key_of: impl Fn(&T) -> K + Send + Sync + 'static,
+    ) -> KeyedStream<K, T> {
         let key_of: KeySelector<T, K> = Arc::new(key_of);
         let selector = key_of.clone();
         let key_hash: KeyHashFn<T> = Arc::new(move |value: &T| hash_key(&selector(value)));
@@ -144,7 +147,11 @@ impl<T: Data> DataStream<T> {
         let mut graph = self.graph.borrow_mut();
         for other in others {
             assert!(Rc::ptr_eq(&self.graph, &other.graph), "union of streams from different environments");
-            graph.nodes[id].inputs.push(Edge { from: other.node, port: other.port, partitioning: Partitioning::Forward });
+            graph.nodes[id].inputs.push(Edge {
+                from: other.node,
+                port: other.port,
+                partitioning: Partitioning::Forward,
+            });
         }
         DataStream::new(self.graph.clone(), id, 0)
     }
@@ -179,7 +186,8 @@ impl<T: Data> DataStream<T> {
         {
             let mut graph = self.graph.borrow_mut();
             let node = &mut graph.nodes[self.node];
-            node.name = if matches!(node.kind, NodeKind::Source(_)) { format!("Source: {name}") } else { name.to_string() };
+            node.name =
+                if matches!(node.kind, NodeKind::Source(_)) { format!("Source: {name}") } else { name.to_string() };
         }
         self
     }
@@ -199,7 +207,11 @@ impl<T: Data> DataStream<T> {
     }
 
     /// Sends the stream to a sink; `make` builds the sink of each subtask.
-    pub fn add_sink<S: SinkFunction<T>>(&self, name: &str, make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static) -> DataSink {
+    pub fn add_sink<S: SinkFunction<T>>(
+        &self,
+        name: &str,
+        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+    ) -> DataSink {
         let build: Arc<Build> = Arc::new(move |info, _outs| {
             let sink: Box<dyn Output<T>> = Box::new(SinkOutput::new(make(info), info.job.clone()));
             erased(sink)

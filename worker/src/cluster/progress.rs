@@ -20,10 +20,7 @@ impl Progress {
     pub fn start(job: Arc<JobShared>) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("progress".into())
-            .spawn(move || report(job, stop_flag))
-            .ok();
+        let thread = std::thread::Builder::new().name("progress".into()).spawn(move || report(job, stop_flag)).ok();
         Self { stop, thread }
     }
 
@@ -50,7 +47,8 @@ fn report(job: Arc<JobShared>, stop: Arc<AtomicBool>) {
         if last_at.elapsed() < period {
             continue;
         }
-        let (records_in, records_out) = (job.records_in.load(Ordering::Relaxed), job.records_out.load(Ordering::Relaxed));
+        let (records_in, records_out) =
+            (job.records_in.load(Ordering::Relaxed), job.records_out.load(Ordering::Relaxed));
         let secs = last_at.elapsed().as_secs_f64();
         let message = format!(
             "{:>6.0}s  in {:>12} ({:>10.0}/s)  out {:>12} ({:>10.0}/s)",

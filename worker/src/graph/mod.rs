@@ -128,10 +128,7 @@ impl<T: Data> StreamType for TypeOf<T> {
             Partitioning::Forward => Partitioner::Forward,
             Partitioning::Rebalance => Partitioner::Rebalance { next: 0 },
             Partitioning::Hash(key_hash) => Partitioner::Hash {
-                key_hash: key_hash
-                    .downcast_ref::<KeyHashFn<T>>()
-                    .expect("key hash of another record type")
-                    .clone(),
+                key_hash: key_hash.downcast_ref::<KeyHashFn<T>>().expect("key hash of another record type").clone(),
                 max_parallelism,
             },
         };

@@ -150,10 +150,7 @@ pub enum GatePoll {
 
 impl<T: Send + 'static> InputGate<T> {
     pub fn new(receivers: Vec<Receiver<Event<T>>>) -> Self {
-        let channels = vec![
-            ChannelState { watermark: Timestamp::MIN, idle: false, ended: false };
-            receivers.len()
-        ];
+        let channels = vec![ChannelState { watermark: Timestamp::MIN, idle: false, ended: false }; receivers.len()];
         Self { receivers, channels, current_watermark: Timestamp::MIN, all_idle: false }
     }
 

@@ -231,11 +231,8 @@ impl<T: Send + 'static> Task for InputTask<T> {
             let single = gate.channel_count() == 1;
             loop {
                 let budget = pacer.wait_budget();
-                let polled = if single {
-                    gate.poll_single(&mut *chain, budget)
-                } else {
-                    gate.poll(&mut *chain, budget)
-                };
+                let polled =
+                    if single { gate.poll_single(&mut *chain, budget) } else { gate.poll(&mut *chain, budget) };
                 match polled {
                     GatePoll::Delivered { .. } => {}
                     GatePoll::Timeout => chain.flush(),
@@ -255,10 +252,7 @@ impl<T: Send + 'static> Task for InputTask<T> {
 
 /// Runs a task body, turning a panic in user code or an operator into a task failure. A
 /// downstream task that went away means the job is already failing or cancelled.
-fn run_guarded(
-    info: &TaskInfo,
-    body: impl FnOnce(&TaskInfo) -> Result<TaskOutcome, String>,
-) -> TaskOutcome {
+fn run_guarded(info: &TaskInfo, body: impl FnOnce(&TaskInfo) -> Result<TaskOutcome, String>) -> TaskOutcome {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(info)));
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,

@@ -116,7 +116,12 @@ impl<K: Key> KeyedStateBackend<K> {
         self.table::<HashMap<UK, UV>>(handle.index).entry(key.clone()).or_default().insert(user_key, value);
     }
 
-    pub fn map_remove<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, key: &K, user_key: &UK) -> Option<UV> {
+    pub fn map_remove<UK: Key, UV: 'static>(
+        &mut self,
+        handle: &MapState<UK, UV>,
+        key: &K,
+        user_key: &UK,
+    ) -> Option<UV> {
         let table = self.table::<HashMap<UK, UV>>(handle.index);
         let map = table.get_mut(key)?;
         let removed = map.remove(user_key);

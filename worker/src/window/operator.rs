@@ -168,8 +168,7 @@ impl<K: Key, I: Clone + Send + 'static, O: 'static, A: WindowAggregation<K, I, O
     /// Fires fixed windows that end at or before `time` and drops those past their lateness.
     fn fire_fixed(&mut self, time: Timestamp) {
         let lateness = if self.event_time() { self.allowed_lateness } else { 0 };
-        let due: Vec<TimeWindow> =
-            self.fixed.keys().take_while(|w| w.max_timestamp() <= time).copied().collect();
+        let due: Vec<TimeWindow> = self.fixed.keys().take_while(|w| w.max_timestamp() <= time).copied().collect();
         for window in due {
             let pane = self.fixed.get_mut(&window).expect("due window");
             if !pane.fired {
