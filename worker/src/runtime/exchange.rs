@@ -220,6 +220,7 @@ impl<T: Send + 'static> InputGate<T> {
             Event::End => {
                 let state = &mut self.channels[channel];
                 state.ended = true;
+                state.idle = false;
                 state.watermark = MAX_WATERMARK;
                 if self.channels.iter().all(|c| c.ended) {
                     return GatePoll::Ended;
@@ -230,9 +231,10 @@ impl<T: Send + 'static> InputGate<T> {
         GatePoll::Delivered { records: 0 }
     }
 
-    /// The task's watermark is the minimum over channels that are neither idle nor ended.
+    /// The task's watermark is the minimum over channels that are not idle (an ended channel
+    /// stands at the maximum watermark).
     fn advance_watermark(&mut self, head: &mut dyn Output<T>) {
-        let active = self.channels.iter().filter(|c| !c.idle && !c.ended);
+        let active = self.channels.iter().filter(|c| !c.idle);
         let min = active.map(|c| c.watermark).min();
         if let Some(min) = min
             && min > self.current_watermark

@@ -254,6 +254,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
 }
 
 /// A [`KeyedProcessFunction`] from a closure, for functions that need no state or timers.
+#[derive(Clone)]
 pub struct ProcessFn<F>(pub F);
 
 impl<K: Key, I, O, F> KeyedProcessFunction<K, I, O> for ProcessFn<F>
