@@ -9,10 +9,12 @@
 //! - [`connectors`]: sources and sinks; [`jobs`]: the built-in jobs of the `rheo` binary.
 
 pub mod api;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod connectors;
 pub mod graph;
+pub mod jobs;
 pub mod runtime;
 pub mod state;
 pub mod window;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `rheo` binary: the CLI with the built-in jobs.
+
+fn main() -> std::process::ExitCode {
+    rheo::cli::main(rheo::jobs::builtin())
+}

@@ -1,4 +1,8 @@
 //! Sources and sinks that ship with Rheo.
 
 pub mod collection;
+pub mod datagen;
+pub mod discard;
+pub mod file;
 pub mod print;
+pub mod socket;

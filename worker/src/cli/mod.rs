@@ -1,0 +1,233 @@
+//! The `rheo` command line: `rheo run JOB [ARGS]` runs a job on the embedded mini-cluster,
+//! `rheo jobs` lists the jobs. A user's worker binary calls [`main`] with its own
+//! [`JobRegistry`] and gets the same CLI.
+//!
+//! Global run flags (`-p`, `-D key=value`, `--conf-dir`, `--progress`) may come before or after
+//! the job name; the job's own arguments are parsed by the job's clap parser. Errors are one
+//! line on stderr (`error: ...`); exit status 2 for usage errors, 1 when the job fails.
+//! Logs go to stderr, filtered by `RHEO_LOG` or `RUST_LOG` (default `info`).
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, FromArgMatches, Parser, Subcommand};
+
+use crate::api::StreamEnv;
+use crate::cluster::minicluster::MiniCluster;
+use crate::config::Configuration;
+use crate::jobs::JobRegistry;
+
+#[derive(Debug, Parser)]
+#[command(name = "rheo", version, about = "Rheo: Apache Flink's streaming core in Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a job on an embedded mini-cluster in this process.
+    Run(RunArgs),
+    /// List the jobs this binary carries.
+    Jobs,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    options: RunOptions,
+    /// The job to run (see 'rheo jobs').
+    job: String,
+    /// The job's arguments (see 'rheo run JOB --help').
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "JOB ARGS")]
+    args: Vec<OsString>,
+}
+
+/// Flags of `rheo run` that are not the job's: accepted before and after the job name.
+#[derive(Debug, Clone, Default, Args)]
+struct RunOptions {
+    /// Default parallelism of the job's operators (parallelism.default).
+    #[arg(short = 'p', long, value_name = "N")]
+    parallelism: Option<usize>,
+    /// A configuration value, overriding rheo.yaml and RHEO_* variables (repeatable).
+    #[arg(short = 'D', value_name = "KEY=VALUE")]
+    dynamic: Vec<String>,
+    /// The directory of rheo.yaml.
+    #[arg(long, env = "RHEO_CONF_DIR", value_name = "DIR")]
+    conf_dir: Option<PathBuf>,
+    /// Show records in/out per second on stderr (default: when stderr is a terminal).
+    #[arg(long, conflicts_with = "no_progress")]
+    progress: bool,
+    /// Never show progress.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl RunOptions {
+    /// Flags given after the job name win; `-D` flags add up.
+    fn merge(mut self, later: RunOptions) -> RunOptions {
+        self.parallelism = later.parallelism.or(self.parallelism);
+        self.dynamic.extend(later.dynamic);
+        self.conf_dir = later.conf_dir.or(self.conf_dir);
+        if later.progress || later.no_progress {
+            (self.progress, self.no_progress) = (later.progress, later.no_progress);
+        }
+        self
+    }
+}
+
+/// How the CLI ends.
+#[derive(Debug)]
+enum Failure {
+    /// Bad command line: exit status 2.
+    Usage(String),
+    /// The job could not be built or failed: exit status 1.
+    Job(String),
+}
+
+/// Runs the CLI on the process arguments.
+pub fn main(registry: JobRegistry) -> ExitCode {
+    run_cli(registry, std::env::args_os())
+}
+
+/// Runs the CLI on `args` (the first is the binary name).
+pub fn run_cli(registry: JobRegistry, args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_failure(e, "rheo --help"),
+    };
+    init_logging();
+    let result = match cli.command {
+        Command::Jobs => {
+            list_jobs(&registry);
+            Ok(())
+        }
+        Command::Run(args) => run_job(&registry, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Job(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go to stdout with success; errors become one line naming the problem.
+fn clap_failure(e: clap::Error, help: &str) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            eprintln!("{} (see '{help}')", one_line(&e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The first paragraph of a clap error (without usage and tips) on one line.
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let line = first.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    if line.starts_with("error:") { line } else { format!("error: {line}") }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RHEO_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn list_jobs(registry: &JobRegistry) {
+    let width = registry.iter().map(|j| j.name.len()).max().unwrap_or(0);
+    for job in registry.iter() {
+        println!("{:width$}  {}", job.name, job.description);
+    }
+}
+
+fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
+    let Some(entry) = registry.get(&args.job) else {
+        return Err(Failure::Usage(format!("unknown job '{}' (see 'rheo jobs')", args.job)));
+    };
+    let bin_name = format!("rheo run {}", entry.name);
+    let command = RunOptions::augment_args(entry.command()).no_binary_name(true).bin_name(bin_name.clone());
+    let matches = match command.try_get_matches_from(args.args) {
+        Ok(matches) => matches,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return Ok(());
+            }
+            let message = one_line(&e);
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            return Err(Failure::Usage(format!("{}: {message} (see '{bin_name} --help')", entry.name)));
+        }
+    };
+    let later = RunOptions::from_arg_matches(&matches).map_err(|e| Failure::Usage(one_line(&e)))?;
+    let options = args.options.merge(later);
+
+    let config =
+        Configuration::load(options.conf_dir.as_deref(), &options.dynamic).map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut env = StreamEnv::new(config);
+    if let Some(p) = options.parallelism {
+        if p == 0 {
+            return Err(Failure::Usage("-p/--parallelism must be at least 1".to_string()));
+        }
+        env.set_parallelism(p);
+    }
+    entry.build(&env, &matches).map_err(|e| Failure::Usage(format!("{}: {e:#}", entry.name)))?;
+
+    let show_progress = options.progress || (!options.no_progress && std::io::stderr().is_terminal());
+    let settings = env.plan_settings().map_err(|e| Failure::Usage(e.to_string()))?;
+    let graph = std::mem::take(&mut *env.graph.borrow_mut());
+    let cluster = MiniCluster::new(env.config().clone()).with_progress(show_progress);
+    match cluster.run(entry.name, graph, &settings) {
+        Ok(result) => {
+            tracing::info!(
+                "job '{}' finished in {:.3?}: {} records in, {} records out, {} subtasks",
+                result.job_name,
+                result.duration,
+                result.records_in,
+                result.records_out,
+                result.subtasks
+            );
+            Ok(())
+        }
+        Err(e) => Err(Failure::Job(format!("job '{}' failed: {e}", entry.name))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for job in crate::jobs::builtin().iter() {
+            RunOptions::augment_args(job.command()).debug_assert();
+        }
+    }
+}
