@@ -1,1 +1,1 @@
-fn main() {}
+fn main() { print!("{}", rheo_operator::crd::crd_yaml()); }

@@ -1,0 +1,503 @@
+//! The `FlinkJob` custom resource (`rheo.io/v1alpha1`, short name `fj`).
+//!
+//! The spec follows Apache Flink's `FlinkDeployment` where the meaning is the same, so a Flink user
+//! recognises `flinkConfiguration`, `jobManager`, `taskManager`, `job.upgradeMode` and the nonces.
+//! The CRD YAML in `crds/flinkjob.yaml` is generated from these types (`rheo-operator crd`).
+//! What an OpenAPI schema cannot say is written as CEL rules (`x-kubernetes-validations`), and the
+//! same rules are checked again by [`crate::validate`] before anything is deployed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Flink configuration keys the operator owns: they wire the pods and Services together.
+pub const RESERVED_CONFIG_KEYS: [&str; 3] = ["jobmanager.rpc.address", "jobmanager.rpc.port", "rest.port"];
+
+/// The longest `FlinkJob` name: child names add at most 13 characters (`-taskmanager`) and must
+/// stay valid 63-character DNS labels, with room for the ReplicaSet/pod suffixes.
+pub const MAX_NAME_LENGTH: usize = 40;
+
+/// A Flink streaming job run by Rheo: one JobManager and a scalable set of TaskManagers.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "rheo.io",
+    version = "v1alpha1",
+    kind = "FlinkJob",
+    plural = "flinkjobs",
+    singular = "flinkjob",
+    shortname = "fj",
+    category = "rheo",
+    namespaced,
+    status = "FlinkJobStatus",
+    derive = "PartialEq",
+    doc = "A Flink streaming job run by Rheo: one JobManager and a scalable set of TaskManagers.",
+    scale(
+        spec_replicas_path = ".spec.taskManager.replicas",
+        status_replicas_path = ".status.taskManager.replicas",
+        label_selector_path = ".status.taskManager.selector"
+    ),
+    printcolumn(name = "Job State", type_ = "string", json_path = ".status.jobStatus.state", description = "Flink job state"),
+    printcolumn(name = "Lifecycle", type_ = "string", json_path = ".status.lifecycleState", description = "Lifecycle state of the resource"),
+    printcolumn(name = "Parallelism", type_ = "integer", json_path = ".status.jobStatus.parallelism", description = "Parallelism of the running job"),
+    printcolumn(name = "TaskManagers", type_ = "integer", json_path = ".status.taskManager.replicas", description = "TaskManager pods"),
+    printcolumn(name = "Last Checkpoint", type_ = "date", json_path = ".status.jobStatus.lastCheckpoint.timestamp", description = "Age of the newest completed checkpoint"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.deletionPolicy != 'savepoint' || 'state.savepoints.dir' in self.flinkConfiguration",
+        "message": "deletionPolicy savepoint needs flinkConfiguration['state.savepoints.dir'] on durable storage",
+        "fieldPath": ".deletionPolicy"
+    },
+    {
+        "rule": "self.job.upgradeMode != 'savepoint' || 'state.savepoints.dir' in self.flinkConfiguration",
+        "message": "upgradeMode savepoint needs flinkConfiguration['state.savepoints.dir'] on durable storage",
+        "fieldPath": ".job.upgradeMode"
+    },
+    {
+        "rule": "self.job.upgradeMode != 'last-state' || 'state.checkpoints.dir' in self.flinkConfiguration",
+        "message": "upgradeMode last-state needs flinkConfiguration['state.checkpoints.dir'] on durable storage",
+        "fieldPath": ".job.upgradeMode"
+    }
+]))]
+pub struct FlinkJobSpec {
+    /// The worker image: the `rheo` binary, or a user's own binary built on the `rheo` crate.
+    #[schemars(length(min = 1))]
+    pub image: String,
+
+    /// Pull policy of the worker image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Flink configuration (`rheo.yaml`), e.g. `state.checkpoints.dir`. Overrides the operator's
+    /// defaults, except the keys that wire the cluster (`jobmanager.rpc.address`,
+    /// `jobmanager.rpc.port`, `rest.port`). Never put credentials here: use `podTemplate` env.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "!('jobmanager.rpc.address' in self) && !('jobmanager.rpc.port' in self) && !('rest.port' in self)",
+        "message": "jobmanager.rpc.address, jobmanager.rpc.port and rest.port are set by the operator"
+    }]))]
+    pub flink_configuration: BTreeMap<String, String>,
+
+    /// The JobManager pod.
+    #[serde(default)]
+    pub job_manager: JobManagerSpec,
+
+    /// The TaskManager pods.
+    #[serde(default)]
+    pub task_manager: TaskManagerSpec,
+
+    /// The job to run.
+    pub job: JobSpec,
+
+    /// A pod template merged under both JobManager and TaskManager pods (sidecars, volumes,
+    /// env, `envFrom` Secrets, node selection). The container named `rheo` is the main one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub pod_template: Option<serde_json::Value>,
+
+    /// ServiceAccount of the JobManager and TaskManager pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+
+    /// Change to any new value to restart the job (using `job.upgradeMode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_nonce: Option<i64>,
+
+    /// What happens to the running job when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// How long deletion waits for the deletion savepoint before giving up and cancelling.
+    #[serde(default = "default_deletion_timeout")]
+    #[schemars(range(min = 0))]
+    pub deletion_timeout_seconds: i64,
+}
+
+fn default_deletion_timeout() -> i64 {
+    300
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// The JobManager pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobManagerSpec {
+    /// CPU and memory of the JobManager container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// A pod template for the JobManager only, merged over the top-level `podTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub pod_template: Option<serde_json::Value>,
+}
+
+/// The TaskManager pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskManagerSpec {
+    /// Number of TaskManager pods; also the scale subresource (`kubectl scale fj/NAME`, HPA).
+    #[serde(default = "one")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+
+    /// Task slots per TaskManager (`taskmanager.numberOfTaskSlots`).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub slots: i32,
+
+    /// CPU and memory of each TaskManager container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Set when an autoscaler (an HPA on this resource's scale subresource) sets `replicas`:
+    /// the job then runs in Flink's reactive mode and uses every slot it gets, and the operator
+    /// keeps the TaskManager count within `minReplicas..=maxReplicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerSpec>,
+
+    /// A pod template for the TaskManagers only, merged over the top-level `podTemplate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub pod_template: Option<serde_json::Value>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+impl Default for TaskManagerSpec {
+    fn default() -> Self {
+        Self { replicas: 1, slots: 1, resources: None, autoscaler: None, pod_template: None }
+    }
+}
+
+/// Bounds of an autoscaled TaskManager set.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.minReplicas <= self.maxReplicas",
+    "message": "minReplicas must not exceed maxReplicas",
+    "fieldPath": ".minReplicas"
+}]))]
+pub struct AutoscalerSpec {
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+}
+
+/// The job to run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// The job's name in the worker binary (`rheo jobs` lists them), e.g. `word-count`.
+    #[schemars(length(min = 1))]
+    pub entry: String,
+
+    /// Arguments passed to the job after `--`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+
+    /// Parallelism (`parallelism.default`). Default: TaskManager replicas × slots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub parallelism: Option<i32>,
+
+    /// Desired state of the job.
+    #[serde(default)]
+    pub state: DesiredJobState,
+
+    /// How state is carried over when the job is upgraded, restarted or suspended.
+    #[serde(default)]
+    pub upgrade_mode: UpgradeMode,
+
+    /// Change to any new value to take a savepoint of the running job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_trigger_nonce: Option<i64>,
+
+    /// Savepoint or checkpoint to start from on the first deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub initial_savepoint_path: Option<String>,
+
+    /// Allow restoring a savepoint whose state no longer maps to an operator of the job.
+    #[serde(default)]
+    pub allow_non_restored_state: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DesiredJobState {
+    #[default]
+    Running,
+    Suspended,
+}
+
+/// How state moves from the old job to the new one.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpgradeMode {
+    /// Cancel the job and start the new one with empty state.
+    #[default]
+    Stateless,
+    /// Cancel the job and start the new one from its newest completed checkpoint.
+    LastState,
+    /// Stop the job with a savepoint and start the new one from it.
+    Savepoint,
+}
+
+impl UpgradeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradeMode::Stateless => "stateless",
+            UpgradeMode::LastState => "last-state",
+            UpgradeMode::Savepoint => "savepoint",
+        }
+    }
+}
+
+/// What deleting the `FlinkJob` does to the running job before its pods go away.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeletionPolicy {
+    /// Cancel the job.
+    #[default]
+    Cancel,
+    /// Stop the job with a savepoint (reported in an Event), within `deletionTimeoutSeconds`.
+    Savepoint,
+}
+
+/// Observed state, written by the operator only.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlinkJobStatus {
+    /// Where the resource is in its lifecycle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_state: Option<LifecycleState>,
+
+    /// The Flink job as its JobManager reports it.
+    #[serde(default)]
+    pub job_status: JobStatus,
+
+    /// The TaskManager pods (the scale subresource reads `replicas` and `selector`).
+    #[serde(default)]
+    pub task_manager: TaskManagerStatus,
+
+    /// kstatus conditions: Ready, Progressing, Degraded, Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// The current problem, if any, in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+
+    /// What the operator has deployed and what it is doing: written before it acts.
+    #[serde(default)]
+    pub reconciliation: ReconciliationStatus,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LifecycleState {
+    /// Accepted, nothing deployed yet.
+    Created,
+    /// Deployed; the job is not running yet.
+    Deployed,
+    /// Deployed and the job is running.
+    Stable,
+    /// Taking state out of the old job to deploy the new spec.
+    Upgrading,
+    /// Suspended: no pods run, state kept in a savepoint or checkpoint.
+    Suspended,
+    /// The job failed.
+    Failed,
+    /// Being deleted.
+    Deleting,
+}
+
+impl LifecycleState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifecycleState::Created => "CREATED",
+            LifecycleState::Deployed => "DEPLOYED",
+            LifecycleState::Stable => "STABLE",
+            LifecycleState::Upgrading => "UPGRADING",
+            LifecycleState::Suspended => "SUSPENDED",
+            LifecycleState::Failed => "FAILED",
+            LifecycleState::Deleting => "DELETING",
+        }
+    }
+}
+
+/// The Flink job as its JobManager reports it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    /// The job id (32 hex digits) the JobManager runs the job under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Flink's job state (`RUNNING`, `FAILED`, ...), `SUSPENDED` when suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Parallelism of the running job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<i32>,
+    /// The newest completed checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint: Option<CheckpointRef>,
+    /// The newest savepoint the operator took or saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_savepoint: Option<SavepointRef>,
+    /// A savepoint in flight: recorded before it is triggered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_savepoint: Option<PendingSavepoint>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointRef {
+    pub id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// When it completed (RFC 3339).
+    pub timestamp: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointRef {
+    pub path: String,
+    /// When it completed (RFC 3339).
+    pub timestamp: String,
+    pub purpose: SavepointPurpose,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSavepoint {
+    pub purpose: SavepointPurpose,
+    /// The trigger id from the JobManager, once triggered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<String>,
+    /// The `savepointTriggerNonce` this savepoint answers (manual savepoints).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<i64>,
+    /// When it was recorded (RFC 3339).
+    pub since: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SavepointPurpose {
+    /// Asked for through `job.savepointTriggerNonce`.
+    Manual,
+    /// Stop-with-savepoint for an upgrade, restart or suspend.
+    Upgrade,
+    /// Stop-with-savepoint before deletion.
+    Deletion,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskManagerStatus {
+    /// TaskManager pods that exist (the scale subresource's status replicas).
+    #[serde(default)]
+    pub replicas: i32,
+    /// TaskManager pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// TaskManager pods the operator asked for (spec replicas within the autoscaler bounds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+    /// Label selector of the TaskManager pods, for the scale subresource and HPA.
+    #[serde(default)]
+    pub selector: String,
+}
+
+/// The operator's record of what is deployed and of an upgrade in progress.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconciliationStatus {
+    /// The spec the running pods were built from (JSON), absent before the first deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconciled_spec: Option<String>,
+    /// Counts job (re)deployments; the job id is derived from the resource uid and this epoch.
+    #[serde(default)]
+    pub job_epoch: i64,
+    /// The savepoint or checkpoint the deployed job restores from (the next one when suspended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_path: Option<String>,
+    /// The last `savepointTriggerNonce` handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_savepoint_trigger_nonce: Option<i64>,
+    /// An upgrade in progress: recorded before the old job is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeProgress>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeProgress {
+    /// How state is taken out of the old job.
+    pub mode: UpgradeMode,
+    /// Why: `SpecChanged`, `Restart`, `Suspend` or `Resume`.
+    pub reason: String,
+    /// When the upgrade started (RFC 3339).
+    pub since: String,
+}
+
+/// `type: object` that keeps unknown fields: used for pod templates, whose full schema would
+/// make the CRD huge. The build step decodes them into typed pod templates and reports errors.
+fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+impl FlinkJob {
+    /// The job's name as given in metadata (always set for objects from the API server).
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.metadata.namespace.as_deref().unwrap_or("default")
+    }
+}
+
+/// The CRD as YAML, exactly what `rheo-operator crd` prints and `crds/flinkjob.yaml` holds.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let mut out = String::from("# Generated by `rheo-operator crd` from operator/src/crd.rs. Do not edit.\n");
+    out.push_str(&serde_yaml::to_string(&FlinkJob::crd()).expect("the CRD serializes to YAML"));
+    out
+}

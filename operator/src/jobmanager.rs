@@ -1,0 +1,122 @@
+//! The JobManager's REST API as the reconciler sees it.
+//!
+//! The reconciler talks to a JobManager only through [`JobManagerApi`]. In the cluster that is
+//! [`RestJobManagers`] (the `rheo-rest` client against the job's REST Service); tests substitute a
+//! scripted fake and assert the calls made.
+
+use futures::future::BoxFuture;
+use rheo_rest::{
+    AsynchronousOperationResult, CheckpointingStatistics, JobDetails, RestClient, SavepointTriggerRequest,
+    StopWithSavepointRequest, TriggerResponse,
+};
+
+/// A JobManager call's failure, reduced to what the reconciler decides on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JmError {
+    /// The JobManager does not know the job or trigger (yet).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// No answer: the pod is starting, gone, or the network is down.
+    #[error("JobManager unreachable: {0}")]
+    Unreachable(String),
+    /// An answer, but an error or an unreadable one.
+    #[error("JobManager error: {0}")]
+    Failed(String),
+}
+
+impl From<rheo_rest::Error> for JmError {
+    fn from(e: rheo_rest::Error) -> Self {
+        match e {
+            rheo_rest::Error::NotFound(m) => JmError::NotFound(m),
+            rheo_rest::Error::Unreachable(e) => JmError::Unreachable(e.to_string()),
+            other => JmError::Failed(other.to_string()),
+        }
+    }
+}
+
+pub type JmResult<T> = Result<T, JmError>;
+
+/// The calls the operator makes. `base` is the JobManager's REST URL
+/// ([`crate::build::rest_url`]).
+pub trait JobManagerApi: Send + Sync {
+    fn job<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<JobDetails>>;
+    fn checkpoints<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<CheckpointingStatistics>>;
+    fn trigger_savepoint<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        request: SavepointTriggerRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>>;
+    fn stop_with_savepoint<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        request: StopWithSavepointRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>>;
+    fn savepoint_status<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>>;
+    fn cancel<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<()>>;
+}
+
+/// The real JobManagers, over HTTP with one shared connection pool.
+#[derive(Clone)]
+pub struct RestJobManagers {
+    http: reqwest::Client,
+}
+
+impl Default for RestJobManagers {
+    fn default() -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .build()
+            .expect("a reqwest client with only timeouts set always builds");
+        Self { http }
+    }
+}
+
+impl RestJobManagers {
+    fn client(&self, base: &str) -> RestClient {
+        RestClient::with_http_client(self.http.clone(), base)
+    }
+}
+
+impl JobManagerApi for RestJobManagers {
+    fn job<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<JobDetails>> {
+        Box::pin(async move { Ok(self.client(base).job(job_id).await?) })
+    }
+    fn checkpoints<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<CheckpointingStatistics>> {
+        Box::pin(async move { Ok(self.client(base).job_checkpoints(job_id).await?) })
+    }
+    fn trigger_savepoint<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        request: SavepointTriggerRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move { Ok(self.client(base).trigger_savepoint(job_id, &request).await?) })
+    }
+    fn stop_with_savepoint<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        request: StopWithSavepointRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move { Ok(self.client(base).stop_with_savepoint(job_id, &request).await?) })
+    }
+    fn savepoint_status<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>> {
+        Box::pin(async move { Ok(self.client(base).savepoint_status(job_id, trigger_id).await?) })
+    }
+    fn cancel<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<()>> {
+        Box::pin(async move { Ok(self.client(base).cancel_job(job_id).await?) })
+    }
+}

@@ -1,0 +1,16 @@
+//! Rheo's Kubernetes operator: turns `FlinkJob` resources into a JobManager and TaskManagers.
+//!
+//! Read it top-down:
+//! - [`crd`]: the `FlinkJob` types, from which the CRD YAML is generated;
+//! - [`validate`]: checks of a spec beyond what the schema says;
+//! - [`build`]: the pure step, spec + deployment record → child objects;
+//! - [`jobmanager`]: the JobManager's REST API as the reconciler sees it;
+//! - [`reconcile`]: the state machine (decide, record in status, act, observe);
+//! - [`controller`]: wiring into kube's runtime `Controller`;
+//! - [`leader`], [`metrics`], [`telemetry`]: running it as a service.
+
+pub mod build;
+pub mod crd;
+pub mod jobmanager;
+pub mod reconcile;
+pub mod validate;
