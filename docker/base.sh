@@ -21,6 +21,10 @@ if [[ $force != --force ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; the
 fi
 
 if [[ $force == --force || ! -s $TARBALL ]]; then
+  if [[ $(id -u) -ne 0 ]]; then
+    log "building the base rootfs needs root (debootstrap): run 'sudo -E docker/base.sh' once, then make images"
+    exit 1
+  fi
   if ! command -v debootstrap >/dev/null; then
     log "installing debootstrap"
     apt-get update -qq

@@ -349,9 +349,27 @@ def test_notes_example_is_a_valid_flinkjob_if_crd_exists():
     fj = yaml.safe_load("\n".join(line[3:] for line in block.splitlines()))
     crd = next(d for d in yaml.safe_load_all(src.read_text()) if d and d.get("kind") == "CustomResourceDefinition")
     version = next(v for v in crd["spec"]["versions"] if v["name"] == fj["apiVersion"].split("/")[1])
-    schema = version["schema"]["openAPIV3Schema"]
-    jsonschema.validate({k: v for k, v in fj.items() if k in ("spec",)},
-                        {"type": "object", "properties": {"spec": schema["properties"]["spec"]}})
+    spec_schema = closed(version["schema"]["openAPIV3Schema"]["properties"]["spec"])
+    jsonschema.validate(fj["spec"], spec_schema)
+
+
+def closed(schema):
+    """The schema with objects closed as the API server's pruning would (unknown fields rejected
+    instead of dropped), so a misspelt field in the example fails the test."""
+    out = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {name: closed(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
+            out[key] = closed(value)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [closed(sub) for sub in value]
+        elif key != "default":
+            out[key] = value
+    if "properties" in out and "additionalProperties" not in out \
+            and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
 
 
 # --- CRD copy --------------------------------------------------------------------------------
