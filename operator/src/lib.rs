@@ -10,7 +10,11 @@
 //! - [`leader`], [`metrics`], [`telemetry`]: running it as a service.
 
 pub mod build;
+pub mod controller;
 pub mod crd;
 pub mod jobmanager;
+pub mod leader;
+pub mod metrics;
 pub mod reconcile;
+pub mod telemetry;
 pub mod validate;
