@@ -99,6 +99,7 @@ pub fn run_cli(registry: JobRegistry, args: impl IntoIterator<Item = impl Into<O
         Err(e) => return clap_failure(e, "rheo --help"),
     };
     init_logging();
+    quiet_cancellation_panics();
     let result = match cli.command {
         Command::Jobs => {
             list_jobs(&registry);
@@ -156,6 +157,17 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
+}
+
+/// A task whose downstream task is gone unwinds with a `DownstreamGone` payload: that is the
+/// job being cancelled or failing elsewhere, not a bug, so the panic hook stays silent for it.
+fn quiet_cancellation_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.payload().is::<crate::runtime::exchange::DownstreamGone>() {
+            default(info);
+        }
+    }));
 }
 
 fn list_jobs(registry: &JobRegistry) {

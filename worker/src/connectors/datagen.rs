@@ -94,7 +94,7 @@ impl StreamEnv {
     /// A parallel stream of generated records: record `i` is `generate(i)`.
     pub fn datagen<T: Data>(&self, config: DatagenConfig, generate: Generator<T>) -> DataStream<T> {
         self.add_source("DataGen", move |info| {
-            DatagenSource::new(config, generate.clone(), info.subtask_index, info.parallelism)
+            DatagenSource::new(config, generate.clone(), info.info.subtask_index, info.info.parallelism)
         })
     }
 }

@@ -105,7 +105,7 @@ impl StreamEnv {
         let path = path.as_ref().to_path_buf();
         let name = format!("File {}", path.display());
         self.add_source(&name, move |info| {
-            TextFileSource::new(path.clone(), parse.clone(), info.subtask_index, info.parallelism)
+            TextFileSource::new(path.clone(), parse.clone(), info.info.subtask_index, info.info.parallelism)
         })
     }
 }
@@ -164,7 +164,7 @@ impl<T: Data + Display> DataStream<T> {
     pub fn write_as_text(&self, path: impl AsRef<Path>) -> DataSink {
         let path = path.as_ref().to_path_buf();
         self.add_sink(&format!("Text File {}", path.display()), move |info| {
-            TextFileSink::new(&path, info.subtask_index, info.parallelism)
+            TextFileSink::new(&path, info.info.subtask_index, info.info.parallelism)
         })
     }
 }

@@ -10,7 +10,7 @@ use crate::state::{KeyedStateBackend, ValueState};
 use crate::window::{AggregateFunction, TimeWindow};
 
 /// A word and how often it occurred (Flink's `WordWithCount`), shown as `word : count`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct WordWithCount {
     /// Short words (up to 24 bytes) are stored inline: no allocation per word.
     pub word: CompactString,
@@ -25,7 +25,7 @@ impl fmt::Display for WordWithCount {
 
 /// A word's count in one window, shown as `[start, end) word : count` (milliseconds since the
 /// epoch, end exclusive).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct WindowedWordCount {
     pub window: TimeWindow,
     pub word: CompactString,
