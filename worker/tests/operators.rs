@@ -35,28 +35,28 @@ fn map_filter_flat_map_chain() {
 fn rolling_reduce_emits_running_result_per_key() {
     for p in [1, 2, 4] {
         let env = env(p);
-        let input = vec![("a", 1), ("b", 10), ("a", 2), ("a", 3), ("b", 20)];
+        let input = vec![('a', 1), ('b', 10), ('a', 2), ('a', 3), ('b', 20)];
         let out = env.from_collection(input).key_by(|(k, _)| *k).reduce(|x, y| (x.0, x.1 + y.1)).collect();
         env.execute("reduce").unwrap();
-        let mut per_key: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        let mut per_key: BTreeMap<char, Vec<i32>> = BTreeMap::new();
         for (k, v) in out.values() {
             per_key.entry(k).or_default().push(v);
         }
-        assert_eq!(per_key["a"], vec![1, 3, 6], "parallelism {p}");
-        assert_eq!(per_key["b"], vec![10, 30], "parallelism {p}");
+        assert_eq!(per_key[&'a'], vec![1, 3, 6], "parallelism {p}");
+        assert_eq!(per_key[&'b'], vec![10, 30], "parallelism {p}");
     }
 }
 
 /// Average of the values per key.
 struct Average;
 
-impl AggregateFunction<(&'static str, i64)> for Average {
+impl AggregateFunction<(char, i64)> for Average {
     type Acc = (i64, i64);
     type Out = f64;
     fn create_accumulator(&self) -> (i64, i64) {
         (0, 0)
     }
-    fn add(&self, value: (&'static str, i64), acc: &mut (i64, i64)) {
+    fn add(&self, value: (char, i64), acc: &mut (i64, i64)) {
         acc.0 += value.1;
         acc.1 += 1;
     }
@@ -71,7 +71,7 @@ impl AggregateFunction<(&'static str, i64)> for Average {
 #[test]
 fn rolling_aggregate_per_key() {
     let env = env(2);
-    let out = env.from_collection(vec![("x", 2), ("x", 4), ("x", 9)]).key_by(|(k, _)| *k).aggregate(Average).collect();
+    let out = env.from_collection(vec![('x', 2), ('x', 4), ('x', 9)]).key_by(|(k, _)| *k).aggregate(Average).collect();
     env.execute("aggregate").unwrap();
     assert_eq!(out.values(), vec![2.0, 3.0, 5.0]);
 }
@@ -180,21 +180,15 @@ fn keyed_process_function_with_state_and_event_time_timers() {
 /// counted in map state.
 #[derive(Clone, Default)]
 struct FirstSeen {
-    counts: Option<MapState<&'static str, u32>>,
+    counts: Option<MapState<char, u32>>,
 }
 
-impl KeyedProcessFunction<&'static str, (&'static str, &'static str), (&'static str, &'static str, usize)>
-    for FirstSeen
-{
-    fn open(&mut self, state: &mut KeyedStateBackend<&'static str>) {
+impl KeyedProcessFunction<char, (char, char), (char, char, usize)> for FirstSeen {
+    fn open(&mut self, state: &mut KeyedStateBackend<char>) {
         self.counts = Some(state.map_state("counts"));
     }
 
-    fn process_element(
-        &mut self,
-        (_, value): (&'static str, &'static str),
-        ctx: &mut KeyedContext<'_, &'static str, (&'static str, &'static str, usize)>,
-    ) {
+    fn process_element(&mut self, (_, value): (char, char), ctx: &mut KeyedContext<'_, char, (char, char, usize)>) {
         let counts = self.counts.clone().unwrap();
         let seen = ctx.map_get(&counts, &value).copied().unwrap_or(0);
         ctx.map_put(&counts, value, seen + 1);
@@ -210,21 +204,21 @@ impl KeyedProcessFunction<&'static str, (&'static str, &'static str), (&'static 
 fn map_state_per_key() {
     let env = env(2);
     let out = env
-        .from_collection(vec![("k", "x"), ("k", "y"), ("k", "x"), ("j", "x"), ("k", "z")])
+        .from_collection(vec![('k', 'x'), ('k', 'y'), ('k', 'x'), ('j', 'x'), ('k', 'z')])
         .key_by(|(k, _)| *k)
         .process(FirstSeen::default())
         .collect();
     env.execute("map state").unwrap();
-    assert_eq!(sorted(out.values()), vec![("j", "x", 1), ("k", "x", 1), ("k", "y", 2), ("k", "z", 3)]);
+    assert_eq!(sorted(out.values()), vec![('j', 'x', 1), ('k', 'x', 1), ('k', 'y', 2), ('k', 'z', 3)]);
 }
 
 #[test]
 fn stateless_process_closure() {
     let env = env(1);
     let out = env
-        .from_collection(vec![("a", 1), ("b", 2)])
+        .from_collection(vec![('a', 1), ('b', 2)])
         .key_by(|(k, _)| *k)
-        .process(ProcessFn(|(k, v): (&'static str, i32), ctx: &mut KeyedContext<'_, &'static str, String>| {
+        .process(ProcessFn(|(k, v): (char, i32), ctx: &mut KeyedContext<'_, char, String>| {
             ctx.collect(format!("{k}={v}"))
         }))
         .collect();
@@ -243,7 +237,7 @@ fn a_panicking_user_function_fails_the_job_naming_the_task() {
 #[test]
 fn an_event_time_window_without_timestamps_fails_with_a_hint() {
     let env = env(1);
-    env.from_collection(vec![("a", 1)])
+    env.from_collection(vec![('a', 1)])
         .key_by(|(k, _)| *k)
         .window(TumblingEventTimeWindows::of(Duration::from_secs(1)))
         .reduce(|a, b| (a.0, a.1 + b.1))

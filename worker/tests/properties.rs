@@ -244,7 +244,7 @@ fn a_slow_sink_slows_the_source_with_bounded_buffers() {
     let (r, m) = (received.clone(), max_in_flight.clone());
     env.add_non_parallel_source("counter", move |_| Counter { next: 0, end: total }).rebalance().add_sink(
         "slow",
-        move |info| SlowSink { received: r.clone(), max_in_flight: m.clone(), job: info.job.clone() },
+        move |info| SlowSink { received: r.clone(), max_in_flight: m.clone(), job: info.info.job.clone() },
     );
     env.execute("backpressure").unwrap();
     assert_eq!(received.load(Ordering::Relaxed), total);

@@ -13,11 +13,7 @@ fn ms(n: u64) -> Duration {
 
 /// A p=1 pipeline with per-record watermarks, so lateness is exact and the results are fully
 /// determined by the input order.
-fn timestamped(
-    env: &StreamEnv,
-    input: &[(&'static str, i64)],
-    out_of_orderness: u64,
-) -> DataStream<(&'static str, i64)> {
+fn timestamped(env: &StreamEnv, input: &[(char, i64)], out_of_orderness: u64) -> DataStream<(char, i64)> {
     env.from_timestamped(input.iter().map(|&(k, t)| ((k, t), t)).collect()).assign_timestamps_and_watermarks(
         WatermarkStrategy::for_bounded_out_of_orderness(ms(out_of_orderness))
             .with_emission(WatermarkEmission::PerRecord),
@@ -31,14 +27,12 @@ fn env1() -> StreamEnv {
 }
 
 /// (key, window start, window end, count), as emitted, sorted.
-type Counted = (&'static str, i64, i64, usize);
+type Counted = (char, i64, i64, usize);
 
-fn count_per_window(windowed: WindowedStream<&'static str, (&'static str, i64)>) -> DataStream<Counted> {
-    windowed.process(
-        |key: &&'static str, w: &TimeWindow, elements: &[(&'static str, i64)], out: &mut Collector<'_, Counted>| {
-            out.collect((*key, w.start, w.end, elements.len()))
-        },
-    )
+fn count_per_window(windowed: WindowedStream<char, (char, i64)>) -> DataStream<Counted> {
+    windowed.process(|key: &char, w: &TimeWindow, elements: &[(char, i64)], out: &mut Collector<'_, Counted>| {
+        out.collect((*key, w.start, w.end, elements.len()))
+    })
 }
 
 fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
@@ -49,7 +43,7 @@ fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
 #[test]
 fn tumbling_event_time_windows() {
     let env = env1();
-    let input = [("a", 1), ("a", 5), ("b", 7), ("a", 12), ("b", 25)];
+    let input = [('a', 1), ('a', 5), ('b', 7), ('a', 12), ('b', 25)];
     let out = timestamped(&env, &input, 0)
         .key_by(|(k, _)| *k)
         .window(TumblingEventTimeWindows::of(ms(10)))
@@ -57,14 +51,14 @@ fn tumbling_event_time_windows() {
         .collect();
     env.execute("tumbling").unwrap();
     // Results carry the window's max timestamp; the reduce sums the timestamps here.
-    assert_eq!(sorted(out.timestamped()), vec![(("a", 6), 9), (("a", 12), 19), (("b", 7), 9), (("b", 25), 29)]);
+    assert_eq!(sorted(out.timestamped()), vec![(('a', 6), 9), (('a', 12), 19), (('b', 7), 9), (('b', 25), 29)]);
 }
 
 #[test]
 fn late_records_go_to_the_side_output() {
     let env = env1();
-    let late = OutputTag::<(&'static str, i64)>::new("late");
-    let input = [("a", 1), ("a", 15), ("a", 3), ("a", 16)];
+    let late = OutputTag::<(char, i64)>::new("late");
+    let input = [('a', 1), ('a', 15), ('a', 3), ('a', 16)];
     let counts = count_per_window(
         timestamped(&env, &input, 0)
             .key_by(|(k, _)| *k)
@@ -74,8 +68,8 @@ fn late_records_go_to_the_side_output() {
     let late_records = counts.side_output(&late).collect();
     let counts = counts.collect();
     env.execute("late").unwrap();
-    assert_eq!(sorted(counts.values()), vec![("a", 0, 10, 1), ("a", 10, 20, 2)]);
-    assert_eq!(late_records.timestamped(), vec![(("a", 3), 3)]);
+    assert_eq!(sorted(counts.values()), vec![('a', 0, 10, 1), ('a', 10, 20, 2)]);
+    assert_eq!(late_records.timestamped(), vec![(('a', 3), 3)]);
 }
 
 #[test]
@@ -83,7 +77,7 @@ fn allowed_lateness_fires_again_then_drops() {
     let env = env1();
     // wm after 15 is 14: [0,10) fires with 1; 3 is within lateness 10 (9 + 10 > 14): fires
     // again with 2; after 30 (wm 29) the window is gone and 4 is dropped.
-    let input = [("a", 1), ("a", 15), ("a", 3), ("a", 30), ("a", 4)];
+    let input = [('a', 1), ('a', 15), ('a', 3), ('a', 30), ('a', 4)];
     let out = count_per_window(
         timestamped(&env, &input, 0)
             .key_by(|(k, _)| *k)
@@ -92,20 +86,20 @@ fn allowed_lateness_fires_again_then_drops() {
     )
     .collect();
     env.execute("lateness").unwrap();
-    assert_eq!(out.values(), vec![("a", 0, 10, 1), ("a", 0, 10, 2), ("a", 10, 20, 1), ("a", 30, 40, 1)]);
+    assert_eq!(out.values(), vec![('a', 0, 10, 1), ('a', 0, 10, 2), ('a', 10, 20, 1), ('a', 30, 40, 1)]);
 }
 
 #[test]
 fn sliding_event_time_windows() {
     let env = env1();
     let out = count_per_window(
-        timestamped(&env, &[("a", 1), ("a", 7), ("a", 12)], 0)
+        timestamped(&env, &[('a', 1), ('a', 7), ('a', 12)], 0)
             .key_by(|(k, _)| *k)
             .window(SlidingEventTimeWindows::of(ms(10), ms(5))),
     )
     .collect();
     env.execute("sliding").unwrap();
-    assert_eq!(sorted(out.values()), vec![("a", -5, 5, 1), ("a", 0, 10, 2), ("a", 5, 15, 2), ("a", 10, 20, 1)]);
+    assert_eq!(sorted(out.values()), vec![('a', -5, 5, 1), ('a', 0, 10, 2), ('a', 5, 15, 2), ('a', 10, 20, 1)]);
 }
 
 #[test]
@@ -114,24 +108,24 @@ fn session_windows_merge_out_of_order_records() {
     // a: {1,4} → [1,9); {12,14} → [12,19); 22 → [22,27); then 17 ([17,22)) touches both and
     // merges them into [12,27) with 4 records. The watermark (max 22 - 10 - 1 = 11) has not
     // reached any of them yet.
-    let input = [("a", 1), ("a", 4), ("b", 2), ("a", 12), ("a", 14), ("a", 22), ("a", 17)];
+    let input = [('a', 1), ('a', 4), ('b', 2), ('a', 12), ('a', 14), ('a', 22), ('a', 17)];
     let out = count_per_window(
         timestamped(&env, &input, 10).key_by(|(k, _)| *k).window(EventTimeSessionWindows::with_gap(ms(5))),
     )
     .collect();
     env.execute("session").unwrap();
-    assert_eq!(sorted(out.values()), vec![("a", 1, 9, 2), ("a", 12, 27, 4), ("b", 2, 7, 1)]);
+    assert_eq!(sorted(out.values()), vec![('a', 1, 9, 2), ('a', 12, 27, 4), ('b', 2, 7, 1)]);
 }
 
 struct Count;
 
-impl AggregateFunction<(&'static str, i64)> for Count {
+impl AggregateFunction<(char, i64)> for Count {
     type Acc = u64;
     type Out = u64;
     fn create_accumulator(&self) -> u64 {
         0
     }
-    fn add(&self, _value: (&'static str, i64), acc: &mut u64) {
+    fn add(&self, _value: (char, i64), acc: &mut u64) {
         *acc += 1;
     }
     fn get_result(&self, acc: &u64) -> u64 {
@@ -145,12 +139,12 @@ impl AggregateFunction<(&'static str, i64)> for Count {
 #[test]
 fn aggregate_and_aggregate_with_window_function() {
     let env = env1();
-    let input = [("a", 1), ("a", 2), ("b", 3), ("a", 11)];
+    let input = [('a', 1), ('a', 2), ('b', 3), ('a', 11)];
     let stream = timestamped(&env, &input, 0).key_by(|(k, _)| *k);
     let plain = stream.window(TumblingEventTimeWindows::of(ms(10))).aggregate(Count).collect();
     let with_window = stream
         .window(TumblingEventTimeWindows::of(ms(10)))
-        .aggregate_with(Count, |key: &&'static str, w: &TimeWindow, counts: &[u64], out: &mut Collector<'_, String>| {
+        .aggregate_with(Count, |key: &char, w: &TimeWindow, counts: &[u64], out: &mut Collector<'_, String>| {
             out.collect(format!("{key}@{}={}", w.end, counts[0]))
         })
         .collect();

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use crate::cluster::minicluster::{JobError, JobResult, MiniCluster};
 use crate::config::{ConfigError, Configuration, keys};
 use crate::graph::plan::PlanSettings;
-use crate::graph::{Data, JobGraph, Node, NodeKind, TypeOf, erase, unerase};
+use crate::graph::{Data, JobGraph, Node, NodeKind, OperatorContext, TypeOf, erase, unerase};
 use crate::runtime::output::Output;
-use crate::runtime::task::{SourceFunction, SourceTask, Task, TaskInfo};
+use crate::runtime::task::{SourceFunction, SourceTask, Task};
 
 use super::stream::DataStream;
 
@@ -46,7 +46,7 @@ impl StreamEnv {
     pub fn add_source<T: Data, S: SourceFunction<T>>(
         &self,
         name: &str,
-        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+        make: impl Fn(&OperatorContext) -> S + Send + Sync + 'static,
     ) -> DataStream<T> {
         self.source_node(name, false, make)
     }
@@ -55,7 +55,7 @@ impl StreamEnv {
     pub fn add_non_parallel_source<T: Data, S: SourceFunction<T>>(
         &self,
         name: &str,
-        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+        make: impl Fn(&OperatorContext) -> S + Send + Sync + 'static,
     ) -> DataStream<T> {
         self.source_node(name, true, make)
     }
@@ -64,11 +64,17 @@ impl StreamEnv {
         &self,
         name: &str,
         non_parallel: bool,
-        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+        make: impl Fn(&OperatorContext) -> S + Send + Sync + 'static,
     ) -> DataStream<T> {
-        let factory = Arc::new(move |info: &TaskInfo, mut outs: Vec<Box<dyn std::any::Any>>| -> Box<dyn Task> {
+        let factory = Arc::new(move |ctx: &OperatorContext, mut outs: Vec<Box<dyn std::any::Any>>| -> Box<dyn Task> {
             let chain: Box<dyn Output<T>> = unerase::<T>(outs.remove(0));
-            Box::new(SourceTask { info: info.clone(), source: Box::new(make(info)), chain })
+            Box::new(SourceTask {
+                info: ctx.info.clone(),
+                node: ctx.node,
+                source: Box::new(make(ctx)),
+                chain,
+                link: None,
+            })
         });
         let id = self.graph.borrow_mut().add(Node {
             name: format!("Source: {name}"),

@@ -12,6 +12,7 @@
 //!     .key_by(|(word, _)| word.clone())
 //!     .window(TumblingProcessingTimeWindows::of(Duration::from_secs(5)))
 //!     .reduce(|a, b| (a.0, a.1 + b.1))
+//!     .map(|(word, count)| format!("{word} : {count}"))
 //!     .print();
 //! env.execute("word count").unwrap();
 //! ```

@@ -8,7 +8,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::graph::{Data, Edge, JobGraph, Node, NodeId, NodeKind, Partitioning, StreamType, TypeOf, unerase};
+use crate::graph::{
+    Data, Edge, JobGraph, Node, NodeId, NodeKind, OperatorContext, Partitioning, StreamType, TypeOf, unerase,
+};
 use crate::runtime::exchange::KeyHashFn;
 use crate::runtime::keyed::{
     KeySelector, KeyedAggregateOperator, KeyedProcessFunction, KeyedProcessOperator, KeyedReduceOperator,
@@ -20,7 +22,6 @@ use crate::runtime::operators::{
 };
 use crate::runtime::output::{Chained, Collector, Operator, Output};
 use crate::runtime::sink::{SinkFunction, SinkOutput};
-use crate::runtime::task::TaskInfo;
 use crate::window::functions::{
     AggregateAggregation, AggregateThenProcess, ProcessAggregation, ReduceAggregation, WindowAggregation,
 };
@@ -56,7 +57,7 @@ impl<T> OutputTag<T> {
 }
 
 /// Builds an operator node's chain input from its port outputs.
-type Build = dyn Fn(&TaskInfo, Vec<Box<dyn Any>>) -> Box<dyn Any> + Send + Sync;
+type Build = dyn Fn(&OperatorContext, Vec<Box<dyn Any>>) -> Box<dyn Any> + Send + Sync;
 
 impl<T: Data> DataStream<T> {
     pub(crate) fn new(graph: Rc<RefCell<JobGraph>>, node: NodeId, port: usize) -> Self {
@@ -84,7 +85,7 @@ impl<T: Data> DataStream<T> {
     pub fn transform<U: Data, Op: Operator<T, U>>(
         &self,
         name: &str,
-        make: impl Fn(&TaskInfo) -> Op + Send + Sync + 'static,
+        make: impl Fn(&OperatorContext) -> Op + Send + Sync + 'static,
     ) -> DataStream<U> {
         self.transform_partitioned(name, Partitioning::Forward, make)
     }
@@ -93,11 +94,11 @@ impl<T: Data> DataStream<T> {
         &self,
         name: &str,
         partitioning: Partitioning,
-        make: impl Fn(&TaskInfo) -> Op + Send + Sync + 'static,
+        make: impl Fn(&OperatorContext) -> Op + Send + Sync + 'static,
     ) -> DataStream<U> {
-        let build = Arc::new(move |info: &TaskInfo, mut outs: Vec<Box<dyn Any>>| {
+        let build = Arc::new(move |ctx: &OperatorContext, mut outs: Vec<Box<dyn Any>>| {
             let out = unerase::<U>(outs.remove(0));
-            let chained: Box<dyn Output<T>> = Box::new(Chained { op: make(info), out });
+            let chained: Box<dyn Output<T>> = Box::new(Chained { op: make(ctx), node: ctx.node, out });
             erased(chained)
         });
         let id = self.add_node(name.to_string(), partitioning, vec![TypeOf::<U>::arc()], build);
@@ -139,9 +140,9 @@ impl<T: Data> DataStream<T> {
 
     /// Merges streams of the same type.
     pub fn union(&self, others: &[&DataStream<T>]) -> DataStream<T> {
-        let build: Arc<Build> = Arc::new(|_info, mut outs| {
+        let build: Arc<Build> = Arc::new(|ctx, mut outs| {
             let out = unerase::<T>(outs.remove(0));
-            erased::<T>(Box::new(Chained { op: IdentityOperator, out }))
+            erased::<T>(Box::new(Chained { op: IdentityOperator, node: ctx.node, out }))
         });
         let id = self.add_node("Union".to_string(), Partitioning::Forward, vec![TypeOf::<T>::arc()], build);
         let mut graph = self.graph.borrow_mut();
@@ -159,8 +160,9 @@ impl<T: Data> DataStream<T> {
     /// Assigns event timestamps and generates watermarks (Flink's
     /// `assignTimestampsAndWatermarks`).
     pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
-        self.transform("Timestamps/Watermarks", move |info| {
-            let interval = info
+        self.transform("Timestamps/Watermarks", move |ctx| {
+            let interval = ctx
+                .info
                 .config
                 .duration(crate::config::keys::AUTO_WATERMARK_INTERVAL)
                 .ok()
@@ -210,10 +212,10 @@ impl<T: Data> DataStream<T> {
     pub fn add_sink<S: SinkFunction<T>>(
         &self,
         name: &str,
-        make: impl Fn(&TaskInfo) -> S + Send + Sync + 'static,
+        make: impl Fn(&OperatorContext) -> S + Send + Sync + 'static,
     ) -> DataSink {
-        let build: Arc<Build> = Arc::new(move |info, _outs| {
-            let sink: Box<dyn Output<T>> = Box::new(SinkOutput::new(make(info), info.job.clone()));
+        let build: Arc<Build> = Arc::new(move |ctx, _outs| {
+            let sink: Box<dyn Output<T>> = Box::new(SinkOutput::new(make(ctx), ctx.node, ctx.info.job.clone()));
             erased(sink)
         });
         let id = self.add_node(format!("Sink: {name}"), Partitioning::Forward, Vec::new(), build);
@@ -260,26 +262,24 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
     /// Rolling reduce: emits the running result per key after every record.
     pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DataStream<T> {
         let (key_of, f) = (self.key_of.clone(), Arc::new(f));
-        self.stream.transform_partitioned("Keyed Reduce", self.hash_partitioning(), move |_| KeyedReduceOperator {
-            key_of: key_of.clone(),
-            reduce: f.clone(),
-            state: Default::default(),
+        self.stream.transform_partitioned("Keyed Reduce", self.hash_partitioning(), move |ctx| {
+            KeyedReduceOperator::new(key_of.clone(), f.clone(), ctx)
         })
     }
 
     /// Rolling aggregate: emits the aggregate per key after every record.
     pub fn aggregate<A: AggregateFunction<T>>(&self, aggregate: A) -> DataStream<A::Out> {
         let (key_of, aggregate) = (self.key_of.clone(), Arc::new(aggregate));
-        self.stream.transform_partitioned("Keyed Aggregate", self.hash_partitioning(), move |_| {
-            KeyedAggregateOperator { key_of: key_of.clone(), aggregate: aggregate.clone(), state: Default::default() }
+        self.stream.transform_partitioned("Keyed Aggregate", self.hash_partitioning(), move |ctx| {
+            KeyedAggregateOperator::new(key_of.clone(), aggregate.clone(), ctx)
         })
     }
 
     /// A keyed process function with keyed state and timers; each subtask gets a clone.
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O> + Clone + Sync>(&self, function: F) -> DataStream<O> {
         let key_of = self.key_of.clone();
-        self.stream.transform_partitioned("Keyed Process", self.hash_partitioning(), move |_| {
-            KeyedProcessOperator::new(key_of.clone(), function.clone())
+        self.stream.transform_partitioned("Keyed Process", self.hash_partitioning(), move |ctx| {
+            KeyedProcessOperator::new(key_of.clone(), function.clone(), ctx)
         })
     }
 
@@ -336,11 +336,12 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
         let (assigner, aggregation) = (self.assigner, Arc::new(aggregation));
         let lateness = self.allowed_lateness.as_millis() as i64;
         let task_name = name.clone();
-        let build: Arc<Build> = Arc::new(move |_info, mut outs| {
+        let build: Arc<Build> = Arc::new(move |ctx, mut outs| {
             let late = unerase::<T>(outs.remove(1));
             let out = unerase::<O>(outs.remove(0));
             let op: Box<dyn Output<T>> = Box::new(WindowOperator::new(
                 task_name.clone(),
+                ctx,
                 key_of.clone(),
                 assigner,
                 aggregation.clone(),

@@ -61,7 +61,7 @@ impl MiniCluster {
     pub fn run(&self, job_name: &str, graph: JobGraph, settings: &PlanSettings) -> Result<JobResult, JobError> {
         let started = Instant::now();
         let plan = ExecutionPlan::new(&graph, settings)?;
-        let tasks = plan.build_tasks(&graph, settings, self.config.clone(), self.job.clone());
+        let tasks = plan.build_tasks(&graph, settings, self.config.clone(), self.job.clone(), None);
         drop(graph);
         let subtasks = tasks.len();
         tracing::info!(job = job_name, subtasks, "starting job on the embedded mini-cluster");

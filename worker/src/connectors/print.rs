@@ -36,6 +36,6 @@ impl<T: Display> SinkFunction<T> for PrintSink {
 impl<T: Data + Display> DataStream<T> {
     /// Prints every record to stdout (Flink's `print()`).
     pub fn print(&self) -> crate::api::stream::DataSink {
-        self.add_sink("Print to Std. Out", |info| PrintSink::new(info.subtask_index, info.parallelism))
+        self.add_sink("Print to Std. Out", |ctx| PrintSink::new(ctx.info.subtask_index, ctx.info.parallelism))
     }
 }

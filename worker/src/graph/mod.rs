@@ -16,11 +16,53 @@ use crate::runtime::exchange::{CHANNEL_CAPACITY, ChannelWriter, Event, InputGate
 use crate::runtime::output::{Discard, Fanout, Output};
 use crate::runtime::task::{InputTask, Task, TaskInfo};
 
-/// A record type that can flow through a job.
-pub trait Data: Clone + Send + 'static {}
-impl<T: Clone + Send + 'static> Data for T {}
+/// A record type that can flow through a job. Serializable, as in Flink: records cross
+/// process boundaries and live in checkpointed state.
+pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
 
-pub type NodeId = usize;
+pub use crate::runtime::output::NodeId;
+
+/// What an operator factory knows when it builds one subtask's operator.
+pub struct OperatorContext<'a> {
+    pub info: &'a TaskInfo,
+    pub node: NodeId,
+}
+
+impl OperatorContext<'_> {
+    /// This subtask's key-group range.
+    pub fn key_groups(&self) -> crate::runtime::keygroups::KeyGroupRange {
+        crate::runtime::keygroups::KeyGroupRange::for_subtask(
+            self.info.max_parallelism,
+            self.info.parallelism,
+            self.info.subtask_index,
+        )
+    }
+
+    /// Restores keyed entries of this operator for this subtask's key groups (empty when
+    /// the run does not restore). A checkpoint that cannot be decoded fails the task.
+    pub fn restore_keyed<E: serde::de::DeserializeOwned, K: std::hash::Hash>(
+        &self,
+        key_of: impl Fn(&E) -> &K,
+    ) -> Vec<E> {
+        match &self.info.restored {
+            None => Vec::new(),
+            Some(restored) => restored
+                .keyed(self.node, self.key_groups(), self.info.max_parallelism, key_of)
+                .unwrap_or_else(|e| panic!("{}: {e}", self.info.task_name)),
+        }
+    }
+
+    /// Restores this subtask's non-keyed state entries of this operator.
+    pub fn restore_operator<E: serde::de::DeserializeOwned>(&self) -> Vec<E> {
+        match &self.info.restored {
+            None => Vec::new(),
+            Some(restored) => restored
+                .operator(self.node, self.info.subtask_index, self.info.parallelism)
+                .unwrap_or_else(|e| panic!("{}: {e}", self.info.task_name)),
+        }
+    }
+}
 
 /// An output of some type, boxed as `Box<dyn Output<T>>` inside `Box<dyn Any>`.
 pub type ErasedOutput = Box<dyn Any>;
@@ -34,9 +76,9 @@ pub fn unerase<T: 'static>(out: ErasedOutput) -> Box<dyn Output<T>> {
 }
 
 /// Builds a source task from the outputs of its ports.
-pub type SourceFactory = Arc<dyn Fn(&TaskInfo, Vec<ErasedOutput>) -> Box<dyn Task> + Send + Sync>;
+pub type SourceFactory = Arc<dyn Fn(&OperatorContext, Vec<ErasedOutput>) -> Box<dyn Task> + Send + Sync>;
 /// Builds an operator (as the input side of a chain) from the outputs of its ports.
-pub type OperatorFactory = Arc<dyn Fn(&TaskInfo, Vec<ErasedOutput>) -> ErasedOutput + Send + Sync>;
+pub type OperatorFactory = Arc<dyn Fn(&OperatorContext, Vec<ErasedOutput>) -> ErasedOutput + Send + Sync>;
 
 pub enum NodeKind {
     Source(SourceFactory),
@@ -144,6 +186,6 @@ impl<T: Data> StreamType for TypeOf<T> {
             .into_iter()
             .map(|r| *r.downcast::<crossbeam_channel::Receiver<Event<T>>>().expect("channel type"))
             .collect();
-        Box::new(InputTask { info, gate: InputGate::new(receivers), chain: unerase::<T>(chain) })
+        Box::new(InputTask { info, gate: InputGate::new(receivers), chain: unerase::<T>(chain), link: None })
     }
 }

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::Configuration;
-use crate::graph::{ErasedOutput, JobGraph, NodeId, NodeKind, Partitioning};
+use crate::graph::{ErasedOutput, JobGraph, NodeId, NodeKind, OperatorContext, Partitioning};
 use crate::runtime::task::{JobShared, Task, TaskInfo};
+use crate::state::restore::RestoredState;
 
 /// A problem with the job graph itself.
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +112,7 @@ impl ExecutionPlan {
         settings: &PlanSettings,
         config: Arc<Configuration>,
         job: Arc<JobShared>,
+        restored: Option<Arc<RestoredState>>,
     ) -> Vec<Box<dyn Task>> {
         let mut wiring = Wiring::default();
         for (id, node) in graph.nodes.iter().enumerate() {
@@ -144,12 +146,13 @@ impl ExecutionPlan {
                     max_parallelism: settings.max_parallelism,
                     config: config.clone(),
                     job: job.clone(),
+                    restored: restored.clone(),
                 };
                 let node = &graph.nodes[head];
                 let task = match &node.kind {
                     NodeKind::Source(factory) => {
                         let outs = self.port_outputs(graph, settings, head, &info, &mut wiring);
-                        factory(&info, outs)
+                        factory(&OperatorContext { info: &info, node: head }, outs)
                     }
                     NodeKind::Operator(_) => {
                         let chain = self.build_node(graph, settings, head, &info, &mut wiring);
@@ -175,7 +178,7 @@ impl ExecutionPlan {
     ) -> ErasedOutput {
         let outs = self.port_outputs(graph, settings, id, info, wiring);
         match &graph.nodes[id].kind {
-            NodeKind::Operator(factory) => factory(info, outs),
+            NodeKind::Operator(factory) => factory(&OperatorContext { info, node: id }, outs),
             NodeKind::Source(_) => unreachable!("sources have no inputs and are never chained"),
         }
     }

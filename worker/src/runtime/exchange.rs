@@ -10,13 +10,17 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
 
 use crate::runtime::keygroups::KeyGroupRange;
-use crate::runtime::output::{MAX_WATERMARK, Output, Timestamp};
+use crate::runtime::output::{CheckpointBarrier, MAX_WATERMARK, Output, TaskSnapshot, Timestamp};
 
 /// What travels on a channel between two subtasks.
 pub enum Event<T> {
     Records(Vec<(T, Timestamp)>),
     Watermark(Timestamp),
     Idle(bool),
+    Barrier(CheckpointBarrier),
+    /// No more records: windows and timers fire. Barriers may still follow.
+    EndOfData,
+    /// The channel closes.
     End,
 }
 
@@ -116,80 +120,107 @@ impl<T: Send + 'static> Output<T> for ChannelWriter<T> {
         self.flush_all();
     }
     fn finish(&mut self) {
+        self.broadcast(|| Event::EndOfData);
+    }
+    fn barrier(&mut self, barrier: &CheckpointBarrier, _snapshot: &mut TaskSnapshot) {
+        let barrier = *barrier;
+        self.broadcast(|| Event::Barrier(barrier));
+    }
+    fn checkpoint_complete(&mut self, _checkpoint_id: u64) {}
+    fn close(&mut self) {
         self.broadcast(|| Event::End);
     }
 }
 
 /// The input side of a task: all channels from its upstream subtasks, merged. Tracks the
-/// watermark of each channel and forwards the minimum over active channels.
+/// watermark of each channel and forwards the minimum over active channels; aligns checkpoint
+/// barriers by not reading a channel that delivered the barrier until all channels have.
 pub struct InputGate<T> {
     receivers: Vec<Receiver<Event<T>>>,
     channels: Vec<ChannelState>,
     current_watermark: Timestamp,
     all_idle: bool,
+    data_ended: bool,
+    /// The barrier being aligned, if any.
+    aligning: Option<CheckpointBarrier>,
 }
 
 #[derive(Clone, Copy)]
 struct ChannelState {
     watermark: Timestamp,
     idle: bool,
-    ended: bool,
+    /// `EndOfData` received: no more records, watermark at the maximum.
+    data_ended: bool,
+    /// `End` received: nothing more at all.
+    closed: bool,
+    /// Delivered the barrier being aligned; not read until alignment completes.
+    blocked: bool,
 }
 
 /// What one poll of the gate did.
 pub enum GatePoll {
     /// Events were delivered to the chain; `records` of them were records.
     Delivered { records: usize },
+    /// Every channel delivered this barrier: the task snapshots and forwards it.
+    Barrier(CheckpointBarrier),
     /// Nothing arrived before the deadline.
     Timeout,
-    /// Every channel has ended.
+    /// Every channel has closed.
     Ended,
-    /// An upstream task disappeared without ending its stream: the job is failing.
+    /// An upstream task disappeared without closing its stream: the job is failing.
     UpstreamGone,
 }
 
 impl<T: Send + 'static> InputGate<T> {
     pub fn new(receivers: Vec<Receiver<Event<T>>>) -> Self {
-        let channels = vec![ChannelState { watermark: Timestamp::MIN, idle: false, ended: false }; receivers.len()];
-        Self { receivers, channels, current_watermark: Timestamp::MIN, all_idle: false }
+        let channels = vec![
+            ChannelState {
+                watermark: Timestamp::MIN,
+                idle: false,
+                data_ended: false,
+                closed: false,
+                blocked: false
+            };
+            receivers.len()
+        ];
+        Self {
+            receivers,
+            channels,
+            current_watermark: Timestamp::MIN,
+            all_idle: false,
+            data_ended: false,
+            aligning: None,
+        }
     }
 
-    /// Waits up to `timeout` for an event from any live channel and pushes it into `head`.
+    /// Waits up to `timeout` for an event from any readable channel and pushes it into `head`.
     pub fn poll(&mut self, head: &mut dyn Output<T>, timeout: Duration) -> GatePoll {
-        let live: Vec<usize> = (0..self.receivers.len()).filter(|&i| !self.channels[i].ended).collect();
-        if live.is_empty() {
+        let readable: Vec<usize> =
+            (0..self.receivers.len()).filter(|&i| !self.channels[i].closed && !self.channels[i].blocked).collect();
+        if readable.is_empty() {
             return GatePoll::Ended;
         }
+        if readable.len() == 1 {
+            let channel = readable[0];
+            return match self.receivers[channel].recv_timeout(timeout) {
+                Ok(event) => self.deliver(channel, event, head),
+                Err(RecvTimeoutError::Timeout) => GatePoll::Timeout,
+                Err(RecvTimeoutError::Disconnected) => GatePoll::UpstreamGone,
+            };
+        }
         let mut select = Select::new();
-        for &i in &live {
+        for &i in &readable {
             select.recv(&self.receivers[i]);
         }
         let operation = match select.select_timeout(timeout) {
             Ok(op) => op,
             Err(_) => return GatePoll::Timeout,
         };
-        let channel = live[operation.index()];
-        let event = match operation.recv(&self.receivers[channel]) {
-            Ok(event) => event,
-            Err(_) => return GatePoll::UpstreamGone,
-        };
-        self.deliver(channel, event, head)
-    }
-
-    /// Receives from one channel without select: the common case of a single input.
-    pub fn poll_single(&mut self, head: &mut dyn Output<T>, timeout: Duration) -> GatePoll {
-        if self.channels[0].ended {
-            return GatePoll::Ended;
+        let channel = readable[operation.index()];
+        match operation.recv(&self.receivers[channel]) {
+            Ok(event) => self.deliver(channel, event, head),
+            Err(_) => GatePoll::UpstreamGone,
         }
-        match self.receivers[0].recv_timeout(timeout) {
-            Ok(event) => self.deliver(0, event, head),
-            Err(RecvTimeoutError::Timeout) => GatePoll::Timeout,
-            Err(RecvTimeoutError::Disconnected) => GatePoll::UpstreamGone,
-        }
-    }
-
-    pub fn channel_count(&self) -> usize {
-        self.receivers.len()
     }
 
     fn deliver(&mut self, channel: usize, event: Event<T>, head: &mut dyn Output<T>) -> GatePoll {
@@ -217,16 +248,54 @@ impl<T: Send + 'static> InputGate<T> {
                 self.update_idleness(head);
                 self.advance_watermark(head);
             }
-            Event::End => {
+            Event::Barrier(barrier) => {
+                match self.aligning {
+                    Some(current) if current.id > barrier.id => return GatePoll::Delivered { records: 0 },
+                    Some(current) if current.id == barrier.id => {}
+                    // A newer checkpoint supersedes one whose alignment never completed.
+                    _ => {
+                        self.channels.iter_mut().for_each(|c| c.blocked = false);
+                        self.aligning = Some(barrier);
+                    }
+                }
+                self.channels[channel].blocked = true;
+                return self.check_aligned();
+            }
+            Event::EndOfData => {
                 let state = &mut self.channels[channel];
-                state.ended = true;
+                state.data_ended = true;
                 state.idle = false;
                 state.watermark = MAX_WATERMARK;
-                if self.channels.iter().all(|c| c.ended) {
+                if !self.data_ended && self.channels.iter().all(|c| c.data_ended) {
+                    self.data_ended = true;
+                    head.finish();
+                } else {
+                    self.advance_watermark(head);
+                }
+            }
+            Event::End => {
+                let state = &mut self.channels[channel];
+                state.closed = true;
+                state.idle = false;
+                state.watermark = MAX_WATERMARK;
+                if self.channels.iter().all(|c| c.closed) {
                     return GatePoll::Ended;
                 }
-                self.advance_watermark(head);
+                if let GatePoll::Barrier(b) = self.check_aligned() {
+                    return GatePoll::Barrier(b);
+                }
             }
+        }
+        GatePoll::Delivered { records: 0 }
+    }
+
+    /// Alignment completes when every open channel has delivered the barrier.
+    fn check_aligned(&mut self) -> GatePoll {
+        let Some(barrier) = self.aligning else { return GatePoll::Delivered { records: 0 } };
+        if self.channels.iter().all(|c| c.blocked || c.closed) {
+            self.aligning = None;
+            self.channels.iter_mut().for_each(|c| c.blocked = false);
+            return GatePoll::Barrier(barrier);
         }
         GatePoll::Delivered { records: 0 }
     }
@@ -234,6 +303,9 @@ impl<T: Send + 'static> InputGate<T> {
     /// The task's watermark is the minimum over channels that are not idle (an ended channel
     /// stands at the maximum watermark).
     fn advance_watermark(&mut self, head: &mut dyn Output<T>) {
+        if self.data_ended {
+            return;
+        }
         let active = self.channels.iter().filter(|c| !c.idle);
         let min = active.map(|c| c.watermark).min();
         if let Some(min) = min
@@ -245,7 +317,7 @@ impl<T: Send + 'static> InputGate<T> {
     }
 
     fn update_idleness(&mut self, head: &mut dyn Output<T>) {
-        let all_idle = self.channels.iter().all(|c| c.idle || c.ended) && self.channels.iter().any(|c| c.idle);
+        let all_idle = self.channels.iter().all(|c| c.idle || c.data_ended) && self.channels.iter().any(|c| c.idle);
         if all_idle != self.all_idle {
             self.all_idle = all_idle;
             head.idle(all_idle);

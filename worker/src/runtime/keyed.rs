@@ -4,8 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::graph::{Data, OperatorContext};
 use crate::runtime::output::{Operator, Output, Timestamp};
 use crate::runtime::task::now_ms;
+use crate::state::restore::encode;
 use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
 use crate::window::AggregateFunction;
 use crate::window::operator::Key;
@@ -15,14 +17,23 @@ pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
 /// Rolling `reduce`: emits the running result for the record's key after every record.
 pub struct KeyedReduceOperator<K, T, F> {
-    pub key_of: KeySelector<T, K>,
-    pub reduce: Arc<F>,
-    pub state: foldhash::HashMap<K, T>,
+    key_of: KeySelector<T, K>,
+    reduce: Arc<F>,
+    state: foldhash::HashMap<K, T>,
 }
 
-impl<K: Key, T: Clone + Send + 'static, F: Fn(T, T) -> T + Send + Sync + 'static> Operator<T, T>
-    for KeyedReduceOperator<K, T, F>
-{
+impl<K: Key, T: Data, F> KeyedReduceOperator<K, T, F> {
+    pub fn new(key_of: KeySelector<T, K>, reduce: Arc<F>, ctx: &OperatorContext) -> Self {
+        let state = ctx.restore_keyed::<(K, T), K>(|(k, _)| k).into_iter().collect();
+        Self { key_of, reduce, state }
+    }
+}
+
+impl<K: Key, T: Data, F: Fn(T, T) -> T + Send + Sync + 'static> Operator<T, T> for KeyedReduceOperator<K, T, F> {
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        Some(encode(&self.state.iter().collect::<Vec<_>>()))
+    }
+
     fn process(&mut self, value: T, timestamp: Timestamp, out: &mut dyn Output<T>) {
         let key = (self.key_of)(&value);
         let result = match self.state.remove(&key) {
@@ -36,12 +47,23 @@ impl<K: Key, T: Clone + Send + 'static, F: Fn(T, T) -> T + Send + Sync + 'static
 
 /// Rolling `aggregate`: an [`AggregateFunction`] per key, its result emitted after every record.
 pub struct KeyedAggregateOperator<K, T, A: AggregateFunction<T>> {
-    pub key_of: KeySelector<T, K>,
-    pub aggregate: Arc<A>,
-    pub state: foldhash::HashMap<K, A::Acc>,
+    key_of: KeySelector<T, K>,
+    aggregate: Arc<A>,
+    state: foldhash::HashMap<K, A::Acc>,
+}
+
+impl<K: Key, T, A: AggregateFunction<T>> KeyedAggregateOperator<K, T, A> {
+    pub fn new(key_of: KeySelector<T, K>, aggregate: Arc<A>, ctx: &OperatorContext) -> Self {
+        let state = ctx.restore_keyed::<(K, A::Acc), K>(|(k, _)| k).into_iter().collect();
+        Self { key_of, aggregate, state }
+    }
 }
 
 impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T, A::Out> for KeyedAggregateOperator<K, T, A> {
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        Some(encode(&self.state.iter().collect::<Vec<_>>()))
+    }
+
     fn process(&mut self, value: T, timestamp: Timestamp, out: &mut dyn Output<A::Out>) {
         let key = (self.key_of)(&value);
         let aggregate = &self.aggregate;
@@ -184,15 +206,47 @@ pub struct KeyedProcessOperator<K, I, O, F> {
     _types: std::marker::PhantomData<fn(I) -> O>,
 }
 
+/// One restorable piece of a keyed process operator, always with its key.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum ProcessEntry<K> {
+    State { table: String, key: K, value: Vec<u8> },
+    EventTimer { key: K, at: Timestamp },
+    ProcessingTimer { key: K, at: Timestamp },
+}
+
+impl<K> ProcessEntry<K> {
+    fn key(&self) -> &K {
+        match self {
+            ProcessEntry::State { key, .. }
+            | ProcessEntry::EventTimer { key, .. }
+            | ProcessEntry::ProcessingTimer { key, .. } => key,
+        }
+    }
+}
+
 impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, O, F> {
-    pub fn new(key_of: KeySelector<I, K>, mut function: F) -> Self {
+    pub fn new(key_of: KeySelector<I, K>, mut function: F, ctx: &OperatorContext) -> Self {
         let mut state = KeyedStateBackend::default();
         function.open(&mut state);
+        let mut timers = Timers::default();
+        for entry in ctx.restore_keyed::<ProcessEntry<K>, K>(ProcessEntry::key) {
+            match entry {
+                ProcessEntry::State { table, key, value } => {
+                    state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
+                }
+                ProcessEntry::EventTimer { key, at } => {
+                    timers.event.entry(at).or_default().insert(key);
+                }
+                ProcessEntry::ProcessingTimer { key, at } => {
+                    timers.processing.entry(at).or_default().insert(key);
+                }
+            }
+        }
         Self {
             key_of,
             function,
             state,
-            timers: Timers::default(),
+            timers,
             watermark: Timestamp::MIN,
             now: now_ms(),
             _types: std::marker::PhantomData,
@@ -220,6 +274,22 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
 impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Operator<I, O>
     for KeyedProcessOperator<K, I, O, F>
 {
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        let mut entries: Vec<ProcessEntry<K>> = self
+            .state
+            .snapshot_entries()
+            .into_iter()
+            .map(|(table, key, value)| ProcessEntry::State { table, key, value })
+            .collect();
+        for (&at, keys) in &self.timers.event {
+            entries.extend(keys.iter().map(|key| ProcessEntry::EventTimer { key: key.clone(), at }));
+        }
+        for (&at, keys) in &self.timers.processing {
+            entries.extend(keys.iter().map(|key| ProcessEntry::ProcessingTimer { key: key.clone(), at }));
+        }
+        Some(encode(&entries))
+    }
+
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
         let key = (self.key_of)(&value);
         let mut ctx = KeyedContext {

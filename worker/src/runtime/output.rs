@@ -11,6 +11,28 @@ pub const NO_TIMESTAMP: Timestamp = i64::MIN;
 /// The watermark that ends event time: every event-time window fires.
 pub const MAX_WATERMARK: Timestamp = i64::MAX;
 
+/// Index of a node in the job graph; identifies an operator's state in a checkpoint.
+pub type NodeId = usize;
+
+/// Marks the position of a checkpoint in every stream (Chandy-Lamport marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointBarrier {
+    pub id: u64,
+    pub timestamp: Timestamp,
+}
+
+/// The state one task captured for a checkpoint: one blob per stateful operator.
+#[derive(Debug, Default)]
+pub struct TaskSnapshot {
+    pub states: Vec<(NodeId, Vec<u8>)>,
+}
+
+impl TaskSnapshot {
+    pub fn put(&mut self, node: NodeId, state: Vec<u8>) {
+        self.states.push((node, state));
+    }
+}
+
 /// Where an operator sends its results. Implemented by the next chained operator, by a channel
 /// writer to the next task, by a fan-out, or by a sink.
 pub trait Output<T>: Send {
@@ -26,8 +48,16 @@ pub trait Output<T>: Send {
     fn tick(&mut self, now: Timestamp) -> Option<Timestamp>;
     /// Send buffered records downstream (the buffer timeout of an idle task).
     fn flush(&mut self);
-    /// End of input: fire what is left and pass the end on.
+    /// End of data: fire what is left (windows, timers) and pass it on. The task stays up
+    /// for the final checkpoint; [`close`](Output::close) ends it.
     fn finish(&mut self);
+    /// A checkpoint barrier, aligned over all inputs: snapshot state into `snapshot`, then
+    /// pass the barrier on.
+    fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot);
+    /// Checkpoint `checkpoint_id` is complete everywhere: sinks commit what it covers.
+    fn checkpoint_complete(&mut self, checkpoint_id: u64);
+    /// The stream ends: nothing follows.
+    fn close(&mut self);
 }
 
 /// The smaller of two optional deadlines.
@@ -55,11 +85,21 @@ pub trait Operator<I, O>: Send + 'static {
 
     /// End of input: emit what is still held (e.g. open windows).
     fn finish(&mut self, _out: &mut dyn Output<O>) {}
+
+    /// A synchronous, cheap copy of the operator's state for a checkpoint; `None` when the
+    /// operator has no state. Uploading happens elsewhere while processing goes on.
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// A checkpoint completed.
+    fn checkpoint_complete(&mut self, _checkpoint_id: u64) {}
 }
 
 /// An operator joined to the rest of its chain.
 pub struct Chained<Op, O> {
     pub op: Op,
+    pub node: NodeId,
     pub out: Box<dyn Output<O>>,
 }
 
@@ -84,6 +124,19 @@ impl<I, O: 'static, Op: Operator<I, O>> Output<I> for Chained<Op, O> {
     fn finish(&mut self) {
         self.op.finish(&mut *self.out);
         self.out.finish();
+    }
+    fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) {
+        if let Some(state) = self.op.snapshot() {
+            snapshot.put(self.node, state);
+        }
+        self.out.barrier(barrier, snapshot);
+    }
+    fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+        self.op.checkpoint_complete(checkpoint_id);
+        self.out.checkpoint_complete(checkpoint_id);
+    }
+    fn close(&mut self) {
+        self.out.close();
     }
 }
 
@@ -115,6 +168,15 @@ impl<T: Clone + Send> Output<T> for Fanout<T> {
     fn finish(&mut self) {
         self.outs.iter_mut().for_each(|o| o.finish());
     }
+    fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) {
+        self.outs.iter_mut().for_each(|o| o.barrier(barrier, snapshot));
+    }
+    fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+        self.outs.iter_mut().for_each(|o| o.checkpoint_complete(checkpoint_id));
+    }
+    fn close(&mut self) {
+        self.outs.iter_mut().for_each(|o| o.close());
+    }
 }
 
 /// The output of a port nobody consumes (e.g. an unused late-data side output).
@@ -129,6 +191,9 @@ impl<T> Output<T> for Discard {
     }
     fn flush(&mut self) {}
     fn finish(&mut self) {}
+    fn barrier(&mut self, _barrier: &CheckpointBarrier, _snapshot: &mut TaskSnapshot) {}
+    fn checkpoint_complete(&mut self, _checkpoint_id: u64) {}
+    fn close(&mut self) {}
 }
 
 /// Handed to user functions that emit any number of records (flat_map, process functions).

@@ -3,29 +3,40 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::runtime::output::{Output, Timestamp};
+use crate::runtime::output::{CheckpointBarrier, NodeId, Output, TaskSnapshot, Timestamp};
 use crate::runtime::task::JobShared;
 
 /// Writes records out of the job. `flush` is called at least every buffer timeout and at the
 /// end; `finish` once when the input ends.
+///
+/// A two-phase-commit sink pre-commits in `snapshot_state` (the returned state holds what is
+/// pending) and commits in `checkpoint_complete`; when it is built from restored state it
+/// commits what the restored checkpoint covered.
 pub trait SinkFunction<T>: Send + 'static {
     fn invoke(&mut self, value: T, timestamp: Timestamp);
     fn flush(&mut self) {}
     fn finish(&mut self) {
         self.flush();
     }
+    /// Pre-commit for checkpoint `checkpoint_id`; the state to store with it.
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Option<Vec<u8>> {
+        None
+    }
+    /// Checkpoint `checkpoint_id` completed: make what it covers visible.
+    fn checkpoint_complete(&mut self, _checkpoint_id: u64) {}
 }
 
 /// Adapts a [`SinkFunction`] to the end of a chain and counts the records it writes.
 pub struct SinkOutput<S> {
     sink: S,
+    node: NodeId,
     unreported: u64,
     job: Arc<JobShared>,
 }
 
 impl<S> SinkOutput<S> {
-    pub fn new(sink: S, job: Arc<JobShared>) -> Self {
-        Self { sink, unreported: 0, job }
+    pub fn new(sink: S, node: NodeId, job: Arc<JobShared>) -> Self {
+        Self { sink, node, unreported: 0, job }
     }
 
     fn report(&mut self) {
@@ -52,5 +63,17 @@ impl<T, S: SinkFunction<T>> Output<T> for SinkOutput<S> {
     fn finish(&mut self) {
         self.report();
         self.sink.finish();
+    }
+    fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) {
+        self.sink.flush();
+        if let Some(state) = self.sink.snapshot_state(barrier.id) {
+            snapshot.put(self.node, state);
+        }
+    }
+    fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+        self.sink.checkpoint_complete(checkpoint_id);
+    }
+    fn close(&mut self) {
+        self.report();
     }
 }

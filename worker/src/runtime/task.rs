@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
 use crate::config::Configuration;
 use crate::runtime::exchange::{GatePoll, InputGate};
-use crate::runtime::output::{Output, Timestamp};
+use crate::runtime::output::{CheckpointBarrier, NodeId, Output, TaskSnapshot, Timestamp};
+use crate::state::restore::RestoredState;
 
 /// Current processing time in milliseconds since the epoch.
 pub fn now_ms() -> Timestamp {
@@ -25,6 +28,8 @@ pub struct TaskInfo {
     pub max_parallelism: usize,
     pub config: Arc<Configuration>,
     pub job: Arc<JobShared>,
+    /// The checkpoint this run restores from, if any.
+    pub restored: Option<Arc<RestoredState>>,
 }
 
 impl TaskInfo {
@@ -79,6 +84,11 @@ pub trait SourceFunction<T>: Send + 'static {
         Ok(())
     }
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError>;
+    /// The source's position for a checkpoint (e.g. a file offset), restored by whoever builds
+    /// the source from `TaskInfo::restored`. `None`: the source cannot rewind (e.g. a socket).
+    fn snapshot_state(&mut self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Where a source emits its records.
@@ -135,7 +145,63 @@ pub enum TaskOutcome {
 /// A task ready to run on its own thread.
 pub trait Task: Send {
     fn info(&self) -> &TaskInfo;
+    fn is_source(&self) -> bool;
+    /// Connects the task to the checkpoint coordinator.
+    fn attach(&mut self, link: CoordinatorLink);
     fn run(self: Box<Self>) -> TaskOutcome;
+}
+
+/// What the checkpoint coordinator tells a task.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Sources only: inject this barrier now.
+    Trigger(CheckpointBarrier),
+    /// A checkpoint completed: sinks commit.
+    Complete(u64),
+    /// Sources only: the final checkpoint is complete; close the stream.
+    Finish,
+}
+
+/// What a task tells the checkpoint coordinator.
+#[derive(Debug)]
+pub enum TaskEvent {
+    /// The task passed the barrier and captured its state.
+    Acknowledge { task: usize, checkpoint_id: u64, subtask: usize, snapshot: TaskSnapshot },
+    /// A source reached the end of its input and waits for the final checkpoint.
+    EndOfInput { task: usize },
+}
+
+/// A task's two channels to the checkpoint coordinator.
+pub struct CoordinatorLink {
+    pub task: usize,
+    pub control: Receiver<Control>,
+    pub events: Sender<TaskEvent>,
+}
+
+impl CoordinatorLink {
+    fn acknowledge(&self, info: &TaskInfo, checkpoint_id: u64, snapshot: TaskSnapshot) {
+        // A coordinator that is gone means the job is ending; nothing to report to.
+        let _ = self.events.send(TaskEvent::Acknowledge {
+            task: self.task,
+            checkpoint_id,
+            subtask: info.subtask_index,
+            snapshot,
+        });
+    }
+}
+
+/// Takes a snapshot of a chain at a barrier and reports it.
+fn checkpoint<T>(
+    info: &TaskInfo,
+    link: &Option<CoordinatorLink>,
+    chain: &mut dyn Output<T>,
+    barrier: &CheckpointBarrier,
+    mut snapshot: TaskSnapshot,
+) {
+    chain.barrier(barrier, &mut snapshot);
+    if let Some(link) = link {
+        link.acknowledge(info, barrier.id, snapshot);
+    }
 }
 
 /// Drives processing time and the buffer timeout for a chain.
@@ -174,8 +240,10 @@ impl Pacer {
 /// A source and the operator chain it feeds.
 pub struct SourceTask<T> {
     pub info: TaskInfo,
+    pub node: NodeId,
     pub source: Box<dyn SourceFunction<T>>,
     pub chain: Box<dyn Output<T>>,
+    pub link: Option<CoordinatorLink>,
 }
 
 impl<T: Send + 'static> Task for SourceTask<T> {
@@ -183,14 +251,47 @@ impl<T: Send + 'static> Task for SourceTask<T> {
         &self.info
     }
 
+    fn is_source(&self) -> bool {
+        true
+    }
+
+    fn attach(&mut self, link: CoordinatorLink) {
+        self.link = Some(link);
+    }
+
     fn run(self: Box<Self>) -> TaskOutcome {
-        let SourceTask { info, mut source, mut chain } = *self;
+        let SourceTask { info, node, mut source, mut chain, link } = *self;
         run_guarded(&info, move |info| {
             source.open(info).map_err(|e| e.to_string())?;
             let mut pacer = Pacer::new();
+            let mut at_end = false;
             loop {
                 if info.job.is_cancelled() {
                     return Ok(TaskOutcome::Cancelled);
+                }
+                // Checkpoint control comes between batches, so a barrier lands between records.
+                while let Some(message) = next_control(&link, at_end) {
+                    match message {
+                        Control::Trigger(barrier) => {
+                            let mut snapshot = TaskSnapshot::default();
+                            if let Some(state) = source.snapshot_state() {
+                                snapshot.put(node, state);
+                            }
+                            checkpoint(info, &link, &mut *chain, &barrier, snapshot);
+                        }
+                        Control::Complete(id) => chain.checkpoint_complete(id),
+                        Control::Finish => {
+                            chain.close();
+                            return Ok(TaskOutcome::Finished);
+                        }
+                    }
+                    if info.job.is_cancelled() {
+                        return Ok(TaskOutcome::Cancelled);
+                    }
+                }
+                if at_end {
+                    pacer.pace(&mut *chain);
+                    continue;
                 }
                 let mut out = SourceOutput::new(&mut *chain);
                 let status = source.poll(&mut out).map_err(|e| e.to_string())?;
@@ -204,11 +305,36 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                     }
                     SourceStatus::Finished => {
                         chain.finish();
-                        return Ok(TaskOutcome::Finished);
+                        match &link {
+                            // Stay up for the final checkpoint, which commits the last output.
+                            Some(link) => {
+                                at_end = true;
+                                let _ = link.events.send(TaskEvent::EndOfInput { task: link.task });
+                            }
+                            None => {
+                                chain.close();
+                                return Ok(TaskOutcome::Finished);
+                            }
+                        }
                     }
                 }
             }
         })
+    }
+}
+
+/// The next control message; a source at the end of its input waits a little for one.
+fn next_control(link: &Option<CoordinatorLink>, wait: bool) -> Option<Control> {
+    let link = link.as_ref()?;
+    if wait {
+        match link.control.recv_timeout(Duration::from_millis(50)) {
+            Ok(message) => Some(message),
+            Err(RecvTimeoutError::Timeout) => None,
+            // The coordinator is gone: the job is being torn down.
+            Err(RecvTimeoutError::Disconnected) => Some(Control::Finish),
+        }
+    } else {
+        link.control.try_recv().ok()
     }
 }
 
@@ -217,6 +343,7 @@ pub struct InputTask<T> {
     pub info: TaskInfo,
     pub gate: InputGate<T>,
     pub chain: Box<dyn Output<T>>,
+    pub link: Option<CoordinatorLink>,
 }
 
 impl<T: Send + 'static> Task for InputTask<T> {
@@ -224,20 +351,31 @@ impl<T: Send + 'static> Task for InputTask<T> {
         &self.info
     }
 
+    fn is_source(&self) -> bool {
+        false
+    }
+
+    fn attach(&mut self, link: CoordinatorLink) {
+        self.link = Some(link);
+    }
+
     fn run(self: Box<Self>) -> TaskOutcome {
-        let InputTask { info, mut gate, mut chain } = *self;
-        run_guarded(&info, move |_info| {
+        let InputTask { info, mut gate, mut chain, link } = *self;
+        run_guarded(&info, move |info| {
             let mut pacer = Pacer::new();
-            let single = gate.channel_count() == 1;
             loop {
+                deliver_completions(&link, &mut *chain);
                 let budget = pacer.wait_budget();
-                let polled =
-                    if single { gate.poll_single(&mut *chain, budget) } else { gate.poll(&mut *chain, budget) };
-                match polled {
+                match gate.poll(&mut *chain, budget) {
                     GatePoll::Delivered { .. } => {}
+                    GatePoll::Barrier(barrier) => {
+                        checkpoint(info, &link, &mut *chain, &barrier, TaskSnapshot::default())
+                    }
                     GatePoll::Timeout => chain.flush(),
                     GatePoll::Ended => {
-                        chain.finish();
+                        // The final checkpoint's completion was sent before the sources closed.
+                        deliver_completions(&link, &mut *chain);
+                        chain.close();
                         return Ok(TaskOutcome::Finished);
                     }
                     // An upstream task only vanishes without `End` when it failed or the job was
@@ -247,6 +385,17 @@ impl<T: Send + 'static> Task for InputTask<T> {
                 pacer.pace(&mut *chain);
             }
         })
+    }
+}
+
+/// Passes checkpoint completions on to the chain (sinks commit on them).
+fn deliver_completions<T>(link: &Option<CoordinatorLink>, chain: &mut dyn Output<T>) {
+    if let Some(link) = link {
+        while let Ok(message) = link.control.try_recv() {
+            if let Control::Complete(id) = message {
+                chain.checkpoint_complete(id);
+            }
+        }
     }
 }
 

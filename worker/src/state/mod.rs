@@ -3,15 +3,55 @@
 //! A keyed operator registers its state when it opens and gets typed handles back; reading or
 //! writing through a handle touches only the table of the current key. Tables are plain hash
 //! maps per operator instance; every entry's key group follows from its key hash, which is how
-//! a snapshot will be split by key group for rescaling.
+//! a restored snapshot is split by key group for rescaling.
+
+pub mod restore;
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::window::operator::Key;
 
 type Table<K, S> = foldhash::HashMap<K, S>;
+
+/// A value that can live in keyed state: sent to checkpoints and read back.
+pub trait StateValue: Serialize + DeserializeOwned + Send + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
+
+/// One registered state of every key, behind a trait object so the backend can snapshot and
+/// restore tables of any value type.
+trait StateTable<K>: Send {
+    fn as_any(&mut self) -> &mut dyn Any;
+    fn entries(&self) -> Vec<(K, Vec<u8>)>;
+    fn insert_encoded(&mut self, key: K, bytes: &[u8]) -> Result<(), postcard::Error>;
+}
+
+struct TypedTable<K, S>(Table<K, S>);
+
+impl<K: Key, S: StateValue> StateTable<K> for TypedTable<K, S> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        &mut self.0
+    }
+    fn entries(&self) -> Vec<(K, Vec<u8>)> {
+        self.0.iter().map(|(k, v)| (k.clone(), restore::encode(v))).collect()
+    }
+    fn insert_encoded(&mut self, key: K, bytes: &[u8]) -> Result<(), postcard::Error> {
+        self.0.insert(key, postcard::from_bytes(bytes)?);
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("restored state '{0}' is not registered by the function's open()")]
+    UnknownState(String),
+    #[error("restored state '{name}' cannot be decoded: {source}")]
+    Decode { name: String, source: postcard::Error },
+}
 
 /// A single value per key (Flink's `ValueState`).
 pub struct ValueState<V> {
@@ -50,38 +90,55 @@ impl<UK, UV> Clone for MapState<UK, UV> {
 /// All keyed state of one operator instance.
 pub struct KeyedStateBackend<K> {
     names: Vec<String>,
-    tables: Vec<Box<dyn Any + Send>>,
-    _key: PhantomData<fn() -> K>,
+    tables: Vec<Box<dyn StateTable<K>>>,
 }
 
 impl<K: Key> Default for KeyedStateBackend<K> {
     fn default() -> Self {
-        Self { names: Vec::new(), tables: Vec::new(), _key: PhantomData }
+        Self { names: Vec::new(), tables: Vec::new() }
     }
 }
 
 impl<K: Key> KeyedStateBackend<K> {
-    fn register<S: Send + 'static>(&mut self, name: &str) -> usize {
+    fn register<S: StateValue>(&mut self, name: &str) -> usize {
         assert!(!self.names.iter().any(|n| n == name), "keyed state '{name}' is registered twice");
         self.names.push(name.to_string());
-        self.tables.push(Box::new(Table::<K, S>::default()));
+        self.tables.push(Box::new(TypedTable::<K, S>(Table::default())));
         self.tables.len() - 1
     }
 
-    pub fn value_state<V: Send + 'static>(&mut self, name: &str) -> ValueState<V> {
+    pub fn value_state<V: StateValue>(&mut self, name: &str) -> ValueState<V> {
         ValueState { index: self.register::<V>(name), _type: PhantomData }
     }
 
-    pub fn list_state<V: Send + 'static>(&mut self, name: &str) -> ListState<V> {
+    pub fn list_state<V: StateValue>(&mut self, name: &str) -> ListState<V> {
         ListState { index: self.register::<Vec<V>>(name), _type: PhantomData }
     }
 
-    pub fn map_state<UK: Key, UV: Send + 'static>(&mut self, name: &str) -> MapState<UK, UV> {
+    pub fn map_state<UK: Key, UV: StateValue>(&mut self, name: &str) -> MapState<UK, UV> {
         MapState { index: self.register::<HashMap<UK, UV>>(name), _type: PhantomData }
     }
 
     fn table<S: 'static>(&mut self, index: usize) -> &mut Table<K, S> {
-        self.tables[index].downcast_mut::<Table<K, S>>().expect("state handle of this backend")
+        self.tables[index].as_any().downcast_mut::<Table<K, S>>().expect("state handle of this backend")
+    }
+
+    /// Every (state name, key, encoded value), for a checkpoint.
+    pub fn snapshot_entries(&self) -> Vec<(String, K, Vec<u8>)> {
+        let mut entries = Vec::new();
+        for (name, table) in self.names.iter().zip(&self.tables) {
+            entries.extend(table.entries().into_iter().map(|(k, v)| (name.clone(), k, v)));
+        }
+        entries
+    }
+
+    /// Puts back one entry of a checkpoint.
+    pub fn restore_entry(&mut self, name: &str, key: K, value: &[u8]) -> Result<(), StateError> {
+        let index =
+            self.names.iter().position(|n| n == name).ok_or_else(|| StateError::UnknownState(name.to_string()))?;
+        self.tables[index]
+            .insert_encoded(key, value)
+            .map_err(|source| StateError::Decode { name: name.to_string(), source })
     }
 
     pub fn value<V: 'static>(&mut self, handle: &ValueState<V>, key: &K) -> Option<&V> {

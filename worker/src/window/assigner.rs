@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 use crate::runtime::output::Timestamp;
 
 /// A time interval `[start, end)`. Ordered by end first, so windows fire in order of their end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TimeWindow {
     pub start: Timestamp,
     pub end: Timestamp,

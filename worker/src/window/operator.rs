@@ -9,14 +9,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::runtime::output::{Collector, Output, Timestamp, earliest};
+use crate::graph::{Data, OperatorContext};
+use crate::runtime::output::{CheckpointBarrier, Collector, NodeId, Output, TaskSnapshot, Timestamp, earliest};
 use crate::runtime::task::now_ms;
+use crate::state::restore::encode;
 use crate::window::functions::WindowAggregation;
 use crate::window::{TimeDomain, TimeWindow, WindowAssigner};
 
-/// The key of a keyed stream.
-pub trait Key: std::hash::Hash + Eq + Clone + Send + 'static {}
-impl<K: std::hash::Hash + Eq + Clone + Send + 'static> Key for K {}
+/// The key of a keyed stream: hashable for partitioning, serializable for checkpoints.
+pub trait Key: std::hash::Hash + Eq + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<K: std::hash::Hash + Eq + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Key for K {}
 
 type KeyMap<K, V> = foldhash::HashMap<K, V>;
 
@@ -33,8 +35,19 @@ struct Session<Acc> {
     fired: bool,
 }
 
+/// One restorable piece of window state: a key's accumulator in one window.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WindowEntry<K, Acc> {
+    key: K,
+    start: Timestamp,
+    end: Timestamp,
+    fired: bool,
+    acc: Acc,
+}
+
 pub struct WindowOperator<K, I, O, A: WindowAggregation<K, I, O>> {
     name: String,
+    node: NodeId,
     key_of: Arc<dyn Fn(&I) -> K + Send + Sync>,
     assigner: WindowAssigner,
     aggregation: Arc<A>,
@@ -51,9 +64,11 @@ pub struct WindowOperator<K, I, O, A: WindowAggregation<K, I, O>> {
     pub dropped_late_records: u64,
 }
 
-impl<K: Key, I: Clone + Send + 'static, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<K, I, O, A> {
+impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<K, I, O, A> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
+        ctx: &OperatorContext,
         key_of: Arc<dyn Fn(&I) -> K + Send + Sync>,
         assigner: WindowAssigner,
         aggregation: Arc<A>,
@@ -61,8 +76,9 @@ impl<K: Key, I: Clone + Send + 'static, O: 'static, A: WindowAggregation<K, I, O
         out: Box<dyn Output<O>>,
         late_out: Box<dyn Output<I>>,
     ) -> Self {
-        Self {
+        let mut operator = Self {
             name,
+            node: ctx.node,
             key_of,
             assigner,
             aggregation,
@@ -75,7 +91,55 @@ impl<K: Key, I: Clone + Send + 'static, O: 'static, A: WindowAggregation<K, I, O
             sessions: KeyMap::default(),
             session_timers: BTreeMap::new(),
             dropped_late_records: 0,
+        };
+        for entry in ctx.restore_keyed::<WindowEntry<K, A::Acc>, K>(|e| &e.key) {
+            operator.restore(entry);
         }
+        operator
+    }
+
+    fn restore(&mut self, entry: WindowEntry<K, A::Acc>) {
+        let window = TimeWindow::new(entry.start, entry.end);
+        if self.assigner.is_merging() {
+            let at = window.max_timestamp();
+            if !entry.fired {
+                self.session_timers.entry(at).or_default().push(entry.key.clone());
+            }
+            if self.allowed_lateness > 0 {
+                self.session_timers
+                    .entry(at.saturating_add(self.allowed_lateness))
+                    .or_default()
+                    .push(entry.key.clone());
+            }
+            let session = Session { window, acc: entry.acc, fired: entry.fired };
+            self.sessions.entry(entry.key).or_default().push(session);
+        } else {
+            let pane = self.fixed.entry(window).or_insert_with(|| Pane { fired: entry.fired, accs: KeyMap::default() });
+            pane.accs.insert(entry.key, entry.acc);
+        }
+    }
+
+    fn snapshot_entries(&self) -> Vec<WindowEntry<&K, &A::Acc>> {
+        let mut entries = Vec::new();
+        for (window, pane) in &self.fixed {
+            entries.extend(pane.accs.iter().map(|(key, acc)| WindowEntry {
+                key,
+                start: window.start,
+                end: window.end,
+                fired: pane.fired,
+                acc,
+            }));
+        }
+        for (key, sessions) in &self.sessions {
+            entries.extend(sessions.iter().map(|s| WindowEntry {
+                key,
+                start: s.window.start,
+                end: s.window.end,
+                fired: s.fired,
+                acc: &s.acc,
+            }));
+        }
+        entries
     }
 
     fn event_time(&self) -> bool {
@@ -229,9 +293,7 @@ impl<K: Key, I: Clone + Send + 'static, O: 'static, A: WindowAggregation<K, I, O
     }
 }
 
-impl<K: Key, I: Clone + Send + 'static, O: 'static, A: WindowAggregation<K, I, O>> Output<I>
-    for WindowOperator<K, I, O, A>
-{
+impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> Output<I> for WindowOperator<K, I, O, A> {
     #[inline]
     fn collect(&mut self, value: I, timestamp: Timestamp) {
         let time = if self.event_time() {
@@ -288,5 +350,21 @@ impl<K: Key, I: Clone + Send + 'static, O: 'static, A: WindowAggregation<K, I, O
         self.fire(Timestamp::MAX);
         self.out.finish();
         self.late_out.finish();
+    }
+
+    fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) {
+        snapshot.put(self.node, encode(&self.snapshot_entries()));
+        self.out.barrier(barrier, snapshot);
+        self.late_out.barrier(barrier, snapshot);
+    }
+
+    fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+        self.out.checkpoint_complete(checkpoint_id);
+        self.late_out.checkpoint_complete(checkpoint_id);
+    }
+
+    fn close(&mut self) {
+        self.out.close();
+        self.late_out.close();
     }
 }
