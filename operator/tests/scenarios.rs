@@ -1,0 +1,360 @@
+//! Lifecycle scenarios against a fake API server (kube `Client` over `tower-test`) and a
+//! scripted JobManager. Each asserts the exact requests the reconciler makes for a transition.
+
+mod support;
+
+
+
+use kube::runtime::controller::Action;
+use rheo_operator::jobmanager::JmError;
+use rheo_operator::reconcile::{Error, REQUEUE_BUSY, REQUEUE_INVALID, REQUEUE_STEADY, REQUEUE_UNREACHABLE};
+use rheo_rest::JobState;
+use serde_json::json;
+use support::*;
+
+const BASIC: &str = r#"
+metadata: {}
+spec:
+  image: rheo:latest
+  taskManager: {replicas: 1, slots: 2}
+  flinkConfiguration:
+    state.checkpoints.dir: s3://rheo/checkpoints
+    state.savepoints.dir: s3://rheo/savepoints
+  job: {entry: word-count, args: [--input, /data/in]}
+"#;
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// Deploys BASIC and lets its job run: the state every other scenario starts from.
+async fn deployed(upgrade_mode: &str) -> Env {
+    let env = Env::new(BASIC);
+    env.edit(|fj| fj["spec"]["job"]["upgradeMode"] = json!(upgrade_mode));
+    env.reconcile().await.unwrap();
+    env.take_calls();
+    env.jm.take_calls();
+    env
+}
+
+#[tokio::test]
+async fn first_deploy_adds_finalizer_records_then_applies_and_observes() {
+    let env = Env::new(BASIC);
+    env.edit(|fj| fj["metadata"]["finalizers"] = json!(null));
+
+    // Pass 1: only the finalizer (JSON patch on the resource itself).
+    assert_eq!(env.reconcile().await.unwrap(), Action::await_change());
+    let calls = env.take_calls();
+    assert_eq!(lines(&calls), s(&["PATCH /apis/rheo.io/v1alpha1/namespaces/streams/flinkjobs/wc"]));
+    assert!(calls[0].content_type.contains("json-patch"));
+    assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!(["rheo.io/finalizer"]));
+
+    // Pass 2: record (status first), apply the five children, read the job, status again.
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_STEADY));
+    let calls = env.take_calls();
+    let mut want = vec![format!("PATCH {FJ_STATUS}")];
+    want.extend(applies());
+    want.extend(s(&[&format!("PATCH {FJ_STATUS}"), "EVENT Stable", "EVENT JobStateChanged"]));
+    // The first status write's Event (Deployed) comes right after it.
+    want.insert(1, "EVENT Deployed".into());
+    assert_eq!(lines(&calls), want);
+
+    let recorded = &calls[0].body["status"];
+    assert_eq!(recorded["lifecycleState"], "DEPLOYED");
+    assert_eq!(recorded["jobStatus"]["jobId"], JOB0);
+    assert!(recorded["reconciliation"]["lastReconciledSpec"].as_str().unwrap().contains("word-count"));
+    for c in &calls[2..7] {
+        assert!(c.content_type.contains("apply-patch"), "{} is not server-side apply", c.path);
+        assert_eq!(c.body["metadata"]["ownerReferences"][0]["kind"], "FlinkJob");
+        assert_eq!(c.body["metadata"]["annotations"]["rheo.io/generation"], "2");
+    }
+    assert_eq!(
+        jm_args(&env),
+        s(&["jobmanager", "--job", "word-count", "--job-id", JOB0, "--", "--input", "/data/in"])
+    );
+    assert_eq!(env.jm.take_calls(), s(&[&format!("GET /jobs/{JOB0}"), &format!("GET /jobs/{JOB0}/checkpoints")]));
+
+    let status = env.status();
+    assert_eq!(status["lifecycleState"], "STABLE");
+    assert_eq!(status["jobStatus"]["state"], "RUNNING");
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(status["taskManager"]["selector"], "app.kubernetes.io/component=taskmanager,app.kubernetes.io/instance=wc,app.kubernetes.io/name=rheo");
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    assert_eq!(condition(&status, "Ready")["observedGeneration"], 2);
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+}
+
+#[tokio::test]
+async fn stateless_upgrade_cancels_and_redeploys_with_a_fresh_job_id() {
+    let env = deployed("stateless").await;
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+
+    env.reconcile().await.unwrap();
+    let calls = env.take_calls();
+    assert_eq!(calls[0].line(), format!("PATCH {FJ_STATUS}"));
+    assert_eq!(calls[0].body["status"]["reconciliation"]["upgrade"]["mode"], "stateless");
+    assert_eq!(calls[0].body["status"]["reconciliation"]["upgrade"]["reason"], "SpecChanged");
+    assert_eq!(calls[0].body["status"]["lifecycleState"], "UPGRADING");
+    assert_eq!(
+        env.jm.take_calls(),
+        s(&[
+            &format!("PATCH /jobs/{JOB0}?mode=cancel"),
+            &format!("GET /jobs/{JOB1}"),
+            &format!("GET /jobs/{JOB1}/checkpoints"),
+        ])
+    );
+    assert_eq!(jm_args(&env), s(&["jobmanager", "--job", "word-count", "--job-id", JOB1, "--", "--input", "/data/in"]));
+    let jm = env.object(JM_DEPLOY).unwrap();
+    assert_eq!(jm["spec"]["template"]["spec"]["containers"][0]["image"], "rheo:2");
+    let status = env.status();
+    assert_eq!(status["reconciliation"]["jobEpoch"], 1);
+    assert!(status["reconciliation"].get("upgrade").is_none());
+    assert!(lines(&calls).contains(&"EVENT Upgraded".to_string()));
+}
+
+#[tokio::test]
+async fn last_state_upgrade_restores_the_newest_checkpoint() {
+    let env = deployed("last-state").await;
+    *env.jm.checkpoint.lock().unwrap() = Some(("s3://rheo/checkpoints/j/chk-7".into(), 1_795_464_470_622));
+    env.edit(|fj| fj["spec"]["job"]["args"] = json!(["--input", "/data/other"]));
+
+    env.reconcile().await.unwrap();
+    assert_eq!(
+        env.jm.take_calls()[..2],
+        s(&[&format!("GET /jobs/{JOB0}/checkpoints"), &format!("PATCH /jobs/{JOB0}?mode=cancel")])
+    );
+    assert_eq!(
+        jm_args(&env),
+        s(&["jobmanager", "--job", "word-count", "--job-id", JOB1, "--from-savepoint", "s3://rheo/checkpoints/j/chk-7", "--", "--input", "/data/other"])
+    );
+    assert_eq!(env.status()["reconciliation"]["restorePath"], "s3://rheo/checkpoints/j/chk-7");
+}
+
+#[tokio::test]
+async fn last_state_upgrade_waits_for_an_unreachable_jobmanager_and_never_goes_stateless() {
+    let env = deployed("last-state").await;
+    *env.jm.job_state.lock().unwrap() = Some(Err(JmError::Unreachable("connection refused".into())));
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+
+    for _ in 0..3 {
+        assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_UNREACHABLE));
+    }
+    let calls = env.take_calls();
+    assert!(calls.iter().all(|c| c.path.contains("flinkjobs") || c.path.ends_with("/events")), "{:#?}", lines(&calls));
+    assert_eq!(jm_args(&env)[4], JOB0, "the old deployment stays");
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("cancel")));
+    let status = env.status();
+    assert_eq!(status["lifecycleState"], "UPGRADING");
+    assert!(status["error"].as_str().unwrap().contains("no fall back to stateless"));
+    assert_eq!(condition(&status, "Degraded")["status"], "True");
+    assert_eq!(condition(&status, "Degraded")["reason"], "JobManagerUnreachable");
+}
+
+#[tokio::test]
+async fn savepoint_upgrade_stops_with_savepoint_then_redeploys_from_it() {
+    let env = deployed("savepoint").await;
+    env.edit(|fj| fj["spec"]["job"]["parallelism"] = json!(4));
+
+    // Pass 1: record the upgrade, check the job runs, record the pending savepoint, stop it.
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_BUSY));
+    assert_eq!(
+        env.jm.take_calls(),
+        s(&[&format!("GET /jobs/{JOB0}"), &format!(r#"POST /jobs/{JOB0}/stop {{"targetDirectory":"s3://rheo/savepoints","drain":false}}"#)])
+    );
+    let calls = env.take_calls();
+    let statuses: Vec<_> = calls.iter().filter(|c| c.path == FJ_STATUS).map(|c| &c.body["status"]).collect();
+    assert_eq!(statuses[0]["reconciliation"]["upgrade"]["mode"], "savepoint");
+    assert_eq!(statuses[1]["jobStatus"]["pendingSavepoint"]["purpose"], "upgrade");
+    assert!(statuses[1]["jobStatus"]["pendingSavepoint"].get("triggerId").is_none(), "recorded before the trigger");
+    assert_eq!(statuses[2]["jobStatus"]["pendingSavepoint"]["triggerId"], "stop-1");
+    assert!(!lines(&calls).iter().any(|l| l.contains("deployments")), "nothing redeployed yet");
+
+    // Pass 2 (as after an operator restart: everything comes from status): still in progress.
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_BUSY));
+    assert_eq!(env.jm.take_calls(), s(&[&format!("GET /jobs/{JOB0}/savepoints/stop-1")]));
+    env.take_calls();
+
+    // Pass 3: done; redeploy from the savepoint with a new job id.
+    *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/savepoint-623226-aaaa".into()));
+    env.reconcile().await.unwrap();
+    assert_eq!(env.jm.take_calls()[0], format!("GET /jobs/{JOB0}/savepoints/stop-1"));
+    assert_eq!(
+        jm_args(&env)[..7],
+        s(&["jobmanager", "--job", "word-count", "--job-id", JOB1, "--from-savepoint", "s3://rheo/savepoints/savepoint-623226-aaaa"])
+    );
+    let cm = env.object(CONFIG_MAP).unwrap();
+    assert!(cm["data"]["rheo.yaml"].as_str().unwrap().contains("parallelism.default: 4"));
+    let status = env.status();
+    assert_eq!(status["jobStatus"]["lastSavepoint"]["path"], "s3://rheo/savepoints/savepoint-623226-aaaa");
+    assert!(status["jobStatus"].get("pendingSavepoint").is_none());
+    assert!(lines(&env.take_calls()).contains(&"EVENT SavepointCompleted".to_string()));
+}
+
+#[tokio::test]
+async fn savepoint_upgrade_of_a_failed_job_stalls_instead_of_dropping_state() {
+    let env = deployed("savepoint").await;
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Failed));
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+    env.reconcile().await.unwrap();
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("/stop") || c.contains("cancel")));
+    let status = env.status();
+    assert_eq!(condition(&status, "Stalled")["status"], "True");
+    assert_eq!(condition(&status, "Stalled")["reason"], "SavepointImpossible");
+    assert_eq!(jm_args(&env)[4], JOB0);
+}
+
+#[tokio::test]
+async fn suspend_takes_a_savepoint_and_scales_to_zero_then_resume_restores_it() {
+    let env = deployed("savepoint").await;
+    env.edit(|fj| fj["spec"]["job"]["state"] = json!("suspended"));
+    env.reconcile().await.unwrap();
+    *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/sp-1".into()));
+    env.reconcile().await.unwrap();
+    env.take_calls();
+    env.jm.take_calls();
+
+    let status = env.status();
+    assert_eq!(status["lifecycleState"], "SUSPENDED");
+    assert_eq!(status["jobStatus"]["state"], "SUSPENDED");
+    assert_eq!(status["reconciliation"]["restorePath"], "s3://rheo/savepoints/sp-1");
+    assert_eq!(env.object(JM_DEPLOY).unwrap()["spec"]["replicas"], 0);
+    assert_eq!(env.object(TM_DEPLOY).unwrap()["spec"]["replicas"], 0);
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+
+    // Resume: nothing to stop, so no JobManager call before the new deployment.
+    env.edit(|fj| fj["spec"]["job"]["state"] = json!("running"));
+    env.reconcile().await.unwrap();
+    assert_eq!(env.jm.take_calls()[0], format!("GET /jobs/6232260e7262bc211b07d58420043bda"));
+    assert_eq!(env.object(JM_DEPLOY).unwrap()["spec"]["replicas"], 1);
+    assert_eq!(jm_args(&env)[5..7], s(&["--from-savepoint", "s3://rheo/savepoints/sp-1"]));
+    assert_eq!(env.status()["reconciliation"]["jobEpoch"], 2);
+}
+
+#[tokio::test]
+async fn savepoint_nonce_triggers_one_savepoint() {
+    let env = deployed("stateless").await;
+    env.edit(|fj| fj["spec"]["job"]["savepointTriggerNonce"] = json!(1));
+
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_BUSY));
+    let jm = env.jm.take_calls();
+    assert_eq!(jm[2], format!(r#"POST /jobs/{JOB0}/savepoints {{"target-directory":"s3://rheo/savepoints","cancel-job":false}}"#));
+    assert!(!jm.iter().any(|c| c.contains("cancel?") || c.contains("/stop")));
+    assert_eq!(env.status()["jobStatus"]["pendingSavepoint"]["nonce"], 1);
+    assert_eq!(env.status()["jobStatus"]["pendingSavepoint"]["triggerId"], "trigger-1");
+
+    *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/sp-9".into()));
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_STEADY));
+    assert!(env.jm.take_calls().contains(&format!("GET /jobs/{JOB0}/savepoints/trigger-1")));
+    let status = env.status();
+    assert_eq!(status["jobStatus"]["lastSavepoint"], json!({"path": "s3://rheo/savepoints/sp-9", "timestamp": "2026-11-23T12:00:00Z", "purpose": "manual"}));
+    assert_eq!(status["reconciliation"]["lastSavepointTriggerNonce"], 1);
+    assert_eq!(jm_args(&env)[4], JOB0, "a savepoint is not an upgrade");
+
+    // The same nonce again does nothing.
+    env.reconcile().await.unwrap();
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("savepoints")));
+}
+
+#[tokio::test]
+async fn scale_changes_taskmanagers_without_an_upgrade() {
+    let env = deployed("savepoint").await;
+    env.edit(|fj| fj["spec"]["taskManager"]["replicas"] = json!(3));
+    env.reconcile().await.unwrap();
+    let calls = env.take_calls();
+    assert_eq!(body_of(&calls, "PATCH", TM_DEPLOY)["spec"]["replicas"], 3);
+    assert_eq!(jm_args(&env)[4], JOB0, "same job");
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("/stop") || c.contains("cancel")));
+    assert!(lines(&calls).contains(&"EVENT Scaled".to_string()));
+    let status = env.status();
+    assert_eq!(status["taskManager"]["desiredReplicas"], 3);
+    assert!(status["reconciliation"].get("upgrade").is_none());
+}
+
+#[tokio::test]
+async fn deleted_jobmanager_deployment_is_recreated() {
+    let env = deployed("stateless").await;
+    env.api.objects.lock().unwrap().remove(JM_DEPLOY);
+    env.reconcile().await.unwrap();
+    let calls = env.take_calls();
+    assert_eq!(body_of(&calls, "PATCH", JM_DEPLOY)["spec"]["template"]["spec"]["containers"][0]["args"][4], JOB0);
+    assert!(env.object(JM_DEPLOY).is_some());
+}
+
+#[tokio::test]
+async fn delete_with_savepoint_policy_waits_for_the_savepoint_then_releases_the_finalizer() {
+    let env = deployed("stateless").await;
+    env.edit(|fj| {
+        fj["spec"]["deletionPolicy"] = json!("savepoint");
+        fj["metadata"]["deletionTimestamp"] = json!("2026-11-23T11:59:00Z");
+    });
+
+    let err = env.reconcile().await.unwrap_err();
+    assert!(matches!(&err, Error::Finalizer(_)), "{err}");
+    assert_eq!(
+        env.jm.take_calls(),
+        s(&[&format!("GET /jobs/{JOB0}"), &format!(r#"POST /jobs/{JOB0}/stop {{"targetDirectory":"s3://rheo/savepoints","drain":false}}"#)])
+    );
+    assert_eq!(env.status()["lifecycleState"], "DELETING");
+    assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!(["rheo.io/finalizer"]));
+    env.take_calls();
+
+    *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/final".into()));
+    env.reconcile().await.unwrap();
+    let calls = env.take_calls();
+    let last = calls.iter().rev().find(|c| c.path == FJ_PATH).expect("finalizer removal");
+    assert!(last.content_type.contains("json-patch"));
+    assert_eq!(last.body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
+    assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!([]));
+    assert_eq!(env.status()["jobStatus"]["lastSavepoint"]["purpose"], "deletion");
+}
+
+#[tokio::test]
+async fn delete_gives_up_on_the_savepoint_after_the_timeout() {
+    let env = deployed("stateless").await;
+    *env.jm.job_state.lock().unwrap() = Some(Err(JmError::Unreachable("no route".into())));
+    env.edit(|fj| {
+        fj["spec"]["deletionPolicy"] = json!("savepoint");
+        fj["spec"]["deletionTimeoutSeconds"] = json!(60);
+        fj["metadata"]["deletionTimestamp"] = json!("2026-11-23T11:58:00Z");
+    });
+    env.reconcile().await.unwrap();
+    assert_eq!(env.jm.take_calls(), s(&[&format!("PATCH /jobs/{JOB0}?mode=cancel")]));
+    let calls = env.take_calls();
+    assert!(lines(&calls).contains(&"EVENT DeletionTimeout".to_string()));
+    assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!([]));
+}
+
+#[tokio::test]
+async fn unreachable_jobmanager_degrades_status_without_failing_the_pass() {
+    let env = deployed("stateless").await;
+    *env.jm.job_state.lock().unwrap() = Some(Err(JmError::Unreachable("connection refused".into())));
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_UNREACHABLE));
+    let calls = env.take_calls();
+    let mut want = applies();
+    want.extend(s(&[&format!("PATCH {FJ_STATUS}"), "EVENT JobManagerUnreachable"]));
+    assert_eq!(lines(&calls), want);
+    let status = env.status();
+    assert!(status["error"].as_str().unwrap().contains("connection refused"));
+    assert_eq!(condition(&status, "Degraded")["status"], "True");
+    assert_eq!(condition(&status, "Ready")["status"], "False");
+
+    // The same problem again: no second Event.
+    env.reconcile().await.unwrap();
+    assert!(!lines(&env.take_calls()).iter().any(|l| l.starts_with("EVENT")));
+}
+
+#[tokio::test]
+async fn invalid_spec_gets_a_status_error_and_an_event_and_nothing_is_deployed() {
+    let env = Env::new(BASIC);
+    env.edit(|fj| fj["spec"]["flinkConfiguration"]["rest.port"] = json!("9999"));
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_INVALID));
+    let calls = env.take_calls();
+    assert_eq!(lines(&calls), s(&[&format!("PATCH {FJ_STATUS}"), "EVENT InvalidSpec"]));
+    let status = env.status();
+    assert!(status["error"].as_str().unwrap().contains("spec.flinkConfiguration: rest.port"), "{status}");
+    assert_eq!(condition(&status, "Stalled")["status"], "True");
+    assert_eq!(condition(&status, "Stalled")["reason"], "InvalidSpec");
+    assert!(env.jm.take_calls().is_empty());
+    assert!(env.object(JM_DEPLOY).is_none());
+}
+

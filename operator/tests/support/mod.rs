@@ -1,0 +1,391 @@
+//! Test doubles for the reconciler: a fake Kubernetes API server behind kube's `Client`
+//! (through `tower-test`'s mock service) and a scripted JobManager. Both record every request,
+//! so scenarios assert exactly what the reconciler asked for.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use jiff::Timestamp;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use rheo_operator::crd::FlinkJob;
+use rheo_operator::jobmanager::{JmError, JmResult, JobManagerApi};
+use rheo_operator::reconcile::{self, Context, Error};
+use rheo_rest::*;
+use serde_json::{Value, json};
+
+pub const NS: &str = "streams";
+pub const NAME: &str = "wc";
+pub const UID: &str = "6232260e-7262-bc21-1b07-d58420043bd8";
+/// The job id of epoch 0 (the uid without dashes), and of epoch 1.
+pub const JOB0: &str = "6232260e7262bc211b07d58420043bd8";
+pub const JOB1: &str = "6232260e7262bc211b07d58420043bd9";
+pub const FJ_PATH: &str = "/apis/rheo.io/v1alpha1/namespaces/streams/flinkjobs/wc";
+
+pub fn now() -> Timestamp {
+    "2026-11-23T12:00:00Z".parse().unwrap()
+}
+
+/// One request to the fake API server.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Call {
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// A fake API server: an object store keyed by path, answering GET, POST, PATCH (server-side
+/// apply, JSON patch, merge patch) the way the reconciler needs.
+#[derive(Default)]
+pub struct FakeApi {
+    pub objects: Mutex<BTreeMap<String, Value>>,
+    pub calls: Mutex<Vec<Call>>,
+}
+
+fn not_found() -> (StatusCode, Value) {
+    (
+        StatusCode::NOT_FOUND,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found", "metadata": {}}),
+    )
+}
+
+impl FakeApi {
+    fn handle(&self, call: &Call) -> (StatusCode, Value) {
+        let mut objects = self.objects.lock().unwrap();
+        let (path, status_sub) = match call.path.strip_suffix("/status") {
+            Some(p) => (p.to_string(), true),
+            None => (call.path.clone(), false),
+        };
+        match call.method.as_str() {
+            "GET" => objects.get(&path).cloned().map(|o| (StatusCode::OK, o)).unwrap_or_else(not_found),
+            "POST" => {
+                let name = call.body["metadata"]["name"].as_str().unwrap_or("x").to_string();
+                objects.insert(format!("{path}/{name}"), call.body.clone());
+                (StatusCode::CREATED, call.body.clone())
+            }
+            "PATCH" if call.content_type.contains("apply-patch") => {
+                if status_sub {
+                    let Some(obj) = objects.get_mut(&path) else { return not_found() };
+                    obj["status"] = call.body["status"].clone();
+                    (StatusCode::OK, obj.clone())
+                } else {
+                    let mut obj = call.body.clone();
+                    if let Some(existing) = objects.get(&path)
+                        && let Some(s) = existing.get("status")
+                    {
+                        obj["status"] = s.clone();
+                    }
+                    objects.insert(path, obj.clone());
+                    (StatusCode::OK, obj)
+                }
+            }
+            "PATCH" if call.content_type.contains("json-patch") => {
+                let Some(obj) = objects.get_mut(&path) else { return not_found() };
+                for op in call.body.as_array().unwrap() {
+                    let p = op["path"].as_str().unwrap();
+                    match (op["op"].as_str().unwrap(), p) {
+                        ("add", "/metadata/finalizers") => obj["metadata"]["finalizers"] = op["value"].clone(),
+                        ("add", "/metadata/finalizers/-") => {
+                            obj["metadata"]["finalizers"].as_array_mut().unwrap().push(op["value"].clone())
+                        }
+                        ("remove", p) if p.starts_with("/metadata/finalizers/") => {
+                            let i: usize = p.rsplit('/').next().unwrap().parse().unwrap();
+                            obj["metadata"]["finalizers"].as_array_mut().unwrap().remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                (StatusCode::OK, obj.clone())
+            }
+            "PATCH" => (StatusCode::OK, call.body.clone()),
+            _ => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
+        }
+    }
+}
+
+/// The scripted JobManager.
+pub struct FakeJm {
+    pub calls: Mutex<Vec<String>>,
+    /// `None`: the JobManager does not know the job; `Some(Err)`: it cannot be reached.
+    pub job_state: Mutex<Option<Result<JobState, JmError>>>,
+    /// Path and ack time (ms) of the newest completed checkpoint.
+    pub checkpoint: Mutex<Option<(String, i64)>>,
+    /// `None`: the savepoint is in progress; `Some(Ok(path))` / `Some(Err(cause))`: done.
+    pub savepoint: Mutex<Option<Result<String, String>>>,
+}
+
+impl Default for FakeJm {
+    fn default() -> Self {
+        FakeJm {
+            calls: Mutex::default(),
+            job_state: Mutex::new(Some(Ok(JobState::Running))),
+            checkpoint: Mutex::default(),
+            savepoint: Mutex::default(),
+        }
+    }
+}
+
+impl FakeJm {
+    fn record(&self, line: String) {
+        self.calls.lock().unwrap().push(line);
+    }
+    fn reachable(&self) -> JmResult<()> {
+        match &*self.job_state.lock().unwrap() {
+            Some(Err(e)) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+fn checkpoint_stats(path: &str, ack: i64) -> CheckpointStatistics {
+    serde_json::from_value(json!({
+        "className": "completed", "id": 7, "status": "COMPLETED", "is_savepoint": false, "savepointFormat": null,
+        "trigger_timestamp": ack - 100, "latest_ack_timestamp": ack, "checkpointed_size": 1, "state_size": 1,
+        "end_to_end_duration": 100, "alignment_buffered": 0, "processed_data": 0, "persisted_data": 0,
+        "num_subtasks": 2, "num_acknowledged_subtasks": 2, "checkpoint_type": "CHECKPOINT", "tasks": {},
+        "external_path": path, "discarded": false
+    }))
+    .unwrap()
+}
+
+impl JobManagerApi for FakeJm {
+    fn job<'a>(&'a self, _base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<JobDetails>> {
+        Box::pin(async move {
+            self.record(format!("GET /jobs/{job_id}"));
+            let state = match self.job_state.lock().unwrap().clone() {
+                None => return Err(JmError::NotFound(format!("Job {job_id} not found"))),
+                Some(s) => s?,
+            };
+            Ok(JobDetails {
+                jid: job_id.into(),
+                application_id: None,
+                name: "word-count".into(),
+                is_stoppable: false,
+                state,
+                job_type: Some("STREAMING".into()),
+                scheduler_type: None,
+                start_time: 0,
+                end_time: -1,
+                duration: 1,
+                max_parallelism: -1,
+                now: 1,
+                timestamps: BTreeMap::new(),
+                vertices: vec![],
+                status_counts: BTreeMap::new(),
+                plan: None,
+                pending_operators: None,
+            })
+        })
+    }
+    fn checkpoints<'a>(&'a self, _base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<CheckpointingStatistics>> {
+        Box::pin(async move {
+            self.record(format!("GET /jobs/{job_id}/checkpoints"));
+            self.reachable()?;
+            let completed = self.checkpoint.lock().unwrap().clone().map(|(p, t)| checkpoint_stats(&p, t));
+            Ok(CheckpointingStatistics {
+                counts: CheckpointCounts::default(),
+                summary: BTreeMap::new(),
+                latest: LatestCheckpoints { completed, ..Default::default() },
+                history: vec![],
+            })
+        })
+    }
+    fn trigger_savepoint<'a>(
+        &'a self,
+        _base: &'a str,
+        job_id: &'a str,
+        request: SavepointTriggerRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move {
+            self.record(format!("POST /jobs/{job_id}/savepoints {}", serde_json::to_string(&request).unwrap()));
+            self.reachable()?;
+            Ok(TriggerResponse { request_id: "trigger-1".into() })
+        })
+    }
+    fn stop_with_savepoint<'a>(
+        &'a self,
+        _base: &'a str,
+        job_id: &'a str,
+        request: StopWithSavepointRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move {
+            self.record(format!("POST /jobs/{job_id}/stop {}", serde_json::to_string(&request).unwrap()));
+            self.reachable()?;
+            Ok(TriggerResponse { request_id: "stop-1".into() })
+        })
+    }
+    fn savepoint_status<'a>(
+        &'a self,
+        _base: &'a str,
+        job_id: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>> {
+        Box::pin(async move {
+            self.record(format!("GET /jobs/{job_id}/savepoints/{trigger_id}"));
+            self.reachable()?;
+            let v = match self.savepoint.lock().unwrap().clone() {
+                None => json!({"status": {"id": "IN_PROGRESS"}}),
+                Some(Ok(loc)) => json!({"status": {"id": "COMPLETED"}, "operation": {"location": loc}}),
+                Some(Err(cause)) => json!({"status": {"id": "COMPLETED"}, "operation": {"failure-cause": {"stack-trace": cause}}}),
+            };
+            Ok(serde_json::from_value(v).unwrap())
+        })
+    }
+    fn cancel<'a>(&'a self, _base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<()>> {
+        Box::pin(async move {
+            self.record(format!("PATCH /jobs/{job_id}?mode=cancel"));
+            self.reachable()
+        })
+    }
+}
+
+/// A fake cluster with one FlinkJob, the fake JobManager and a reconcile context.
+pub struct Env {
+    pub api: Arc<FakeApi>,
+    pub jm: Arc<FakeJm>,
+    pub ctx: Arc<Context>,
+}
+
+impl Env {
+    /// A cluster holding `manifest` (YAML) as `streams/wc`, with our finalizer already on it.
+    pub fn new(manifest: &str) -> Self {
+        let mut fj: Value = serde_yaml::from_str(manifest).unwrap();
+        fj["apiVersion"] = json!("rheo.io/v1alpha1");
+        fj["kind"] = json!("FlinkJob");
+        let meta = &mut fj["metadata"];
+        meta["name"] = json!(NAME);
+        meta["namespace"] = json!(NS);
+        meta["uid"] = json!(UID);
+        if meta.get("generation").is_none() {
+            meta["generation"] = json!(1);
+        }
+        if meta.get("finalizers").is_none() {
+            meta["finalizers"] = json!([reconcile::FINALIZER]);
+        }
+        let api = Arc::new(FakeApi::default());
+        api.objects.lock().unwrap().insert(FJ_PATH.into(), fj);
+
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let served = api.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let (parts, body) = req.into_parts();
+                let bytes = body.collect_bytes().await.unwrap();
+                let call = Call {
+                    method: parts.method.to_string(),
+                    path: parts.uri.path().to_string(),
+                    content_type: parts
+                        .headers
+                        .get(http::header::CONTENT_TYPE)
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default(),
+                    body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                };
+                let (status, resp) = served.handle(&call);
+                served.calls.lock().unwrap().push(call);
+                send.send_response(
+                    Response::builder().status(status).body(Body::from(serde_json::to_vec(&resp).unwrap())).unwrap(),
+                );
+            }
+        });
+        let client = Client::new(svc, "default");
+        let jm = Arc::new(FakeJm::default());
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            recorder: Recorder::new(client, Reporter { controller: "rheo-operator".into(), instance: None }),
+            jobmanagers: jm.clone(),
+            now,
+        });
+        Env { api, jm, ctx }
+    }
+
+    /// The FlinkJob as stored.
+    pub fn flinkjob(&self) -> Value {
+        self.api.objects.lock().unwrap()[FJ_PATH].clone()
+    }
+
+    pub fn status(&self) -> Value {
+        self.flinkjob()["status"].clone()
+    }
+
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.api.objects.lock().unwrap().get(path).cloned()
+    }
+
+    /// Changes the stored FlinkJob (as a user's `kubectl edit` would) and bumps its generation.
+    pub fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let mut objects = self.api.objects.lock().unwrap();
+        let fj = objects.get_mut(FJ_PATH).unwrap();
+        f(fj);
+        let g = fj["metadata"]["generation"].as_i64().unwrap();
+        fj["metadata"]["generation"] = json!(g + 1);
+    }
+
+    /// One reconcile pass over the stored FlinkJob.
+    pub async fn reconcile(&self) -> Result<Action, Error> {
+        let fj: FlinkJob = serde_json::from_value(self.flinkjob()).unwrap();
+        reconcile::reconcile(Arc::new(fj), self.ctx.clone()).await
+    }
+
+    /// The API calls since the last take.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.api.calls.lock().unwrap())
+    }
+}
+
+/// Calls as `METHOD path` lines, Events as `EVENT reason`.
+pub fn lines(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| {
+            if c.path.ends_with("/events") {
+                format!("EVENT {}", c.body["reason"].as_str().unwrap_or_default())
+            } else {
+                c.line()
+            }
+        })
+        .collect()
+}
+
+/// The body of the only call to `path` with `method`.
+pub fn body_of<'a>(calls: &'a [Call], method: &str, path: &str) -> &'a Value {
+    let found: Vec<_> = calls.iter().filter(|c| c.method == method && c.path == path).collect();
+    assert_eq!(found.len(), 1, "expected one {method} {path} in {:#?}", lines(calls));
+    &found[0].body
+}
+
+pub fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == type_).unwrap()
+}
+
+pub const JM_DEPLOY: &str = "/apis/apps/v1/namespaces/streams/deployments/wc-jobmanager";
+pub const TM_DEPLOY: &str = "/apis/apps/v1/namespaces/streams/deployments/wc-taskmanager";
+pub const CONFIG_MAP: &str = "/api/v1/namespaces/streams/configmaps/wc-config";
+pub const RPC_SVC: &str = "/api/v1/namespaces/streams/services/wc-jobmanager";
+pub const REST_SVC: &str = "/api/v1/namespaces/streams/services/wc-rest";
+pub const FJ_STATUS: &str = "/apis/rheo.io/v1alpha1/namespaces/streams/flinkjobs/wc/status";
+
+/// The children applied in one steady pass, in order.
+pub fn applies() -> Vec<String> {
+    [CONFIG_MAP, RPC_SVC, REST_SVC, JM_DEPLOY, TM_DEPLOY].iter().map(|p| format!("PATCH {p}")).collect()
+}
+
+/// The JobManager container's args in the stored JobManager Deployment.
+pub fn jm_args(env: &Env) -> Vec<String> {
+    let d = env.object(JM_DEPLOY).expect("JobManager Deployment");
+    serde_json::from_value(d["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap()
+}
