@@ -41,7 +41,10 @@ fn socket_lines_in_records_out_and_close_ends_the_input() {
     env.execute("socket").unwrap();
     server.join().unwrap();
     // The collect sink runs with parallelism 2, so compare without order.
-    assert_eq!(multiset(lines.values()), multiset(["first line", "second half", "", "last without newline"].map(String::from)));
+    assert_eq!(
+        multiset(lines.values()),
+        multiset(["first line", "second half", "", "last without newline"].map(String::from))
+    );
 }
 
 #[test]

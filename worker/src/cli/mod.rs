@@ -199,8 +199,8 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
     let later = RunOptions::from_arg_matches(&matches).map_err(|e| Failure::Usage(one_line(&e)))?;
     let options = args.options.merge(later);
 
-    let config =
-        Configuration::load(options.conf_dir.as_deref(), &options.dynamic).map_err(|e| Failure::Usage(e.to_string()))?;
+    let config = Configuration::load(options.conf_dir.as_deref(), &options.dynamic)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let mut env = StreamEnv::new(config);
     if let Some(p) = options.parallelism {
         if p == 0 {

@@ -59,13 +59,16 @@ pub fn parse_timestamped_line(line: &str) -> Result<(Option<(Timestamp, String)>
 
 fn shorten(text: &str) -> String {
     const MAX: usize = 60;
-    if text.chars().count() <= MAX { text.to_string() } else { format!("{}...", text.chars().take(MAX).collect::<String>()) }
+    if text.chars().count() <= MAX {
+        text.to_string()
+    } else {
+        format!("{}...", text.chars().take(MAX).collect::<String>())
+    }
 }
 
 impl JobDef for WordCount {
     const NAME: &'static str = "word-count";
-    const DESCRIPTION: &'static str =
-        "counts the words of a text file (or per event-time window with --event-time)";
+    const DESCRIPTION: &'static str = "counts the words of a text file (or per event-time window with --event-time)";
 
     fn build(self, env: &StreamEnv) -> anyhow::Result<()> {
         if !self.event_time {
@@ -90,7 +93,10 @@ impl JobDef for WordCount {
             .window(TumblingEventTimeWindows::of(self.window))
             .aggregate_with(
                 CountAggregate,
-                |word: &CompactString, window: &TimeWindow, counts: &[u64], out: &mut Collector<'_, WindowedWordCount>| {
+                |word: &CompactString,
+                 window: &TimeWindow,
+                 counts: &[u64],
+                 out: &mut Collector<'_, WindowedWordCount>| {
                     for &count in counts {
                         out.collect(WindowedWordCount { window: *window, word: word.clone(), count });
                     }
