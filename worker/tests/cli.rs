@@ -252,3 +252,12 @@ fn datagen_word_count_counts_every_generated_word() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).is_empty());
 }
+
+#[test]
+fn job_help_shows_the_job_arguments() {
+    let out = rheo(&["run", "word-count", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("counts the words of a text file") && text.contains("--input"), "{text}");
+    assert!(text.contains("--parallelism"), "global flags are listed too: {text}");
+}

@@ -35,14 +35,23 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    subcommand_value_name = "JOB",
+    override_usage = "rheo run [OPTIONS] JOB [JOB ARGS]...",
+    after_help = "JOB is one of 'rheo jobs'; 'rheo run JOB --help' shows its arguments. The options may also follow the job's arguments."
+)]
 struct RunArgs {
     #[command(flatten)]
     options: RunOptions,
-    /// The job to run (see 'rheo jobs').
-    job: String,
-    /// The job's arguments (see 'rheo run JOB --help').
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "JOB ARGS")]
-    args: Vec<OsString>,
+    #[command(subcommand)]
+    job: JobCommand,
+}
+
+/// The job and its arguments, passed on untouched (so `rheo run JOB --help` is the job's help).
+#[derive(Debug, Subcommand)]
+enum JobCommand {
+    #[command(external_subcommand)]
+    Job(Vec<OsString>),
 }
 
 /// Flags of `rheo run` that are not the job's: accepted before and after the job name.
@@ -178,12 +187,17 @@ fn list_jobs(registry: &JobRegistry) {
 }
 
 fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
-    let Some(entry) = registry.get(&args.job) else {
-        return Err(Failure::Usage(format!("unknown job '{}' (see 'rheo jobs')", args.job)));
+    let JobCommand::Job(mut job_args) = args.job;
+    let job = job_args.remove(0).to_string_lossy().into_owned();
+    let Some(entry) = registry.get(&job) else {
+        return Err(Failure::Usage(format!("unknown job '{job}' (see 'rheo jobs')")));
     };
     let bin_name = format!("rheo run {}", entry.name);
-    let command = RunOptions::augment_args(entry.command()).no_binary_name(true).bin_name(bin_name.clone());
-    let matches = match command.try_get_matches_from(args.args) {
+    let command = RunOptions::augment_args(entry.command())
+        .about(entry.description)
+        .no_binary_name(true)
+        .bin_name(bin_name.clone());
+    let matches = match command.try_get_matches_from(job_args) {
         Ok(matches) => matches,
         Err(e) => {
             use clap::error::ErrorKind;
