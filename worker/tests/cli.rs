@@ -261,3 +261,24 @@ fn job_help_shows_the_job_arguments() {
     assert!(text.contains("counts the words of a text file") && text.contains("--input"), "{text}");
     assert!(text.contains("--parallelism"), "global flags are listed too: {text}");
 }
+
+#[test]
+fn configuration_from_conf_dir_and_dynamic_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "input.txt", TEXT);
+    write(dir.path(), "rheo.yaml", "parallelism:\n  default: 3\n");
+    let conf_dir = dir.path().display().to_string();
+    let prefixes = |out: &Output| -> std::collections::BTreeSet<String> {
+        stdout(out).lines().map(|l| l.split_once("> ").map(|(n, _)| n.to_string()).unwrap_or_default()).collect()
+    };
+    let out = rheo(&["run", "--conf-dir", &conf_dir, "word-count", "--input", &input]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(counts(&stdout(&out)), text_counts());
+    assert!(prefixes(&out).iter().all(|p| ["1", "2", "3"].contains(&p.as_str())), "parallelism 3 from rheo.yaml");
+    // -D overrides the file, -p overrides both.
+    let out = rheo(&["run", "--conf-dir", &conf_dir, "-D", "parallelism.default=1", "word-count", "--input", &input]);
+    assert_eq!(prefixes(&out), [String::new()].into(), "{}", stdout(&out));
+    let out = rheo(&["run", "-D", "parallelism.default=1", "word-count", "--input", &input, "-p", "2"]);
+    assert!(prefixes(&out).iter().all(|p| ["1", "2"].contains(&p.as_str())), "{}", stdout(&out));
+    assert_eq!(counts(&stdout(&out)), text_counts());
+}
