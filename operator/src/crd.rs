@@ -6,6 +6,9 @@
 //! What an OpenAPI schema cannot say is written as CEL rules (`x-kubernetes-validations`), and the
 //! same rules are checked again by [`crate::validate`] before anything is deployed.
 
+// Several `printcolumn(...)` share keys like `type_`, which this lint mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
@@ -40,11 +43,36 @@ pub const MAX_NAME_LENGTH: usize = 40;
         status_replicas_path = ".status.taskManager.replicas",
         label_selector_path = ".status.taskManager.selector"
     ),
-    printcolumn(name = "Job State", type_ = "string", json_path = ".status.jobStatus.state", description = "Flink job state"),
-    printcolumn(name = "Lifecycle", type_ = "string", json_path = ".status.lifecycleState", description = "Lifecycle state of the resource"),
-    printcolumn(name = "Parallelism", type_ = "integer", json_path = ".status.jobStatus.parallelism", description = "Parallelism of the running job"),
-    printcolumn(name = "TaskManagers", type_ = "integer", json_path = ".status.taskManager.replicas", description = "TaskManager pods"),
-    printcolumn(name = "Last Checkpoint", type_ = "date", json_path = ".status.jobStatus.lastCheckpoint.timestamp", description = "Age of the newest completed checkpoint"),
+    printcolumn(
+        name = "Job State",
+        type_ = "string",
+        json_path = ".status.jobStatus.state",
+        description = "Flink job state"
+    ),
+    printcolumn(
+        name = "Lifecycle",
+        type_ = "string",
+        json_path = ".status.lifecycleState",
+        description = "Lifecycle state of the resource"
+    ),
+    printcolumn(
+        name = "Parallelism",
+        type_ = "integer",
+        json_path = ".status.jobStatus.parallelism",
+        description = "Parallelism of the running job"
+    ),
+    printcolumn(
+        name = "TaskManagers",
+        type_ = "integer",
+        json_path = ".status.taskManager.replicas",
+        description = "TaskManager pods"
+    ),
+    printcolumn(
+        name = "Last Checkpoint",
+        type_ = "date",
+        json_path = ".status.jobStatus.lastCheckpoint.timestamp",
+        description = "Age of the newest completed checkpoint"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

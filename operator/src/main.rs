@@ -79,9 +79,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(addr = %args.http_addr, "serving /metrics, /healthz, /readyz");
 
     let client = Client::try_default().await.context("cannot configure a Kubernetes client")?;
-    let identity = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "rheo-operator".into());
+    let identity =
+        std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "rheo-operator".into());
     metrics.set_ready(true);
 
     let elector = if args.leader_election {

@@ -235,8 +235,14 @@ impl<'a> Pass<'a> {
                 self.status.job_status.parallelism = None;
                 self.status.lifecycle_state = Some(lifecycle_after_deploy(&spec));
                 let note = match &restore {
-                    Some(p) => format!("{} done ({} upgrade), restoring from {p}", upgrade.reason, upgrade.mode.as_str()),
-                    None => format!("{} done ({} upgrade), starting with empty state", upgrade.reason, upgrade.mode.as_str()),
+                    Some(p) => {
+                        format!("{} done ({} upgrade), restoring from {p}", upgrade.reason, upgrade.mode.as_str())
+                    }
+                    None => format!(
+                        "{} done ({} upgrade), starting with empty state",
+                        upgrade.reason,
+                        upgrade.mode.as_str()
+                    ),
                 };
                 self.event(EventType::Normal, "Upgraded", "Upgrade", note);
                 self.write_status().await?;
@@ -353,13 +359,19 @@ impl<'a> Pass<'a> {
         self.status.job_status.pending_savepoint =
             Some(PendingSavepoint { purpose, trigger_id: None, nonce: None, since: self.now.to_string() });
         self.write_status().await?;
-        let request = StopWithSavepointRequest { target_directory: Some(savepoint_dir(self.fj, deployed)), drain: false };
+        let request =
+            StopWithSavepointRequest { target_directory: Some(savepoint_dir(self.fj, deployed)), drain: false };
         match self.ctx.jobmanagers.stop_with_savepoint(&url, &job_id, request).await {
             Ok(t) => {
                 if let Some(p) = self.status.job_status.pending_savepoint.as_mut() {
                     p.trigger_id = Some(t.request_id);
                 }
-                self.event(EventType::Normal, "SavepointTriggered", "StopWithSavepoint", format!("stopping job {job_id} with a savepoint"));
+                self.event(
+                    EventType::Normal,
+                    "SavepointTriggered",
+                    "StopWithSavepoint",
+                    format!("stopping job {job_id} with a savepoint"),
+                );
                 Ok(Stop::Wait(REQUEUE_BUSY))
             }
             Err(e) => {
@@ -480,7 +492,8 @@ impl<'a> Pass<'a> {
             return Ok(false);
         }
         let (url, job_id) = (self.rest_url(), self.job_id());
-        let pending = self.status.job_status.pending_savepoint.clone().filter(|p| p.purpose == SavepointPurpose::Manual);
+        let pending =
+            self.status.job_status.pending_savepoint.clone().filter(|p| p.purpose == SavepointPurpose::Manual);
         match pending.and_then(|p| p.trigger_id) {
             Some(trigger) => match self.ctx.jobmanagers.savepoint_status(&url, &job_id, &trigger).await {
                 Ok(r) if r.status.id == QueueStatusId::InProgress => Ok(true),
@@ -516,14 +529,21 @@ impl<'a> Pass<'a> {
                     since: self.now.to_string(),
                 });
                 self.write_status().await?;
-                let request =
-                    SavepointTriggerRequest { target_directory: Some(savepoint_dir(self.fj, deployed)), cancel_job: false };
+                let request = SavepointTriggerRequest {
+                    target_directory: Some(savepoint_dir(self.fj, deployed)),
+                    cancel_job: false,
+                };
                 match self.ctx.jobmanagers.trigger_savepoint(&url, &job_id, request).await {
                     Ok(t) => {
                         if let Some(p) = self.status.job_status.pending_savepoint.as_mut() {
                             p.trigger_id = Some(t.request_id);
                         }
-                        self.event(EventType::Normal, "SavepointTriggered", "Savepoint", format!("savepoint of job {job_id}"));
+                        self.event(
+                            EventType::Normal,
+                            "SavepointTriggered",
+                            "Savepoint",
+                            format!("savepoint of job {job_id}"),
+                        );
                     }
                     Err(e) => {
                         self.status.job_status.pending_savepoint = None;
@@ -571,8 +591,12 @@ impl<'a> Pass<'a> {
         match self.fj.spec.deletion_policy {
             DeletionPolicy::Cancel => {
                 match self.ctx.jobmanagers.cancel(&url, &job_id).await {
-                    Ok(()) => self.event(EventType::Normal, "JobCancelled", "Delete", format!("cancelled job {job_id}")),
-                    Err(e) => info!(job = self.name(), error = %e, "cancel on deletion failed; the pods go away anyway"),
+                    Ok(()) => {
+                        self.event(EventType::Normal, "JobCancelled", "Delete", format!("cancelled job {job_id}"))
+                    }
+                    Err(e) => {
+                        info!(job = self.name(), error = %e, "cancel on deletion failed; the pods go away anyway")
+                    }
                 }
                 self.write_status().await?;
                 Ok(Action::await_change())
@@ -592,7 +616,10 @@ impl<'a> Pass<'a> {
                 Stop::Wait(_) => {
                     self.write_status().await?;
                     Err(Error::DeletionPending(
-                        self.problem.as_ref().map(|p| p.message.clone()).unwrap_or_else(|| "savepoint in progress".into()),
+                        self.problem
+                            .as_ref()
+                            .map(|p| p.message.clone())
+                            .unwrap_or_else(|| "savepoint in progress".into()),
                     ))
                 }
             },
@@ -602,7 +629,13 @@ impl<'a> Pass<'a> {
     // ---- status and events -------------------------------------------------------------------
 
     fn event(&mut self, type_: EventType, reason: &str, action: &str, note: String) {
-        self.events.push(Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None });
+        self.events.push(Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        });
     }
 
     /// Writes status (server-side apply on the status subresource), then publishes an Event for
@@ -697,7 +730,8 @@ fn conditions(status: &FlinkJobStatus, problem: Option<&Problem>, old: &[Conditi
         && (matches!(lifecycle, Some(LifecycleState::Created | LifecycleState::Deployed | LifecycleState::Upgrading))
             || status.job_status.pending_savepoint.is_some());
     let degraded = problem.is_some() || job_unhealthy;
-    let ready = !progressing && !degraded && matches!(lifecycle, Some(LifecycleState::Stable | LifecycleState::Suspended));
+    let ready =
+        !progressing && !degraded && matches!(lifecycle, Some(LifecycleState::Stable | LifecycleState::Suspended));
     let lifecycle_name = lifecycle.map(|l| l.as_str()).unwrap_or("CREATED");
 
     let (ready_reason, ready_msg) = if ready {
@@ -712,11 +746,8 @@ fn conditions(status: &FlinkJobStatus, problem: Option<&Problem>, old: &[Conditi
         None if job_unhealthy => ("JobUnhealthy", format!("job is {}", job_state.unwrap_or_default())),
         None => ("Healthy", String::new()),
     };
-    let (prog_reason, prog_msg) = if progressing {
-        ("Reconciling", format!("lifecycle {lifecycle_name}"))
-    } else {
-        ("Idle", String::new())
-    };
+    let (prog_reason, prog_msg) =
+        if progressing { ("Reconciling", format!("lifecycle {lifecycle_name}")) } else { ("Idle", String::new()) };
     let (stall_reason, stall_msg) = match stalled {
         Some(p) => (p.reason, p.message.clone()),
         None => ("NotStalled", String::new()),
@@ -774,7 +805,11 @@ fn transition_events(old: &FlinkJobStatus, new: &FlinkJobStatus, problem: Option
     if old.job_status.state != new.job_status.state
         && let Some(s) = &new.job_status.state
     {
-        let type_ = if matches!(s.as_str(), "FAILED" | "FAILING" | "RESTARTING") { EventType::Warning } else { EventType::Normal };
+        let type_ = if matches!(s.as_str(), "FAILED" | "FAILING" | "RESTARTING") {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
         events.push(Event {
             type_,
             reason: "JobStateChanged".into(),

@@ -26,10 +26,7 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
     check(spec.deletion_timeout_seconds >= 0, "spec.deletionTimeoutSeconds: must not be negative");
     if let Some(a) = &spec.task_manager.autoscaler {
         check(a.min_replicas >= 1, "spec.taskManager.autoscaler.minReplicas: must be at least 1");
-        check(
-            a.min_replicas <= a.max_replicas,
-            "spec.taskManager.autoscaler.minReplicas: must not exceed maxReplicas",
-        );
+        check(a.min_replicas <= a.max_replicas, "spec.taskManager.autoscaler.minReplicas: must not exceed maxReplicas");
     }
     for key in RESERVED_CONFIG_KEYS {
         check(

@@ -3,8 +3,6 @@
 
 mod support;
 
-
-
 use kube::runtime::controller::Action;
 use rheo_operator::jobmanager::JmError;
 use rheo_operator::reconcile::{Error, REQUEUE_BUSY, REQUEUE_INVALID, REQUEUE_STEADY, REQUEUE_UNREACHABLE};
@@ -68,17 +66,17 @@ async fn first_deploy_adds_finalizer_records_then_applies_and_observes() {
         assert_eq!(c.body["metadata"]["ownerReferences"][0]["kind"], "FlinkJob");
         assert_eq!(c.body["metadata"]["annotations"]["rheo.io/generation"], "2");
     }
-    assert_eq!(
-        jm_args(&env),
-        s(&["jobmanager", "--job", "word-count", "--job-id", JOB0, "--", "--input", "/data/in"])
-    );
+    assert_eq!(jm_args(&env), s(&["jobmanager", "--job", "word-count", "--job-id", JOB0, "--", "--input", "/data/in"]));
     assert_eq!(env.jm.take_calls(), s(&[&format!("GET /jobs/{JOB0}"), &format!("GET /jobs/{JOB0}/checkpoints")]));
 
     let status = env.status();
     assert_eq!(status["lifecycleState"], "STABLE");
     assert_eq!(status["jobStatus"]["state"], "RUNNING");
     assert_eq!(status["observedGeneration"], 2);
-    assert_eq!(status["taskManager"]["selector"], "app.kubernetes.io/component=taskmanager,app.kubernetes.io/instance=wc,app.kubernetes.io/name=rheo");
+    assert_eq!(
+        status["taskManager"]["selector"],
+        "app.kubernetes.io/component=taskmanager,app.kubernetes.io/instance=wc,app.kubernetes.io/name=rheo"
+    );
     assert_eq!(condition(&status, "Ready")["status"], "True");
     assert_eq!(condition(&status, "Ready")["observedGeneration"], 2);
     assert_eq!(condition(&status, "Degraded")["status"], "False");
@@ -125,7 +123,18 @@ async fn last_state_upgrade_restores_the_newest_checkpoint() {
     );
     assert_eq!(
         jm_args(&env),
-        s(&["jobmanager", "--job", "word-count", "--job-id", JOB1, "--from-savepoint", "s3://rheo/checkpoints/j/chk-7", "--", "--input", "/data/other"])
+        s(&[
+            "jobmanager",
+            "--job",
+            "word-count",
+            "--job-id",
+            JOB1,
+            "--from-savepoint",
+            "s3://rheo/checkpoints/j/chk-7",
+            "--",
+            "--input",
+            "/data/other"
+        ])
     );
     assert_eq!(env.status()["reconciliation"]["restorePath"], "s3://rheo/checkpoints/j/chk-7");
 }
@@ -159,7 +168,10 @@ async fn savepoint_upgrade_stops_with_savepoint_then_redeploys_from_it() {
     assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_BUSY));
     assert_eq!(
         env.jm.take_calls(),
-        s(&[&format!("GET /jobs/{JOB0}"), &format!(r#"POST /jobs/{JOB0}/stop {{"targetDirectory":"s3://rheo/savepoints","drain":false}}"#)])
+        s(&[
+            &format!("GET /jobs/{JOB0}"),
+            &format!(r#"POST /jobs/{JOB0}/stop {{"targetDirectory":"s3://rheo/savepoints","drain":false}}"#)
+        ])
     );
     let calls = env.take_calls();
     let statuses: Vec<_> = calls.iter().filter(|c| c.path == FJ_STATUS).map(|c| &c.body["status"]).collect();
@@ -180,7 +192,15 @@ async fn savepoint_upgrade_stops_with_savepoint_then_redeploys_from_it() {
     assert_eq!(env.jm.take_calls()[0], format!("GET /jobs/{JOB0}/savepoints/stop-1"));
     assert_eq!(
         jm_args(&env)[..7],
-        s(&["jobmanager", "--job", "word-count", "--job-id", JOB1, "--from-savepoint", "s3://rheo/savepoints/savepoint-623226-aaaa"])
+        s(&[
+            "jobmanager",
+            "--job",
+            "word-count",
+            "--job-id",
+            JOB1,
+            "--from-savepoint",
+            "s3://rheo/savepoints/savepoint-623226-aaaa"
+        ])
     );
     let cm = env.object(CONFIG_MAP).unwrap();
     assert!(cm["data"]["rheo.yaml"].as_str().unwrap().contains("parallelism.default: 4"));
@@ -237,7 +257,10 @@ async fn savepoint_nonce_triggers_one_savepoint() {
 
     assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_BUSY));
     let jm = env.jm.take_calls();
-    assert_eq!(jm[2], format!(r#"POST /jobs/{JOB0}/savepoints {{"target-directory":"s3://rheo/savepoints","cancel-job":false}}"#));
+    assert_eq!(
+        jm[2],
+        format!(r#"POST /jobs/{JOB0}/savepoints {{"target-directory":"s3://rheo/savepoints","cancel-job":false}}"#)
+    );
     assert!(!jm.iter().any(|c| c.contains("cancel?") || c.contains("/stop")));
     assert_eq!(env.status()["jobStatus"]["pendingSavepoint"]["nonce"], 1);
     assert_eq!(env.status()["jobStatus"]["pendingSavepoint"]["triggerId"], "trigger-1");
@@ -246,7 +269,10 @@ async fn savepoint_nonce_triggers_one_savepoint() {
     assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_STEADY));
     assert!(env.jm.take_calls().contains(&format!("GET /jobs/{JOB0}/savepoints/trigger-1")));
     let status = env.status();
-    assert_eq!(status["jobStatus"]["lastSavepoint"], json!({"path": "s3://rheo/savepoints/sp-9", "timestamp": "2026-11-23T12:00:00Z", "purpose": "manual"}));
+    assert_eq!(
+        status["jobStatus"]["lastSavepoint"],
+        json!({"path": "s3://rheo/savepoints/sp-9", "timestamp": "2026-11-23T12:00:00Z", "purpose": "manual"})
+    );
     assert_eq!(status["reconciliation"]["lastSavepointTriggerNonce"], 1);
     assert_eq!(jm_args(&env)[4], JOB0, "a savepoint is not an upgrade");
 
@@ -292,7 +318,10 @@ async fn delete_with_savepoint_policy_waits_for_the_savepoint_then_releases_the_
     assert!(matches!(&err, Error::Finalizer(_)), "{err}");
     assert_eq!(
         env.jm.take_calls(),
-        s(&[&format!("GET /jobs/{JOB0}"), &format!(r#"POST /jobs/{JOB0}/stop {{"targetDirectory":"s3://rheo/savepoints","drain":false}}"#)])
+        s(&[
+            &format!("GET /jobs/{JOB0}"),
+            &format!(r#"POST /jobs/{JOB0}/stop {{"targetDirectory":"s3://rheo/savepoints","drain":false}}"#)
+        ])
     );
     assert_eq!(env.status()["lifecycleState"], "DELETING");
     assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!(["rheo.io/finalizer"]));
@@ -357,4 +386,3 @@ async fn invalid_spec_gets_a_status_error_and_an_event_and_nothing_is_deployed()
     assert!(env.jm.take_calls().is_empty());
     assert!(env.object(JM_DEPLOY).is_none());
 }
-

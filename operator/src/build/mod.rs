@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
+    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -60,11 +60,8 @@ pub struct Plan {
 impl Plan {
     /// A plan for `deployed` (the recorded spec), scaled by the live spec of `fj`.
     pub fn new(fj: &FlinkJob, deployed: FlinkJobSpec, job_id: String, restore_path: Option<String>) -> Self {
-        let task_manager_replicas = if deployed.job.state == DesiredJobState::Suspended {
-            0
-        } else {
-            desired_task_managers(&fj.spec)
-        };
+        let task_manager_replicas =
+            if deployed.job.state == DesiredJobState::Suspended { 0 } else { desired_task_managers(&fj.spec) };
         Plan { spec: deployed, job_id, restore_path, task_manager_replicas }
     }
 
@@ -171,10 +168,21 @@ pub fn build(fj: &FlinkJob, plan: &Plan) -> Result<Children, BuildError> {
     };
 
     let jm_pod = pod(fj, plan, Component::JobManager)?;
-    let job_manager = deployment(meta(names::job_manager(name), "jobmanager"), plan.job_manager_replicas(), name, "jobmanager", jm_pod);
+    let job_manager = deployment(
+        meta(names::job_manager(name), "jobmanager"),
+        plan.job_manager_replicas(),
+        name,
+        "jobmanager",
+        jm_pod,
+    );
     let tm_pod = pod(fj, plan, Component::TaskManager)?;
-    let task_manager =
-        deployment(meta(names::task_manager(name), "taskmanager"), plan.task_manager_replicas, name, "taskmanager", tm_pod);
+    let task_manager = deployment(
+        meta(names::task_manager(name), "taskmanager"),
+        plan.task_manager_replicas,
+        name,
+        "taskmanager",
+        tm_pod,
+    );
 
     let rest_service = Service {
         metadata: meta(names::rest_service(name), "jobmanager"),
@@ -290,8 +298,7 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
         ),
     };
     let layered = pod_template::layer(spec.pod_template.as_ref(), own_template.as_ref());
-    let user = pod_template::decode(layered.as_ref())
-        .map_err(|message| BuildError::PodTemplate { field, message })?;
+    let user = pod_template::decode(layered.as_ref()).map_err(|message| BuildError::PodTemplate { field, message })?;
 
     let (ports, readiness, liveness) = match component {
         Component::JobManager => {
@@ -306,11 +313,7 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
                 failure_threshold: Some(failures),
                 ..Default::default()
             };
-            (
-                vec![container_port("rest", REST_PORT), container_port("rpc", RPC_PORT)],
-                probe(2, 5, 3),
-                probe(15, 10, 6),
-            )
+            (vec![container_port("rest", REST_PORT), container_port("rpc", RPC_PORT)], probe(2, 5, 3), probe(15, 10, 6))
         }
         Component::TaskManager => {
             let probe = |initial: i32, period: i32, failures: i32| Probe {
@@ -369,10 +372,7 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
             volumes: Some(vec![
                 Volume {
                     name: "config".into(),
-                    config_map: Some(ConfigMapVolumeSource {
-                        name: names::config_map(name),
-                        ..Default::default()
-                    }),
+                    config_map: Some(ConfigMapVolumeSource { name: names::config_map(name), ..Default::default() }),
                     ..Default::default()
                 },
                 Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },

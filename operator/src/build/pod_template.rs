@@ -142,7 +142,8 @@ mod tests {
     #[test]
     fn layering_merges_named_lists_by_name() {
         let base = json!({"spec": {"containers": [{"name": "rheo", "env": [{"name": "A", "value": "1"}]}], "nodeSelector": {"a": "b"}}});
-        let over = json!({"spec": {"containers": [{"name": "rheo", "env": [{"name": "B", "value": "2"}]}, {"name": "side"}]}});
+        let over =
+            json!({"spec": {"containers": [{"name": "rheo", "env": [{"name": "B", "value": "2"}]}, {"name": "side"}]}});
         let merged = layer(Some(&base), Some(&over)).unwrap();
         assert_eq!(
             merged,

@@ -240,7 +240,9 @@ impl JobManagerApi for FakeJm {
             let v = match self.savepoint.lock().unwrap().clone() {
                 None => json!({"status": {"id": "IN_PROGRESS"}}),
                 Some(Ok(loc)) => json!({"status": {"id": "COMPLETED"}, "operation": {"location": loc}}),
-                Some(Err(cause)) => json!({"status": {"id": "COMPLETED"}, "operation": {"failure-cause": {"stack-trace": cause}}}),
+                Some(Err(cause)) => {
+                    json!({"status": {"id": "COMPLETED"}, "operation": {"failure-cause": {"stack-trace": cause}}})
+                }
             };
             Ok(serde_json::from_value(v).unwrap())
         })
