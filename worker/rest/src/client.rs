@@ -92,13 +92,8 @@ impl RestClient {
     }
 
     /// `GET /jobs/:id/savepoints/:trigger`: the state of a savepoint (or stop) operation.
-    pub async fn savepoint_status(
-        &self,
-        job_id: &str,
-        trigger_id: &str,
-    ) -> Result<AsynchronousOperationResult, Error> {
-        self.get(&format!("/jobs/{job_id}/savepoints/{trigger_id}"))
-            .await
+    pub async fn savepoint_status(&self, job_id: &str, trigger_id: &str) -> Result<AsynchronousOperationResult, Error> {
+        self.get(&format!("/jobs/{job_id}/savepoints/{trigger_id}")).await
     }
 
     /// `POST /jobs/:id/stop`: stop the job with a savepoint. Poll with [`Self::savepoint_status`].
@@ -142,21 +137,11 @@ impl RestClient {
             return Err(if status == StatusCode::NOT_FOUND {
                 Error::NotFound(message)
             } else {
-                Error::Http {
-                    status: status.as_u16(),
-                    message,
-                }
+                Error::Http { status: status.as_u16(), message }
             });
         }
         // Flink answers some commands (cancel) with an empty body.
-        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
-            &b"{}"[..]
-        } else {
-            &bytes[..]
-        };
-        serde_json::from_slice(bytes).map_err(|source| Error::Decode {
-            path: path.to_string(),
-            source,
-        })
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { &b"{}"[..] } else { &bytes[..] };
+        serde_json::from_slice(bytes).map_err(|source| Error::Decode { path: path.to_string(), source })
     }
 }

@@ -45,10 +45,7 @@ impl JobState {
 
     /// A globally terminal state: the job will not run again in this JobManager.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Failed | JobState::Canceled | JobState::Finished
-        )
+        matches!(self, JobState::Failed | JobState::Canceled | JobState::Finished)
     }
 }
 
@@ -105,11 +102,7 @@ pub struct JobOverview {
     pub name: String,
     #[serde(rename = "jobType", default, skip_serializing_if = "Option::is_none")]
     pub job_type: Option<String>,
-    #[serde(
-        rename = "schedulerType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "schedulerType", default, skip_serializing_if = "Option::is_none")]
     pub scheduler_type: Option<String>,
     #[serde(rename = "start-time")]
     pub start_time: i64,
@@ -120,11 +113,7 @@ pub struct JobOverview {
     #[serde(rename = "last-modification")]
     pub last_modification: i64,
     pub tasks: TaskCounts,
-    #[serde(
-        rename = "pending-operators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pending-operators", default, skip_serializing_if = "Option::is_none")]
     pub pending_operators: Option<u32>,
 }
 
@@ -148,11 +137,7 @@ pub struct TaskCounts {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct JobDetails {
     pub jid: JobId,
-    #[serde(
-        rename = "application-id",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "application-id", default, skip_serializing_if = "Option::is_none")]
     pub application_id: Option<String>,
     pub name: String,
     #[serde(rename = "isStoppable")]
@@ -160,11 +145,7 @@ pub struct JobDetails {
     pub state: JobState,
     #[serde(rename = "job-type", default, skip_serializing_if = "Option::is_none")]
     pub job_type: Option<String>,
-    #[serde(
-        rename = "schedulerType",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "schedulerType", default, skip_serializing_if = "Option::is_none")]
     pub scheduler_type: Option<String>,
     #[serde(rename = "start-time")]
     pub start_time: i64,
@@ -182,11 +163,7 @@ pub struct JobDetails {
     /// The job graph (`nodes` with inputs); kept as JSON, it is only displayed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<serde_json::Value>,
-    #[serde(
-        rename = "pending-operators",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pending-operators", default, skip_serializing_if = "Option::is_none")]
     pub pending_operators: Option<u32>,
 }
 
@@ -201,11 +178,7 @@ impl JobDetails {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct JobVertexSummary {
     pub id: String,
-    #[serde(
-        rename = "slotSharingGroupId",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "slotSharingGroupId", default, skip_serializing_if = "Option::is_none")]
     pub slot_sharing_group_id: Option<String>,
     pub name: String,
     #[serde(rename = "maxParallelism")]
@@ -326,11 +299,7 @@ pub struct RestoredCheckpoint {
 /// `POST /jobs/:id/savepoints` body.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct SavepointTriggerRequest {
-    #[serde(
-        rename = "target-directory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "target-directory", default, skip_serializing_if = "Option::is_none")]
     pub target_directory: Option<String>,
     #[serde(rename = "cancel-job", default)]
     pub cancel_job: bool,
@@ -339,11 +308,7 @@ pub struct SavepointTriggerRequest {
 /// `POST /jobs/:id/stop` body: stop with a savepoint.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct StopWithSavepointRequest {
-    #[serde(
-        rename = "targetDirectory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "targetDirectory", default, skip_serializing_if = "Option::is_none")]
     pub target_directory: Option<String>,
     #[serde(default)]
     pub drain: bool,
@@ -382,11 +347,7 @@ pub struct SavepointInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// Flink's serialized throwable (`class`, `stack-trace`, ...), or a plain message.
-    #[serde(
-        rename = "failure-cause",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "failure-cause", default, skip_serializing_if = "Option::is_none")]
     pub failure_cause: Option<serde_json::Value>,
 }
 
@@ -416,10 +377,6 @@ pub struct ErrorResponse {
 impl ErrorResponse {
     /// The first line of the first error: Flink puts whole stack traces in `errors`.
     pub fn summary(&self) -> String {
-        self.errors
-            .first()
-            .and_then(|e| e.lines().next())
-            .unwrap_or_default()
-            .to_string()
+        self.errors.first().and_then(|e| e.lines().next()).unwrap_or_default().to_string()
     }
 }

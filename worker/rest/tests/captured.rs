@@ -23,15 +23,7 @@ fn parse_exact<T: DeserializeOwned + Serialize>(name: &str) -> T {
 #[test]
 fn overview() {
     let o: ClusterOverview = parse_exact("overview.json");
-    assert_eq!(
-        (
-            o.taskmanagers,
-            o.slots_total,
-            o.slots_available,
-            o.jobs_running
-        ),
-        (1, 2, 0, 1)
-    );
+    assert_eq!((o.taskmanagers, o.slots_total, o.slots_available, o.jobs_running), (1, 2, 0, 1));
     assert_eq!(o.flink_version, "2.3.0");
     let idle: ClusterOverview = parse_exact("overview-idle.json");
     assert_eq!(idle.slots_available, 2);
@@ -83,10 +75,7 @@ fn job_details() {
 #[test]
 fn job_checkpoints() {
     let c: CheckpointingStatistics = parse_exact("job-checkpoints.json");
-    assert_eq!(
-        (c.counts.completed, c.counts.failed, c.counts.restored),
-        (23, 2, 1)
-    );
+    assert_eq!((c.counts.completed, c.counts.failed, c.counts.restored), (23, 2, 1));
     let completed = c.latest.completed.as_ref().expect("latest completed");
     assert_eq!(completed.id, 23);
     assert_eq!(completed.trigger_timestamp, 1795464470475);
@@ -98,10 +87,7 @@ fn job_checkpoints() {
     let restored = c.latest.restored.as_ref().expect("restored");
     assert_eq!(restored.id, 8);
     assert!(!restored.is_savepoint);
-    assert_eq!(
-        c.summary["end_to_end_duration"]["max"].as_f64(),
-        Some(656.0)
-    );
+    assert_eq!(c.summary["end_to_end_duration"]["max"].as_f64(), Some(656.0));
 }
 
 #[test]
@@ -115,45 +101,28 @@ fn error_body() {
 
 #[test]
 fn savepoint_operation_shapes() {
-    let req = serde_json::to_value(SavepointTriggerRequest {
-        target_directory: Some("s3://b/sp".into()),
-        cancel_job: false,
-    })
-    .unwrap();
-    assert_eq!(
-        req,
-        serde_json::json!({"target-directory": "s3://b/sp", "cancel-job": false})
-    );
-    let stop = serde_json::to_value(StopWithSavepointRequest {
-        target_directory: Some("s3://b/sp".into()),
-        drain: false,
-    })
-    .unwrap();
-    assert_eq!(
-        stop,
-        serde_json::json!({"targetDirectory": "s3://b/sp", "drain": false})
-    );
+    let req =
+        serde_json::to_value(SavepointTriggerRequest { target_directory: Some("s3://b/sp".into()), cancel_job: false })
+            .unwrap();
+    assert_eq!(req, serde_json::json!({"target-directory": "s3://b/sp", "cancel-job": false}));
+    let stop =
+        serde_json::to_value(StopWithSavepointRequest { target_directory: Some("s3://b/sp".into()), drain: false })
+            .unwrap();
+    assert_eq!(stop, serde_json::json!({"targetDirectory": "s3://b/sp", "drain": false}));
 
     let trig: TriggerResponse = serde_json::from_str(r#"{"request-id":"abc"}"#).unwrap();
     assert_eq!(trig.request_id, "abc");
-    let running: AsynchronousOperationResult =
-        serde_json::from_str(r#"{"status":{"id":"IN_PROGRESS"}}"#).unwrap();
+    let running: AsynchronousOperationResult = serde_json::from_str(r#"{"status":{"id":"IN_PROGRESS"}}"#).unwrap();
     assert_eq!(running.status.id, QueueStatusId::InProgress);
     assert!(running.operation.is_none());
     let done: AsynchronousOperationResult = serde_json::from_str(
         r#"{"status":{"id":"COMPLETED"},"operation":{"location":"s3://b/sp/savepoint-623226-0123456789ab"}}"#,
     )
     .unwrap();
-    assert_eq!(
-        done.operation.unwrap().location.as_deref(),
-        Some("s3://b/sp/savepoint-623226-0123456789ab")
-    );
+    assert_eq!(done.operation.unwrap().location.as_deref(), Some("s3://b/sp/savepoint-623226-0123456789ab"));
     let failed: AsynchronousOperationResult = serde_json::from_str(
         r#"{"status":{"id":"COMPLETED"},"operation":{"failure-cause":{"class":"java.util.concurrent.CompletionException","stack-trace":"CheckpointException: Checkpoint expired\n\tat x"}}}"#,
     )
     .unwrap();
-    assert_eq!(
-        failed.operation.unwrap().failure_message().as_deref(),
-        Some("CheckpointException: Checkpoint expired")
-    );
+    assert_eq!(failed.operation.unwrap().failure_message().as_deref(), Some("CheckpointException: Checkpoint expired"));
 }

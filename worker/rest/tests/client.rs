@@ -6,10 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Serves one request with `status` and `body`, and returns the raw request text it received.
-async fn serve_once(
-    status: &'static str,
-    body: &'static str,
-) -> (String, tokio::task::JoinHandle<String>) {
+async fn serve_once(status: &'static str, body: &'static str) -> (String, tokio::task::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
@@ -48,39 +45,25 @@ async fn serve_once(
 async fn stop_with_savepoint_posts_flink_body() {
     let (url, server) = serve_once("202 Accepted", r#"{"request-id":"t-1"}"#).await;
     let client = RestClient::new(url);
-    let req = StopWithSavepointRequest {
-        target_directory: Some("s3://b/sp".into()),
-        drain: false,
-    };
+    let req = StopWithSavepointRequest { target_directory: Some("s3://b/sp".into()), drain: false };
     let trig = client.stop_with_savepoint("ab12", &req).await.unwrap();
     assert_eq!(trig.request_id, "t-1");
     let seen = server.await.unwrap();
     assert!(seen.starts_with("POST /jobs/ab12/stop HTTP/1.1"), "{seen}");
-    assert!(
-        seen.ends_with(r#"{"targetDirectory":"s3://b/sp","drain":false}"#),
-        "{seen}"
-    );
+    assert!(seen.ends_with(r#"{"targetDirectory":"s3://b/sp","drain":false}"#), "{seen}");
 }
 
 #[tokio::test]
 async fn cancel_accepts_empty_body() {
     let (url, server) = serve_once("202 Accepted", "").await;
     RestClient::new(url).cancel_job("ab12").await.unwrap();
-    assert!(
-        server
-            .await
-            .unwrap()
-            .starts_with("PATCH /jobs/ab12?mode=cancel HTTP/1.1")
-    );
+    assert!(server.await.unwrap().starts_with("PATCH /jobs/ab12?mode=cancel HTTP/1.1"));
 }
 
 #[tokio::test]
 async fn not_found_is_its_own_error() {
-    let (url, _server) = serve_once(
-        "404 Not Found",
-        r#"{"errors":["NotFoundException: Job x not found\n\tat y"]}"#,
-    )
-    .await;
+    let (url, _server) =
+        serve_once("404 Not Found", r#"{"errors":["NotFoundException: Job x not found\n\tat y"]}"#).await;
     match RestClient::new(url).job("x").await {
         Err(Error::NotFound(msg)) => assert_eq!(msg, "NotFoundException: Job x not found"),
         other => panic!("expected NotFound, got {other:?}"),
@@ -91,10 +74,7 @@ async fn not_found_is_its_own_error() {
 async fn server_error_is_http() {
     let (url, _server) = serve_once("500 Internal Server Error", r#"{"errors":["boom"]}"#).await;
     match RestClient::new(url).overview().await {
-        Err(Error::Http {
-            status: 500,
-            message,
-        }) => assert_eq!(message, "boom"),
+        Err(Error::Http { status: 500, message }) => assert_eq!(message, "boom"),
         other => panic!("expected Http 500, got {other:?}"),
     }
 }
@@ -102,10 +82,7 @@ async fn server_error_is_http() {
 #[tokio::test]
 async fn wrong_shape_is_decode() {
     let (url, _server) = serve_once("200 OK", r#"{"jobs":"nope"}"#).await;
-    assert!(matches!(
-        RestClient::new(url).jobs().await,
-        Err(Error::Decode { .. })
-    ));
+    assert!(matches!(RestClient::new(url).jobs().await, Err(Error::Decode { .. })));
 }
 
 #[tokio::test]
@@ -113,8 +90,5 @@ async fn closed_port_is_unreachable() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    assert!(matches!(
-        RestClient::new(url).overview().await,
-        Err(Error::Unreachable(_))
-    ));
+    assert!(matches!(RestClient::new(url).overview().await, Err(Error::Unreachable(_))));
 }
