@@ -9,6 +9,7 @@
 //! - [`connectors`]: sources and sinks; [`jobs`]: the built-in jobs of the `rheo` binary.
 
 pub mod api;
+pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
 pub mod config;

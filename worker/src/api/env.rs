@@ -87,6 +87,11 @@ impl StreamEnv {
         DataStream::new(self.graph.clone(), id, 0)
     }
 
+    /// The job graph defined so far, e.g. to run it on a cluster of one's choosing.
+    pub fn graph(&self) -> std::cell::RefMut<'_, JobGraph> {
+        self.graph.borrow_mut()
+    }
+
     /// The plan settings from the configuration and this environment.
     pub fn plan_settings(&self) -> Result<PlanSettings, ConfigError> {
         Ok(PlanSettings {

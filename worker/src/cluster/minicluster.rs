@@ -1,16 +1,25 @@
 //! The embedded mini-cluster: plans a job, runs every subtask on its own thread in this
-//! process, and reports how the job ended.
+//! process, checkpoints it when configured, restarts it from the newest checkpoint after a
+//! failure (per the restart strategy), and reports how the job ended.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::config::{ConfigError, Configuration};
+use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointSettings, CheckpointStats, TaskEntry};
+use crate::checkpoint::discover::{self, FINISHED_MARKER};
+use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
+use crate::cluster::restart::RestartStrategy;
+use crate::config::{ConfigError, Configuration, keys};
 use crate::graph::JobGraph;
 use crate::graph::plan::{ExecutionPlan, PlanError, PlanSettings};
-use crate::runtime::task::{JobShared, TaskOutcome, panic_message};
+use crate::runtime::task::{CoordinatorLink, JobShared, Task, TaskOutcome, panic_message};
+use crate::state::restore::RestoredState;
 
 use super::progress::Progress;
+
+/// Where `rheo run` keeps checkpoints unless `state.checkpoints.dir` says otherwise.
+pub const DEFAULT_CHECKPOINTS_DIR: &str = "file://./rheo-data";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -18,33 +27,50 @@ pub enum JobError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("task '{task}' failed: {message}")]
     TaskFailed { task: String, message: String },
     #[error("the job was cancelled")]
     Cancelled,
     #[error("cannot start thread for task '{task}': {source}")]
     Spawn { task: String, source: std::io::Error },
+    #[error("cannot restore from {path}: {message}")]
+    Restore { path: String, message: String },
 }
 
 /// What a finished job did.
 #[derive(Debug, Clone)]
 pub struct JobResult {
+    pub job_id: String,
     pub job_name: String,
     pub records_in: u64,
     pub records_out: u64,
     pub duration: Duration,
     pub subtasks: usize,
+    pub restarts: u32,
+    /// The checkpoint this run resumed from, if any.
+    pub restored_from: Option<u64>,
+    pub checkpoints: CheckpointStats,
 }
 
 pub struct MiniCluster {
     config: Arc<Configuration>,
     job: Arc<JobShared>,
+    job_id: Option<String>,
     show_progress: bool,
+}
+
+/// Flink-style job id (32 hex digits) derived from a name, so reruns find their checkpoints.
+pub fn job_id_for(name: &str) -> String {
+    let a = crate::runtime::keygroups::hash_key(&(name, 1u8));
+    let b = crate::runtime::keygroups::hash_key(&(name, 2u8));
+    format!("{a:016x}{b:016x}")
 }
 
 impl MiniCluster {
     pub fn new(config: Configuration) -> Self {
-        Self { config: Arc::new(config), job: Arc::new(JobShared::default()), show_progress: false }
+        Self { config: Arc::new(config), job: Arc::new(JobShared::default()), job_id: None, show_progress: false }
     }
 
     /// Shows records in/out per second on stderr while the job runs.
@@ -53,19 +79,163 @@ impl MiniCluster {
         self
     }
 
+    /// The job id under which checkpoints are stored (default: derived from the job name).
+    pub fn with_job_id(mut self, job_id: impl Into<String>) -> Self {
+        self.job_id = Some(job_id.into());
+        self
+    }
+
     /// The running job's shared state, e.g. to cancel it from another thread.
     pub fn job(&self) -> Arc<JobShared> {
         self.job.clone()
     }
 
+    fn checkpoint_settings(
+        &self,
+        job_id: &str,
+        job_name: &str,
+        max_parallelism: usize,
+    ) -> Result<Option<CheckpointSettings>, ConfigError> {
+        let Some(interval) = self.config.duration(keys::CHECKPOINT_INTERVAL)? else { return Ok(None) };
+        if interval.is_zero() {
+            return Ok(None);
+        }
+        Ok(Some(CheckpointSettings {
+            interval,
+            timeout: self.config.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
+            retained: self.config.parse_or(keys::CHECKPOINTS_RETAINED, 1, "a positive integer")?,
+            job_id: job_id.to_string(),
+            job_name: job_name.to_string(),
+            max_parallelism,
+        }))
+    }
+
     pub fn run(&self, job_name: &str, graph: JobGraph, settings: &PlanSettings) -> Result<JobResult, JobError> {
         let started = Instant::now();
+        let job_id = self.job_id.clone().unwrap_or_else(|| job_id_for(job_name));
         let plan = ExecutionPlan::new(&graph, settings)?;
-        let tasks = plan.build_tasks(&graph, settings, self.config.clone(), self.job.clone(), None);
-        drop(graph);
-        let subtasks = tasks.len();
-        tracing::info!(job = job_name, subtasks, "starting job on the embedded mini-cluster");
+        let checkpointing = self.checkpoint_settings(&job_id, job_name, settings.max_parallelism)?;
+        let strategy = RestartStrategy::from_config(&self.config, checkpointing.is_some())?;
+        let storage = match &checkpointing {
+            Some(_) => {
+                let root = self.config.get(keys::CHECKPOINTS_DIR).unwrap_or(DEFAULT_CHECKPOINTS_DIR);
+                Some(CheckpointStorage::from_url(root)?.child(&job_id))
+            }
+            None => None,
+        };
+        let mut restored = self.initial_state(storage.as_ref())?;
+        let restored_from = restored.as_ref().map(|r| r.checkpoint_id);
+        if let Some(id) = restored_from {
+            tracing::info!(job_id = %job_id, checkpoint = id, "resuming from checkpoint");
+        }
         let progress = self.show_progress.then(|| Progress::start(self.job.clone()));
+        let mut restarts = 0;
+        let mut stats = CheckpointStats::default();
+        let outcome = loop {
+            self.job.cancelled.store(false, Ordering::Relaxed);
+            let next_id = restored.as_ref().map_or(1, |r| r.checkpoint_id + 1).max(stats.last_id.map_or(1, |l| l + 1));
+            let tasks = plan.build_tasks(&graph, settings, self.config.clone(), self.job.clone(), restored.clone());
+            let subtasks = tasks.len();
+            tracing::info!(job = job_name, job_id = %job_id, subtasks, attempt = restarts + 1, "starting job");
+            let attempt = self.run_attempt(tasks, checkpointing.as_ref().zip(storage.as_ref()), next_id);
+            let (result, attempt_stats) = match attempt {
+                Ok(pair) => pair,
+                Err(e) => break Err(e),
+            };
+            stats.completed += attempt_stats.completed;
+            stats.failed += attempt_stats.failed;
+            stats.total_duration += attempt_stats.total_duration;
+            if attempt_stats.last_id.is_some() {
+                stats.last_id = attempt_stats.last_id;
+                stats.last_duration = attempt_stats.last_duration;
+                stats.last_size = attempt_stats.last_size;
+            }
+            match result {
+                Ok(()) => break Ok(subtasks),
+                Err(JobError::TaskFailed { task, message }) => {
+                    restarts += 1;
+                    let Some(delay) = strategy.delay(restarts) else {
+                        break Err(JobError::TaskFailed { task, message });
+                    };
+                    tracing::warn!(%task, %message, restart = restarts, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
+                    std::thread::sleep(delay);
+                    restored = match &storage {
+                        Some(storage) => io_runtime().block_on(discover::latest(storage))?.map(|d| Arc::new(d.state)),
+                        None => None,
+                    };
+                }
+                Err(other) => break Err(other),
+            }
+        };
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+        let subtasks = outcome?;
+        if let Some(storage) = &storage {
+            // A finished job's next run starts fresh.
+            io_runtime().block_on(storage.put(FINISHED_MARKER, job_id.clone().into_bytes()))?;
+        }
+        Ok(JobResult {
+            job_id,
+            job_name: job_name.to_string(),
+            records_in: self.job.records_in.load(Ordering::Relaxed),
+            records_out: self.job.records_out.load(Ordering::Relaxed),
+            duration: started.elapsed(),
+            subtasks,
+            restarts,
+            restored_from,
+            checkpoints: stats,
+        })
+    }
+
+    /// The state to start from: an explicit savepoint, else the job's newest checkpoint unless
+    /// the job finished last time.
+    fn initial_state(&self, storage: Option<&CheckpointStorage>) -> Result<Option<Arc<RestoredState>>, JobError> {
+        if let Some(path) = self.config.get("execution.savepoint.path") {
+            let dir = CheckpointStorage::from_url(path)?;
+            return match io_runtime().block_on(discover::load(&dir)) {
+                Ok(Some(found)) => Ok(Some(Arc::new(found.state))),
+                Ok(None) => Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
+                Err(message) => Err(JobError::Restore { path: path.into(), message }),
+            };
+        }
+        let Some(storage) = storage else { return Ok(None) };
+        io_runtime().block_on(async {
+            if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
+                tracing::info!(dir = storage.url(), "the job finished last time; starting fresh");
+                storage.delete_all("").await?;
+                return Ok(None);
+            }
+            Ok(discover::latest(storage).await?.map(|d| Arc::new(d.state)))
+        })
+    }
+
+    /// Runs one attempt of the job: all tasks, and the coordinator if checkpointing is on.
+    fn run_attempt(
+        &self,
+        mut tasks: Vec<Box<dyn Task>>,
+        checkpointing: Option<(&CheckpointSettings, &CheckpointStorage)>,
+        next_checkpoint_id: u64,
+    ) -> Result<(Result<(), JobError>, CheckpointStats), JobError> {
+        let coordinator = checkpointing.map(|(settings, storage)| {
+            let (events_tx, events_rx) = crossbeam_channel::unbounded();
+            let mut entries = Vec::with_capacity(tasks.len());
+            for (index, task) in tasks.iter_mut().enumerate() {
+                let (control_tx, control_rx) = crossbeam_channel::unbounded();
+                entries.push(TaskEntry {
+                    is_source: task.is_source(),
+                    parallelism: task.info().parallelism,
+                    control: control_tx,
+                });
+                task.attach(CoordinatorLink { task: index, control: control_rx, events: events_tx.clone() });
+            }
+            let coordinator =
+                CheckpointCoordinator::new(settings.clone(), storage.clone(), entries, events_rx, next_checkpoint_id);
+            std::thread::Builder::new().name("checkpoint-coordinator".into()).spawn(move || coordinator.run())
+        });
+        let coordinator = coordinator
+            .transpose()
+            .map_err(|source| JobError::Spawn { task: "checkpoint coordinator".into(), source })?;
         let mut handles = Vec::with_capacity(tasks.len());
         for task in tasks {
             let name = task.info().display_name();
@@ -88,21 +258,12 @@ impl MiniCluster {
                 }
             }
         }
-        if let Some(progress) = progress {
-            progress.finish();
-        }
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
-        if cancelled {
-            return Err(JobError::Cancelled);
-        }
-        Ok(JobResult {
-            job_name: job_name.to_string(),
-            records_in: self.job.records_in.load(Ordering::Relaxed),
-            records_out: self.job.records_out.load(Ordering::Relaxed),
-            duration: started.elapsed(),
-            subtasks,
-        })
+        let stats = coordinator.map(|c| c.join().unwrap_or_default()).unwrap_or_default();
+        let result = match (failure, cancelled) {
+            (Some(failure), _) => Err(failure),
+            (None, true) => Err(JobError::Cancelled),
+            (None, false) => Ok(()),
+        };
+        Ok((result, stats))
     }
 }

@@ -2,3 +2,4 @@
 
 pub mod minicluster;
 pub mod progress;
+pub mod restart;

@@ -9,9 +9,11 @@ use crate::runtime::output::{NO_TIMESTAMP, Timestamp};
 use crate::runtime::sink::SinkFunction;
 use crate::runtime::task::{SourceError, SourceFunction, SourceOutput, SourceStatus};
 
-/// Emits a fixed list of records (with optional timestamps), then ends.
+/// Emits a fixed list of records (with optional timestamps), then ends. Its position (how
+/// many were emitted) is checkpointed.
 pub struct CollectionSource<T> {
-    items: std::vec::IntoIter<(T, Timestamp)>,
+    items: std::iter::Skip<std::vec::IntoIter<(T, Timestamp)>>,
+    position: u64,
 }
 
 const BATCH: usize = 1024;
@@ -20,11 +22,18 @@ impl<T: Data> SourceFunction<T> for CollectionSource<T> {
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
         for _ in 0..BATCH {
             match self.items.next() {
-                Some((value, timestamp)) => out.collect_with_timestamp(value, timestamp),
+                Some((value, timestamp)) => {
+                    self.position += 1;
+                    out.collect_with_timestamp(value, timestamp)
+                }
                 None => return Ok(SourceStatus::Finished),
             }
         }
         Ok(SourceStatus::More)
+    }
+
+    fn snapshot_state(&mut self) -> Option<Vec<u8>> {
+        Some(crate::state::restore::encode(&self.position))
     }
 }
 
@@ -37,8 +46,9 @@ impl StreamEnv {
     /// A bounded, non-parallel stream of records with event timestamps.
     pub fn from_timestamped<T: Data + Sync>(&self, items: Vec<(T, Timestamp)>) -> DataStream<T> {
         let items = Arc::new(items);
-        self.add_non_parallel_source("Collection", move |_| CollectionSource {
-            items: items.as_ref().clone().into_iter(),
+        self.add_non_parallel_source("Collection", move |ctx| {
+            let position = ctx.restore_operator::<u64>().into_iter().next().unwrap_or(0);
+            CollectionSource { items: items.as_ref().clone().into_iter().skip(position as usize), position }
         })
     }
 }
