@@ -43,7 +43,7 @@ fn build(env: &StreamEnv, output: &str, fail_at: Option<Arc<AtomicU64>>, slow: b
         .map(move |line: String| {
             // Throttle next to the source, so several checkpoints complete during the run
             // without queues building up in front of the barriers.
-            if slow && emitted.fetch_add(1, Ordering::Relaxed) % 20 == 0 {
+            if slow && emitted.fetch_add(1, Ordering::Relaxed).is_multiple_of(20) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             line

@@ -155,7 +155,10 @@ proptest! {
 }
 
 /// Word counts per event-time window and in total, at a given parallelism.
-fn word_counts(parallelism: usize) -> (Vec<(String, i64, u64)>, Vec<(String, u64)>) {
+/// (word, window end, count) per window, and (word, total).
+type WordCounts = (Vec<(String, i64, u64)>, Vec<(String, u64)>);
+
+fn word_counts(parallelism: usize) -> WordCounts {
     let mut env = StreamEnv::new(Configuration::new());
     env.set_parallelism(parallelism);
     let lines: Vec<(String, Timestamp)> =
@@ -206,7 +209,7 @@ impl SinkFunction<u64> for SlowSink {
         let received = self.received.fetch_add(1, Ordering::Relaxed) + 1;
         let emitted = self.job.records_in.load(Ordering::Relaxed);
         self.max_in_flight.fetch_max(emitted.saturating_sub(received), Ordering::Relaxed);
-        if received % 256 == 0 {
+        if received.is_multiple_of(256) {
             std::thread::sleep(Duration::from_millis(2));
         }
     }

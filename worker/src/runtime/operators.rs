@@ -53,10 +53,13 @@ pub enum WatermarkEmission {
     PerRecord,
 }
 
+/// Extracts an event timestamp from a record (and its current timestamp).
+pub type TimestampAssigner<T> = Arc<dyn Fn(&T, Timestamp) -> Timestamp + Send + Sync>;
+
 /// How records get event timestamps and how watermarks follow them (Flink's
 /// `WatermarkStrategy`).
 pub struct WatermarkStrategy<T> {
-    pub(crate) timestamp_of: Option<Arc<dyn Fn(&T, Timestamp) -> Timestamp + Send + Sync>>,
+    pub(crate) timestamp_of: Option<TimestampAssigner<T>>,
     pub(crate) out_of_orderness: Duration,
     pub(crate) idleness: Option<Duration>,
     pub(crate) emission: Option<WatermarkEmission>,
