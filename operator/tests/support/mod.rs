@@ -2,6 +2,9 @@
 //! (through `tower-test`'s mock service) and a scripted JobManager. Both record every request,
 //! so scenarios assert exactly what the reconciler asked for.
 
+// Shared by several test crates; each uses a part of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
