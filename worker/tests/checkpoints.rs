@@ -108,17 +108,22 @@ fn env_graph(env: &StreamEnv) -> std::cell::RefMut<'_, rheo::graph::JobGraph> {
 
 /// Every committed output line, counted: (window end, word) → count, and duplicates detected.
 fn committed(output: &Path) -> BTreeMap<(i64, String), u64> {
+    committed_at(output.to_str().unwrap())
+}
+
+/// The same for any storage URL.
+fn committed_at(url: &str) -> BTreeMap<(i64, String), u64> {
+    let storage = CheckpointStorage::from_url(url).unwrap();
     let mut counts = BTreeMap::new();
-    for entry in std::fs::read_dir(output).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
+    for path in io_runtime().block_on(storage.list_files("")).unwrap() {
+        let text = String::from_utf8(io_runtime().block_on(storage.get(&path)).unwrap()).unwrap();
         for line in text.lines() {
             let mut parts = line.split(',');
             let end: i64 = parts.next().unwrap().parse().unwrap();
             let word = parts.next().unwrap().to_string();
             let count: u64 = parts.next().unwrap().parse().unwrap();
             let previous = counts.insert((end, word.clone()), count);
-            assert!(previous.is_none(), "({end}, {word}) committed twice ({})", path.display());
+            assert!(previous.is_none(), "({end}, {word}) committed twice ({path})");
         }
     }
     counts
@@ -189,4 +194,38 @@ fn a_finished_job_starts_fresh() {
     let second = run(config, 1, dir.path().join("b").to_str().unwrap(), None).unwrap();
     assert_eq!(second.restored_from, None, "the finished job did not resume");
     assert_eq!(committed(&dir.path().join("b")), expected());
+}
+
+/// The S3 endpoint of the test environment (`scripts/services/s3.sh start`), if any. Under CI it
+/// must be there; elsewhere the S3 variants are skipped with a note.
+fn s3_root() -> Option<String> {
+    match std::env::var("RHEO_TEST_S3") {
+        Ok(root) => Some(root),
+        Err(_) if std::env::var_os("CI").is_some() => panic!("RHEO_TEST_S3 is not set: start scripts/services/s3.sh"),
+        Err(_) => {
+            eprintln!("RHEO_TEST_S3 not set: skipping the S3 variant (run scripts/services/s3.sh start)");
+            None
+        }
+    }
+}
+
+#[test]
+fn exactly_once_with_checkpoints_and_output_on_s3() {
+    let Some(root) = s3_root() else { return };
+    let run_id = format!("{}-{}", std::process::id(), rheo::runtime::task::now_ms());
+    let checkpoints = format!("{root}/{run_id}/checkpoints");
+    let output = format!("{root}/{run_id}/out");
+    let mut config = config(Path::new("unused"), &[]);
+    config.set("state.checkpoints.dir", checkpoints.as_str());
+    let fail_at = Arc::new(AtomicU64::new(LINES / 2));
+    let result = run(config.clone(), 2, &output, Some(fail_at)).unwrap();
+    assert_eq!(result.restarts, 1);
+    assert!(result.checkpoints.completed >= 2, "{:?}", result.checkpoints);
+    assert_eq!(committed_at(&output), expected());
+    // The checkpoint layout is Flink's: <dir>/<job-id>/chk-<n>/_metadata.
+    let job = CheckpointStorage::from_url(&checkpoints).unwrap().child("0123456789abcdef0123456789abcdef");
+    let ids = io_runtime().block_on(discover::checkpoint_ids(&job)).unwrap();
+    assert!(!ids.is_empty());
+    let metadata = io_runtime().block_on(job.child(&format!("chk-{}", ids[0])).get("_metadata")).unwrap();
+    assert!(String::from_utf8(metadata).unwrap().contains("\"is_final\": true"));
 }
