@@ -330,12 +330,25 @@ def test_service_monitor():
 # --- NOTES -----------------------------------------------------------------------------------
 def test_notes_tell_how_to_apply_and_scale():
     notes = render({}).notes
-    assert "kubectl -n default apply -f examples/" in notes
+    assert "kubectl -n default apply -f examples/word-count-s3.yaml" in notes
     assert "kind: FlinkJob" in notes and "apiVersion: rheo.io/v1alpha1" in notes
-    assert "kubectl -n default scale fj/word-count --replicas=3" in notes
+    assert "kubectl -n default scale fj/datagen-word-count --replicas=3" in notes
     assert "all namespaces" in notes
     notes_ns = render(VALUE_SETS["namespaced-two"]).notes
-    assert "team-a, team-b" in notes_ns and "kubectl -n team-a scale fj/word-count" in notes_ns
+    assert "team-a, team-b" in notes_ns and "kubectl -n team-a scale fj/datagen-word-count" in notes_ns
+
+
+def test_notes_name_existing_examples():
+    for name in re.findall(r"examples/([\w.-]+\.yaml)", render({}).notes):
+        assert (REPO / "examples" / name).exists(), f"NOTES.txt names examples/{name}, which does not exist"
+
+
+def test_notes_example_job_is_built_in():
+    """The inline example's job.entry must be a job the worker binary carries (rheo jobs)."""
+    notes = render({}).notes
+    entry = re.search(r"entry: ([\w-]+)", notes).group(1)
+    sources = "".join(p.read_text() for p in (REPO / "worker" / "src").rglob("*.rs"))
+    assert f'"{entry}"' in sources, f"job {entry} not found in worker/src"
 
 
 def test_notes_example_is_a_valid_flinkjob_if_crd_exists():
