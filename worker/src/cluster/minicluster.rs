@@ -188,26 +188,31 @@ impl MiniCluster {
         })
     }
 
-    /// The state to start from: an explicit savepoint, else the job's newest checkpoint unless
-    /// the job finished last time.
+    /// The state to start from, as Flink decides it: the job's own newest checkpoint (so a
+    /// restarted JobManager never rewinds to the savepoint it was first started from), else the
+    /// savepoint given by `execution.savepoint.path`, else nothing. A job that finished last
+    /// time starts fresh.
     fn initial_state(&self, storage: Option<&CheckpointStorage>) -> Result<Option<Arc<RestoredState>>, JobError> {
-        if let Some(path) = self.config.get("execution.savepoint.path") {
-            let dir = CheckpointStorage::from_url(path)?;
-            return match io_runtime().block_on(discover::load(&dir)) {
-                Ok(Some(found)) => Ok(Some(Arc::new(found.state))),
-                Ok(None) => Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
-                Err(message) => Err(JobError::Restore { path: path.into(), message }),
-            };
-        }
-        let Some(storage) = storage else { return Ok(None) };
-        io_runtime().block_on(async {
-            if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
-                tracing::info!(dir = storage.url(), "the job finished last time; starting fresh");
-                storage.delete_all("").await?;
-                return Ok(None);
+        if let Some(storage) = storage {
+            let own = io_runtime().block_on(async {
+                if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
+                    tracing::info!(dir = storage.url(), "the job finished last time; starting fresh");
+                    storage.delete_all("").await?;
+                    return Ok::<_, StorageError>(None);
+                }
+                Ok(discover::latest(storage).await?.map(|d| Arc::new(d.state)))
+            })?;
+            if own.is_some() {
+                return Ok(own);
             }
-            Ok(discover::latest(storage).await?.map(|d| Arc::new(d.state)))
-        })
+        }
+        let Some(path) = self.config.get("execution.savepoint.path") else { return Ok(None) };
+        let dir = CheckpointStorage::from_url(path)?;
+        match io_runtime().block_on(discover::load(&dir)) {
+            Ok(Some(found)) => Ok(Some(Arc::new(found.state))),
+            Ok(None) => Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
+            Err(message) => Err(JobError::Restore { path: path.into(), message }),
+        }
     }
 
     /// Runs one attempt of the job: all tasks, and the coordinator if checkpointing is on.

@@ -4,5 +4,6 @@ pub mod collection;
 pub mod datagen;
 pub mod discard;
 pub mod file;
+pub mod filesink;
 pub mod print;
 pub mod socket;
