@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use rheo::cluster::minicluster::MiniCluster;
 use rheo::connectors::datagen::{DatagenConfig, word_lines};
-use rheo::jobs::words::{CountAggregate, WordWithCount, tokenize};
+use rheo::jobs::words::{CountAggregate, WordWithCount, tokenize, words};
 use rheo::prelude::*;
 use rheo::runtime::task::now_ms;
 
@@ -163,7 +163,7 @@ fn bare_loop(lines: u64) {
     let mut emitted = 0u64;
     for i in 0..lines {
         let line = generate(i);
-        for word in line.split_whitespace() {
+        for word in words(&line) {
             match counts.get_mut(word) {
                 Some(c) => *c += 1,
                 None => {

@@ -40,9 +40,20 @@ impl fmt::Display for WindowedWordCount {
 
 /// Splits a line on whitespace into `(word, 1)` records.
 pub fn tokenize(line: &str, out: &mut Collector<'_, WordWithCount>) {
-    for word in line.split_whitespace() {
+    for word in words(line) {
         out.collect(WordWithCount { word: CompactString::new(word), count: 1 });
     }
+}
+
+/// The words of a line, split on whitespace. ASCII lines (the common case) take the cheaper
+/// ASCII split; other lines split on every Unicode whitespace character.
+pub fn words(line: &str) -> impl Iterator<Item = &str> {
+    let (ascii, unicode) = if line.is_ascii() {
+        (Some(line.split_ascii_whitespace()), None)
+    } else {
+        (None, Some(line.split_whitespace()))
+    };
+    ascii.into_iter().flatten().chain(unicode.into_iter().flatten())
 }
 
 /// Sums the counts of a key's records.

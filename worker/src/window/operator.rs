@@ -157,6 +157,14 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
     }
 
     fn add_fixed(&mut self, key: K, value: I, time: Timestamp, timestamp: Timestamp) {
+        // Fast path: one window per record, usually the newest open one.
+        if let WindowAssigner::Tumbling { size, offset, .. } = self.assigner {
+            let start = crate::window::assigner::window_start(time, offset, size);
+            let window = TimeWindow::new(start, start + size);
+            if !self.is_late(&window) {
+                return self.add_to_pane(window, key, value);
+            }
+        }
         let windows = self.assigner.assign(time);
         let live = windows.iter().filter(|w| !self.is_late(w)).count();
         if live == 0 {
@@ -175,18 +183,25 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             } else {
                 (value.clone().expect("value"), key.clone().expect("key"))
             };
-            let pane = self.fixed.entry(window).or_insert_with(|| Pane { fired: false, accs: KeyMap::default() });
-            let aggregation = &self.aggregation;
-            let acc = match pane.accs.get_mut(&k) {
-                Some(acc) => acc,
-                None => pane.accs.entry(k.clone()).or_insert_with(|| aggregation.create()),
-            };
-            aggregation.add(acc, v);
-            if pane.fired {
-                // A late record within the allowed lateness: fire the updated result at once.
-                let mut collector = Collector::new(&mut *self.out, window.max_timestamp());
-                aggregation.emit(&k, &window, acc, &mut collector);
-            }
+            self.add_to_pane(window, k, v);
+        }
+    }
+
+    fn add_to_pane(&mut self, window: TimeWindow, key: K, value: I) {
+        let pane = match self.fixed.last_entry() {
+            Some(last) if *last.key() == window => last.into_mut(),
+            _ => self.fixed.entry(window).or_insert_with(|| Pane { fired: false, accs: KeyMap::default() }),
+        };
+        let aggregation = &self.aggregation;
+        let acc = match pane.accs.get_mut(&key) {
+            Some(acc) => acc,
+            None => pane.accs.entry(key.clone()).or_insert_with(|| aggregation.create()),
+        };
+        aggregation.add(acc, value);
+        if pane.fired {
+            // A late record within the allowed lateness: fire the updated result at once.
+            let mut collector = Collector::new(&mut *self.out, window.max_timestamp());
+            aggregation.emit(&key, &window, acc, &mut collector);
         }
     }
 
