@@ -229,3 +229,84 @@ fn exactly_once_with_checkpoints_and_output_on_s3() {
     let metadata = io_runtime().block_on(job.child(&format!("chk-{}", ids[0])).get("_metadata")).unwrap();
     assert!(String::from_utf8(metadata).unwrap().contains("\"is_final\": true"));
 }
+
+/// Counts words of a parallel source into exactly-once files: (word, total) pairs at the end.
+fn count_words(env: &StreamEnv, lines: DataStream<String>, output: &str, fail_at: Option<Arc<AtomicU64>>) {
+    let seen = Arc::new(AtomicU64::new(0));
+    let _ = env;
+    lines
+        .map(move |line: String| {
+            let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(fail_at) = &fail_at
+                && fail_at.load(Ordering::Relaxed) == n
+            {
+                fail_at.store(0, Ordering::Relaxed);
+                panic!("injected failure at record {n}");
+            }
+            if n.is_multiple_of(20) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            line
+        })
+        .flat_map(|line: String, out: &mut Collector<'_, (String, u64)>| {
+            line.split_whitespace().for_each(|w| out.collect((w.to_string(), 1)))
+        })
+        .key_by(|(w, _)| w.clone())
+        .window(TumblingEventTimeWindows::of(Duration::from_secs(3600)))
+        .reduce(|a, b| (a.0, a.1 + b.1))
+        .sink_to_files(output, |(w, c): &(String, u64), buf: &mut String| buf.push_str(&format!("0,{w},{c}\n")))
+        .unwrap();
+}
+
+fn totals() -> BTreeMap<(i64, String), u64> {
+    let mut counts = BTreeMap::new();
+    for (line, _) in input() {
+        for word in line.split_whitespace() {
+            *counts.entry((0, word.to_string())).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn parallel_sources_resume_exactly_at_another_parallelism() {
+    use rheo::connectors::datagen::DatagenConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.txt");
+    std::fs::write(&file, input().into_iter().map(|(l, _)| l + "\n").collect::<String>()).unwrap();
+    let lines: Arc<Vec<String>> = Arc::new(input().into_iter().map(|(l, _)| l).collect());
+    for source in ["file", "datagen"] {
+        let (out_dir, chk_dir) = (dir.path().join(format!("out-{source}")), dir.path().join(format!("chk-{source}")));
+        let config = config(&chk_dir, &[("restart-strategy.type", "none")]);
+        let mut attempts = vec![(2, Some(Arc::new(AtomicU64::new(LINES / 2)))), (3, None)];
+        for (parallelism, fail_at) in attempts.drain(..) {
+            let mut env = StreamEnv::new(Configuration::new());
+            env.set_parallelism(parallelism);
+            let stream = if source == "file" {
+                env.read_text_file(&file)
+            } else {
+                let lines = lines.clone();
+                env.datagen(
+                    DatagenConfig { count: Some(LINES), rate: None },
+                    Arc::new(move |i| lines[i as usize].clone()),
+                )
+            };
+            // Event time from nowhere: the hour-long window fires at the end of input.
+            let stream = stream.assign_timestamps_and_watermarks(
+                WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|_, _| 0),
+            );
+            count_words(&env, stream, out_dir.to_str().unwrap(), fail_at.clone());
+            let graph = std::mem::take(&mut *env.graph());
+            let result = MiniCluster::new(config.clone()).with_job_id("fedcba9876543210fedcba9876543210").run(
+                "rescaled source",
+                graph,
+                &env.plan_settings().unwrap(),
+            );
+            match fail_at {
+                Some(_) => assert!(result.is_err(), "{source}: the first run fails"),
+                None => assert!(result.unwrap().restored_from.is_some(), "{source}: the second run resumes"),
+            }
+        }
+        assert_eq!(committed(&out_dir), totals(), "{source} source restored from parallelism 2 at 3");
+    }
+}

@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use crate::api::{DataStream, StreamEnv};
+use crate::connectors::emitted::{Layer, Position, emitted_layers};
 use crate::graph::Data;
 use crate::runtime::task::{SourceError, SourceFunction, SourceOutput, SourceStatus, TaskInfo};
 
@@ -45,11 +46,39 @@ pub struct DatagenSource<T> {
     emitted: u64,
     /// Records per second for this subtask, and when it started.
     rate: Option<(f64, Instant)>,
+    /// What earlier runs emitted, when restored at another parallelism.
+    restored: Vec<Layer>,
 }
 
 impl<T> DatagenSource<T> {
     pub fn new(config: DatagenConfig, generate: Generator<T>, subtask_index: usize, parallelism: usize) -> Self {
-        Self { generate, config, next: subtask_index as u64, stride: parallelism.max(1) as u64, emitted: 0, rate: None }
+        Self {
+            generate,
+            config,
+            next: subtask_index as u64,
+            stride: parallelism.max(1) as u64,
+            emitted: 0,
+            rate: None,
+            restored: Vec::new(),
+        }
+    }
+
+    /// Resumes after a checkpoint taken at any parallelism: every index some earlier subtask
+    /// emitted is skipped, so each index is emitted exactly once over all runs.
+    fn restore(mut self, positions: &[Position]) -> Self {
+        self.restored = emitted_layers(positions);
+        if let [only] = self.restored.as_slice()
+            && only.stride == self.stride
+        {
+            // Same parallelism: continue exactly where this subtask stopped.
+            self.next = only.next[(self.next % self.stride) as usize];
+            self.restored.clear();
+        }
+        self
+    }
+
+    fn already_emitted(&self, index: u64) -> bool {
+        self.restored.iter().any(|layer| layer.contains(index))
     }
 }
 
@@ -82,19 +111,38 @@ impl<T: Data> SourceFunction<T> for DatagenSource<T> {
             if self.config.count.is_some_and(|count| self.next >= count) {
                 return Ok(SourceStatus::Finished);
             }
-            out.collect((self.generate)(self.next));
+            let index = self.next;
             self.next += self.stride;
+            if !self.restored.is_empty() && self.already_emitted(index) {
+                continue;
+            }
+            out.collect((self.generate)(index));
             self.emitted += 1;
         }
         Ok(SourceStatus::More)
+    }
+
+    fn snapshot_state(&mut self) -> Option<Vec<u8>> {
+        // Earlier layers matter only until this subtask has moved past them.
+        self.restored.retain(|layer| self.next < layer.end());
+        let position = Position {
+            first: self.next % self.stride,
+            stride: self.stride,
+            next: self.next,
+            offset: 0,
+            earlier: self.restored.clone(),
+        };
+        Some(crate::state::restore::encode(&position))
     }
 }
 
 impl StreamEnv {
     /// A parallel stream of generated records: record `i` is `generate(i)`.
     pub fn datagen<T: Data>(&self, config: DatagenConfig, generate: Generator<T>) -> DataStream<T> {
-        self.add_source("DataGen", move |info| {
-            DatagenSource::new(config, generate.clone(), info.info.subtask_index, info.info.parallelism)
+        self.add_source("DataGen", move |ctx| {
+            let positions: Vec<Position> = ctx.restore_operator_all();
+            DatagenSource::new(config, generate.clone(), ctx.info.subtask_index, ctx.info.parallelism)
+                .restore(&positions)
         })
     }
 }

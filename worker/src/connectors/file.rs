@@ -4,19 +4,22 @@
 //! `n` has `n % p == s`, so the split is deterministic. A trailing `\r` is stripped. A file that
 //! cannot be opened or read, or a line that is not UTF-8, fails the job with an error naming the
 //! path (and line). [`StreamEnv::read_text_file_parsed`] also parses each line with a job's
-//! function; a parse error fails the job naming `path:line`.
+//! function; a parse error fails the job naming `path:line`. Each subtask checkpoints its line
+//! number and byte offset; a restore at the same parallelism seeks there, one at another
+//! parallelism skips exactly the lines some old subtask emitted ([`emitted`](super::emitted)).
 //!
 //! Sink: [`DataStream::write_as_text`] writes one line per record; with parallelism `p > 1` it
 //! writes to a directory with one file per subtask (`1`, `2`, ...), as Flink's `writeAsText`.
 
 use std::fmt::Display;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::stream::DataSink;
 use crate::api::{DataStream, StreamEnv};
+use crate::connectors::emitted::{Layer, Position, emitted_layers};
 use crate::graph::Data;
 use crate::runtime::output::{NO_TIMESTAMP, Timestamp};
 use crate::runtime::sink::SinkFunction;
@@ -37,8 +40,12 @@ pub struct TextFileSource<T> {
     line: Vec<u8>,
     /// 0-based number of the next line to read.
     line_number: u64,
+    /// Byte offset of the next line to read.
+    offset: u64,
     subtask: u64,
     parallelism: u64,
+    /// What earlier runs emitted, when restored at another parallelism.
+    restored: Vec<Layer>,
 }
 
 impl<T> TextFileSource<T> {
@@ -49,17 +56,56 @@ impl<T> TextFileSource<T> {
             reader: None,
             line: Vec::new(),
             line_number: 0,
+            offset: 0,
             subtask: subtask_index as u64,
             parallelism: parallelism.max(1) as u64,
+            restored: Vec::new(),
         }
+    }
+}
+
+impl<T> TextFileSource<T> {
+    /// Resumes from checkpointed positions taken at any parallelism.
+    fn restore(mut self, positions: &[Position]) -> Self {
+        let layers = emitted_layers(positions);
+        // Every line below the smallest old position was emitted by some old subtask.
+        if let Some(start) = positions.iter().filter(|p| p.stride == positions[0].stride).min_by_key(|p| p.next) {
+            (self.line_number, self.offset) = (start.next, start.offset);
+        }
+        if let [only] = layers.as_slice()
+            && only.stride == self.parallelism
+            && let Some(own) = positions.iter().find(|p| p.first == self.subtask && p.stride == self.parallelism)
+        {
+            // Same parallelism: continue exactly where this subtask stopped.
+            (self.line_number, self.offset) = (own.next, own.offset);
+        } else {
+            self.restored = layers;
+        }
+        self
     }
 }
 
 impl<T: Data> SourceFunction<T> for TextFileSource<T> {
     fn open(&mut self, _info: &TaskInfo) -> Result<(), SourceError> {
-        let file = File::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let mut file = File::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        if self.offset > 0 {
+            file.seek(SeekFrom::Start(self.offset))
+                .map_err(|e| format!("cannot seek in {}: {e}", self.path.display()))?;
+        }
         self.reader = Some(BufReader::with_capacity(256 * 1024, file));
         Ok(())
+    }
+
+    fn snapshot_state(&mut self) -> Option<Vec<u8>> {
+        self.restored.retain(|layer| self.line_number < layer.end());
+        let position = Position {
+            first: self.subtask,
+            stride: self.parallelism,
+            next: self.line_number,
+            offset: self.offset,
+            earlier: self.restored.clone(),
+        };
+        Some(crate::state::restore::encode(&position))
     }
 
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
@@ -76,7 +122,8 @@ impl<T: Data> SourceFunction<T> for TextFileSource<T> {
             }
             let number = self.line_number;
             self.line_number += 1;
-            if number % self.parallelism != self.subtask {
+            self.offset += n as u64;
+            if number % self.parallelism != self.subtask || self.restored.iter().any(|l| l.contains(number)) {
                 continue;
             }
             let mut bytes = self.line.as_slice();
@@ -104,8 +151,10 @@ impl StreamEnv {
     pub fn read_text_file_parsed<T: Data>(&self, path: impl AsRef<Path>, parse: LineParser<T>) -> DataStream<T> {
         let path = path.as_ref().to_path_buf();
         let name = format!("File {}", path.display());
-        self.add_source(&name, move |info| {
-            TextFileSource::new(path.clone(), parse.clone(), info.info.subtask_index, info.info.parallelism)
+        self.add_source(&name, move |ctx| {
+            let positions: Vec<Position> = ctx.restore_operator_all();
+            TextFileSource::new(path.clone(), parse.clone(), ctx.info.subtask_index, ctx.info.parallelism)
+                .restore(&positions)
         })
     }
 }

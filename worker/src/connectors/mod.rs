@@ -3,6 +3,7 @@
 pub mod collection;
 pub mod datagen;
 pub mod discard;
+pub mod emitted;
 pub mod file;
 pub mod filesink;
 pub mod print;

@@ -1,35 +1,48 @@
 //! The print sink, in Flink's format: `N> record` when the sink runs with parallelism > 1.
 
 use std::fmt::Display;
-use std::io::{BufWriter, Stdout, Write};
+use std::io::Write;
 
 use crate::api::DataStream;
 use crate::graph::Data;
 use crate::runtime::output::Timestamp;
 use crate::runtime::sink::SinkFunction;
 
+/// Buffers whole lines and writes them under the stdout lock, so lines of parallel subtasks
+/// never interleave (a `BufWriter` flushes mid-line when full, and another subtask's write can
+/// land inside that line).
 pub struct PrintSink {
     prefix: String,
-    out: BufWriter<Stdout>,
+    buffer: Vec<u8>,
 }
+
+/// Write out once this many bytes are buffered.
+const FLUSH_AT: usize = 64 * 1024;
 
 impl PrintSink {
     pub fn new(subtask_index: usize, parallelism: usize) -> Self {
         let prefix = if parallelism > 1 { format!("{}> ", subtask_index + 1) } else { String::new() };
-        Self { prefix, out: BufWriter::new(std::io::stdout()) }
+        Self { prefix, buffer: Vec::with_capacity(FLUSH_AT) }
     }
 }
 
 impl<T: Display> SinkFunction<T> for PrintSink {
     fn invoke(&mut self, value: T, _timestamp: Timestamp) {
-        if let Err(e) = writeln!(self.out, "{}{}", self.prefix, value) {
-            panic!("print sink: cannot write to stdout: {e}");
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(self.buffer, "{}{}", self.prefix, value);
+        if self.buffer.len() >= FLUSH_AT {
+            SinkFunction::<T>::flush(self);
         }
     }
     fn flush(&mut self) {
-        if let Err(e) = self.out.flush() {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = stdout.write_all(&self.buffer).and_then(|()| stdout.flush()) {
             panic!("print sink: cannot write to stdout: {e}");
         }
+        self.buffer.clear();
     }
 }
 

@@ -53,6 +53,17 @@ impl OperatorContext<'_> {
         }
     }
 
+    /// Every old subtask's non-keyed state of this operator (union redistribution), for
+    /// sources that rescale by skipping what any old subtask already emitted.
+    pub fn restore_operator_all<E: serde::de::DeserializeOwned>(&self) -> Vec<E> {
+        match &self.info.restored {
+            None => Vec::new(),
+            Some(restored) => {
+                restored.operator(self.node, 0, 1).unwrap_or_else(|e| panic!("{}: {e}", self.info.task_name))
+            }
+        }
+    }
+
     /// Restores this subtask's non-keyed state entries of this operator.
     pub fn restore_operator<E: serde::de::DeserializeOwned>(&self) -> Vec<E> {
         match &self.info.restored {
