@@ -14,9 +14,10 @@ $(OPERATOR_BIN): FORCE
 .PHONY: FORCE
 FORCE:
 
-## make crds: regenerate crds/flinkjob.yaml from the Rust types
+## make crds: regenerate crds/flinkjob.yaml from the Rust types, and the chart's copy of it
 crds: $(OPERATOR_BIN)
 	$(OPERATOR_BIN) crd > crds/flinkjob.yaml
+	$(MAKE) --no-print-directory chart-crds
 
 ## CI fails when crds/flinkjob.yaml is not what the code generates
 crd-drift: $(OPERATOR_BIN)

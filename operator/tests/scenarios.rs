@@ -251,6 +251,52 @@ async fn suspend_takes_a_savepoint_and_scales_to_zero_then_resume_restores_it() 
 }
 
 #[tokio::test]
+async fn stateless_resume_after_a_savepoint_suspension_starts_with_empty_state() {
+    let env = deployed("savepoint").await;
+    env.edit(|fj| fj["spec"]["job"]["state"] = json!("suspended"));
+    env.reconcile().await.unwrap();
+    *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/sp-1".into()));
+    env.reconcile().await.unwrap();
+    assert_eq!(
+        env.status()["reconciliation"]["restorePath"],
+        "s3://rheo/savepoints/sp-1",
+        "suspended with a savepoint"
+    );
+    env.take_calls();
+    env.jm.take_calls();
+
+    // Resume asking for a stateless upgrade: the suspension's savepoint is not used.
+    env.edit(|fj| {
+        fj["spec"]["job"]["state"] = json!("running");
+        fj["spec"]["job"]["upgradeMode"] = json!("stateless");
+    });
+    env.reconcile().await.unwrap();
+    let args = jm_args(&env);
+    assert_eq!(
+        args,
+        s(&[
+            "jobmanager",
+            "--job",
+            "word-count",
+            "--job-id",
+            "6232260e7262bc211b07d58420043bda",
+            "--",
+            "--input",
+            "/data/in"
+        ]),
+        "a stateless resume starts with empty state"
+    );
+    assert!(!args.iter().any(|a| a.contains("savepoint")), "{args:?}");
+    assert_eq!(env.object(JM_DEPLOY).unwrap()["spec"]["replicas"], 1);
+    let status = env.status();
+    assert!(status["reconciliation"].get("restorePath").is_none_or(|p| p.is_null()), "{status}");
+    assert_eq!(status["reconciliation"]["jobEpoch"], 2);
+    assert!(status["reconciliation"].get("upgrade").is_none());
+    // Nothing ran while suspended, so nothing to cancel or stop.
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("cancel") || c.contains("/stop")));
+}
+
+#[tokio::test]
 async fn savepoint_nonce_triggers_one_savepoint() {
     let env = deployed("stateless").await;
     env.edit(|fj| fj["spec"]["job"]["savepointTriggerNonce"] = json!(1));
@@ -385,4 +431,57 @@ async fn invalid_spec_gets_a_status_error_and_an_event_and_nothing_is_deployed()
     assert_eq!(condition(&status, "Stalled")["reason"], "InvalidSpec");
     assert!(env.jm.take_calls().is_empty());
     assert!(env.object(JM_DEPLOY).is_none());
+}
+
+/// The reconciler's side of the chart's RBAC (charts/tests/test_rheo_operator.py WORKLOAD_RIGHTS):
+/// over a whole lifecycle it only patches the FlinkJob (finalizer) and its status, server-side
+/// applies the children (patch; create when missing) and creates or patches Events. Never a
+/// GET, PUT or DELETE: a new kind of call here needs a new verb in the chart.
+#[tokio::test]
+async fn a_whole_lifecycle_uses_only_the_verbs_the_chart_grants() {
+    let env = Env::new(BASIC);
+    env.edit(|fj| {
+        fj["metadata"]["finalizers"] = json!(null);
+        fj["spec"]["job"]["upgradeMode"] = json!("savepoint");
+        fj["spec"]["deletionPolicy"] = json!("savepoint");
+    });
+    env.reconcile().await.unwrap();
+    env.reconcile().await.unwrap();
+    *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/sp-1".into()));
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+    env.reconcile().await.unwrap();
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["spec"]["job"]["state"] = json!("suspended"));
+    env.reconcile().await.unwrap();
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["spec"]["job"]["state"] = json!("running"));
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["spec"]["taskManager"]["replicas"] = json!(2));
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["metadata"]["deletionTimestamp"] = json!("2026-11-23T11:59:00Z"));
+    assert!(matches!(env.reconcile().await, Err(Error::Finalizer(_))), "waits for the deletion savepoint");
+    env.reconcile().await.unwrap();
+    assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!([]), "the lifecycle ran to the end");
+
+    let calls = env.take_calls();
+    for c in &calls {
+        let segments: Vec<&str> = c.path.split('/').collect();
+        let resource = match segments.as_slice() {
+            [.., "flinkjobs", _, "status"] => "flinkjobs/status",
+            [.., "events"] | [.., "events", _] => "events",
+            [.., resource, _name] => resource,
+            _ => "",
+        };
+        let ssa = c.content_type.contains("apply-patch");
+        let allowed = match (c.method.as_str(), resource) {
+            ("PATCH", "flinkjobs") => c.content_type.contains("json-patch"), // the finalizer helper
+            ("PATCH", "flinkjobs/status") => ssa,
+            ("PATCH", "deployments" | "services" | "configmaps") => ssa,
+            ("POST" | "PATCH", "events") => true, // the Recorder: a new Event, or a series update
+            _ => false,
+        };
+        assert!(allowed, "{} {} ({}) needs a verb the chart does not grant", c.method, c.path, c.content_type);
+    }
+    let set = |m: &str| calls.iter().filter(|c| c.method == m).count();
+    assert!(set("PATCH") > 0 && set("POST") > 0);
 }

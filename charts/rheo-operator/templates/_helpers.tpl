@@ -53,21 +53,24 @@ The operator's rights on FlinkJobs and the objects it owns, shared by the Cluste
 widening it needs a change of the operator's contract and of charts/tests.
 */}}
 {{- define "rheo-operator.workloadRules" -}}
+# Exactly the verbs the operator uses (operator/src/; charts/tests asserts this set):
+# list/watch from the Controller's watches, patch from the finalizer helper (JSON patch).
 - apiGroups: [rheo.io]
   resources: [flinkjobs]
-  verbs: [get, list, watch, patch, update]
+  verbs: [list, watch, patch]
+# status: server-side apply on the status subresource.
 - apiGroups: [rheo.io]
   resources: [flinkjobs/status]
-  verbs: [get, patch, update]
-- apiGroups: [rheo.io]
-  resources: [flinkjobs/finalizers]
-  verbs: [update]
+  verbs: [patch]
+# children: watched (owns), server-side applied (apply creates a missing object: create);
+# never deleted by the operator (garbage collection through owner references).
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, list, watch, create, patch, update, delete]
+  verbs: [list, watch, create, patch]
+# kube's event Recorder: create, then patch a repeated Event's series.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
