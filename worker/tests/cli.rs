@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn rheo(args: &[&str]) -> Output {
+    // `rheo run` checkpoints into ./rheo-data: give every run its own working directory.
+    let cwd = tempfile::tempdir().expect("temp dir");
     Command::new(env!("CARGO_BIN_EXE_rheo"))
+        .current_dir(cwd.path())
         .args(args)
         .env("RHEO_LOG", "warn")
         .env_remove("RHEO_CONF_DIR")

@@ -103,9 +103,15 @@ impl StreamEnv {
 
     /// Runs the job defined so far on an embedded mini-cluster and waits for it to end.
     pub fn execute(&self, job_name: &str) -> Result<JobResult, JobError> {
-        let graph = std::mem::take(&mut *self.graph.borrow_mut());
+        self.execute_on(&MiniCluster::new(self.config.clone()), job_name)
+    }
+
+    /// Runs the job defined so far on the given mini-cluster (with its job id, progress
+    /// display, ...) and waits for it to end.
+    pub fn execute_on(&self, cluster: &MiniCluster, job_name: &str) -> Result<JobResult, JobError> {
         let settings = self.plan_settings()?;
-        MiniCluster::new(self.config.clone()).run(job_name, graph, &settings)
+        let graph = std::mem::take(&mut *self.graph.borrow_mut());
+        cluster.run(job_name, graph, &settings)
     }
 }
 

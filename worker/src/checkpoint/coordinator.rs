@@ -33,6 +33,8 @@ pub struct CheckpointSettings {
     pub job_id: String,
     pub job_name: String,
     pub max_parallelism: usize,
+    /// Operator names by node id, recorded with each state file.
+    pub operators: Vec<String>,
 }
 
 /// Statistics of completed checkpoints, for logs, the benchmark and (later) the REST API.
@@ -93,13 +95,9 @@ impl CheckpointCoordinator {
                     let chk = self.storage.child(&checkpoint_dir(checkpoint_id));
                     let parallelism = self.tasks[task].parallelism;
                     for (node, bytes) in snapshot.states {
-                        current.uploads.push(io_runtime().spawn(upload(
-                            chk.clone(),
-                            node,
-                            subtask,
-                            parallelism,
-                            bytes,
-                        )));
+                        let operator = self.settings.operators.get(node).cloned().unwrap_or_default();
+                        let file = StateFile { node, operator, subtask, parallelism };
+                        current.uploads.push(io_runtime().spawn(upload(chk.clone(), file, bytes)));
                     }
                     if current.awaiting.is_empty() {
                         let done = pending.take().expect("pending checkpoint");
@@ -220,18 +218,21 @@ impl CheckpointCoordinator {
     }
 }
 
-async fn upload(
-    chk: CheckpointStorage,
+/// Whose state a file holds.
+struct StateFile {
     node: usize,
+    operator: String,
     subtask: usize,
     parallelism: usize,
-    bytes: Vec<u8>,
-) -> Result<StateHandle, StorageError> {
-    let file = format!("{node}-{subtask}.state");
+}
+
+async fn upload(chk: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Result<StateHandle, StorageError> {
+    let file = format!("{}-{}.state", state.node, state.subtask);
     let handle = StateHandle {
-        node,
-        subtask,
-        parallelism,
+        node: state.node,
+        operator: state.operator,
+        subtask: state.subtask,
+        parallelism: state.parallelism,
         file: file.clone(),
         size: bytes.len() as u64,
         crc32: crc32fast::hash(&bytes),

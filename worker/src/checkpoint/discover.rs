@@ -46,6 +46,7 @@ pub async fn load(dir: &CheckpointStorage) -> Result<Option<Discovered>, String>
     let metadata: CheckpointMetadata =
         serde_json::from_slice(&raw).map_err(|e| format!("{}/{METADATA_FILE}: {e}", dir.url()))?;
     let mut nodes: HashMap<usize, Vec<SubtaskState>> = HashMap::new();
+    let mut operators: HashMap<usize, String> = HashMap::new();
     for handle in &metadata.states {
         let bytes = dir.get(&handle.file).await.map_err(|e| e.to_string())?;
         if bytes.len() as u64 != handle.size || crc32fast::hash(&bytes) != handle.crc32 {
@@ -59,13 +60,18 @@ pub async fn load(dir: &CheckpointStorage) -> Result<Option<Discovered>, String>
                 crc32fast::hash(&bytes)
             ));
         }
+        operators.insert(handle.node, handle.operator.clone());
         nodes.entry(handle.node).or_default().push(SubtaskState {
             subtask: handle.subtask,
             parallelism: handle.parallelism,
             bytes,
         });
     }
-    let state =
-        RestoredState { checkpoint_id: metadata.checkpoint_id, max_parallelism: metadata.max_parallelism, nodes };
+    let state = RestoredState {
+        checkpoint_id: metadata.checkpoint_id,
+        max_parallelism: metadata.max_parallelism,
+        nodes,
+        operators,
+    };
     Ok(Some(Discovered { metadata, state }))
 }

@@ -24,6 +24,9 @@ pub struct CheckpointMetadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateHandle {
     pub node: usize,
+    /// The operator's name when the checkpoint was taken, to match state to operators.
+    #[serde(default)]
+    pub operator: String,
     pub subtask: usize,
     pub parallelism: usize,
     /// Relative to the checkpoint directory.

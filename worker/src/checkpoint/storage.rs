@@ -27,6 +27,9 @@ pub struct CheckpointStorage {
     store: Arc<dyn ObjectStore>,
     root: Path,
     url: String,
+    /// For the local file system: the directory `root` is in, to remove emptied directories
+    /// (object stores have none).
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for CheckpointStorage {
@@ -45,11 +48,8 @@ impl CheckpointStorage {
             std::fs::create_dir_all(path).map_err(|e| fail(format!("cannot create directory: {e}")))?;
             let absolute = std::fs::canonicalize(path).map_err(|e| fail(e.to_string()))?;
             let store = LocalFileSystem::new_with_prefix(&absolute).map_err(|e| fail(e.to_string()))?;
-            return Ok(Self {
-                store: Arc::new(store),
-                root: Path::default(),
-                url: format!("file://{}", absolute.display()),
-            });
+            let url = format!("file://{}", absolute.display());
+            return Ok(Self { store: Arc::new(store), root: Path::default(), url, local_dir: Some(absolute) });
         }
         let parsed = url::Url::parse(trimmed).map_err(|e| fail(e.to_string()))?;
         let prefix = Path::from(parsed.path().trim_start_matches('/'));
@@ -63,11 +63,11 @@ impl CheckpointStorage {
                 builder = builder.with_region("us-east-1");
             }
             let store = builder.build().map_err(|e| fail(e.to_string()))?;
-            return Ok(Self { store: Arc::new(store), root: prefix, url: trimmed.to_string() });
+            return Ok(Self { store: Arc::new(store), root: prefix, url: trimmed.to_string(), local_dir: None });
         }
         let options: Vec<(String, String)> = std::env::vars().collect();
         let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|e| fail(e.to_string()))?;
-        Ok(Self { store: Arc::from(store), root: path, url: trimmed.to_string() })
+        Ok(Self { store: Arc::from(store), root: path, url: trimmed.to_string(), local_dir: None })
     }
 
     pub fn url(&self) -> &str {
@@ -76,7 +76,12 @@ impl CheckpointStorage {
 
     /// The same store, one directory down.
     pub fn child(&self, name: &str) -> Self {
-        Self { store: self.store.clone(), root: self.path(name), url: format!("{}/{}", self.url, name) }
+        Self {
+            store: self.store.clone(),
+            root: self.path(name),
+            url: format!("{}/{}", self.url, name),
+            local_dir: self.local_dir.as_ref().map(|d| d.join(name)),
+        }
     }
 
     fn path(&self, relative: &str) -> Path {
@@ -139,6 +144,14 @@ impl CheckpointStorage {
             match self.store.delete(&location).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.io_error(relative, e)),
+            }
+        }
+        if let Some(dir) = &self.local_dir {
+            let dir = dir.join(relative);
+            // Best effort: a directory another writer filled again stays.
+            let _ = std::fs::remove_dir_all(&dir);
+            if relative.is_empty() {
+                let _ = std::fs::create_dir_all(&dir);
             }
         }
         Ok(())

@@ -16,7 +16,7 @@ use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 use crate::api::StreamEnv;
 use crate::cluster::minicluster::MiniCluster;
-use crate::config::Configuration;
+use crate::config::{Configuration, keys};
 use crate::jobs::JobRegistry;
 
 #[derive(Debug, Parser)]
@@ -72,7 +72,31 @@ struct RunOptions {
     /// Never show progress.
     #[arg(long)]
     no_progress: bool,
+    /// The job id (32 hex digits) under which checkpoints are kept; default: derived from the
+    /// job and its arguments, so running the same command again resumes it.
+    #[arg(long, value_name = "ID", value_parser = parse_job_id)]
+    job_id: Option<String>,
+    /// Start from this savepoint or retained checkpoint directory (one holding `_metadata`),
+    /// unless the job has checkpoints of its own.
+    #[arg(short = 's', long, value_name = "PATH")]
+    from_savepoint: Option<String>,
+    /// Drop savepoint state that belongs to no operator of this job instead of failing.
+    #[arg(short = 'n', long, requires = "from_savepoint")]
+    allow_non_restored_state: bool,
 }
+
+/// A Flink job id: 32 hexadecimal digits.
+fn parse_job_id(text: &str) -> Result<String, String> {
+    if text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(text.to_ascii_lowercase())
+    } else {
+        Err(format!("'{text}' is not a job id (32 hexadecimal digits)"))
+    }
+}
+
+/// How often `rheo run` checkpoints unless `execution.checkpointing.interval` says otherwise
+/// (`0` turns checkpoints off).
+const DEFAULT_CHECKPOINT_INTERVAL: &str = "10 s";
 
 impl RunOptions {
     /// Flags given after the job name win; `-D` flags add up.
@@ -83,6 +107,9 @@ impl RunOptions {
         if later.progress || later.no_progress {
             (self.progress, self.no_progress) = (later.progress, later.no_progress);
         }
+        self.job_id = later.job_id.or(self.job_id);
+        self.from_savepoint = later.from_savepoint.or(self.from_savepoint);
+        self.allow_non_restored_state |= later.allow_non_restored_state;
         self
     }
 }
@@ -108,7 +135,6 @@ pub fn run_cli(registry: JobRegistry, args: impl IntoIterator<Item = impl Into<O
         Err(e) => return clap_failure(e, "rheo --help"),
     };
     init_logging();
-    quiet_cancellation_panics();
     let result = match cli.command {
         Command::Jobs => {
             list_jobs(&registry);
@@ -168,15 +194,20 @@ fn init_logging() {
         .try_init();
 }
 
-/// A task whose downstream task is gone unwinds with a `DownstreamGone` payload: that is the
-/// job being cancelled or failing elsewhere, not a bug, so the panic hook stays silent for it.
-fn quiet_cancellation_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !info.payload().is::<crate::runtime::exchange::DownstreamGone>() {
-            default(info);
+/// The job id of a job run: derived from the job's name and its own arguments (not `-p` or
+/// `-D`, so a rerun at another parallelism resumes the same job).
+fn job_id_of(job: &str, command: &clap::Command, matches: &clap::ArgMatches) -> String {
+    let mut identity = job.to_string();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if let Ok(Some(values)) = matches.try_get_raw(id) {
+            identity.push_str(&format!("\u{0}{id}"));
+            for value in values {
+                identity.push_str(&format!("\u{0}{}", value.to_string_lossy()));
+            }
         }
-    }));
+    }
+    crate::cluster::minicluster::job_id_for(&identity)
 }
 
 fn list_jobs(registry: &JobRegistry) {
@@ -213,8 +244,16 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
     let later = RunOptions::from_arg_matches(&matches).map_err(|e| Failure::Usage(one_line(&e)))?;
     let options = args.options.merge(later);
 
-    let config = Configuration::load(options.conf_dir.as_deref(), &options.dynamic)
+    let mut config = Configuration::load(options.conf_dir.as_deref(), &options.dynamic)
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    if config.get(keys::CHECKPOINT_INTERVAL).is_none() {
+        config.set(keys::CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_INTERVAL);
+    }
+    if let Some(path) = &options.from_savepoint {
+        config.set("execution.savepoint.path", path.as_str());
+        config.set("execution.savepoint.ignore-unclaimed-state", options.allow_non_restored_state.to_string());
+    }
+    let job_id = options.job_id.clone().unwrap_or_else(|| job_id_of(entry.name, &entry.command(), &matches));
     let mut env = StreamEnv::new(config);
     if let Some(p) = options.parallelism {
         if p == 0 {
@@ -225,18 +264,19 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
     entry.build(&env, &matches).map_err(|e| Failure::Usage(format!("{}: {e:#}", entry.name)))?;
 
     let show_progress = options.progress || (!options.no_progress && std::io::stderr().is_terminal());
-    let settings = env.plan_settings().map_err(|e| Failure::Usage(e.to_string()))?;
-    let graph = std::mem::take(&mut *env.graph.borrow_mut());
-    let cluster = MiniCluster::new(env.config().clone()).with_progress(show_progress);
-    match cluster.run(entry.name, graph, &settings) {
+    let cluster = MiniCluster::new(env.config().clone()).with_progress(show_progress).with_job_id(job_id);
+    match env.execute_on(&cluster, entry.name) {
         Ok(result) => {
             tracing::info!(
-                "job '{}' finished in {:.3?}: {} records in, {} records out, {} subtasks",
+                "job '{}' ({}) finished in {:.3?}: {} records in, {} records out, {} subtasks, {} checkpoints{}",
                 result.job_name,
+                result.job_id,
                 result.duration,
                 result.records_in,
                 result.records_out,
-                result.subtasks
+                result.subtasks,
+                result.checkpoints.completed,
+                result.restored_from.map(|id| format!(", resumed from checkpoint {id}")).unwrap_or_default(),
             );
             Ok(())
         }

@@ -31,6 +31,9 @@ pub enum JobError {
     Storage(#[from] StorageError),
     #[error("task '{task}' failed: {message}")]
     TaskFailed { task: String, message: String },
+    /// A source reported bad input: the job is not restarted.
+    #[error("task '{task}' failed: {message}")]
+    InputFailed { task: String, message: String },
     #[error("the job was cancelled")]
     Cancelled,
     #[error("cannot start thread for task '{task}': {source}")]
@@ -107,6 +110,7 @@ impl MiniCluster {
             job_id: job_id.to_string(),
             job_name: job_name.to_string(),
             max_parallelism,
+            operators: Vec::new(),
         }))
     }
 
@@ -114,7 +118,10 @@ impl MiniCluster {
         let started = Instant::now();
         let job_id = self.job_id.clone().unwrap_or_else(|| job_id_for(job_name));
         let plan = ExecutionPlan::new(&graph, settings)?;
-        let checkpointing = self.checkpoint_settings(&job_id, job_name, settings.max_parallelism)?;
+        let operators: Vec<String> = graph.nodes.iter().map(|n| n.name.clone()).collect();
+        let checkpointing = self
+            .checkpoint_settings(&job_id, job_name, settings.max_parallelism)?
+            .map(|c| CheckpointSettings { operators: operators.clone(), ..c });
         let strategy = RestartStrategy::from_config(&self.config, checkpointing.is_some())?;
         let storage = match &checkpointing {
             Some(_) => {
@@ -123,7 +130,7 @@ impl MiniCluster {
             }
             None => None,
         };
-        let mut restored = self.initial_state(storage.as_ref())?;
+        let mut restored = self.initial_state(storage.as_ref(), &operators)?;
         let restored_from = restored.as_ref().map(|r| r.checkpoint_id);
         if let Some(id) = restored_from {
             tracing::info!(job_id = %job_id, checkpoint = id, "resuming from checkpoint");
@@ -192,7 +199,11 @@ impl MiniCluster {
     /// restarted JobManager never rewinds to the savepoint it was first started from), else the
     /// savepoint given by `execution.savepoint.path`, else nothing. A job that finished last
     /// time starts fresh.
-    fn initial_state(&self, storage: Option<&CheckpointStorage>) -> Result<Option<Arc<RestoredState>>, JobError> {
+    fn initial_state(
+        &self,
+        storage: Option<&CheckpointStorage>,
+        operators: &[String],
+    ) -> Result<Option<Arc<RestoredState>>, JobError> {
         if let Some(storage) = storage {
             let own = io_runtime().block_on(async {
                 if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
@@ -208,11 +219,28 @@ impl MiniCluster {
         }
         let Some(path) = self.config.get("execution.savepoint.path") else { return Ok(None) };
         let dir = CheckpointStorage::from_url(path)?;
-        match io_runtime().block_on(discover::load(&dir)) {
-            Ok(Some(found)) => Ok(Some(Arc::new(found.state))),
-            Ok(None) => Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
-            Err(message) => Err(JobError::Restore { path: path.into(), message }),
+        let mut state = match io_runtime().block_on(discover::load(&dir)) {
+            Ok(Some(found)) => found.state,
+            Ok(None) => return Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
+            Err(message) => return Err(JobError::Restore { path: path.into(), message }),
+        };
+        let unclaimed = state.unclaimed(operators);
+        if !unclaimed.is_empty() {
+            if !self.config.parse_or("execution.savepoint.ignore-unclaimed-state", false, "true or false")? {
+                return Err(JobError::Restore {
+                    path: path.into(),
+                    message: format!(
+                        "it holds state of {} that this job does not have; \
+                         pass --allow-non-restored-state to drop it",
+                        unclaimed.join(", ")
+                    ),
+                });
+            }
+            tracing::warn!(dropped = %unclaimed.join(", "), "dropping state the job does not have");
+            state.drop_unclaimed(operators);
         }
+        tracing::info!(path, checkpoint = state.checkpoint_id, "restoring from savepoint");
+        Ok(Some(Arc::new(state)))
     }
 
     /// Runs one attempt of the job: all tasks, and the coordinator if checkpointing is on.
@@ -260,6 +288,10 @@ impl MiniCluster {
                 TaskOutcome::Failed(message) => {
                     tracing::error!(task = %name, %message, "task failed");
                     failure.get_or_insert(JobError::TaskFailed { task: name, message });
+                }
+                TaskOutcome::FailedPermanently(message) => {
+                    tracing::error!(task = %name, %message, "task failed on its input; not restarting");
+                    failure = Some(JobError::InputFailed { task: name, message });
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! that does not parse fails the job with the file's line number and what was expected; blank
 //! lines are skipped.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,11 @@ pub struct WordCount {
     /// How far timestamps may go back behind the largest seen (e.g. `500ms`).
     #[arg(long, default_value = "0ms", value_parser = parse_non_negative_duration_arg, requires = "event_time")]
     pub out_of_orderness: Duration,
+    /// Write CSV lines `window_end_ms,word,count` (empty window end for final counts)
+    /// exactly once into part files under this URL (`file:///dir`, `s3://bucket/prefix`, ...)
+    /// instead of printing; a part appears when the checkpoint covering it completes.
+    #[arg(long, value_name = "URL")]
+    pub output: Option<String>,
 }
 
 /// The expected line shape, for error messages.
@@ -72,16 +78,27 @@ impl JobDef for WordCount {
 
     fn build(self, env: &StreamEnv) -> anyhow::Result<()> {
         if !self.event_time {
-            env.read_text_file(&self.input)
+            let counts = env
+                .read_text_file(&self.input)
                 .flat_map(|line: String, out| tokenize(&line, out))
                 .key_by(|wc: &WordWithCount| wc.word.clone())
-                .process(CountAtEnd::default())
-                .print();
+                .process(CountAtEnd::default());
+            match &self.output {
+                Some(url) => {
+                    counts.sink_to_files(url, |wc: &WordWithCount, csv: &mut String| {
+                        let _ = writeln!(csv, ",{},{}", wc.word, wc.count);
+                    })?;
+                }
+                None => {
+                    counts.print();
+                }
+            }
             return Ok(());
         }
         let strategy = WatermarkStrategy::for_bounded_out_of_orderness(self.out_of_orderness)
             .with_timestamp_assigner(|record: &(Timestamp, String), _| record.0);
-        env.read_text_file_parsed(&self.input, Arc::new(parse_timestamped_line))
+        let counts = env
+            .read_text_file_parsed(&self.input, Arc::new(parse_timestamped_line))
             .flat_map(|record: Option<(Timestamp, String)>, out| {
                 if let Some(record) = record {
                     out.collect(record)
@@ -101,8 +118,17 @@ impl JobDef for WordCount {
                         out.collect(WindowedWordCount { window: *window, word: word.clone(), count });
                     }
                 },
-            )
-            .print();
+            );
+        match &self.output {
+            Some(url) => {
+                counts.sink_to_files(url, |c: &WindowedWordCount, csv: &mut String| {
+                    let _ = writeln!(csv, "{},{},{}", c.window.end, c.word, c.count);
+                })?;
+            }
+            None => {
+                counts.print();
+            }
+        }
         Ok(())
     }
 }

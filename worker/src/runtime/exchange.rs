@@ -61,8 +61,9 @@ impl<T: Send + 'static> ChannelWriter<T> {
 
     fn send(&self, target: usize, event: Event<T>) {
         if self.senders[target].send(event).is_err() {
-            // The consumer ended (failure or cancellation); unwind this task too.
-            std::panic::panic_any(DownstreamGone);
+            // The consumer ended (failure or cancellation); unwind this task too. Not a panic:
+            // `resume_unwind` skips the panic hook, so nothing is printed for it.
+            std::panic::resume_unwind(Box::new(DownstreamGone));
         }
     }
 

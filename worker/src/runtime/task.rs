@@ -139,7 +139,11 @@ impl<'a, T> SourceOutput<'a, T> {
 pub enum TaskOutcome {
     Finished,
     Cancelled,
+    /// A panic in an operator or user function: restarting from a checkpoint may help.
     Failed(String),
+    /// An error a source returned (input missing or malformed, nothing listening): the job's
+    /// input is bad, and a restart would fail the same way.
+    FailedPermanently(String),
 }
 
 /// A task ready to run on its own thread.
@@ -405,7 +409,7 @@ fn run_guarded(info: &TaskInfo, body: impl FnOnce(&TaskInfo) -> Result<TaskOutco
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(info)));
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
-        Ok(Err(message)) => TaskOutcome::Failed(message),
+        Ok(Err(message)) => TaskOutcome::FailedPermanently(message),
         Err(payload) if payload.is::<crate::runtime::exchange::DownstreamGone>() => TaskOutcome::Cancelled,
         Err(payload) => TaskOutcome::Failed(panic_message(payload.as_ref())),
     };

@@ -26,6 +26,8 @@ pub struct RestoredState {
     pub checkpoint_id: u64,
     pub max_parallelism: usize,
     pub nodes: HashMap<NodeId, Vec<SubtaskState>>,
+    /// The operator name of each node's state when it was taken.
+    pub operators: HashMap<NodeId, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,31 @@ pub enum RestoreError {
 }
 
 impl RestoredState {
+    /// State whose operator is not in the job (by node and name): Flink's "unclaimed state".
+    /// Returns a description of each, for the error message.
+    pub fn unclaimed(&self, operators: &[String]) -> Vec<String> {
+        let mut unclaimed: Vec<String> = self
+            .operators
+            .iter()
+            .filter(|(node, name)| operators.get(**node) != Some(*name))
+            .map(|(node, name)| format!("operator {node} '{name}'"))
+            .collect();
+        unclaimed.sort();
+        unclaimed
+    }
+
+    /// Drops the state of operators the job does not have.
+    pub fn drop_unclaimed(&mut self, operators: &[String]) {
+        let keep: Vec<NodeId> = self
+            .operators
+            .iter()
+            .filter(|(node, name)| operators.get(**node) == Some(*name))
+            .map(|(n, _)| *n)
+            .collect();
+        self.nodes.retain(|node, _| keep.contains(node));
+        self.operators.retain(|node, _| keep.contains(node));
+    }
+
     /// The keyed entries of `node` whose key belongs to `range`. `key_of` picks the key of an
     /// entry.
     pub fn keyed<E: DeserializeOwned, K: std::hash::Hash>(
