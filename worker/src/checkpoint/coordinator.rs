@@ -3,8 +3,10 @@
 //! snapshots while the tasks keep processing, writes `_metadata` last, and tells every task the
 //! checkpoint completed so sinks commit.
 //!
-//! At the end of input every source waits for a final checkpoint, which commits the last
-//! output; then the sources close their streams (Flink's FLIP-147).
+//! Savepoints are checkpoints written to `savepoint-<job>-<id>/` under a target directory, not
+//! subject to retention. Stop-with-savepoint makes the sources emit nothing after the barrier and
+//! closes them once the savepoint completes. At the end of input every source waits for a
+//! final checkpoint, which commits the last output; then the sources close (Flink's FLIP-147).
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::checkpoint::io_runtime;
 use crate::checkpoint::metadata::{CheckpointMetadata, METADATA_FILE, METADATA_VERSION, StateHandle, checkpoint_dir};
 use crate::checkpoint::storage::{CheckpointStorage, StorageError};
+use crate::cluster::handle::{CompletedCheckpoint, JobHandle, SavepointRequest, SavepointStatus};
 use crate::runtime::output::CheckpointBarrier;
 use crate::runtime::task::{Control, TaskEvent, now_ms};
 
@@ -37,7 +40,7 @@ pub struct CheckpointSettings {
     pub operators: Vec<String>,
 }
 
-/// Statistics of completed checkpoints, for logs, the benchmark and (later) the REST API.
+/// Statistics of completed checkpoints, for logs and the benchmark.
 #[derive(Debug, Clone, Default)]
 pub struct CheckpointStats {
     pub completed: u64,
@@ -45,12 +48,21 @@ pub struct CheckpointStats {
     pub last_id: Option<u64>,
     pub last_duration: Duration,
     pub last_size: u64,
+    pub max_size: u64,
     pub total_duration: Duration,
+}
+
+/// Where a pending checkpoint goes and what follows it.
+enum Kind {
+    Checkpoint { is_final: bool },
+    Savepoint(SavepointRequest),
 }
 
 struct Pending {
     barrier: CheckpointBarrier,
-    is_final: bool,
+    kind: Kind,
+    /// The directory its files and `_metadata` go to.
+    dir: CheckpointStorage,
     started: Instant,
     awaiting: HashSet<usize>,
     uploads: Vec<tokio::task::JoinHandle<Result<StateHandle, StorageError>>>,
@@ -62,19 +74,24 @@ pub struct CheckpointCoordinator {
     storage: CheckpointStorage,
     tasks: Vec<TaskEntry>,
     events: Receiver<TaskEvent>,
+    savepoints: Receiver<SavepointRequest>,
+    handle: JobHandle,
     next_id: u64,
     stats: CheckpointStats,
 }
 
 impl CheckpointCoordinator {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: CheckpointSettings,
         storage: CheckpointStorage,
         tasks: Vec<TaskEntry>,
         events: Receiver<TaskEvent>,
+        savepoints: Receiver<SavepointRequest>,
+        handle: JobHandle,
         next_id: u64,
     ) -> Self {
-        Self { settings, storage, tasks, events, next_id, stats: CheckpointStats::default() }
+        Self { settings, storage, tasks, events, savepoints, handle, next_id, stats: CheckpointStats::default() }
     }
 
     /// Runs until every task has gone (all event senders dropped). Returns the statistics.
@@ -82,8 +99,9 @@ impl CheckpointCoordinator {
         let sources: HashSet<usize> = (0..self.tasks.len()).filter(|&t| self.tasks[t].is_source).collect();
         let mut at_end: HashSet<usize> = HashSet::new();
         let mut pending: Option<Pending> = None;
+        let mut queued_savepoints: Vec<SavepointRequest> = Vec::new();
         let mut next_trigger = Instant::now() + self.settings.interval;
-        let mut final_done = false;
+        let mut closing = false;
         loop {
             let wait = next_trigger.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
             match self.events.recv_timeout(wait) {
@@ -92,16 +110,15 @@ impl CheckpointCoordinator {
                     if current.barrier.id != checkpoint_id || !current.awaiting.remove(&task) {
                         continue;
                     }
-                    let chk = self.storage.child(&checkpoint_dir(checkpoint_id));
                     let parallelism = self.tasks[task].parallelism;
                     for (node, bytes) in snapshot.states {
                         let operator = self.settings.operators.get(node).cloned().unwrap_or_default();
                         let file = StateFile { node, operator, subtask, parallelism };
-                        current.uploads.push(io_runtime().spawn(upload(chk.clone(), file, bytes)));
+                        current.uploads.push(io_runtime().spawn(upload(current.dir.clone(), file, bytes)));
                     }
                     if current.awaiting.is_empty() {
                         let done = pending.take().expect("pending checkpoint");
-                        final_done |= self.complete(done, &sources);
+                        closing |= self.complete(done, &sources);
                         next_trigger = Instant::now() + self.settings.interval;
                     }
                 }
@@ -111,41 +128,92 @@ impl CheckpointCoordinator {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            queued_savepoints.extend(self.savepoints.try_iter());
             if let Some(current) = &pending
                 && current.started.elapsed() > self.settings.timeout
             {
                 tracing::warn!(checkpoint = current.barrier.id, "checkpoint expired before completing");
-                self.stats.failed += 1;
-                pending = None;
+                let expired = pending.take().expect("pending checkpoint");
+                self.failed(&expired, "the checkpoint expired (execution.checkpointing.timeout)");
             }
             let all_at_end = !sources.is_empty() && at_end.len() == sources.len();
-            if pending.is_none() && !final_done && (all_at_end || Instant::now() >= next_trigger) {
-                pending = Some(self.trigger(all_at_end));
+            if pending.is_some() || closing {
+                continue;
             }
+            if all_at_end {
+                // The input is done: savepoints can no longer be taken; the final checkpoint.
+                for request in queued_savepoints.drain(..) {
+                    self.handle.savepoint_done(
+                        &request.trigger_id,
+                        SavepointStatus::Failed { cause: "the job reached the end of its input".into() },
+                    );
+                }
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: true }));
+            } else if !queued_savepoints.is_empty() {
+                let request = queued_savepoints.remove(0);
+                pending = Some(self.trigger(Kind::Savepoint(request)));
+            } else if Instant::now() >= next_trigger {
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: false }));
+            }
+        }
+        if let Some(current) = pending {
+            self.failed(&current, "the job attempt ended before it completed");
+        }
+        for request in queued_savepoints.into_iter().chain(self.savepoints.try_iter()) {
+            let cause = "the job attempt ended before the savepoint was taken".to_string();
+            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause });
         }
         self.stats
     }
 
-    fn trigger(&mut self, is_final: bool) -> Pending {
+    fn trigger(&mut self, kind: Kind) -> Pending {
         let barrier = CheckpointBarrier { id: self.next_id, timestamp: now_ms() };
         self.next_id += 1;
-        tracing::debug!(checkpoint = barrier.id, is_final, "triggering checkpoint");
+        let (dir, stop) = match &kind {
+            Kind::Checkpoint { .. } => (self.storage.child(&checkpoint_dir(barrier.id)), false),
+            Kind::Savepoint(request) => {
+                let name = savepoint_dir_name(&self.settings.job_id, &request.trigger_id, barrier.id);
+                match CheckpointStorage::from_url(&request.target_dir) {
+                    Ok(root) => (root.child(&name), request.stop),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "savepoint target unusable; writing it under the checkpoints");
+                        (self.storage.child(&name), request.stop)
+                    }
+                }
+            }
+        };
+        tracing::debug!(checkpoint = barrier.id, dir = dir.url(), "triggering checkpoint");
         for task in self.tasks.iter().filter(|t| t.is_source) {
-            let _ = task.control.send(Control::Trigger(barrier));
+            let _ = task.control.send(Control::Trigger { barrier, stop });
         }
+        self.handle.update(|s| s.checkpoints.in_progress = 1);
         Pending {
             barrier,
-            is_final,
+            kind,
+            dir,
             started: Instant::now(),
             awaiting: (0..self.tasks.len()).collect(),
             uploads: Vec::new(),
         }
     }
 
-    /// Waits for the uploads, writes `_metadata`, notifies the tasks. Returns whether this was
-    /// the final checkpoint (and the sources were told to close).
+    fn failed(&mut self, pending: &Pending, cause: &str) {
+        self.stats.failed += 1;
+        self.handle.update(|s| {
+            s.checkpoints.failed += 1;
+            s.checkpoints.in_progress = 0;
+        });
+        if let Kind::Savepoint(request) = &pending.kind {
+            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause: cause.to_string() });
+        }
+    }
+
+    /// Waits for the uploads, writes `_metadata`, notifies the tasks. Returns whether the
+    /// sources were told to close (final checkpoint, or stop-with-savepoint).
     fn complete(&mut self, pending: Pending, sources: &HashSet<usize>) -> bool {
         let id = pending.barrier.id;
+        let is_final = matches!(pending.kind, Kind::Checkpoint { is_final: true });
+        let dir = pending.dir.clone();
         let result: Result<CheckpointMetadata, StorageError> = io_runtime().block_on(async {
             let mut states = Vec::with_capacity(pending.uploads.len());
             for upload in pending.uploads {
@@ -158,33 +226,63 @@ impl CheckpointCoordinator {
                 job_name: self.settings.job_name.clone(),
                 checkpoint_id: id,
                 timestamp: pending.barrier.timestamp,
-                is_final: pending.is_final,
+                is_final,
                 max_parallelism: self.settings.max_parallelism,
                 states,
             };
             let json = serde_json::to_vec_pretty(&metadata).expect("metadata serializes");
-            self.storage.child(&checkpoint_dir(id)).put(METADATA_FILE, json).await?;
+            dir.put(METADATA_FILE, json).await?;
             Ok(metadata)
         });
         let metadata = match result {
             Ok(metadata) => metadata,
             Err(e) => {
                 tracing::warn!(checkpoint = id, error = %e, "checkpoint could not be written");
-                self.stats.failed += 1;
+                let failed = Pending { uploads: Vec::new(), ..pending };
+                self.failed(&failed, &e.to_string());
                 return false;
             }
         };
         let duration = pending.started.elapsed();
+        let size = metadata.total_size();
         self.stats.completed += 1;
         self.stats.last_id = Some(id);
         self.stats.last_duration = duration;
-        self.stats.last_size = metadata.total_size();
+        self.stats.last_size = size;
+        self.stats.max_size = self.stats.max_size.max(size);
         self.stats.total_duration += duration;
+        let (is_savepoint, stop) = match &pending.kind {
+            Kind::Savepoint(request) => (true, request.stop),
+            Kind::Checkpoint { .. } => (false, false),
+        };
+        let completed = CompletedCheckpoint {
+            id,
+            trigger_timestamp: pending.barrier.timestamp,
+            duration_ms: duration.as_millis() as u64,
+            size,
+            external_path: dir.url().to_string(),
+            is_savepoint,
+        };
+        self.handle.update(|s| {
+            s.checkpoints.completed += 1;
+            s.checkpoints.in_progress = 0;
+            if is_savepoint {
+                s.last_savepoint = Some(completed.clone());
+            } else {
+                s.last_checkpoint = Some(completed.clone());
+            }
+        });
+        if let Kind::Savepoint(request) = &pending.kind {
+            let location = dir.url().to_string();
+            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Completed { location });
+        }
         tracing::info!(
             checkpoint = id,
             duration_ms = duration.as_millis() as u64,
-            bytes = metadata.total_size(),
-            is_final = pending.is_final,
+            bytes = size,
+            is_final,
+            is_savepoint,
+            path = dir.url(),
             "completed checkpoint"
         );
         // Non-sources first: by the time a source closes its stream, every completion is queued.
@@ -192,13 +290,15 @@ impl CheckpointCoordinator {
         for task in order {
             let _ = self.tasks[task].control.send(Control::Complete(id));
         }
-        if pending.is_final {
+        if is_final || stop {
             for &task in sources {
                 let _ = self.tasks[task].control.send(Control::Finish);
             }
         }
-        self.retain();
-        pending.is_final
+        if !is_savepoint {
+            self.retain();
+        }
+        is_final || stop
     }
 
     /// Deletes all but the newest `state.checkpoints.num-retained` checkpoints.
@@ -218,6 +318,12 @@ impl CheckpointCoordinator {
     }
 }
 
+/// `savepoint-<first 6 of the job id>-<12 hex>`, as Flink names savepoint directories.
+fn savepoint_dir_name(job_id: &str, trigger_id: &str, checkpoint_id: u64) -> String {
+    let unique = crate::runtime::keygroups::hash_key(&(trigger_id, checkpoint_id));
+    format!("savepoint-{}-{:012x}", &job_id[..job_id.len().min(6)], unique & 0xffff_ffff_ffff)
+}
+
 /// Whose state a file holds.
 struct StateFile {
     node: usize,
@@ -226,7 +332,7 @@ struct StateFile {
     parallelism: usize,
 }
 
-async fn upload(chk: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Result<StateHandle, StorageError> {
+async fn upload(dir: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Result<StateHandle, StorageError> {
     let file = format!("{}-{}.state", state.node, state.subtask);
     let handle = StateHandle {
         node: state.node,
@@ -237,6 +343,6 @@ async fn upload(chk: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Res
         size: bytes.len() as u64,
         crc32: crc32fast::hash(&bytes),
     };
-    chk.put(&file, bytes).await?;
+    dir.put(&file, bytes).await?;
     Ok(handle)
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointSettings, CheckpointStats, TaskEntry};
 use crate::checkpoint::discover::{self, FINISHED_MARKER};
 use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
+use crate::cluster::handle::{CompletedCheckpoint, JobHandle, JobState, TaskStatus};
 use crate::cluster::restart::RestartStrategy;
 use crate::config::{ConfigError, Configuration, keys};
 use crate::graph::JobGraph;
@@ -20,6 +21,8 @@ use super::progress::Progress;
 
 /// Where `rheo run` keeps checkpoints unless `state.checkpoints.dir` says otherwise.
 pub const DEFAULT_CHECKPOINTS_DIR: &str = "file://./rheo-data";
+/// Where savepoints go unless `state.savepoints.dir` or the request says otherwise.
+pub const DEFAULT_SAVEPOINTS_DIR: &str = "file://./rheo-data/savepoints";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -62,6 +65,7 @@ pub struct MiniCluster {
     job: Arc<JobShared>,
     job_id: Option<String>,
     show_progress: bool,
+    handle: JobHandle,
 }
 
 /// Flink-style job id (32 hex digits) derived from a name, so reruns find their checkpoints.
@@ -73,7 +77,15 @@ pub fn job_id_for(name: &str) -> String {
 
 impl MiniCluster {
     pub fn new(config: Configuration) -> Self {
-        Self { config: Arc::new(config), job: Arc::new(JobShared::default()), job_id: None, show_progress: false }
+        let job = Arc::new(JobShared::default());
+        let savepoints = config.get(keys::SAVEPOINTS_DIR).unwrap_or(DEFAULT_SAVEPOINTS_DIR).to_string();
+        let handle = JobHandle::new(String::new(), String::new(), savepoints, job.clone());
+        Self { config: Arc::new(config), job, job_id: None, show_progress: false, handle }
+    }
+
+    /// A handle on the job this cluster runs: status, savepoints, cancel (for the REST API).
+    pub fn handle(&self) -> JobHandle {
+        self.handle.clone()
     }
 
     /// Shows records in/out per second on stderr while the job runs.
@@ -84,7 +96,9 @@ impl MiniCluster {
 
     /// The job id under which checkpoints are stored (default: derived from the job name).
     pub fn with_job_id(mut self, job_id: impl Into<String>) -> Self {
-        self.job_id = Some(job_id.into());
+        let job_id = job_id.into();
+        self.handle.set_job_id(&job_id);
+        self.job_id = Some(job_id);
         self
     }
 
@@ -117,7 +131,50 @@ impl MiniCluster {
     pub fn run(&self, job_name: &str, graph: JobGraph, settings: &PlanSettings) -> Result<JobResult, JobError> {
         let started = Instant::now();
         let job_id = self.job_id.clone().unwrap_or_else(|| job_id_for(job_name));
+        self.handle.set_job_id(&job_id);
+        let result = self.run_job(&job_id, job_name, graph, settings, started);
+        let state = match &result {
+            Ok(_) => JobState::Finished,
+            Err(JobError::Cancelled) => JobState::Cancelled,
+            Err(_) => JobState::Failed,
+        };
+        let failure = result.as_ref().err().map(|e| e.to_string());
+        self.handle.update(|s| {
+            s.state = state;
+            s.end_time = Some(crate::runtime::task::now_ms());
+            s.failure = failure;
+        });
+        result
+    }
+
+    fn run_job(
+        &self,
+        job_id: &str,
+        job_name: &str,
+        graph: JobGraph,
+        settings: &PlanSettings,
+        started: Instant,
+    ) -> Result<JobResult, JobError> {
+        let job_id = job_id.to_string();
         let plan = ExecutionPlan::new(&graph, settings)?;
+        let counters: Vec<Arc<crate::runtime::task::TaskCounters>> =
+            plan.heads.iter().map(|_| Arc::default()).collect();
+        self.handle.set_tasks(
+            plan.heads
+                .iter()
+                .zip(&counters)
+                .map(|(&head, counters)| {
+                    let status = TaskStatus {
+                        id: job_id_for(&format!("{job_id}/{head}")),
+                        name: plan.task_name(&graph, head),
+                        parallelism: plan.parallelism[head],
+                        records_in: 0,
+                        records_out: 0,
+                    };
+                    (status, counters.clone())
+                })
+                .collect(),
+        );
         let operators: Vec<String> = graph.nodes.iter().map(|n| n.name.clone()).collect();
         let checkpointing = self
             .checkpoint_settings(&job_id, job_name, settings.max_parallelism)?
@@ -132,6 +189,20 @@ impl MiniCluster {
         };
         let mut restored = self.initial_state(storage.as_ref(), &operators)?;
         let restored_from = restored.as_ref().map(|r| r.checkpoint_id);
+        self.handle.update(|s| {
+            s.checkpoint_interval_ms = checkpointing.as_ref().map(|c| c.interval.as_millis() as u64);
+            if let Some(id) = restored_from {
+                s.checkpoints.restored = 1;
+                s.restored = Some(CompletedCheckpoint {
+                    id,
+                    trigger_timestamp: 0,
+                    duration_ms: 0,
+                    size: 0,
+                    external_path: String::new(),
+                    is_savepoint: false,
+                });
+            }
+        });
         if let Some(id) = restored_from {
             tracing::info!(job_id = %job_id, checkpoint = id, "resuming from checkpoint");
         }
@@ -141,7 +212,9 @@ impl MiniCluster {
         let outcome = loop {
             self.job.cancelled.store(false, Ordering::Relaxed);
             let next_id = restored.as_ref().map_or(1, |r| r.checkpoint_id + 1).max(stats.last_id.map_or(1, |l| l + 1));
-            let tasks = plan.build_tasks(&graph, settings, self.config.clone(), self.job.clone(), restored.clone());
+            let tasks =
+                plan.build_tasks(&graph, settings, self.config.clone(), self.job.clone(), restored.clone(), &counters);
+            self.handle.update(|s| s.state = JobState::Running);
             let subtasks = tasks.len();
             tracing::info!(job = job_name, job_id = %job_id, subtasks, attempt = restarts + 1, "starting job");
             let attempt = self.run_attempt(tasks, checkpointing.as_ref().zip(storage.as_ref()), next_id);
@@ -165,6 +238,10 @@ impl MiniCluster {
                         break Err(JobError::TaskFailed { task, message });
                     };
                     tracing::warn!(%task, %message, restart = restarts, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
+                    self.handle.update(|s| {
+                        s.state = JobState::Restarting;
+                        s.restarts = restarts;
+                    });
                     std::thread::sleep(delay);
                     restored = match &storage {
                         Some(storage) => io_runtime().block_on(discover::latest(storage))?.map(|d| Arc::new(d.state)),
@@ -262,8 +339,17 @@ impl MiniCluster {
                 });
                 task.attach(CoordinatorLink { task: index, control: control_rx, events: events_tx.clone() });
             }
-            let coordinator =
-                CheckpointCoordinator::new(settings.clone(), storage.clone(), entries, events_rx, next_checkpoint_id);
+            let (savepoints_tx, savepoints_rx) = crossbeam_channel::unbounded();
+            self.handle.set_coordinator(Some(savepoints_tx));
+            let coordinator = CheckpointCoordinator::new(
+                settings.clone(),
+                storage.clone(),
+                entries,
+                events_rx,
+                savepoints_rx,
+                self.handle.clone(),
+                next_checkpoint_id,
+            );
             std::thread::Builder::new().name("checkpoint-coordinator".into()).spawn(move || coordinator.run())
         });
         let coordinator = coordinator
@@ -295,6 +381,7 @@ impl MiniCluster {
                 }
             }
         }
+        self.handle.set_coordinator(None);
         let stats = coordinator.map(|c| c.join().unwrap_or_default()).unwrap_or_default();
         let result = match (failure, cancelled) {
             (Some(failure), _) => Err(failure),

@@ -113,6 +113,7 @@ impl ExecutionPlan {
         config: Arc<Configuration>,
         job: Arc<JobShared>,
         restored: Option<Arc<RestoredState>>,
+        counters: &[Arc<crate::runtime::task::TaskCounters>],
     ) -> Vec<Box<dyn Task>> {
         let mut wiring = Wiring::default();
         for (id, node) in graph.nodes.iter().enumerate() {
@@ -136,8 +137,9 @@ impl ExecutionPlan {
             }
         }
         let mut tasks = Vec::new();
-        for &head in &self.heads {
+        for (index, &head) in self.heads.iter().enumerate() {
             let task_name = self.task_name(graph, head);
+            let counters = counters.get(index).cloned().unwrap_or_default();
             for subtask in 0..self.parallelism[head] {
                 let info = TaskInfo {
                     task_name: task_name.clone(),
@@ -147,6 +149,7 @@ impl ExecutionPlan {
                     config: config.clone(),
                     job: job.clone(),
                     restored: restored.clone(),
+                    counters: counters.clone(),
                 };
                 let node = &graph.nodes[head];
                 let task = match &node.kind {

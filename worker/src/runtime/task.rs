@@ -30,6 +30,17 @@ pub struct TaskInfo {
     pub job: Arc<JobShared>,
     /// The checkpoint this run restores from, if any.
     pub restored: Option<Arc<RestoredState>>,
+    /// Record counters shared by the subtasks of this task.
+    pub counters: Arc<TaskCounters>,
+}
+
+/// Records through one task (all its subtasks), for the REST API and metrics.
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    /// Records read from upstream tasks.
+    pub records_in: AtomicU64,
+    /// Records a source emitted.
+    pub records_out: AtomicU64,
 }
 
 impl TaskInfo {
@@ -158,8 +169,9 @@ pub trait Task: Send {
 /// What the checkpoint coordinator tells a task.
 #[derive(Debug, Clone, Copy)]
 pub enum Control {
-    /// Sources only: inject this barrier now.
-    Trigger(CheckpointBarrier),
+    /// Sources only: inject this barrier now; with `stop`, emit nothing after it (the
+    /// synchronous savepoint of stop-with-savepoint).
+    Trigger { barrier: CheckpointBarrier, stop: bool },
     /// A checkpoint completed: sinks commit.
     Complete(u64),
     /// Sources only: the final checkpoint is complete; close the stream.
@@ -276,12 +288,14 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                 // Checkpoint control comes between batches, so a barrier lands between records.
                 while let Some(message) = next_control(&link, at_end) {
                     match message {
-                        Control::Trigger(barrier) => {
+                        Control::Trigger { barrier, stop } => {
                             let mut snapshot = TaskSnapshot::default();
                             if let Some(state) = source.snapshot_state() {
                                 snapshot.put(node, state);
                             }
                             checkpoint(info, &link, &mut *chain, &barrier, snapshot);
+                            // Stopping: nothing more is read; the coordinator closes us.
+                            at_end |= stop;
                         }
                         Control::Complete(id) => chain.checkpoint_complete(id),
                         Control::Finish => {
@@ -301,6 +315,7 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                 let status = source.poll(&mut out).map_err(|e| e.to_string())?;
                 let emitted = out.emitted;
                 info.job.records_in.fetch_add(emitted, Ordering::Relaxed);
+                info.counters.records_out.fetch_add(emitted, Ordering::Relaxed);
                 match status {
                     SourceStatus::More => pacer.pace(&mut *chain),
                     SourceStatus::Idle => {
@@ -371,7 +386,9 @@ impl<T: Send + 'static> Task for InputTask<T> {
                 deliver_completions(&link, &mut *chain);
                 let budget = pacer.wait_budget();
                 match gate.poll(&mut *chain, budget) {
-                    GatePoll::Delivered { .. } => {}
+                    GatePoll::Delivered { records } => {
+                        info.counters.records_in.fetch_add(records as u64, Ordering::Relaxed);
+                    }
                     GatePoll::Barrier(barrier) => {
                         checkpoint(info, &link, &mut *chain, &barrier, TaskSnapshot::default())
                     }
