@@ -56,6 +56,11 @@ impl RestClient {
         &self.base
     }
 
+    /// `GET /config`
+    pub async fn config(&self) -> Result<DashboardConfiguration, Error> {
+        self.get("/config").await
+    }
+
     /// `GET /overview`
     pub async fn overview(&self) -> Result<ClusterOverview, Error> {
         self.get("/overview").await
@@ -79,6 +84,16 @@ impl RestClient {
     /// `GET /jobs/:id/checkpoints`
     pub async fn job_checkpoints(&self, job_id: &str) -> Result<CheckpointingStatistics, Error> {
         self.get(&format!("/jobs/{job_id}/checkpoints")).await
+    }
+
+    /// `GET /jobs/:id/checkpoints/config`
+    pub async fn job_checkpoint_config(&self, job_id: &str) -> Result<CheckpointConfigInfo, Error> {
+        self.get(&format!("/jobs/{job_id}/checkpoints/config")).await
+    }
+
+    /// `GET /jobs/:id/exceptions`
+    pub async fn job_exceptions(&self, job_id: &str) -> Result<JobExceptions, Error> {
+        self.get(&format!("/jobs/{job_id}/exceptions")).await
     }
 
     /// `POST /jobs/:id/savepoints`: trigger a savepoint (optionally cancelling the job).

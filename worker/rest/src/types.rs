@@ -380,3 +380,95 @@ impl ErrorResponse {
         self.errors.first().and_then(|e| e.lines().next()).unwrap_or_default().to_string()
     }
 }
+
+/// `GET /config`: the web dashboard configuration (version, time zone, enabled features).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct DashboardConfiguration {
+    #[serde(rename = "refresh-interval")]
+    pub refresh_interval: i64,
+    #[serde(rename = "timezone-name")]
+    pub timezone_name: String,
+    /// Offset of the time zone from UTC in milliseconds.
+    #[serde(rename = "timezone-offset")]
+    pub timezone_offset: i64,
+    #[serde(rename = "flink-version")]
+    pub flink_version: String,
+    #[serde(rename = "flink-revision")]
+    pub flink_revision: String,
+    pub features: DashboardFeatures,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct DashboardFeatures {
+    #[serde(rename = "web-submit")]
+    pub web_submit: bool,
+    #[serde(rename = "web-cancel")]
+    pub web_cancel: bool,
+    #[serde(rename = "web-rescale")]
+    pub web_rescale: bool,
+    #[serde(rename = "web-history")]
+    pub web_history: bool,
+}
+
+/// `GET /jobs/:id/checkpoints/config`: how the job checkpoints (snake_case keys, as Flink's).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CheckpointConfigInfo {
+    /// `exactly_once` or `at_least_once`.
+    pub mode: String,
+    /// Milliseconds between checkpoints (`Long.MAX_VALUE` in Flink when checkpointing is off).
+    pub interval: i64,
+    pub timeout: i64,
+    pub min_pause: i64,
+    pub max_concurrent: i64,
+    pub externalization: ExternalizedCheckpointInfo,
+    pub state_backend: String,
+    pub checkpoint_storage: String,
+    pub unaligned_checkpoints: bool,
+    pub tolerable_failed_checkpoints: i64,
+    pub aligned_checkpoint_timeout: i64,
+    pub checkpoints_after_tasks_finish: bool,
+    pub state_changelog_enabled: bool,
+    pub changelog_periodic_materialization_interval: i64,
+    pub changelog_storage: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ExternalizedCheckpointInfo {
+    pub enabled: bool,
+    pub delete_on_cancellation: bool,
+}
+
+/// `GET /jobs/:id/exceptions`: the failures of a job, newest first.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct JobExceptions {
+    #[serde(rename = "exceptionHistory")]
+    pub exception_history: ExceptionHistory,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ExceptionHistory {
+    pub entries: Vec<ExceptionInfo>,
+    /// Whether older entries were left out.
+    pub truncated: bool,
+}
+
+/// One failure in `GET /jobs/:id/exceptions`. The task fields are `null` for a failure of the
+/// whole job (not of one task).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ExceptionInfo {
+    #[serde(rename = "exceptionName")]
+    pub exception_name: String,
+    pub stacktrace: String,
+    /// Epoch millis of the failure.
+    pub timestamp: i64,
+    #[serde(rename = "failureLabels", default)]
+    pub failure_labels: BTreeMap<String, String>,
+    #[serde(rename = "taskName", default)]
+    pub task_name: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(rename = "taskManagerId", default)]
+    pub task_manager_id: Option<String>,
+    #[serde(rename = "concurrentExceptions", default)]
+    pub concurrent_exceptions: Vec<ExceptionInfo>,
+}

@@ -126,3 +126,31 @@ fn savepoint_operation_shapes() {
     .unwrap();
     assert_eq!(failed.operation.unwrap().failure_message().as_deref(), Some("CheckpointException: Checkpoint expired"));
 }
+
+#[test]
+fn dashboard_config() {
+    let c: DashboardConfiguration = parse_exact("config.json");
+    assert_eq!(c.flink_version, "2.3.0");
+    assert_eq!(c.refresh_interval, 3000);
+    assert!(c.features.web_cancel && !c.features.web_history);
+}
+
+#[test]
+fn checkpoint_config() {
+    let c: CheckpointConfigInfo = parse_exact("job-checkpoints-config.json");
+    assert_eq!((c.mode.as_str(), c.interval, c.timeout, c.max_concurrent), ("exactly_once", 1000, 600000, 1));
+    assert!(!c.externalization.enabled && c.externalization.delete_on_cancellation);
+    assert_eq!(c.checkpoint_storage, "FileSystemCheckpointStorage");
+}
+
+#[test]
+fn job_exceptions() {
+    let e: JobExceptions = parse_exact("job-exceptions.json");
+    let entry = &e.exception_history.entries[0];
+    assert_eq!(entry.exception_name, "java.lang.RuntimeException");
+    assert!(entry.stacktrace.starts_with("java.lang.RuntimeException: FlinkBench injected failure"));
+    assert_eq!(entry.task_name.as_deref(), Some("Source: generator -> split (1/2) - execution #0"));
+    assert!(entry.concurrent_exceptions.is_empty());
+    let none: JobExceptions = parse_exact("job-finished-exceptions.json");
+    assert!(none.exception_history.entries.is_empty() && !none.exception_history.truncated);
+}
