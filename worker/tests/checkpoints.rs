@@ -50,13 +50,7 @@ fn build(env: &StreamEnv, output: &str, fail_at: Option<Arc<AtomicU64>>, slow: b
         })
         .set_parallelism(1)
         .map(move |line: String| {
-            let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-            if let Some(fail_at) = &fail_at
-                && fail_at.load(Ordering::Relaxed) == n
-            {
-                fail_at.store(0, Ordering::Relaxed);
-                panic!("injected failure at record {n}");
-            }
+            fail_once(&seen, &fail_at);
             line
         })
         .flat_map(|line: String, out: &mut Collector<'_, (String, u64)>| {
@@ -69,6 +63,19 @@ fn build(env: &StreamEnv, output: &str, fail_at: Option<Arc<AtomicU64>>, slow: b
         })
         .sink_to_files(output, |line: &String, buf: &mut String| buf.push_str(line))
         .unwrap();
+}
+
+/// Counts a record in `seen`; panics once when the count reaches `fail_at` (over all
+/// attempts). Returns the count.
+fn fail_once(seen: &AtomicU64, fail_at: &Option<Arc<AtomicU64>>) -> u64 {
+    let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(fail_at) = fail_at
+        && fail_at.load(Ordering::Relaxed) == n
+    {
+        fail_at.store(0, Ordering::Relaxed);
+        panic!("injected failure at record {n}");
+    }
+    n
 }
 
 fn config(checkpoints: &Path, extra: &[(&str, &str)]) -> Configuration {
@@ -231,19 +238,11 @@ fn exactly_once_with_checkpoints_and_output_on_s3() {
 }
 
 /// Counts words of a parallel source into exactly-once files: (word, total) pairs at the end.
-fn count_words(env: &StreamEnv, lines: DataStream<String>, output: &str, fail_at: Option<Arc<AtomicU64>>) {
+fn count_words(lines: DataStream<String>, output: &str, fail_at: Option<Arc<AtomicU64>>) {
     let seen = Arc::new(AtomicU64::new(0));
-    let _ = env;
     lines
         .map(move |line: String| {
-            let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-            if let Some(fail_at) = &fail_at
-                && fail_at.load(Ordering::Relaxed) == n
-            {
-                fail_at.store(0, Ordering::Relaxed);
-                panic!("injected failure at record {n}");
-            }
-            if n.is_multiple_of(20) {
+            if fail_once(&seen, &fail_at).is_multiple_of(20) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             line
@@ -295,7 +294,7 @@ fn parallel_sources_resume_exactly_at_another_parallelism() {
             let stream = stream.assign_timestamps_and_watermarks(
                 WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|_, _| 0),
             );
-            count_words(&env, stream, out_dir.to_str().unwrap(), fail_at.clone());
+            count_words(stream, out_dir.to_str().unwrap(), fail_at.clone());
             let graph = std::mem::take(&mut *env.graph());
             let result = MiniCluster::new(config.clone()).with_job_id("fedcba9876543210fedcba9876543210").run(
                 "rescaled source",

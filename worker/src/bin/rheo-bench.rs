@@ -73,7 +73,7 @@ fn orchestrate() -> anyhow::Result<()> {
     );
     println!(
         "{:<16} {:>10} {:>12} {:>13} {:>9} {:>12} {:>10} {:>10}",
-        "case", "seconds", "lines/s", "words/s", "RSS MiB", "latency p50/p99", "chk ms", "chk KiB"
+        "case", "seconds", "lines/s", "words/s", "RSS MiB", "latency p50/p99", "chk ms", "max chk KiB"
     );
     let mut reports: Vec<Report> = Vec::new();
     for case in cases {
@@ -244,7 +244,7 @@ fn engine(report: &mut Report, lines: u64, parallelism: usize, checkpoints: Opti
         report.checkpoints = Some(stats.completed);
         if stats.completed > 0 {
             report.checkpoint_ms = Some(stats.total_duration.as_secs_f64() * 1000.0 / stats.completed as f64);
-            report.checkpoint_bytes = Some(stats.last_size);
+            report.checkpoint_bytes = Some(stats.max_size);
         }
     }
     Ok(())

@@ -92,6 +92,8 @@ impl<T: Send + 'static> Output<T> for ChannelWriter<T> {
     #[inline]
     fn collect(&mut self, value: T, timestamp: Timestamp) {
         let target = match &mut self.partitioner {
+            // One consumer: every partitioner picks it, without hashing.
+            _ if self.senders.len() == 1 => 0,
             Partitioner::Forward => 0,
             Partitioner::Rebalance { next } => {
                 *next = (*next + 1) % self.senders.len();

@@ -65,6 +65,12 @@ impl<K, I: Data, F: Fn(I, I) -> I + Send + Sync + 'static> WindowAggregation<K, 
     }
 }
 
+/// Merges `other` into `into` with the function's by-value `merge`.
+fn merge_into<I, A: AggregateFunction<I>>(function: &A, into: &mut A::Acc, other: A::Acc) {
+    let current = std::mem::replace(into, function.create_accumulator());
+    *into = function.merge(current, other);
+}
+
 /// `aggregate`: a user [`AggregateFunction`].
 pub struct AggregateAggregation<A>(pub A);
 
@@ -77,8 +83,7 @@ impl<K, I, A: AggregateFunction<I>> WindowAggregation<K, I, A::Out> for Aggregat
         self.0.add(value, acc);
     }
     fn merge(&self, into: &mut A::Acc, other: A::Acc) {
-        let current = std::mem::replace(into, self.0.create_accumulator());
-        *into = self.0.merge(current, other);
+        merge_into(&self.0, into, other);
     }
     fn emit(&self, _key: &K, _window: &TimeWindow, acc: &A::Acc, out: &mut Collector<'_, A::Out>) {
         out.collect(self.0.get_result(acc));
@@ -121,8 +126,7 @@ where
         self.0.add(value, acc);
     }
     fn merge(&self, into: &mut A::Acc, other: A::Acc) {
-        let current = std::mem::replace(into, self.0.create_accumulator());
-        *into = self.0.merge(current, other);
+        merge_into(&self.0, into, other);
     }
     fn emit(&self, key: &K, window: &TimeWindow, acc: &A::Acc, out: &mut Collector<'_, O>) {
         let result = [self.0.get_result(acc)];
