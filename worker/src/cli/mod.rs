@@ -14,6 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 
+mod client;
+
 use crate::api::StreamEnv;
 use crate::cluster::minicluster::MiniCluster;
 use crate::config::{Configuration, keys};
@@ -32,6 +34,8 @@ enum Command {
     Run(RunArgs),
     /// List the jobs this binary carries.
     Jobs,
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +145,7 @@ pub fn run_cli(registry: JobRegistry, args: impl IntoIterator<Item = impl Into<O
             Ok(())
         }
         Command::Run(args) => run_job(&registry, args),
+        Command::Client(command) => client::run(command).map_err(Failure::Job),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -265,7 +270,12 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
 
     let show_progress = options.progress || (!options.no_progress && std::io::stderr().is_terminal());
     let cluster = MiniCluster::new(env.config().clone()).with_progress(show_progress).with_job_id(job_id);
-    match env.execute_on(&cluster, entry.name) {
+    let rest = crate::rest::serve_for_run(cluster.handle(), env.config(), entry.name);
+    let outcome = env.execute_on(&cluster, entry.name);
+    if let Some(rest) = rest {
+        rest.shutdown();
+    }
+    match outcome {
         Ok(result) => {
             tracing::info!(
                 "job '{}' ({}) finished in {:.3?}: {} records in, {} records out, {} subtasks, {} checkpoints{}",
