@@ -73,8 +73,16 @@ fn check_job(state: &State, id: &str) -> Result<(), Error> {
 /// The JSON body of a request, or a 400 naming what is wrong with it. An empty body is `{}`.
 fn body<T: DeserializeOwned>(bytes: &Bytes, what: &str) -> Result<T, Error> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
-    serde_json::from_slice(bytes)
-        .map_err(|e| Error(StatusCode::BAD_REQUEST, format!("Request did not match expected format {what}: {e}")))
+    let invalid = |message: String| {
+        Error(StatusCode::BAD_REQUEST, format!("Request did not match expected format {what}: {message}"))
+    };
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let at = e.path().to_string();
+        invalid(if at == "." { e.inner().to_string() } else { format!("field '{at}': {}", e.inner()) })
+    })?;
+    json.end().map_err(|e| invalid(e.to_string()))?;
+    Ok(value)
 }
 
 fn accepted<T: Serialize>(value: T) -> Response {

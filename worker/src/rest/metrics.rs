@@ -38,33 +38,33 @@ pub(crate) fn registry(state: &State) -> Registry {
     }
     registry.register(
         "flink_taskmanager_job_task_numRecordsIn",
-        "Records a task read from upstream tasks (all its subtasks).",
+        "Records a task read from upstream tasks (all its subtasks)",
         records_in,
     );
     registry.register(
         "flink_taskmanager_job_task_numRecordsOut",
-        "Records a source task emitted (all its subtasks).",
+        "Records a source task emitted (all its subtasks)",
         records_out,
     );
 
     let last = status.last_checkpoint.as_ref();
     let uptime = if status.state.is_terminal() { 0 } else { (now_ms() - status.start_time).max(0) as u64 };
     let job_gauges: [(&str, &str, u64); 8] = [
-        ("numberOfCompletedCheckpoints", "Checkpoints completed.", status.checkpoints.completed),
-        ("numberOfFailedCheckpoints", "Checkpoints failed.", status.checkpoints.failed),
-        ("numberOfInProgressCheckpoints", "Checkpoints in progress.", status.checkpoints.in_progress),
-        ("totalNumberOfCheckpoints", "Checkpoints triggered.", {
+        ("numberOfCompletedCheckpoints", "Checkpoints completed", status.checkpoints.completed),
+        ("numberOfFailedCheckpoints", "Checkpoints failed", status.checkpoints.failed),
+        ("numberOfInProgressCheckpoints", "Checkpoints in progress", status.checkpoints.in_progress),
+        ("totalNumberOfCheckpoints", "Checkpoints triggered", {
             let c = &status.checkpoints;
             c.completed + c.failed + c.in_progress
         }),
         (
             "lastCheckpointDuration",
-            "Milliseconds the latest completed checkpoint took.",
+            "Milliseconds the latest completed checkpoint took",
             last.map_or(0, |c| c.duration_ms),
         ),
-        ("lastCheckpointSize", "Bytes of the latest completed checkpoint.", last.map_or(0, |c| c.size)),
-        ("numRestarts", "Restarts of the job after task failures.", u64::from(status.restarts)),
-        ("uptime", "Milliseconds the job has been running.", uptime),
+        ("lastCheckpointSize", "Bytes of the latest completed checkpoint", last.map_or(0, |c| c.size)),
+        ("numRestarts", "Restarts of the job after task failures", u64::from(status.restarts)),
+        ("uptime", "Milliseconds the job has been running", uptime),
     ];
     for (name, help, value) in job_gauges {
         let family = Family::<Labels, U64Gauge>::default();
