@@ -378,7 +378,7 @@ async fn checkpoints(Extract(state): Extract<Shared>, Path(id): Path<String>) ->
     let completed = status.last_checkpoint.as_ref().map(|c| checkpoint_statistics(c, n));
     let savepoint = status.last_savepoint.as_ref().map(|c| checkpoint_statistics(c, n));
     let mut history: Vec<api::CheckpointStatistics> = completed.iter().chain(savepoint.iter()).cloned().collect();
-    history.sort_by(|a, b| b.id.cmp(&a.id));
+    history.sort_by_key(|c| std::cmp::Reverse(c.id));
     let sizes: Vec<u64> = history.iter().map(|c| c.state_size).collect();
     let durations: Vec<u64> = history.iter().map(|c| c.end_to_end_duration).collect();
     let zeros = vec![0; history.len()];
