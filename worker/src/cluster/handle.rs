@@ -210,6 +210,10 @@ impl JobHandle {
         self.lock().job_id = job_id.to_string();
     }
 
+    pub(crate) fn set_job_name(&self, job_name: &str) {
+        self.lock().job_name = job_name.to_string();
+    }
+
     pub(crate) fn update(&self, f: impl FnOnce(&mut JobStatus)) {
         f(&mut self.lock().status);
     }

@@ -132,6 +132,7 @@ impl MiniCluster {
         let started = Instant::now();
         let job_id = self.job_id.clone().unwrap_or_else(|| job_id_for(job_name));
         self.handle.set_job_id(&job_id);
+        self.handle.set_job_name(job_name);
         let result = self.run_job(&job_id, job_name, graph, settings, started);
         let state = match &result {
             Ok(_) => JobState::Finished,
