@@ -59,7 +59,7 @@ struct Report {
 
 fn orchestrate() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let lines: u64 = std::env::var("RHEO_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000_000);
+    let lines: u64 = std::env::var("RHEO_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let mut cases = vec!["bare", "engine-p1", "engine-p2", "checkpoint-file"];
     if std::env::var_os("RHEO_TEST_S3").is_some() {
         cases.push("checkpoint-s3");
@@ -77,7 +77,12 @@ fn orchestrate() -> anyhow::Result<()> {
     );
     let mut reports: Vec<Report> = Vec::new();
     for case in cases {
-        let output = std::process::Command::new(&exe).args(["case", case, &lines.to_string()]).output()?;
+        // A backtrace on the recovery case's injected panic would measure symbolization, not
+        // recovery: the cases run as production would, without RUST_BACKTRACE.
+        let output = std::process::Command::new(&exe)
+            .args(["case", case, &lines.to_string()])
+            .env("RUST_BACKTRACE", "0")
+            .output()?;
         if !output.status.success() {
             bail!("case {case} failed: {}", String::from_utf8_lossy(&output.stderr));
         }

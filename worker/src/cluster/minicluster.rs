@@ -226,6 +226,7 @@ impl MiniCluster {
             stats.completed += attempt_stats.completed;
             stats.failed += attempt_stats.failed;
             stats.total_duration += attempt_stats.total_duration;
+            stats.max_size = stats.max_size.max(attempt_stats.max_size);
             if attempt_stats.last_id.is_some() {
                 stats.last_id = attempt_stats.last_id;
                 stats.last_duration = attempt_stats.last_duration;
