@@ -280,7 +280,10 @@ impl<T: Send + 'static> Task for SourceTask<T> {
         run_guarded(&info, move |info| {
             source.open(info).map_err(|e| e.to_string())?;
             let mut pacer = Pacer::new();
+            // No more reading: the input ended, or the job is stopping after a savepoint.
             let mut at_end = false;
+            // Stopping with a savepoint: timers stay unfired, as the savepoint holds them.
+            let mut stopping = false;
             loop {
                 if info.job.is_cancelled() {
                     return Ok(TaskOutcome::Cancelled);
@@ -295,6 +298,7 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                             }
                             checkpoint(info, &link, &mut *chain, &barrier, snapshot);
                             // Stopping: nothing more is read; the coordinator closes us.
+                            stopping |= stop;
                             at_end |= stop;
                         }
                         Control::Complete(id) => chain.checkpoint_complete(id),
@@ -308,7 +312,9 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                     }
                 }
                 if at_end {
-                    pacer.pace(&mut *chain);
+                    if !stopping {
+                        pacer.pace(&mut *chain);
+                    }
                     continue;
                 }
                 let mut out = SourceOutput::new(&mut *chain);
