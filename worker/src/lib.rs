@@ -16,6 +16,7 @@ pub mod config;
 pub mod connectors;
 pub mod graph;
 pub mod jobs;
+pub mod network;
 pub mod rest;
 pub mod runtime;
 pub mod state;
