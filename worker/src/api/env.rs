@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::cluster::minicluster::{JobError, JobResult, MiniCluster};
 use crate::config::{ConfigError, Configuration, keys};
 use crate::graph::plan::PlanSettings;
-use crate::graph::{Data, JobGraph, Node, NodeKind, OperatorContext, TypeOf, erase, unerase};
+use crate::graph::{Data, JobGraph, Node, NodeKind, OperatorContext, TypeOf, unerase};
 use crate::runtime::output::Output;
 use crate::runtime::task::{SourceFunction, SourceTask, Task};
 
@@ -113,9 +113,4 @@ impl StreamEnv {
         let graph = std::mem::take(&mut *self.graph.borrow_mut());
         cluster.run(job_name, graph, &settings)
     }
-}
-
-/// Erases a chain for a node factory; kept here so the API module owns the typed side.
-pub(crate) fn erased<T: 'static>(out: Box<dyn Output<T>>) -> Box<dyn std::any::Any> {
-    erase(out)
 }

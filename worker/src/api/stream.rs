@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::graph::{
-    Data, Edge, JobGraph, Node, NodeId, NodeKind, OperatorContext, Partitioning, StreamType, TypeOf, unerase,
+    Data, Edge, JobGraph, Node, NodeId, NodeKind, OperatorContext, Partitioning, StreamType, TypeOf, erase, unerase,
 };
 use crate::runtime::exchange::KeyHashFn;
 use crate::runtime::keyed::{
@@ -27,8 +27,6 @@ use crate::window::functions::{
 };
 use crate::window::operator::{Key, WindowOperator};
 use crate::window::{AggregateFunction, ProcessWindowFunction, WindowAssigner};
-
-use super::env::erased;
 
 /// A stream of records of type `T` (Flink's `DataStream<T>`).
 pub struct DataStream<T> {
@@ -99,7 +97,7 @@ impl<T: Data> DataStream<T> {
         let build = Arc::new(move |ctx: &OperatorContext, mut outs: Vec<Box<dyn Any>>| {
             let out = unerase::<U>(outs.remove(0));
             let chained: Box<dyn Output<T>> = Box::new(Chained { op: make(ctx), node: ctx.node, out });
-            erased(chained)
+            erase(chained)
         });
         let id = self.add_node(name.to_string(), partitioning, vec![TypeOf::<U>::arc()], build);
         DataStream::new(self.graph.clone(), id, 0)
@@ -142,7 +140,7 @@ impl<T: Data> DataStream<T> {
     pub fn union(&self, others: &[&DataStream<T>]) -> DataStream<T> {
         let build: Arc<Build> = Arc::new(|ctx, mut outs| {
             let out = unerase::<T>(outs.remove(0));
-            erased::<T>(Box::new(Chained { op: IdentityOperator, node: ctx.node, out }))
+            erase::<T>(Box::new(Chained { op: IdentityOperator, node: ctx.node, out }))
         });
         let id = self.add_node("Union".to_string(), Partitioning::Forward, vec![TypeOf::<T>::arc()], build);
         let mut graph = self.graph.borrow_mut();
@@ -216,7 +214,7 @@ impl<T: Data> DataStream<T> {
     ) -> DataSink {
         let build: Arc<Build> = Arc::new(move |ctx, _outs| {
             let sink: Box<dyn Output<T>> = Box::new(SinkOutput::new(make(ctx), ctx.node, ctx.info.job.clone()));
-            erased(sink)
+            erase(sink)
         });
         let id = self.add_node(format!("Sink: {name}"), Partitioning::Forward, Vec::new(), build);
         DataSink { graph: self.graph.clone(), node: id }
@@ -349,7 +347,7 @@ impl<K: Key, T: Data> WindowedStream<K, T> {
                 out,
                 late,
             ));
-            erased(op)
+            erase(op)
         });
         let ports = vec![TypeOf::<O>::arc(), TypeOf::<T>::arc()];
         let id = self.keyed.stream.add_node(name, self.keyed.hash_partitioning(), ports, build);
