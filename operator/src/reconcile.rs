@@ -234,17 +234,16 @@ impl<'a> Pass<'a> {
                 self.status.job_status.state = None;
                 self.status.job_status.parallelism = None;
                 self.status.lifecycle_state = Some(lifecycle_after_deploy(&spec));
-                let note = match &restore {
-                    Some(p) => {
-                        format!("{} done ({} upgrade), restoring from {p}", upgrade.reason, upgrade.mode.as_str())
-                    }
-                    None => format!(
-                        "{} done ({} upgrade), starting with empty state",
-                        upgrade.reason,
-                        upgrade.mode.as_str()
-                    ),
+                let (reason, action) =
+                    upgrade_event(deployed.job.state, spec.job.state, &upgrade.reason, upgrade.mode, restore.is_some());
+                let outcome = match (&restore, spec.job.state) {
+                    (Some(p), DesiredJobState::Running) => format!("restoring from {p}"),
+                    (None, DesiredJobState::Running) => "starting with empty state".to_string(),
+                    (Some(p), DesiredJobState::Suspended) => format!("a resume restores from {p}"),
+                    (None, DesiredJobState::Suspended) => "a resume starts with empty state".to_string(),
                 };
-                self.event(EventType::Normal, "Upgraded", "Upgrade", note);
+                let note = format!("{} done ({} upgrade), {outcome}", upgrade.reason, upgrade.mode.as_str());
+                self.event(EventType::Normal, reason, action, note);
                 self.write_status().await?;
                 self.steady(spec).await
             }
@@ -363,15 +362,7 @@ impl<'a> Pass<'a> {
             StopWithSavepointRequest { target_directory: Some(savepoint_dir(self.fj, deployed)), drain: false };
         match self.ctx.jobmanagers.stop_with_savepoint(&url, &job_id, request).await {
             Ok(t) => {
-                if let Some(p) = self.status.job_status.pending_savepoint.as_mut() {
-                    p.trigger_id = Some(t.request_id);
-                }
-                self.event(
-                    EventType::Normal,
-                    "SavepointTriggered",
-                    "StopWithSavepoint",
-                    format!("stopping job {job_id} with a savepoint"),
-                );
+                self.savepoint_triggered(t.request_id, purpose, format!("stopping job {job_id} with a savepoint"));
                 Ok(Stop::Wait(REQUEUE_BUSY))
             }
             Err(e) => {
@@ -390,8 +381,39 @@ impl<'a> Pass<'a> {
         Stop::Wait(REQUEUE_UNREACHABLE)
     }
 
+    /// Records the trigger id on the pending savepoint (recorded before the trigger) and its Event.
+    fn savepoint_triggered(&mut self, request_id: String, purpose: SavepointPurpose, note: String) {
+        if let Some(p) = self.status.job_status.pending_savepoint.as_mut() {
+            p.trigger_id = Some(request_id);
+        }
+        let reason = match purpose {
+            SavepointPurpose::Manual => "SavepointTriggered",
+            SavepointPurpose::Upgrade | SavepointPurpose::Deletion => "StopWithSavepointTriggered",
+        };
+        let action = self.savepoint_action(purpose);
+        self.event(EventType::Normal, reason, action, note);
+    }
+
+    /// The Event action of a savepoint: what it is taken for.
+    fn savepoint_action(&self, purpose: SavepointPurpose) -> &'static str {
+        match purpose {
+            SavepointPurpose::Manual => "Savepoint",
+            SavepointPurpose::Deletion => "Delete",
+            SavepointPurpose::Upgrade if self.fj.spec.job.state == DesiredJobState::Suspended => "Suspend",
+            SavepointPurpose::Upgrade => {
+                let restart = self.status.reconciliation.upgrade.as_ref().is_some_and(|u| u.reason == "Restart");
+                if restart { "Restart" } else { "Upgrade" }
+            }
+        }
+    }
+
     fn savepoint_completed(&mut self, path: String, purpose: SavepointPurpose) {
-        self.event(EventType::Normal, "SavepointCompleted", "Savepoint", format!("savepoint at {path}"));
+        let reason = match purpose {
+            SavepointPurpose::Manual => "SavepointCompleted",
+            SavepointPurpose::Upgrade | SavepointPurpose::Deletion => "StopWithSavepointCompleted",
+        };
+        let action = self.savepoint_action(purpose);
+        self.event(EventType::Normal, reason, action, format!("savepoint at {path}"));
         self.status.job_status.last_savepoint = Some(SavepointRef { path, timestamp: self.now.to_string(), purpose });
     }
 
@@ -412,7 +434,13 @@ impl<'a> Pass<'a> {
         if let Some(previous) = previous
             && previous != desired_tms
         {
-            self.event(EventType::Normal, "Scaled", "Scale", format!("TaskManagers {previous} → {desired_tms}"));
+            let reason = match (previous, desired_tms) {
+                (_, 0) => "ScaledToZero",
+                (0, _) => "ScaledFromZero",
+                (p, d) if d > p => "ScaledUp",
+                _ => "ScaledDown",
+            };
+            self.event(EventType::Normal, reason, "Scale", format!("TaskManagers {previous} → {desired_tms}"));
         }
 
         if deployed.job.state == DesiredJobState::Suspended {
@@ -534,17 +562,11 @@ impl<'a> Pass<'a> {
                     cancel_job: false,
                 };
                 match self.ctx.jobmanagers.trigger_savepoint(&url, &job_id, request).await {
-                    Ok(t) => {
-                        if let Some(p) = self.status.job_status.pending_savepoint.as_mut() {
-                            p.trigger_id = Some(t.request_id);
-                        }
-                        self.event(
-                            EventType::Normal,
-                            "SavepointTriggered",
-                            "Savepoint",
-                            format!("savepoint of job {job_id}"),
-                        );
-                    }
+                    Ok(t) => self.savepoint_triggered(
+                        t.request_id,
+                        SavepointPurpose::Manual,
+                        format!("savepoint of job {job_id}"),
+                    ),
                     Err(e) => {
                         self.status.job_status.pending_savepoint = None;
                         warn!(job = self.name(), error = %e, "savepoint trigger failed");
@@ -662,6 +684,39 @@ impl<'a> Pass<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// The Event (reason, action) of a finished upgrade. kube's Recorder folds Events with the same
+/// (type, reason, action, object) into one series that keeps the first note, so every kind of
+/// transition gets its own pair: a stateless resume must not show as an earlier savepoint upgrade.
+pub fn upgrade_event(
+    from: DesiredJobState,
+    to: DesiredJobState,
+    trigger: &str,
+    mode: UpgradeMode,
+    restored: bool,
+) -> (&'static str, &'static str) {
+    use DesiredJobState::{Running, Suspended};
+    let state = match (restored, mode) {
+        (false, _) | (true, UpgradeMode::Stateless) => 0,
+        (true, UpgradeMode::LastState) => 1,
+        (true, UpgradeMode::Savepoint) => 2,
+    };
+    match (from, to, state) {
+        (Suspended, Suspended, _) => ("UpdatedWhileSuspended", "Update"),
+        (Running, Suspended, 0) => ("SuspendedStateless", "Suspend"),
+        (Running, Suspended, 1) => ("SuspendedLastState", "Suspend"),
+        (Running, Suspended, _) => ("SuspendedWithSavepoint", "Suspend"),
+        (Suspended, Running, 0) => ("ResumedStateless", "Resume"),
+        (Suspended, Running, 1) => ("ResumedLastState", "Resume"),
+        (Suspended, Running, _) => ("ResumedFromSavepoint", "Resume"),
+        (Running, Running, 0) if trigger == "Restart" => ("RestartedStateless", "Restart"),
+        (Running, Running, 1) if trigger == "Restart" => ("RestartedLastState", "Restart"),
+        (Running, Running, _) if trigger == "Restart" => ("RestartedFromSavepoint", "Restart"),
+        (Running, Running, 0) => ("UpgradedStateless", "Upgrade"),
+        (Running, Running, 1) => ("UpgradedLastState", "Upgrade"),
+        (Running, Running, _) => ("UpgradedFromSavepoint", "Upgrade"),
     }
 }
 
@@ -793,12 +848,13 @@ fn transition_events(old: &FlinkJobStatus, new: &FlinkJobStatus, problem: Option
             LifecycleState::Failed => (EventType::Warning, "Failed"),
             LifecycleState::Deleting => (EventType::Normal, "Deleting"),
         };
+        // One series per (from, to): the Recorder keeps a series' first note.
         let from = old.lifecycle_state.map(|l| l.as_str()).unwrap_or("none");
         events.push(Event {
             type_,
             reason: reason.into(),
             note: Some(format!("lifecycle {from} → {}", l.as_str())),
-            action: "Reconcile".into(),
+            action: format!("ReconcileFrom{}", camel(from)),
             secondary: None,
         });
     }
@@ -812,9 +868,9 @@ fn transition_events(old: &FlinkJobStatus, new: &FlinkJobStatus, problem: Option
         };
         events.push(Event {
             type_,
-            reason: "JobStateChanged".into(),
+            reason: format!("Job{}", camel(s)),
             note: Some(format!("job {} → {s}", old.job_status.state.as_deref().unwrap_or("none"))),
-            action: "Observe".into(),
+            action: format!("ObserveFrom{}", camel(old.job_status.state.as_deref().unwrap_or("none"))),
             secondary: None,
         });
     }
@@ -830,4 +886,16 @@ fn transition_events(old: &FlinkJobStatus, new: &FlinkJobStatus, problem: Option
         });
     }
     events
+}
+
+/// `RUNNING`, `last-state` or `none` as `Running`, `LastState`, `None`: for Event reasons and actions.
+fn camel(s: &str) -> String {
+    s.split(['_', '-', ' '])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let w = w.to_ascii_lowercase();
+            let mut c = w.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
 }

@@ -52,7 +52,7 @@ async fn first_deploy_adds_finalizer_records_then_applies_and_observes() {
     let calls = env.take_calls();
     let mut want = vec![format!("PATCH {FJ_STATUS}")];
     want.extend(applies());
-    want.extend(s(&[&format!("PATCH {FJ_STATUS}"), "EVENT Stable", "EVENT JobStateChanged"]));
+    want.extend(s(&[&format!("PATCH {FJ_STATUS}"), "EVENT Stable", "EVENT JobRunning"]));
     // The first status write's Event (Deployed) comes right after it.
     want.insert(1, "EVENT Deployed".into());
     assert_eq!(lines(&calls), want);
@@ -107,7 +107,7 @@ async fn stateless_upgrade_cancels_and_redeploys_with_a_fresh_job_id() {
     let status = env.status();
     assert_eq!(status["reconciliation"]["jobEpoch"], 1);
     assert!(status["reconciliation"].get("upgrade").is_none());
-    assert!(lines(&calls).contains(&"EVENT Upgraded".to_string()));
+    assert!(lines(&calls).contains(&"EVENT UpgradedStateless".to_string()));
 }
 
 #[tokio::test]
@@ -207,7 +207,7 @@ async fn savepoint_upgrade_stops_with_savepoint_then_redeploys_from_it() {
     let status = env.status();
     assert_eq!(status["jobStatus"]["lastSavepoint"]["path"], "s3://rheo/savepoints/savepoint-623226-aaaa");
     assert!(status["jobStatus"].get("pendingSavepoint").is_none());
-    assert!(lines(&env.take_calls()).contains(&"EVENT SavepointCompleted".to_string()));
+    assert!(lines(&env.take_calls()).contains(&"EVENT StopWithSavepointCompleted".to_string()));
 }
 
 #[tokio::test]
@@ -336,7 +336,7 @@ async fn scale_changes_taskmanagers_without_an_upgrade() {
     assert_eq!(body_of(&calls, "PATCH", TM_DEPLOY)["spec"]["replicas"], 3);
     assert_eq!(jm_args(&env)[4], JOB0, "same job");
     assert!(!env.jm.take_calls().iter().any(|c| c.contains("/stop") || c.contains("cancel")));
-    assert!(lines(&calls).contains(&"EVENT Scaled".to_string()));
+    assert!(lines(&calls).contains(&"EVENT ScaledUp".to_string()));
     let status = env.status();
     assert_eq!(status["taskManager"]["desiredReplicas"], 3);
     assert!(status["reconciliation"].get("upgrade").is_none());
@@ -484,4 +484,91 @@ async fn a_whole_lifecycle_uses_only_the_verbs_the_chart_grants() {
     }
     let set = |m: &str| calls.iter().filter(|c| c.method == m).count();
     assert!(set("PATCH") > 0 && set("POST") > 0);
+}
+
+/// kube's Recorder folds Events with the same (type, reason, action) on one object into a series
+/// that keeps the FIRST note: two different transitions sharing a pair would hide the second
+/// one's note (a stateless resume shown as the earlier savepoint upgrade). Over a whole lifecycle,
+/// every (type, reason, action) must therefore always carry the same note.
+#[tokio::test]
+async fn every_transition_has_its_own_event_reason_and_action() {
+    let env = Env::new(BASIC);
+    env.edit(|fj| {
+        fj["spec"]["job"]["upgradeMode"] = json!("savepoint");
+        fj["spec"]["deletionPolicy"] = json!("savepoint");
+    });
+    *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/sp-1".into()));
+    // A fresh Recorder each pass: every Event is POSTed whole, none folded into a series.
+    let pass = || env.reconcile_with_fresh_recorder();
+    pass().await.unwrap();
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2")); // savepoint upgrade
+    pass().await.unwrap();
+    pass().await.unwrap();
+    env.edit(|fj| fj["spec"]["job"]["state"] = json!("suspended")); // suspend with a savepoint
+    pass().await.unwrap();
+    pass().await.unwrap();
+    env.edit(|fj| {
+        fj["spec"]["job"]["state"] = json!("running"); // stateless resume
+        fj["spec"]["job"]["upgradeMode"] = json!("stateless");
+    });
+    pass().await.unwrap();
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:3")); // stateless upgrade
+    pass().await.unwrap();
+    env.edit(|fj| {
+        fj["spec"]["job"]["upgradeMode"] = json!("last-state");
+        fj["spec"]["job"]["args"] = json!(["--input", "/data/other"]); // last-state upgrade
+    });
+    *env.jm.checkpoint.lock().unwrap() = Some(("s3://rheo/checkpoints/j/chk-7".into(), 1_795_464_470_622));
+    pass().await.unwrap();
+    env.edit(|fj| fj["spec"]["job"]["savepointTriggerNonce"] = json!(1)); // manual savepoint
+    pass().await.unwrap();
+    pass().await.unwrap();
+    env.edit(|fj| fj["spec"]["taskManager"]["replicas"] = json!(3));
+    pass().await.unwrap();
+    env.edit(|fj| fj["spec"]["taskManager"]["replicas"] = json!(2));
+    pass().await.unwrap();
+    env.edit(|fj| fj["metadata"]["deletionTimestamp"] = json!("2026-11-23T11:59:00Z"));
+    assert!(matches!(pass().await, Err(Error::Finalizer(_))), "waits for the deletion savepoint");
+    pass().await.unwrap();
+    assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!([]), "the lifecycle ran to the end");
+
+    let calls = env.take_calls();
+    assert!(!calls.iter().any(|c| c.method == "PATCH" && c.path.contains("/events/")), "no series updates");
+    let mut notes: std::collections::BTreeMap<(String, String, String), std::collections::BTreeSet<String>> =
+        Default::default();
+    for c in calls.iter().filter(|c| c.method == "POST" && c.path.ends_with("/events")) {
+        let field = |f: &str| c.body[f].as_str().unwrap_or_default().to_string();
+        notes.entry((field("type"), field("reason"), field("action"))).or_default().insert(field("note"));
+    }
+    for (key, n) in &notes {
+        assert_eq!(n.len(), 1, "{key:?} carries different transitions, a series would show only the first: {n:#?}");
+    }
+    let note = |reason: &str| {
+        let found: Vec<_> = notes.iter().filter(|((_, r, _), _)| r == reason).collect();
+        assert_eq!(found.len(), 1, "one {reason} Event kind in {:#?}", notes.keys());
+        (found[0].0.2.clone(), found[0].1.first().unwrap().clone())
+    };
+    let table = [
+        ("UpgradedFromSavepoint", "Upgrade", "restoring from s3://rheo/savepoints/sp-1"),
+        ("SuspendedWithSavepoint", "Suspend", "a resume restores from s3://rheo/savepoints/sp-1"),
+        ("ResumedStateless", "Resume", "starting with empty state"),
+        ("UpgradedStateless", "Upgrade", "starting with empty state"),
+        ("UpgradedLastState", "Upgrade", "restoring from s3://rheo/checkpoints/j/chk-7"),
+        ("StopWithSavepointTriggered", "Upgrade", "with a savepoint"),
+        ("StopWithSavepointTriggered", "Suspend", "with a savepoint"),
+        ("StopWithSavepointTriggered", "Delete", "with a savepoint"),
+        ("StopWithSavepointCompleted", "Delete", "savepoint at s3://rheo/savepoints/sp-1"),
+        ("SavepointTriggered", "Savepoint", "savepoint of job"),
+        ("SavepointCompleted", "Savepoint", "savepoint at s3://rheo/savepoints/sp-1"),
+        ("ScaledUp", "Scale", "TaskManagers 1 → 3"),
+        ("ScaledDown", "Scale", "TaskManagers 3 → 2"),
+        ("ScaledToZero", "Scale", "TaskManagers 1 → 0"),
+        ("ScaledFromZero", "Scale", "TaskManagers 0 → 1"),
+    ];
+    for (reason, action, fragment) in table {
+        let found = notes.iter().find(|((_, r, a), _)| r == reason && a == action);
+        let (_, n) = found.unwrap_or_else(|| panic!("no {reason}/{action} Event in {:#?}", notes.keys()));
+        assert!(n.first().unwrap().contains(fragment), "{reason}/{action}: {n:?}");
+    }
+    assert!(note("ResumedStateless").1.starts_with("Resume done (stateless upgrade)"));
 }

@@ -346,6 +346,21 @@ impl Env {
         reconcile::reconcile(Arc::new(fj), self.ctx.clone()).await
     }
 
+    /// One reconcile pass with a new Recorder: no Event of an earlier pass is folded into a series.
+    pub async fn reconcile_with_fresh_recorder(&self) -> Result<Action, Error> {
+        let fj: FlinkJob = serde_json::from_value(self.flinkjob()).unwrap();
+        let ctx = Arc::new(Context {
+            client: self.ctx.client.clone(),
+            recorder: Recorder::new(
+                self.ctx.client.clone(),
+                Reporter { controller: "rheo-operator".into(), instance: None },
+            ),
+            jobmanagers: self.ctx.jobmanagers.clone(),
+            now: self.ctx.now,
+        });
+        reconcile::reconcile(Arc::new(fj), ctx).await
+    }
+
     /// The API calls since the last take.
     pub fn take_calls(&self) -> Vec<Call> {
         std::mem::take(&mut *self.api.calls.lock().unwrap())
