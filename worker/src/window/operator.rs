@@ -60,8 +60,6 @@ pub struct WindowOperator<K, I, O, A: WindowAggregation<K, I, O>> {
     sessions: KeyMap<K, Vec<Session<A::Acc>>>,
     /// When some session of these keys may fire or expire (entries can be stale after merges).
     session_timers: BTreeMap<Timestamp, Vec<K>>,
-    /// Late records dropped because no late-data output was requested.
-    pub dropped_late_records: u64,
 }
 
 impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<K, I, O, A> {
@@ -90,7 +88,6 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             fixed: BTreeMap::new(),
             sessions: KeyMap::default(),
             session_timers: BTreeMap::new(),
-            dropped_late_records: 0,
         };
         for entry in ctx.restore_keyed::<WindowEntry<K, A::Acc>, K>(|e| &e.key) {
             operator.restore(entry);
@@ -152,7 +149,6 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
     }
 
     fn late(&mut self, value: I, timestamp: Timestamp) {
-        self.dropped_late_records += 1;
         self.late_out.collect(value, timestamp);
     }
 
