@@ -1,6 +1,8 @@
-//! Where jobs run. For now one place: the embedded mini-cluster, one thread per subtask.
+//! Where jobs run: the embedded mini-cluster (one thread per subtask in this process), or a
+//! standalone JobManager with TaskManager processes.
 
 pub mod handle;
 pub mod minicluster;
 pub mod progress;
 pub mod restart;
+pub mod view;

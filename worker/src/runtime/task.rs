@@ -43,6 +43,36 @@ pub struct TaskCounters {
     pub records_out: AtomicU64,
 }
 
+/// The values of [`TaskCounters`] at one moment, as TaskManagers report them to the JobManager
+/// in heartbeats (absolute values since the attempt started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskMetrics {
+    pub records_in: u64,
+    pub records_out: u64,
+}
+
+impl TaskMetrics {
+    pub fn add(&mut self, other: &TaskMetrics) {
+        self.records_in += other.records_in;
+        self.records_out += other.records_out;
+    }
+}
+
+impl TaskCounters {
+    pub fn metrics(&self) -> TaskMetrics {
+        TaskMetrics {
+            records_in: self.records_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Overwrites the counters with reported values (the JobManager's view of remote tasks).
+    pub fn set(&self, metrics: &TaskMetrics) {
+        self.records_in.store(metrics.records_in, Ordering::Relaxed);
+        self.records_out.store(metrics.records_out, Ordering::Relaxed);
+    }
+}
+
 impl TaskInfo {
     /// `Name (2/4)`, as Flink names subtasks in logs.
     pub fn display_name(&self) -> String {
