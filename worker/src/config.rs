@@ -22,6 +22,12 @@ pub mod keys {
     pub const JOBMANAGER_ADDRESS: &str = "jobmanager.rpc.address";
     pub const JOBMANAGER_PORT: &str = "jobmanager.rpc.port";
     pub const REST_PORT: &str = "rest.port";
+    pub const TASKMANAGER_HOST: &str = "taskmanager.host";
+    pub const DATA_PORT: &str = "taskmanager.data.port";
+    pub const HEARTBEAT_INTERVAL: &str = "heartbeat.interval";
+    pub const HEARTBEAT_TIMEOUT: &str = "heartbeat.timeout";
+    pub const SCHEDULER_MODE: &str = "scheduler-mode";
+    pub const SLOT_REQUEST_TIMEOUT: &str = "slot.request.timeout";
 
     /// Every key Rheo knows, used to map `RHEO_*` variables back to keys.
     pub const ALL: &[&str] = &[
@@ -38,6 +44,12 @@ pub mod keys {
         JOBMANAGER_ADDRESS,
         JOBMANAGER_PORT,
         REST_PORT,
+        TASKMANAGER_HOST,
+        DATA_PORT,
+        HEARTBEAT_INTERVAL,
+        HEARTBEAT_TIMEOUT,
+        SCHEDULER_MODE,
+        SLOT_REQUEST_TIMEOUT,
     ];
 }
 

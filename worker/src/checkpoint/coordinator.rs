@@ -24,7 +24,36 @@ use crate::runtime::task::{Control, TaskEvent, now_ms};
 pub struct TaskEntry {
     pub is_source: bool,
     pub parallelism: usize,
-    pub control: Sender<Control>,
+    pub control: ControlSender,
+}
+
+/// How control messages reach a task: its channel in this process, or a function that sends
+/// them to the TaskManager running it.
+pub enum ControlSender {
+    Local(Sender<Control>),
+    Remote(Box<dyn Fn(Control) + Send>),
+}
+
+impl ControlSender {
+    /// Sends `control`; a task that is gone has nothing to act on, so this never fails.
+    pub fn send(&self, control: Control) {
+        match self {
+            ControlSender::Local(tx) => {
+                let _ = tx.send(control);
+            }
+            ControlSender::Remote(send) => send(control),
+        }
+    }
+}
+
+/// Called with a checkpoint's id and directory before its barriers are injected, so that
+/// TaskManagers know where to upload their state.
+pub type Announce = Box<dyn Fn(u64, &str) + Send>;
+
+/// A state upload: running here, or already done by a TaskManager.
+enum Upload {
+    Running(tokio::task::JoinHandle<Result<StateHandle, StorageError>>),
+    Done(StateHandle),
 }
 
 /// Settings of checkpointing for one job.
@@ -65,7 +94,7 @@ struct Pending {
     dir: CheckpointStorage,
     started: Instant,
     awaiting: HashSet<usize>,
-    uploads: Vec<tokio::task::JoinHandle<Result<StateHandle, StorageError>>>,
+    uploads: Vec<Upload>,
 }
 
 pub struct CheckpointCoordinator {
@@ -78,6 +107,7 @@ pub struct CheckpointCoordinator {
     handle: JobHandle,
     next_id: u64,
     stats: CheckpointStats,
+    announce: Option<Announce>,
 }
 
 impl CheckpointCoordinator {
@@ -91,7 +121,23 @@ impl CheckpointCoordinator {
         handle: JobHandle,
         next_id: u64,
     ) -> Self {
-        Self { settings, storage, tasks, events, savepoints, handle, next_id, stats: CheckpointStats::default() }
+        Self {
+            settings,
+            storage,
+            tasks,
+            events,
+            savepoints,
+            handle,
+            next_id,
+            stats: CheckpointStats::default(),
+            announce: None,
+        }
+    }
+
+    /// Tells `announce` where each checkpoint goes before triggering it.
+    pub fn with_announce(mut self, announce: Announce) -> Self {
+        self.announce = Some(announce);
+        self
     }
 
     /// Runs until every task has gone (all event senders dropped). Returns the statistics.
@@ -111,10 +157,28 @@ impl CheckpointCoordinator {
                         continue;
                     }
                     let parallelism = self.tasks[task].parallelism;
-                    for (node, bytes) in snapshot.states {
-                        let operator = self.settings.operators.get(node).cloned().unwrap_or_default();
-                        let file = StateFile { node, operator, subtask, parallelism };
-                        current.uploads.push(io_runtime().spawn(upload(current.dir.clone(), file, bytes)));
+                    let uploads = upload_snapshot(&current.dir, &self.settings.operators, subtask, parallelism, snapshot);
+                    current.uploads.extend(uploads.into_iter().map(Upload::Running));
+                    if current.awaiting.is_empty() {
+                        let done = pending.take().expect("pending checkpoint");
+                        closing |= self.complete(done, &sources);
+                        next_trigger = Instant::now() + self.settings.interval;
+                    }
+                }
+                Ok(TaskEvent::Uploaded { task, checkpoint_id, states }) => {
+                    let Some(current) = pending.as_mut() else { continue };
+                    if current.barrier.id != checkpoint_id || !current.awaiting.remove(&task) {
+                        continue;
+                    }
+                    match states {
+                        Ok(states) => current.uploads.extend(states.into_iter().map(Upload::Done)),
+                        Err(cause) => {
+                            tracing::warn!(checkpoint = checkpoint_id, %cause, "a TaskManager could not upload its state");
+                            let failed = pending.take().expect("pending checkpoint");
+                            self.failed(&failed, &cause);
+                            next_trigger = Instant::now() + self.settings.interval;
+                            continue;
+                        }
                     }
                     if current.awaiting.is_empty() {
                         let done = pending.take().expect("pending checkpoint");
@@ -183,8 +247,11 @@ impl CheckpointCoordinator {
             }
         };
         tracing::debug!(checkpoint = barrier.id, dir = dir.url(), "triggering checkpoint");
+        if let Some(announce) = &self.announce {
+            announce(barrier.id, dir.url());
+        }
         for task in self.tasks.iter().filter(|t| t.is_source) {
-            let _ = task.control.send(Control::Trigger { barrier, stop });
+            task.control.send(Control::Trigger { barrier, stop });
         }
         self.handle.update(|s| s.checkpoints.in_progress = 1);
         Pending {
@@ -217,7 +284,10 @@ impl CheckpointCoordinator {
         let result: Result<CheckpointMetadata, StorageError> = io_runtime().block_on(async {
             let mut states = Vec::with_capacity(pending.uploads.len());
             for upload in pending.uploads {
-                states.push(upload.await.expect("upload task panicked")?);
+                states.push(match upload {
+                    Upload::Running(upload) => upload.await.expect("upload task panicked")?,
+                    Upload::Done(state) => state,
+                });
             }
             states.sort_by_key(|s| (s.node, s.subtask));
             let metadata = CheckpointMetadata {
@@ -288,11 +358,11 @@ impl CheckpointCoordinator {
         // Non-sources first: by the time a source closes its stream, every completion is queued.
         let order = (0..self.tasks.len()).filter(|t| !sources.contains(t)).chain(sources.iter().copied());
         for task in order {
-            let _ = self.tasks[task].control.send(Control::Complete(id));
+            self.tasks[task].control.send(Control::Complete(id));
         }
         if is_final || stop {
             for &task in sources {
-                let _ = self.tasks[task].control.send(Control::Finish);
+                self.tasks[task].control.send(Control::Finish);
             }
         }
         if !is_savepoint {
@@ -322,6 +392,25 @@ impl CheckpointCoordinator {
 fn savepoint_dir_name(job_id: &str, trigger_id: &str, checkpoint_id: u64) -> String {
     let unique = crate::runtime::keygroups::hash_key(&(trigger_id, checkpoint_id));
     format!("savepoint-{}-{:012x}", &job_id[..job_id.len().min(6)], unique & 0xffff_ffff_ffff)
+}
+
+/// Starts uploading a task's snapshot to `dir`, one file per stateful operator.
+pub fn upload_snapshot(
+    dir: &CheckpointStorage,
+    operators: &[String],
+    subtask: usize,
+    parallelism: usize,
+    snapshot: crate::runtime::output::TaskSnapshot,
+) -> Vec<tokio::task::JoinHandle<Result<StateHandle, StorageError>>> {
+    snapshot
+        .states
+        .into_iter()
+        .map(|(node, bytes)| {
+            let operator = operators.get(node).cloned().unwrap_or_default();
+            let file = StateFile { node, operator, subtask, parallelism };
+            io_runtime().spawn(upload(dir.clone(), file, bytes))
+        })
+        .collect()
 }
 
 /// Whose state a file holds.

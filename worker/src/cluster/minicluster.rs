@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointSettings, CheckpointStats, TaskEntry};
+use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry};
 use crate::checkpoint::discover::{self, FINISHED_MARKER};
+use crate::checkpoint::metadata::checkpoint_dir;
 use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
 use crate::cluster::handle::{CompletedCheckpoint, JobHandle, JobState, TaskStatus};
 use crate::cluster::restart::RestartStrategy;
@@ -107,27 +108,6 @@ impl MiniCluster {
         self.job.clone()
     }
 
-    fn checkpoint_settings(
-        &self,
-        job_id: &str,
-        job_name: &str,
-        max_parallelism: usize,
-    ) -> Result<Option<CheckpointSettings>, ConfigError> {
-        let Some(interval) = self.config.duration(keys::CHECKPOINT_INTERVAL)? else { return Ok(None) };
-        if interval.is_zero() {
-            return Ok(None);
-        }
-        Ok(Some(CheckpointSettings {
-            interval,
-            timeout: self.config.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
-            retained: self.config.parse_or(keys::CHECKPOINTS_RETAINED, 1, "a positive integer")?,
-            job_id: job_id.to_string(),
-            job_name: job_name.to_string(),
-            max_parallelism,
-            operators: Vec::new(),
-        }))
-    }
-
     pub fn run(&self, job_name: &str, graph: JobGraph, settings: &PlanSettings) -> Result<JobResult, JobError> {
         let started = Instant::now();
         let job_id = self.job_id.clone().unwrap_or_else(|| job_id_for(job_name));
@@ -177,8 +157,7 @@ impl MiniCluster {
                 .collect(),
         );
         let operators: Vec<String> = graph.nodes.iter().map(|n| n.name.clone()).collect();
-        let checkpointing = self
-            .checkpoint_settings(&job_id, job_name, settings.max_parallelism)?
+        let checkpointing = checkpoint_settings(&self.config, &job_id, job_name, settings.max_parallelism)?
             .map(|c| CheckpointSettings { operators: operators.clone(), ..c });
         let strategy = RestartStrategy::from_config(&self.config, checkpointing.is_some())?;
         let storage = match &checkpointing {
@@ -188,7 +167,7 @@ impl MiniCluster {
             }
             None => None,
         };
-        let mut restored = self.initial_state(storage.as_ref(), &operators)?;
+        let mut restored = initial_state(&self.config, storage.as_ref(), &operators)?.map(|r| r.state);
         let restored_from = restored.as_ref().map(|r| r.checkpoint_id);
         self.handle.update(|s| {
             s.checkpoint_interval_ms = checkpointing.as_ref().map(|c| c.interval.as_millis() as u64);
@@ -274,54 +253,6 @@ impl MiniCluster {
         })
     }
 
-    /// The state to start from, as Flink decides it: the job's own newest checkpoint (so a
-    /// restarted JobManager never rewinds to the savepoint it was first started from), else the
-    /// savepoint given by `execution.savepoint.path`, else nothing. A job that finished last
-    /// time starts fresh.
-    fn initial_state(
-        &self,
-        storage: Option<&CheckpointStorage>,
-        operators: &[String],
-    ) -> Result<Option<Arc<RestoredState>>, JobError> {
-        if let Some(storage) = storage {
-            let own = io_runtime().block_on(async {
-                if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
-                    tracing::info!(dir = storage.url(), "the job finished last time; starting fresh");
-                    storage.delete_all("").await?;
-                    return Ok::<_, StorageError>(None);
-                }
-                Ok(discover::latest(storage).await?.map(|d| Arc::new(d.state)))
-            })?;
-            if own.is_some() {
-                return Ok(own);
-            }
-        }
-        let Some(path) = self.config.get("execution.savepoint.path") else { return Ok(None) };
-        let dir = CheckpointStorage::from_url(path)?;
-        let mut state = match io_runtime().block_on(discover::load(&dir)) {
-            Ok(Some(found)) => found.state,
-            Ok(None) => return Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
-            Err(message) => return Err(JobError::Restore { path: path.into(), message }),
-        };
-        let unclaimed = state.unclaimed(operators);
-        if !unclaimed.is_empty() {
-            if !self.config.parse_or("execution.savepoint.ignore-unclaimed-state", false, "true or false")? {
-                return Err(JobError::Restore {
-                    path: path.into(),
-                    message: format!(
-                        "it holds state of {} that this job does not have; \
-                         pass --allow-non-restored-state to drop it",
-                        unclaimed.join(", ")
-                    ),
-                });
-            }
-            tracing::warn!(dropped = %unclaimed.join(", "), "dropping state the job does not have");
-            state.drop_unclaimed(operators);
-        }
-        tracing::info!(path, checkpoint = state.checkpoint_id, "restoring from savepoint");
-        Ok(Some(Arc::new(state)))
-    }
-
     /// Runs one attempt of the job: all tasks, and the coordinator if checkpointing is on.
     fn run_attempt(
         &self,
@@ -337,7 +268,7 @@ impl MiniCluster {
                 entries.push(TaskEntry {
                     is_source: task.is_source(),
                     parallelism: task.info().parallelism,
-                    control: control_tx,
+                    control: ControlSender::Local(control_tx),
                 });
                 task.attach(CoordinatorLink { task: index, control: control_rx, events: events_tx.clone() });
             }
@@ -393,3 +324,85 @@ impl MiniCluster {
         Ok((result, stats))
     }
 }
+
+/// Checkpointing of a job per `execution.checkpointing.*`; `None` when it is off.
+pub(crate) fn checkpoint_settings(
+        config: &Configuration,
+        job_id: &str,
+        job_name: &str,
+        max_parallelism: usize,
+    ) -> Result<Option<CheckpointSettings>, ConfigError> {
+        let Some(interval) = config.duration(keys::CHECKPOINT_INTERVAL)? else { return Ok(None) };
+        if interval.is_zero() {
+            return Ok(None);
+        }
+        Ok(Some(CheckpointSettings {
+            interval,
+            timeout: config.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
+            retained: config.parse_or(keys::CHECKPOINTS_RETAINED, 1, "a positive integer")?,
+            job_id: job_id.to_string(),
+            job_name: job_name.to_string(),
+            max_parallelism,
+            operators: Vec::new(),
+        }))
+    }
+
+
+/// A checkpoint or savepoint to start from.
+pub(crate) struct Restore {
+    pub state: Arc<RestoredState>,
+    /// Its directory, for TaskManagers that load it themselves.
+    pub url: String,
+}
+
+/// The state to start from, as Flink decides it: the job's own newest checkpoint (so a
+/// restarted JobManager never rewinds to the savepoint it was first started from), else the
+/// savepoint given by `execution.savepoint.path`, else nothing. A job that finished last
+/// time starts fresh.
+pub(crate) fn initial_state(
+    config: &Configuration,
+    storage: Option<&CheckpointStorage>,
+    operators: &[String],
+) -> Result<Option<Restore>, JobError> {
+    if let Some(storage) = storage {
+        let own = io_runtime().block_on(async {
+            if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
+                tracing::info!(dir = storage.url(), "the job finished last time; starting fresh");
+                storage.delete_all("").await?;
+                return Ok::<_, StorageError>(None);
+            }
+            Ok(discover::latest(storage).await?.map(|d| Restore {
+                    url: storage.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string(),
+                    state: Arc::new(d.state),
+                }))
+        })?;
+        if own.is_some() {
+            return Ok(own);
+        }
+    }
+    let Some(path) = config.get("execution.savepoint.path") else { return Ok(None) };
+    let dir = CheckpointStorage::from_url(path)?;
+    let mut state = match io_runtime().block_on(discover::load(&dir)) {
+        Ok(Some(found)) => found.state,
+        Ok(None) => return Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
+        Err(message) => return Err(JobError::Restore { path: path.into(), message }),
+    };
+    let unclaimed = state.unclaimed(operators);
+    if !unclaimed.is_empty() {
+        if !config.parse_or("execution.savepoint.ignore-unclaimed-state", false, "true or false")? {
+            return Err(JobError::Restore {
+                path: path.into(),
+                message: format!(
+                    "it holds state of {} that this job does not have; \
+                     pass --allow-non-restored-state to drop it",
+                    unclaimed.join(", ")
+                ),
+            });
+        }
+        tracing::warn!(dropped = %unclaimed.join(", "), "dropping state the job does not have");
+        state.drop_unclaimed(operators);
+    }
+    tracing::info!(path, checkpoint = state.checkpoint_id, "restoring from savepoint");
+    Ok(Some(Restore { state: Arc::new(state), url: path.to_string() }))
+}
+

@@ -2,7 +2,10 @@
 //! standalone JobManager with TaskManager processes.
 
 pub mod handle;
+pub mod jobspec;
 pub mod minicluster;
 pub mod progress;
 pub mod restart;
+pub mod rpc;
+pub mod taskmanager;
 pub mod view;

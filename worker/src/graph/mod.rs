@@ -10,8 +10,10 @@ pub mod plan;
 
 use std::any::Any;
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::network::{ChannelId, NetworkEnvironment, NetworkError};
 use crate::runtime::exchange::{CHANNEL_CAPACITY, ChannelWriter, Event, InputGate, KeyHashFn, Partitioner};
 use crate::runtime::output::{Discard, Fanout, Output};
 use crate::runtime::task::{InputTask, Task, TaskInfo};
@@ -148,6 +150,10 @@ pub trait StreamType: Send + Sync {
     fn channel(&self) -> (Box<dyn Any>, Box<dyn Any>);
     fn writer(&self, partitioning: &Partitioning, max_parallelism: usize, senders: Vec<Box<dyn Any>>) -> ErasedOutput;
     fn input_task(&self, info: TaskInfo, receivers: Vec<Box<dyn Any>>, chain: ErasedOutput) -> Box<dyn Task>;
+    /// The sending end of a channel to another process: a `Sender<Event<T>>`, erased.
+    fn remote_sender(&self, net: &NetworkEnvironment, peer: SocketAddr, id: ChannelId) -> Result<Box<dyn Any>, NetworkError>;
+    /// The receiving end of a channel from another process: a `Receiver<Event<T>>`, erased.
+    fn remote_receiver(&self, net: &NetworkEnvironment, id: ChannelId) -> Result<Box<dyn Any>, NetworkError>;
 }
 
 pub struct TypeOf<T>(PhantomData<fn() -> T>);
@@ -198,5 +204,13 @@ impl<T: Data> StreamType for TypeOf<T> {
             .map(|r| *r.downcast::<crossbeam_channel::Receiver<Event<T>>>().expect("channel type"))
             .collect();
         Box::new(InputTask { info, gate: InputGate::new(receivers), chain: unerase::<T>(chain), link: None })
+    }
+
+    fn remote_sender(&self, net: &NetworkEnvironment, peer: SocketAddr, id: ChannelId) -> Result<Box<dyn Any>, NetworkError> {
+        Ok(Box::new(net.remote_sender::<T>(peer, id)?))
+    }
+
+    fn remote_receiver(&self, net: &NetworkEnvironment, id: ChannelId) -> Result<Box<dyn Any>, NetworkError> {
+        Ok(Box::new(net.remote_receiver::<T>(id)?))
     }
 }

@@ -4,9 +4,11 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Configuration;
+use crate::network::{ChannelId, NetworkEnvironment, NetworkError};
 use crate::graph::{ErasedOutput, JobGraph, NodeId, NodeKind, OperatorContext, Partitioning};
 use crate::runtime::task::{JobShared, Task, TaskInfo};
 use crate::state::restore::RestoredState;
@@ -29,6 +31,24 @@ pub struct PlanSettings {
     pub max_parallelism: usize,
     /// Flink's `pipeline.operator-chaining.enabled`.
     pub chaining: bool,
+}
+
+/// Where the subtasks run when a job spans processes. Slot sharing as in Flink: slot `s` holds
+/// subtask `s` of every task, so a subtask's index says which process runs it.
+pub struct Remote<'a> {
+    pub net: &'a NetworkEnvironment,
+    /// The data address of the process running each slot.
+    pub slots: &'a [SocketAddr],
+    /// This process's data address.
+    pub me: SocketAddr,
+    /// Tells this attempt's channels apart from those of any earlier attempt.
+    pub attempt_key: [u8; 16],
+}
+
+impl Remote<'_> {
+    fn is_local(&self, subtask: usize) -> bool {
+        self.slots.get(subtask) == Some(&self.me)
+    }
 }
 
 /// The parallel shape of a job: which nodes form a task and how many subtasks each has.
@@ -105,6 +125,17 @@ impl ExecutionPlan {
         names.join(" -> ")
     }
 
+    /// Slots the job needs: its largest parallelism (slot sharing puts one subtask of every
+    /// task in each slot).
+    pub fn slots_needed(&self) -> usize {
+        self.heads.iter().map(|&h| self.parallelism[h]).max().unwrap_or(0)
+    }
+
+    /// Every subtask as (task head, subtask index), in the order of their global task index.
+    pub fn subtasks(&self) -> Vec<(NodeId, usize)> {
+        self.heads.iter().flat_map(|&h| (0..self.parallelism[h]).map(move |s| (h, s))).collect()
+    }
+
     /// Builds every subtask of every task, wired together by channels.
     pub fn build_tasks(
         &self,
@@ -115,6 +146,27 @@ impl ExecutionPlan {
         restored: Option<Arc<RestoredState>>,
         counters: &[Arc<crate::runtime::task::TaskCounters>],
     ) -> Vec<Box<dyn Task>> {
+        self.build_placed_tasks(graph, settings, config, job, restored, counters, None)
+            .expect("local channels cannot fail")
+            .into_iter()
+            .map(|(_, task)| task)
+            .collect()
+    }
+
+    /// Builds the subtasks this process runs, with their global task index (see
+    /// [`subtasks`](Self::subtasks)); channels to subtasks elsewhere go through `remote`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_placed_tasks(
+        &self,
+        graph: &JobGraph,
+        settings: &PlanSettings,
+        config: Arc<Configuration>,
+        job: Arc<JobShared>,
+        restored: Option<Arc<RestoredState>>,
+        counters: &[Arc<crate::runtime::task::TaskCounters>],
+        remote: Option<&Remote>,
+    ) -> Result<Vec<(usize, Box<dyn Task>)>, NetworkError> {
+        let is_local = |subtask: usize| remote.is_none_or(|r| r.is_local(subtask));
         let mut wiring = Wiring::default();
         for (id, node) in graph.nodes.iter().enumerate() {
             if self.chained[id] {
@@ -129,18 +181,41 @@ impl ExecutionPlan {
                         if one_to_one && i != j {
                             continue;
                         }
-                        let (tx, rx) = stream_type.channel();
-                        wiring.senders.entry((id, k, i)).or_default().push(tx);
-                        wiring.receivers.entry((id, j)).or_default().push(rx);
+                        let (tx, rx) = match (remote, is_local(i), is_local(j)) {
+                            (_, true, true) | (None, _, _) => {
+                                let (tx, rx) = stream_type.channel();
+                                (Some(tx), Some(rx))
+                            }
+                            (Some(_), false, false) => (None, None),
+                            (Some(r), true, false) => {
+                                let id = channel_id(r, id, k, i, j);
+                                (Some(stream_type.remote_sender(r.net, r.slots[j], id)?), None)
+                            }
+                            (Some(r), false, true) => {
+                                let id = channel_id(r, id, k, i, j);
+                                (None, Some(stream_type.remote_receiver(r.net, id)?))
+                            }
+                        };
+                        if let Some(tx) = tx {
+                            wiring.senders.entry((id, k, i)).or_default().push(tx);
+                        }
+                        if let Some(rx) = rx {
+                            wiring.receivers.entry((id, j)).or_default().push(rx);
+                        }
                     }
                 }
             }
         }
         let mut tasks = Vec::new();
+        let mut global_index = 0;
         for (index, &head) in self.heads.iter().enumerate() {
             let task_name = self.task_name(graph, head);
             let counters = counters.get(index).cloned().unwrap_or_default();
             for subtask in 0..self.parallelism[head] {
+                global_index += 1;
+                if !is_local(subtask) {
+                    continue;
+                }
                 let info = TaskInfo {
                     task_name: task_name.clone(),
                     subtask_index: subtask,
@@ -164,10 +239,10 @@ impl ExecutionPlan {
                         graph.nodes[input.from].ports[input.port].input_task(info, receivers, chain)
                     }
                 };
-                tasks.push(task);
+                tasks.push((global_index - 1, task));
             }
         }
-        tasks
+        Ok(tasks)
     }
 
     /// The chain that starts at `id`, as the erased input of that node.
@@ -226,6 +301,11 @@ impl ExecutionPlan {
             })
             .collect()
     }
+}
+
+/// Names the channel from subtask `up` to subtask `down` of input edge `k` of node `consumer`.
+fn channel_id(remote: &Remote, consumer: NodeId, k: usize, up: usize, down: usize) -> ChannelId {
+    ChannelId { job: remote.attempt_key, edge: (consumer << 8 | k) as u32, upstream: up as u32, downstream: down as u32 }
 }
 
 /// Channel ends created for the non-chained edges, taken as tasks are built.

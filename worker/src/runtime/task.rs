@@ -176,7 +176,7 @@ impl<'a, T> SourceOutput<'a, T> {
 }
 
 /// How a task ended.
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum TaskOutcome {
     Finished,
     Cancelled,
@@ -197,7 +197,7 @@ pub trait Task: Send {
 }
 
 /// What the checkpoint coordinator tells a task.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub enum Control {
     /// Sources only: inject this barrier now; with `stop`, emit nothing after it (the
     /// synchronous savepoint of stop-with-savepoint).
@@ -215,6 +215,8 @@ pub enum TaskEvent {
     Acknowledge { task: usize, checkpoint_id: u64, subtask: usize, snapshot: TaskSnapshot },
     /// A source reached the end of its input and waits for the final checkpoint.
     EndOfInput { task: usize },
+    /// A TaskManager uploaded a task's snapshot itself (or could not).
+    Uploaded { task: usize, checkpoint_id: u64, states: Result<Vec<crate::checkpoint::metadata::StateHandle>, String> },
 }
 
 /// A task's two channels to the checkpoint coordinator.
@@ -419,6 +421,9 @@ impl<T: Send + 'static> Task for InputTask<T> {
         run_guarded(&info, move |info| {
             let mut pacer = Pacer::new();
             loop {
+                if info.job.is_cancelled() {
+                    return Ok(TaskOutcome::Cancelled);
+                }
                 deliver_completions(&link, &mut *chain);
                 let budget = pacer.wait_budget();
                 match gate.poll(&mut *chain, budget) {
