@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 
 mod client;
+mod processes;
 
 use crate::api::StreamEnv;
 use crate::cluster::minicluster::MiniCluster;
@@ -34,6 +35,13 @@ enum Command {
     Run(RunArgs),
     /// List the jobs this binary carries.
     Jobs,
+    /// Start a JobManager (REST 8081, RPC 6123); with --job, run that job (application mode).
+    Jobmanager(processes::JobManagerArgs),
+    /// Start a TaskManager that offers its slots to the JobManager at jobmanager.rpc.address.
+    Taskmanager(processes::TaskManagerArgs),
+    /// Start or stop a JobManager and TaskManagers on this machine.
+    #[command(subcommand)]
+    Cluster(processes::ClusterCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -90,7 +98,7 @@ struct RunOptions {
 }
 
 /// A Flink job id: 32 hexadecimal digits.
-fn parse_job_id(text: &str) -> Result<String, String> {
+pub(crate) fn parse_job_id(text: &str) -> Result<String, String> {
     if text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(text.to_ascii_lowercase())
     } else {
@@ -100,7 +108,7 @@ fn parse_job_id(text: &str) -> Result<String, String> {
 
 /// How often `rheo run` checkpoints unless `execution.checkpointing.interval` says otherwise
 /// (`0` turns checkpoints off).
-const DEFAULT_CHECKPOINT_INTERVAL: &str = "10 s";
+pub(crate) const DEFAULT_CHECKPOINT_INTERVAL: &str = "10 s";
 
 impl RunOptions {
     /// Flags given after the job name win; `-D` flags add up.
@@ -145,6 +153,9 @@ pub fn run_cli(registry: JobRegistry, args: impl IntoIterator<Item = impl Into<O
             Ok(())
         }
         Command::Run(args) => run_job(&registry, args),
+        Command::Jobmanager(args) => processes::jobmanager(registry, args).map_err(Failure::Job),
+        Command::Taskmanager(args) => processes::taskmanager(registry, args).map_err(Failure::Job),
+        Command::Cluster(command) => processes::cluster(command).map_err(Failure::Job),
         Command::Client(command) => client::run(command).map_err(Failure::Job),
     };
     match result {

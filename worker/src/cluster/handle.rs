@@ -204,6 +204,11 @@ impl JobHandle {
         self.job.cancel();
     }
 
+    /// Whether someone asked to cancel the job.
+    pub fn is_cancel_requested(&self) -> bool {
+        self.job.is_cancelled()
+    }
+
     // ---- updated by the mini-cluster and the coordinator ----
 
     pub(crate) fn set_job_id(&self, job_id: &str) {

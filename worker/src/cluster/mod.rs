@@ -2,6 +2,7 @@
 //! standalone JobManager with TaskManager processes.
 
 pub mod handle;
+pub mod jobmanager;
 pub mod jobspec;
 pub mod minicluster;
 pub mod progress;
