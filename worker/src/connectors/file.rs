@@ -46,6 +46,16 @@ pub struct TextFileSource<T> {
     parallelism: u64,
     /// What earlier runs emitted, when restored at another parallelism.
     restored: Vec<Layer>,
+    /// Lines per second this subtask reads at most, and since when it counts.
+    throttle: Option<Throttle>,
+}
+
+/// Paces a source to a rate (lines per second), for demos and failure tests that need a job
+/// to run for a while.
+struct Throttle {
+    per_second: f64,
+    since: std::time::Instant,
+    lines: u64,
 }
 
 impl<T> TextFileSource<T> {
@@ -60,7 +70,16 @@ impl<T> TextFileSource<T> {
             subtask: subtask_index as u64,
             parallelism: parallelism.max(1) as u64,
             restored: Vec::new(),
+            throttle: None,
         }
+    }
+
+    /// Reads at most `lines_per_second` lines per second (this subtask's share of a rate).
+    pub fn with_rate(mut self, lines_per_second: Option<f64>) -> Self {
+        self.throttle = lines_per_second
+            .filter(|r| *r > 0.0)
+            .map(|per_second| Throttle { per_second, since: std::time::Instant::now(), lines: 0 });
+        self
     }
 }
 
@@ -110,8 +129,18 @@ impl<T: Data> SourceFunction<T> for TextFileSource<T> {
 
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
         let Some(reader) = self.reader.as_mut() else { return Ok(SourceStatus::Finished) };
+        let mut budget = BATCH as u64;
+        if let Some(throttle) = &mut self.throttle {
+            let due = (throttle.since.elapsed().as_secs_f64() * throttle.per_second) as u64;
+            budget = budget.min(due.saturating_sub(throttle.lines));
+            if budget == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                return Ok(SourceStatus::Idle);
+            }
+            throttle.lines += budget;
+        }
         let mut emitted = 0;
-        while emitted < BATCH {
+        while emitted < budget {
             self.line.clear();
             let n = reader
                 .read_until(b'\n', &mut self.line)
@@ -149,12 +178,25 @@ impl StreamEnv {
     /// The lines of a text file turned into records by `parse`; a line it rejects fails the job
     /// with `path:line: message`.
     pub fn read_text_file_parsed<T: Data>(&self, path: impl AsRef<Path>, parse: LineParser<T>) -> DataStream<T> {
+        self.read_text_file_paced(path, parse, None)
+    }
+
+    /// [`read_text_file_parsed`](Self::read_text_file_parsed) at most `lines_per_second` lines per
+    /// second over all subtasks.
+    pub fn read_text_file_paced<T: Data>(
+        &self,
+        path: impl AsRef<Path>,
+        parse: LineParser<T>,
+        lines_per_second: Option<f64>,
+    ) -> DataStream<T> {
         let path = path.as_ref().to_path_buf();
         let name = format!("File {}", path.display());
         self.add_source(&name, move |ctx| {
             let positions: Vec<Position> = ctx.restore_operator_all();
+            let share = lines_per_second.map(|r| r / ctx.info.parallelism as f64);
             TextFileSource::new(path.clone(), parse.clone(), ctx.info.subtask_index, ctx.info.parallelism)
                 .restore(&positions)
+                .with_rate(share)
         })
     }
 }

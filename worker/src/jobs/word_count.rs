@@ -43,6 +43,17 @@ pub struct WordCount {
     /// instead of printing; a part appears when the checkpoint covering it completes.
     #[arg(long, value_name = "URL")]
     pub output: Option<String>,
+    /// Read at most this many lines per second (over all subtasks), e.g. to watch a job
+    /// survive a failure.
+    #[arg(long, value_name = "LINES", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!("'{text}' is not a positive number of lines per second")),
+    }
 }
 
 /// The expected line shape, for error messages.
@@ -79,7 +90,7 @@ impl JobDef for WordCount {
     fn build(self, env: &StreamEnv) -> anyhow::Result<()> {
         if !self.event_time {
             let counts = env
-                .read_text_file(&self.input)
+                .read_text_file_paced(&self.input, Arc::new(|line: &str| Ok((line.to_string(), NO_TIMESTAMP))), self.rate)
                 .flat_map(|line: String, out| tokenize(&line, out))
                 .key_by(|wc: &WordWithCount| wc.word.clone())
                 .process(CountAtEnd::default());
@@ -98,7 +109,7 @@ impl JobDef for WordCount {
         let strategy = WatermarkStrategy::for_bounded_out_of_orderness(self.out_of_orderness)
             .with_timestamp_assigner(|record: &(Timestamp, String), _| record.0);
         let counts = env
-            .read_text_file_parsed(&self.input, Arc::new(parse_timestamped_line))
+            .read_text_file_paced(&self.input, Arc::new(parse_timestamped_line), self.rate)
             .flat_map(|record: Option<(Timestamp, String)>, out| {
                 if let Some(record) = record {
                     out.collect(record)
