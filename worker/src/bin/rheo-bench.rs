@@ -8,7 +8,15 @@
 //! - `engine-p1`, `engine-p2`: the job on the embedded mini-cluster;
 //! - `checkpoint-file`, `checkpoint-s3`: the same with checkpoints every 1 s (S3 when
 //!   `RHEO_TEST_S3` names a bucket, see `scripts/services/s3.sh`);
-//! - `recovery`: time from a task failure to processing resumed from the last checkpoint.
+//! - `recovery`: time from a task failure to processing resumed from the last checkpoint;
+//! - `cluster-1tm`, `cluster-2tm`: the `datagen-word-count` job at parallelism 2 on a standalone
+//!   cluster of processes: one JobManager and one TaskManager with two slots, or two
+//!   TaskManagers with one slot each (records cross TCP between them); timed from deployment
+//!   to the end of the job, RSS is the largest TaskManager's;
+//! - `cluster-recovery`: two one-slot TaskManagers run the job at parallelism 2 with
+//!   checkpoints every second, a third stands by; one of the two is killed with SIGKILL, and
+//!   the time to the redeployment and to the first checkpoint completed after it is measured
+//!   (processing resumed and consistent; bounded below by the 1 s checkpoint interval).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -66,7 +74,7 @@ fn orchestrate() -> anyhow::Result<()> {
     } else {
         eprintln!("RHEO_TEST_S3 not set: skipping checkpoint-s3 (make bench starts SeaweedFS)");
     }
-    cases.push("recovery");
+    cases.extend(["recovery", "cluster-1tm", "cluster-2tm", "cluster-recovery"]);
     println!(
         "word count: lines of {WORDS_PER_LINE} words from a {VOCABULARY}-word vocabulary, key by word, 1 s tumbling window, sum; {lines} lines per case; {} cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -122,6 +130,15 @@ fn orchestrate() -> anyhow::Result<()> {
     if let Some(r) = reports.iter().find(|r| r.case == "recovery") {
         println!("recovery: {:.0} ms from task failure to processing resumed", r.recovery_ms.unwrap_or(f64::NAN));
     }
+    if let (Some(one), Some(two)) = (rate("cluster-1tm"), rate("cluster-2tm")) {
+        println!("p=2 across two TaskManager processes / in one TaskManager: {:.2}x", two / one);
+    }
+    if let Some(r) = reports.iter().find(|r| r.case == "cluster-recovery") {
+        println!(
+            "cluster recovery: {:.0} ms from TaskManager SIGKILL to the first checkpoint after the restart",
+            r.recovery_ms.unwrap_or(f64::NAN)
+        );
+    }
     Ok(())
 }
 
@@ -151,6 +168,9 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
             engine(&mut report, lines, 1, Some(format!("{root}/bench-{}", std::process::id())))?;
         }
         "recovery" => recovery(&mut report, lines)?,
+        "cluster-1tm" => return cluster::throughput(report, lines, 1, 2),
+        "cluster-2tm" => return cluster::throughput(report, lines, 2, 1),
+        "cluster-recovery" => return cluster::recovery(report),
         other => bail!("unknown case '{other}'"),
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -302,4 +322,170 @@ fn recovery(report: &mut Report, lines: u64) -> anyhow::Result<()> {
 
 fn rheo_now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Cases on a standalone cluster of `rheo` processes (the binary next to this one).
+mod cluster {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, bail};
+
+    use super::{Report, WORDS_PER_LINE};
+
+    struct Processes {
+        dir: PathBuf,
+        config: Vec<String>,
+        jobmanager: Option<Child>,
+        taskmanagers: Vec<Child>,
+    }
+
+    impl Processes {
+        fn new(extra: &[&str]) -> anyhow::Result<Self> {
+            let dir = std::env::temp_dir().join(format!("rheo-bench-cluster-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let port = |_| -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+            let mut config = vec![
+                format!("jobmanager.rpc.port={}", port(0)?),
+                "jobmanager.rpc.address=127.0.0.1".to_string(),
+                format!("rest.port={}", port(1)?),
+                format!("state.checkpoints.dir=file://{}/chk", dir.display()),
+                "taskmanager.data.port=0".to_string(),
+                "heartbeat.interval=200ms".to_string(),
+                "heartbeat.timeout=5s".to_string(),
+            ];
+            config.extend(extra.iter().map(|s| s.to_string()));
+            Ok(Self { dir, config, jobmanager: None, taskmanagers: Vec::new() })
+        }
+
+        fn spawn(&self, log: &str, args: &[&str]) -> anyhow::Result<Child> {
+            let rheo = std::env::current_exe()?.with_file_name("rheo");
+            let mut command = Command::new(&rheo);
+            command.current_dir(&self.dir).arg(args[0]);
+            for kv in &self.config {
+                command.arg("-D").arg(kv);
+            }
+            Ok(command
+                .args(&args[1..])
+                .env("RHEO_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.dir.join(log))?)
+                .spawn()
+                .with_context(|| format!("cannot start {} (make bench builds it)", rheo.display()))?)
+        }
+
+        fn start(&mut self, job: &[&str], taskmanagers: usize, slots: usize) -> anyhow::Result<()> {
+            let mut args = vec!["jobmanager", "--job", "datagen-word-count", "-p", "2", "--"];
+            args.extend(job);
+            self.jobmanager = Some(self.spawn("jobmanager.log", &args)?);
+            let slots = format!("taskmanager.numberOfTaskSlots={slots}");
+            for i in 0..taskmanagers {
+                let tm = self.spawn(&format!("taskmanager-{i}.log"), &["taskmanager", "-D", &slots])?;
+                self.taskmanagers.push(tm);
+            }
+            Ok(())
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.join("jobmanager.log")).unwrap_or_default()
+        }
+
+        /// When the JobManager's log first has `count` lines with `pattern`.
+        fn await_log(&self, pattern: &str, count: usize, within: Duration) -> anyhow::Result<Instant> {
+            let deadline = Instant::now() + within;
+            loop {
+                let log = self.log();
+                if log.matches(pattern).count() >= count {
+                    return Ok(Instant::now());
+                }
+                if log.contains("job ended") || Instant::now() > deadline {
+                    bail!("no '{pattern}' in the JobManager's log:\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+
+        fn peak_rss_mib(&self) -> f64 {
+            self.taskmanagers.iter().map(|c| rss_mib(c.id())).fold(0.0, f64::max)
+        }
+    }
+
+    impl Drop for Processes {
+        fn drop(&mut self) {
+            for child in self.taskmanagers.iter_mut().chain(self.jobmanager.as_mut()) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn rss_mib(pid: u32) -> f64 {
+        let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+
+    pub fn throughput(mut report: Report, lines: u64, taskmanagers: usize, slots: usize) -> anyhow::Result<Report> {
+        let mut cluster = Processes::new(&["execution.checkpointing.interval=0"])?;
+        let count = lines.to_string();
+        cluster.start(&["--count", &count, "--sink", "discard"], taskmanagers, slots)?;
+        let deployed = cluster.await_log("deploying the job", 1, Duration::from_secs(60))?;
+        // Wait for the end without burning a core on polling.
+        let deadline = deployed + Duration::from_secs(600);
+        let finished = loop {
+            if cluster.log().contains("job finished") {
+                break Instant::now();
+            }
+            if cluster.log().contains("job ended") || Instant::now() > deadline {
+                bail!("the job did not finish:\n{}", cluster.log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        report.seconds = (finished - deployed).as_secs_f64();
+        report.lines_per_second = lines as f64 / report.seconds;
+        report.words_per_second = report.lines_per_second * WORDS_PER_LINE as f64;
+        report.peak_rss_mib = cluster.peak_rss_mib();
+        Ok(report)
+    }
+
+    pub fn recovery(mut report: Report) -> anyhow::Result<Report> {
+        let mut cluster = Processes::new(&["execution.checkpointing.interval=1s", "restart-strategy.type=fixed-delay", "restart-strategy.fixed-delay.delay=0ms"])?;
+        cluster.start(&["--rate", "200000", "--sink", "discard"], 2, 1)?;
+        cluster.await_log("completed checkpoint", 2, Duration::from_secs(60))?;
+        // A spare TaskManager, registered after the job's two: the restart need not wait for one.
+        let spare = cluster.spawn("taskmanager-spare.log", &["taskmanager", "-D", "taskmanager.numberOfTaskSlots=1"])?;
+        cluster.taskmanagers.push(spare);
+        cluster.await_log("TaskManager registered", 3, Duration::from_secs(60))?;
+        let checkpoints_before = cluster.log().matches("completed checkpoint").count();
+        let started = Instant::now();
+        let victim = &mut cluster.taskmanagers[0];
+        victim.kill()?;
+        victim.wait()?;
+        cluster.await_log("deploying the job", 2, Duration::from_secs(60))?;
+        let redeployed = started.elapsed();
+        // A checkpoint that completes after the restart: the new attempt processes records.
+        let log_at_restart = cluster.log();
+        let restart_at = log_at_restart.rfind("deploying the job").context("restart in log")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let resumed = loop {
+            let log = cluster.log();
+            if log.get(restart_at..).is_some_and(|tail| tail.contains("completed checkpoint")) {
+                break started.elapsed();
+            }
+            if Instant::now() > deadline {
+                bail!("no checkpoint after the restart ({checkpoints_before} before):\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        eprintln!("TaskManager killed: redeployed after {redeployed:?}, first checkpoint after {resumed:?}");
+        report.recovery_ms = Some(resumed.as_secs_f64() * 1000.0);
+        report.seconds = resumed.as_secs_f64();
+        report.peak_rss_mib = cluster.peak_rss_mib();
+        Ok(report)
+    }
 }

@@ -268,11 +268,9 @@ fn serve_taskmanager(inner: Arc<Inner>, stream: std::net::TcpStream) {
     };
     tracing::warn!(taskmanager = %resource_id, %cause, "TaskManager lost");
     lock(&inner.taskmanagers).retain(|t| t.resource_id != resource_id);
-    drop(out);
-    if let Ok(thread) = writer_thread {
-        let _ = thread.join();
-    }
     inner.notify(ClusterEvent::Lost { resource_id, cause });
+    // The writer ends once the job master drops its senders or its next write fails.
+    drop((out, writer_thread));
 }
 
 /// Schedules, runs and restarts one job.
