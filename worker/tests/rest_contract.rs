@@ -116,7 +116,11 @@ fn session_cluster_answers_as_flink_does() {
             format!("/jobs/{id}/vertices/{vertex}/metrics?get=numRecordsIn,busyTimeMsPerSecond,idleTimeMsPerSecond"),
             "vertex0-metrics-values.json",
         ),
-        ("/jobs/:id/vertices/:vid/metrics", format!("/jobs/{id}/vertices/{vertex}/metrics"), "vertex0-metrics-list.json"),
+        (
+            "/jobs/:id/vertices/:vid/metrics",
+            format!("/jobs/{id}/vertices/{vertex}/metrics"),
+            "vertex0-metrics-list.json",
+        ),
         ("/taskmanagers", "/taskmanagers".to_string(), "taskmanagers.json"),
         ("/jobmanager/config", "/jobmanager/config".to_string(), "jobmanager-config.json"),
         ("/jars", "/jars".to_string(), "jars.json"),

@@ -145,7 +145,12 @@ impl RestClient {
 
     /// `GET /jobs/:id/vertices/:vid/metrics?get=a,b`: the values of the named metrics (those
     /// the vertex has); with no names, the ids of all its metrics.
-    pub async fn vertex_metrics(&self, job_id: &str, vertex_id: &str, names: &[&str]) -> Result<Vec<MetricValue>, Error> {
+    pub async fn vertex_metrics(
+        &self,
+        job_id: &str,
+        vertex_id: &str,
+        names: &[&str],
+    ) -> Result<Vec<MetricValue>, Error> {
         let query = if names.is_empty() { String::new() } else { format!("?get={}", names.join(",")) };
         self.get(&format!("/jobs/{job_id}/vertices/{vertex_id}/metrics{query}")).await
     }

@@ -293,18 +293,15 @@ impl JobHandle {
     /// [`JobHandle::record_exception`] of the last attempt reported enters the exceptions.
     pub(crate) fn update(&self, f: impl FnOnce(&mut JobStatus)) {
         let mut shared = self.lock();
-        let before = (
-            shared.status.state,
-            shared.status.last_checkpoint.clone(),
-            shared.status.last_savepoint.clone(),
-        );
+        let before = (shared.status.state, shared.status.last_checkpoint.clone(), shared.status.last_savepoint.clone());
         f(&mut shared.status);
         let status = &shared.status;
-        let mut completed: Vec<CompletedCheckpoint> = [(&before.1, &status.last_checkpoint), (&before.2, &status.last_savepoint)]
-            .into_iter()
-            .filter(|(old, new)| new.is_some() && old != new)
-            .filter_map(|(_, new)| new.clone())
-            .collect();
+        let mut completed: Vec<CompletedCheckpoint> =
+            [(&before.1, &status.last_checkpoint), (&before.2, &status.last_savepoint)]
+                .into_iter()
+                .filter(|(old, new)| new.is_some() && old != new)
+                .filter_map(|(_, new)| new.clone())
+                .collect();
         completed.sort_by_key(|c| c.id);
         for checkpoint in completed {
             shared.push_checkpoint(checkpoint);

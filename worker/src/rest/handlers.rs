@@ -840,7 +840,10 @@ async fn run_jar(
     bytes: Bytes,
 ) -> Answer<api::JarRunResponse> {
     if jar_id != JAR_ID {
-        return Err(Error(StatusCode::NOT_FOUND, format!("Jar file {jar_id} does not exist (the only jar is '{JAR_ID}')")));
+        return Err(Error(
+            StatusCode::NOT_FOUND,
+            format!("Jar file {jar_id} does not exist (the only jar is '{JAR_ID}')"),
+        ));
     }
     let request = submit_request(&state, body(&bytes, "JarRunRequestBody")?)?;
     let job = request.job.clone();

@@ -30,9 +30,7 @@ const VERTEX_GAUGES: [VertexGauge; 7] = [
     ("numRecordsIn", "Records a task read from upstream tasks (all its subtasks)", |m, _| m.records_in as f64),
     ("numRecordsOut", "Records a source task emitted (all its subtasks)", |m, _| m.records_out as f64),
     ("numRecordsInPerSecond", "Records read per second since the previous sample", |_, r| r.records_in_per_second),
-    ("numRecordsOutPerSecond", "Records emitted per second since the previous sample", |_, r| {
-        r.records_out_per_second
-    }),
+    ("numRecordsOutPerSecond", "Records emitted per second since the previous sample", |_, r| r.records_out_per_second),
     ("busyTimeMsPerSecond", "Milliseconds per second the subtasks were busy (average)", |_, r| r.busy_ms_per_second),
     ("idleTimeMsPerSecond", "Milliseconds per second the subtasks waited for input (average)", |_, r| {
         r.idle_ms_per_second

@@ -249,7 +249,8 @@ pub fn serve_for_run(handle: JobHandle, config: &Configuration, job_name: &str) 
 /// `rest.port` (default 8081, or a range). A JobManager without its API is useless, so unlike
 /// [`serve_for_run`] this fails when it cannot bind, naming the address.
 pub fn serve_for_cluster(view: Arc<dyn ClusterView>, config: &Configuration) -> Result<RestServer, io::Error> {
-    let range = bind_range(config, "0.0.0.0").map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
+    let range =
+        bind_range(config, "0.0.0.0").map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
     let options = RestOptions { job_name: None, config: config.clone() };
     serve_in_range(view, range, options)
         .map_err(|(addr, e)| io::Error::new(e.kind(), format!("cannot serve the REST API on {addr}: {e}")))
