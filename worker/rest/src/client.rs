@@ -128,6 +128,43 @@ impl RestClient {
         Ok(())
     }
 
+    /// `GET /taskmanagers`
+    pub async fn taskmanagers(&self) -> Result<TaskManagersInfo, Error> {
+        self.get("/taskmanagers").await
+    }
+
+    /// `GET /jobmanager/config`
+    pub async fn jobmanager_config(&self) -> Result<Vec<ConfigurationEntry>, Error> {
+        self.get("/jobmanager/config").await
+    }
+
+    /// `GET /jobs/:id/vertices/:vid/backpressure`
+    pub async fn vertex_backpressure(&self, job_id: &str, vertex_id: &str) -> Result<JobVertexBackPressureInfo, Error> {
+        self.get(&format!("/jobs/{job_id}/vertices/{vertex_id}/backpressure")).await
+    }
+
+    /// `GET /jobs/:id/vertices/:vid/metrics?get=a,b`: the values of the named metrics (those
+    /// the vertex has); with no names, the ids of all its metrics.
+    pub async fn vertex_metrics(
+        &self,
+        job_id: &str,
+        vertex_id: &str,
+        names: &[&str],
+    ) -> Result<Vec<MetricValue>, Error> {
+        let query = if names.is_empty() { String::new() } else { format!("?get={}", names.join(",")) };
+        self.get(&format!("/jobs/{job_id}/vertices/{vertex_id}/metrics{query}")).await
+    }
+
+    /// `GET /jars`: the jobs the cluster can start (Rheo: one pseudo-jar, the binary).
+    pub async fn jars(&self) -> Result<JarListInfo, Error> {
+        self.get("/jars").await
+    }
+
+    /// `POST /jars/:jarid/run`: starts a job; its id.
+    pub async fn run_jar(&self, jar_id: &str, request: &JarRunRequest) -> Result<JarRunResponse, Error> {
+        self.send(Method::POST, &format!("/jars/{jar_id}/run"), Some(request)).await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.send(Method::GET, path, None::<&()>).await
     }

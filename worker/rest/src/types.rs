@@ -472,3 +472,219 @@ pub struct ExceptionInfo {
     #[serde(rename = "concurrentExceptions", default)]
     pub concurrent_exceptions: Vec<ExceptionInfo>,
 }
+
+/// `GET /taskmanagers`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TaskManagersInfo {
+    pub taskmanagers: Vec<TaskManagerInfo>,
+}
+
+/// One TaskManager in `GET /taskmanagers`. Memory sizes of `totalResource`/`freeResource` are
+/// in MiB, those of `hardware` and `memoryConfiguration` in bytes, as in Flink.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TaskManagerInfo {
+    /// The resource id, e.g. `localhost:34155-58c331`.
+    pub id: String,
+    /// Its RPC address (Flink: a Pekko actor path).
+    pub path: String,
+    #[serde(rename = "dataPort")]
+    pub data_port: i64,
+    #[serde(rename = "jmxPort")]
+    pub jmx_port: i64,
+    /// Epoch millis of the last heartbeat (Flink's name notwithstanding).
+    #[serde(rename = "timeSinceLastHeartbeat")]
+    pub time_since_last_heartbeat: i64,
+    #[serde(rename = "slotsNumber")]
+    pub slots_number: u32,
+    #[serde(rename = "freeSlots")]
+    pub free_slots: u32,
+    #[serde(rename = "assignedTasks", default)]
+    pub assigned_tasks: u32,
+    #[serde(rename = "totalResource")]
+    pub total_resource: ResourceProfileInfo,
+    #[serde(rename = "freeResource")]
+    pub free_resource: ResourceProfileInfo,
+    pub hardware: HardwareDescription,
+    #[serde(rename = "memoryConfiguration")]
+    pub memory_configuration: TaskExecutorMemoryConfiguration,
+}
+
+/// Resources of a TaskManager or slot (memory in MiB).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ResourceProfileInfo {
+    #[serde(rename = "cpuCores")]
+    pub cpu_cores: f64,
+    #[serde(rename = "taskHeapMemory")]
+    pub task_heap_memory: i64,
+    #[serde(rename = "taskOffHeapMemory")]
+    pub task_off_heap_memory: i64,
+    #[serde(rename = "managedMemory")]
+    pub managed_memory: i64,
+    #[serde(rename = "networkMemory")]
+    pub network_memory: i64,
+    #[serde(rename = "extendedResources", default)]
+    pub extended_resources: BTreeMap<String, f64>,
+}
+
+/// The machine a TaskManager runs on (bytes).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct HardwareDescription {
+    #[serde(rename = "cpuCores")]
+    pub cpu_cores: u32,
+    #[serde(rename = "physicalMemory")]
+    pub physical_memory: i64,
+    #[serde(rename = "freeMemory")]
+    pub free_memory: i64,
+    #[serde(rename = "managedMemory")]
+    pub managed_memory: i64,
+}
+
+/// Flink's TaskManager memory model (bytes); all 0 for Rheo, which has no JVM memory pools.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TaskExecutorMemoryConfiguration {
+    #[serde(rename = "frameworkHeap")]
+    pub framework_heap: i64,
+    #[serde(rename = "taskHeap")]
+    pub task_heap: i64,
+    #[serde(rename = "frameworkOffHeap")]
+    pub framework_off_heap: i64,
+    #[serde(rename = "taskOffHeap")]
+    pub task_off_heap: i64,
+    #[serde(rename = "networkMemory")]
+    pub network_memory: i64,
+    #[serde(rename = "managedMemory")]
+    pub managed_memory: i64,
+    #[serde(rename = "jvmMetaspace")]
+    pub jvm_metaspace: i64,
+    #[serde(rename = "jvmOverhead")]
+    pub jvm_overhead: i64,
+    #[serde(rename = "totalFlinkMemory")]
+    pub total_flink_memory: i64,
+    #[serde(rename = "totalProcessMemory")]
+    pub total_process_memory: i64,
+}
+
+/// One entry of `GET /jobmanager/config` (the answer is a JSON array of them).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ConfigurationEntry {
+    pub key: String,
+    pub value: String,
+}
+
+/// Back pressure of a vertex or subtask, by Flink's thresholds on the back-pressured ratio:
+/// `ok` up to 0.1, `low` up to 0.5, `high` above.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum BackPressureLevel {
+    Ok,
+    Low,
+    High,
+}
+
+impl BackPressureLevel {
+    /// The level of a back-pressured ratio (0..=1).
+    pub fn of_ratio(ratio: f64) -> Self {
+        if ratio <= 0.1 {
+            BackPressureLevel::Ok
+        } else if ratio <= 0.5 {
+            BackPressureLevel::Low
+        } else {
+            BackPressureLevel::High
+        }
+    }
+}
+
+/// `GET /jobs/:id/vertices/:vid/backpressure`. Flink sends each level twice, under a camelCase
+/// and a (deprecated) kebab-case name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct JobVertexBackPressureInfo {
+    /// `ok`, or `deprecated` while no sample is available yet.
+    pub status: String,
+    #[serde(rename = "backpressureLevel", default, skip_serializing_if = "Option::is_none")]
+    pub backpressure_level: Option<BackPressureLevel>,
+    /// Epoch millis of the sample.
+    #[serde(rename = "end-timestamp", default, skip_serializing_if = "Option::is_none")]
+    pub end_timestamp: Option<i64>,
+    #[serde(default)]
+    pub subtasks: Vec<SubtaskBackPressureInfo>,
+    #[serde(rename = "backpressure-level", default, skip_serializing_if = "Option::is_none")]
+    pub backpressure_level_deprecated: Option<BackPressureLevel>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct SubtaskBackPressureInfo {
+    pub subtask: u32,
+    #[serde(rename = "backpressureLevel")]
+    pub backpressure_level: BackPressureLevel,
+    /// Share of time back-pressured.
+    pub ratio: f64,
+    #[serde(rename = "idleRatio")]
+    pub idle_ratio: f64,
+    #[serde(rename = "busyRatio")]
+    pub busy_ratio: f64,
+    #[serde(rename = "backpressure-level")]
+    pub backpressure_level_deprecated: BackPressureLevel,
+}
+
+/// One metric of `GET .../metrics`: with `?get=` its value (always a string in Flink), without
+/// only its id (the list of available metrics).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct MetricValue {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// `GET /jars`: the uploaded jars and their entry points.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct JarListInfo {
+    /// The REST address of the JobManager.
+    pub address: String,
+    pub files: Vec<JarFileInfo>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct JarFileInfo {
+    pub id: String,
+    pub name: String,
+    /// Epoch millis of the upload.
+    pub uploaded: i64,
+    pub entry: Vec<JarEntryInfo>,
+}
+
+/// An entry point of a jar: a job Rheo's binary carries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct JarEntryInfo {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// `POST /jars/:jarid/run` body (Flink's `JarRunRequestBody`); every field is optional.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct JarRunRequest {
+    /// The job to run (Flink: the main class).
+    #[serde(rename = "entryClass", default, skip_serializing_if = "Option::is_none")]
+    pub entry_class: Option<String>,
+    /// The job's arguments as one string, split on whitespace (quotes group words).
+    #[serde(rename = "programArgs", default, skip_serializing_if = "Option::is_none")]
+    pub program_args: Option<String>,
+    #[serde(rename = "programArgsList", default, skip_serializing_if = "Option::is_none")]
+    pub program_args_list: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    #[serde(rename = "jobId", default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(rename = "allowNonRestoredState", default, skip_serializing_if = "Option::is_none")]
+    pub allow_non_restored_state: Option<bool>,
+    #[serde(rename = "savepointPath", default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_path: Option<String>,
+}
+
+/// `POST /jars/:jarid/run` answer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct JarRunResponse {
+    pub jobid: JobId,
+    #[serde(rename = "applicationId", default, skip_serializing_if = "Option::is_none")]
+    pub application_id: Option<String>,
+}

@@ -154,3 +154,77 @@ fn job_exceptions() {
     let none: JobExceptions = parse_exact("job-finished-exceptions.json");
     assert!(none.exception_history.entries.is_empty() && !none.exception_history.truncated);
 }
+
+/// [`parse_exact`] for types with floating-point fields, where Flink writes `2` and serde `2.0`:
+/// numbers compare by value.
+fn parse_numeric<T: DeserializeOwned + Serialize>(name: &str) -> T {
+    fn numbers_as_f64(value: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match value {
+            Value::Number(n) => serde_json::json!(n.as_f64().unwrap()),
+            Value::Array(items) => Value::Array(items.into_iter().map(numbers_as_f64).collect()),
+            Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, numbers_as_f64(v))).collect()),
+            other => other,
+        }
+    }
+    let text = captured(name);
+    let typed: T = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let original = numbers_as_f64(serde_json::from_str(&text).unwrap());
+    let back = numbers_as_f64(serde_json::to_value(&typed).unwrap());
+    assert_eq!(back, original, "{name} does not round-trip");
+    typed
+}
+
+#[test]
+fn taskmanagers() {
+    let t: TaskManagersInfo = parse_numeric("taskmanagers.json");
+    let tm = &t.taskmanagers[0];
+    assert_eq!(tm.id, "localhost:34155-58c331");
+    assert_eq!((tm.data_port, tm.slots_number, tm.free_slots), (44273, 2, 2));
+    assert_eq!(tm.total_resource.cpu_cores, 2.0);
+    assert_eq!(tm.hardware.physical_memory, 25276502016);
+}
+
+#[test]
+fn jobmanager_config() {
+    let c: Vec<ConfigurationEntry> = parse_exact("jobmanager-config.json");
+    assert!(c.iter().any(|e| e.key == "taskmanager.numberOfTaskSlots" && e.value == "2"));
+}
+
+#[test]
+fn backpressure() {
+    let b: JobVertexBackPressureInfo = parse_numeric("vertex0-backpressure.json");
+    assert_eq!(b.status, "ok");
+    assert_eq!(b.backpressure_level, Some(BackPressureLevel::Ok));
+    assert_eq!(b.subtasks.len(), 2);
+    assert_eq!(b.subtasks[0].ratio, 0.027);
+    let _: JobVertexBackPressureInfo = parse_numeric("vertex1-backpressure.json");
+    assert_eq!(BackPressureLevel::of_ratio(0.1), BackPressureLevel::Ok);
+    assert_eq!(BackPressureLevel::of_ratio(0.11), BackPressureLevel::Low);
+    assert_eq!(BackPressureLevel::of_ratio(0.5), BackPressureLevel::Low);
+    assert_eq!(BackPressureLevel::of_ratio(0.51), BackPressureLevel::High);
+}
+
+#[test]
+fn vertex_metrics() {
+    let values: Vec<MetricValue> = parse_exact("vertex0-metrics-values.json");
+    let busy = values.iter().find(|m| m.id == "0.busyTimeMsPerSecond").unwrap();
+    assert_eq!(busy.value.as_deref(), Some("344.0"));
+    let list: Vec<MetricValue> = parse_exact("vertex0-metrics-list.json");
+    assert!(list.iter().all(|m| m.value.is_none()));
+}
+
+#[test]
+fn jars() {
+    let jars: JarListInfo = parse_exact("jars.json");
+    assert_eq!(jars.files[0].name, "flinkbench.jar");
+    let run: JarRunResponse = parse_exact("jars-run.json");
+    assert_eq!(run.jobid, "7c58db1e492a70a462ecc572490b5a77");
+    let request: JarRunRequest = serde_json::from_str(
+        r#"{"entryClass":"word-count","programArgsList":["--input","x"],"parallelism":2,"savepointPath":"/sp","allowNonRestoredState":true,"jobId":"7c58db1e492a70a462ecc572490b5a77"}"#,
+    )
+    .unwrap();
+    assert_eq!(request.entry_class.as_deref(), Some("word-count"));
+    assert_eq!(request.program_args_list.as_deref(), Some(&["--input".to_string(), "x".to_string()][..]));
+    assert_eq!((request.parallelism, request.allow_non_restored_state), (Some(2), Some(true)));
+}

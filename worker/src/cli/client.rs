@@ -1,11 +1,13 @@
-//! Client commands against a JobManager's REST API, as Flink's `flink list|cancel|savepoint|stop`:
-//! `rheo list`, `rheo cancel ID`, `rheo savepoint ID [DIR]`, `rheo stop ID [--savepoint-path DIR]`.
+//! Client commands against a JobManager's REST API, as Flink's `flink run|list|cancel|savepoint|stop`:
+//! `rheo submit JOB [ARGS]...`, `rheo list`, `rheo cancel ID`, `rheo savepoint ID [DIR]`,
+//! `rheo stop ID [--savepoint-path DIR]`.
 
+use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use rheo_rest::{
-    AsynchronousOperationResult, Error, JobState, QueueStatusId, RestClient, SavepointTriggerRequest,
+    AsynchronousOperationResult, Error, JarRunRequest, JobState, QueueStatusId, RestClient, SavepointTriggerRequest,
     StopWithSavepointRequest,
 };
 
@@ -19,8 +21,45 @@ pub struct JobManager {
     jobmanager: String,
 }
 
+/// The job of `rheo submit` and its arguments, passed on untouched.
+#[derive(Debug, Subcommand)]
+pub enum SubmitJob {
+    #[command(external_subcommand)]
+    Job(Vec<OsString>),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    subcommand_value_name = "JOB",
+    override_usage = "rheo submit [OPTIONS] JOB [JOB ARGS]...",
+    after_help = "JOB is one of the jobs of the cluster's binary (GET /jars lists them). Everything after JOB is the job's arguments: the options go before it."
+)]
+pub struct SubmitArgs {
+    /// Default parallelism of the job's operators.
+    #[arg(short = 'p', long, value_name = "N")]
+    parallelism: Option<u32>,
+    /// The job id (32 hex digits); default: chosen by the cluster.
+    #[arg(long, value_name = "ID", value_parser = super::parse_job_id)]
+    job_id: Option<String>,
+    /// Start from this savepoint or retained checkpoint directory.
+    #[arg(short = 's', long, value_name = "PATH")]
+    from_savepoint: Option<String>,
+    /// Drop savepoint state that belongs to no operator of this job instead of failing.
+    #[arg(short = 'n', long, requires = "from_savepoint")]
+    allow_non_restored_state: bool,
+    /// Wait until the job ends; fail if it fails.
+    #[arg(long)]
+    wait: bool,
+    #[command(flatten)]
+    jm: JobManager,
+    #[command(subcommand)]
+    job: SubmitJob,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
+    /// Submit a job to a session cluster and print its id.
+    Submit(SubmitArgs),
     /// List the running and scheduled jobs of a JobManager.
     List {
         #[command(flatten)]
@@ -62,6 +101,7 @@ pub fn run(command: ClientCommand) -> Result<(), String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         match command {
+            ClientCommand::Submit(args) => submit(args).await,
             ClientCommand::List { jm } => list(&client(&jm)?).await,
             ClientCommand::Cancel { id, jm } => cancel(&client(&jm)?, &id).await,
             ClientCommand::Savepoint { id, dir, jm } => savepoint(&client(&jm)?, &id, dir).await,
@@ -89,6 +129,57 @@ fn describe(client: &RestClient, e: Error) -> String {
             format!("cannot reach the JobManager at {}: {reason}", client.base_url())
         }
         other => other.to_string(),
+    }
+}
+
+async fn submit(args: SubmitArgs) -> Result<(), String> {
+    let client = client(&args.jm)?;
+    let SubmitJob::Job(mut job_args) = args.job;
+    let job = job_args.remove(0).to_string_lossy().into_owned();
+    let request = JarRunRequest {
+        entry_class: Some(job),
+        program_args_list: Some(job_args.iter().map(|a| a.to_string_lossy().into_owned()).collect()),
+        parallelism: args.parallelism,
+        job_id: args.job_id,
+        savepoint_path: args.from_savepoint,
+        allow_non_restored_state: Some(args.allow_non_restored_state),
+        ..Default::default()
+    };
+    let submitted = client.run_jar(crate::rest::JAR_ID, &request).await.map_err(|e| describe(&client, e))?;
+    let id = submitted.jobid;
+    println!("Job has been submitted with JobID {id}");
+    if args.wait {
+        await_job(&client, &id).await?;
+    }
+    Ok(())
+}
+
+/// Polls the job until it ends: an error when it failed (with its cause).
+async fn await_job(client: &RestClient, id: &str) -> Result<(), String> {
+    let mut pause = Duration::from_millis(50);
+    let state = loop {
+        let job = client.job(id).await.map_err(|e| describe(client, e))?;
+        if job.state.is_terminal() {
+            break job.state;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    };
+    match state {
+        JobState::Failed => {
+            let exceptions = client.job_exceptions(id).await.map_err(|e| describe(client, e))?;
+            let cause = exceptions.exception_history.entries.first().map(|e| e.stacktrace.clone());
+            let cause = cause.as_deref().and_then(|c| c.lines().next()).unwrap_or("no cause reported").to_string();
+            Err(format!("job {id} failed: {cause}"))
+        }
+        JobState::Canceled => {
+            println!("Job with JobID {id} was cancelled.");
+            Ok(())
+        }
+        _ => {
+            println!("Job with JobID {id} has finished.");
+            Ok(())
+        }
     }
 }
 

@@ -9,7 +9,13 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 
-use crate::runtime::task::{JobShared, now_ms};
+use crate::runtime::task::{JobShared, TaskCounters, TaskMetrics, now_ms};
+
+/// Completed checkpoints and savepoints kept for `/jobs/:id/checkpoints` (Flink's
+/// `web.checkpoints.history` default).
+pub const CHECKPOINT_HISTORY: usize = 10;
+/// Failures kept for `/jobs/:id/exceptions` (Flink's `web.exception-history-size` default).
+pub const EXCEPTION_HISTORY: usize = 16;
 
 /// Flink's job states (the subset a mini-cluster goes through).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +67,7 @@ pub struct CheckpointCounts {
     pub restored: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedCheckpoint {
     pub id: u64,
     pub trigger_timestamp: i64,
@@ -85,6 +91,43 @@ pub struct JobStatus {
     pub restored: Option<CompletedCheckpoint>,
     pub failure: Option<String>,
     pub restarts: u32,
+    /// The latest completed checkpoints and savepoints, newest first (at most
+    /// [`CHECKPOINT_HISTORY`]).
+    pub checkpoint_history: Vec<CompletedCheckpoint>,
+    /// Task failures and the job's final failure, newest first (at most [`EXCEPTION_HISTORY`]).
+    pub exceptions: Vec<JobException>,
+    /// Whether older exceptions were dropped.
+    pub exceptions_truncated: bool,
+}
+
+/// A failure of a task (a cause of a restart) or of the whole job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobException {
+    /// What failed, in place of Flink's exception class, e.g. `rheo::TaskFailure`.
+    pub name: String,
+    pub message: String,
+    /// The failed subtask, e.g. `Flat Map (2/4)`; `None` for a failure of the whole job.
+    pub task: Option<String>,
+    /// `host:port` of the TaskManager the subtask ran on.
+    pub endpoint: Option<String>,
+    pub task_manager_id: Option<String>,
+    /// Epoch millis.
+    pub timestamp: i64,
+}
+
+impl JobException {
+    /// A failure of subtask `task` (or of the whole job when `None`).
+    pub fn new(message: impl Into<String>, task: Option<&str>, timestamp: i64) -> Self {
+        let name = if task.is_some() { "rheo::TaskFailure" } else { "rheo::JobError" };
+        JobException {
+            name: name.to_string(),
+            message: message.into(),
+            task: task.map(str::to_string),
+            endpoint: None,
+            task_manager_id: None,
+            timestamp,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +156,26 @@ struct Shared {
     /// The coordinator of the running attempt, when checkpointing is on.
     coordinator: Option<Sender<SavepointRequest>>,
     next_trigger: u64,
+    /// When the job last entered RUNNING (epoch millis): exceptions recorded since belong to
+    /// the current attempt.
+    attempt_started: i64,
+}
+
+impl Shared {
+    fn push_checkpoint(&mut self, checkpoint: CompletedCheckpoint) {
+        let history = &mut self.status.checkpoint_history;
+        history.insert(0, checkpoint);
+        history.truncate(CHECKPOINT_HISTORY);
+    }
+
+    fn push_exception(&mut self, exception: JobException) {
+        let status = &mut self.status;
+        status.exceptions.insert(0, exception);
+        if status.exceptions.len() > EXCEPTION_HISTORY {
+            status.exceptions.truncate(EXCEPTION_HISTORY);
+            status.exceptions_truncated = true;
+        }
+    }
 }
 
 /// Cheap to clone; shared by the mini-cluster, its coordinator and the REST server.
@@ -121,7 +184,7 @@ pub struct JobHandle {
     shared: Arc<Mutex<Shared>>,
     job: Arc<JobShared>,
     /// Per-vertex record counters, indexed like `JobStatus::tasks`.
-    counters: Arc<Mutex<Vec<Arc<crate::runtime::task::TaskCounters>>>>,
+    counters: Arc<Mutex<Vec<Arc<TaskCounters>>>>,
 }
 
 impl JobHandle {
@@ -138,7 +201,11 @@ impl JobHandle {
             restored: None,
             failure: None,
             restarts: 0,
+            checkpoint_history: Vec::new(),
+            exceptions: Vec::new(),
+            exceptions_truncated: false,
         };
+        let attempt_started = status.start_time;
         let shared = Shared {
             job_id,
             job_name,
@@ -147,6 +214,7 @@ impl JobHandle {
             savepoints: HashMap::new(),
             coordinator: None,
             next_trigger: 0,
+            attempt_started,
         };
         Self { shared: Arc::new(Mutex::new(shared)), job, counters: Arc::new(Mutex::new(Vec::new())) }
     }
@@ -171,6 +239,12 @@ impl JobHandle {
             task.records_out = counters.records_out.load(Ordering::Relaxed);
         }
         status
+    }
+
+    /// The metrics of each vertex (records, busy/idle/back-pressured time), indexed like
+    /// `JobStatus::tasks`.
+    pub fn task_metrics(&self) -> Vec<TaskMetrics> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|c| c.metrics()).collect()
     }
 
     /// Starts a savepoint (Flink's `POST /jobs/:id/savepoints`); returns its trigger id.
@@ -219,11 +293,66 @@ impl JobHandle {
         self.lock().job_name = job_name.to_string();
     }
 
+    /// Changes the status. Derived history follows the change: a new `last_checkpoint` or
+    /// `last_savepoint` enters the checkpoint history, and a change to FAILED whose cause no
+    /// [`JobHandle::record_exception`] of the last attempt reported enters the exceptions.
     pub(crate) fn update(&self, f: impl FnOnce(&mut JobStatus)) {
-        f(&mut self.lock().status);
+        let mut shared = self.lock();
+        let before = (shared.status.state, shared.status.last_checkpoint.clone(), shared.status.last_savepoint.clone());
+        f(&mut shared.status);
+        let status = &shared.status;
+        let mut completed: Vec<CompletedCheckpoint> =
+            [(&before.1, &status.last_checkpoint), (&before.2, &status.last_savepoint)]
+                .into_iter()
+                .filter(|(old, new)| new.is_some() && old != new)
+                .filter_map(|(_, new)| new.clone())
+                .collect();
+        completed.sort_by_key(|c| c.id);
+        for checkpoint in completed {
+            shared.push_checkpoint(checkpoint);
+        }
+        let state = shared.status.state;
+        if state != before.0 && state == JobState::Running {
+            shared.attempt_started = now_ms();
+        }
+        if state != before.0
+            && state == JobState::Failed
+            && let Some(failure) = shared.status.failure.clone()
+        {
+            let reported = shared.status.exceptions.first().is_some_and(|e| e.timestamp >= shared.attempt_started);
+            if !reported {
+                let timestamp = shared.status.end_time.unwrap_or_else(now_ms);
+                shared.push_exception(JobException::new(failure, None, timestamp));
+            }
+        }
     }
 
-    pub(crate) fn set_tasks(&self, tasks: Vec<(TaskStatus, Arc<crate::runtime::task::TaskCounters>)>) {
+    /// Records a completed checkpoint or savepoint: counts, latest and history.
+    pub fn record_checkpoint(&self, checkpoint: CompletedCheckpoint) {
+        let mut shared = self.lock();
+        let status = &mut shared.status;
+        status.checkpoints.completed += 1;
+        status.checkpoints.in_progress = 0;
+        if checkpoint.is_savepoint {
+            status.last_savepoint = Some(checkpoint.clone());
+        } else {
+            status.last_checkpoint = Some(checkpoint.clone());
+        }
+        shared.push_checkpoint(checkpoint);
+    }
+
+    /// Records a task failure (a cause of a restart, or of the job's failure): `message`, the
+    /// failed subtask (`None`: the whole job) and when (epoch millis).
+    pub fn record_exception(&self, message: &str, task: Option<&str>, timestamp: i64) {
+        self.record_exception_info(JobException::new(message, task, timestamp));
+    }
+
+    /// [`JobHandle::record_exception`] with every field, e.g. the TaskManager of the subtask.
+    pub fn record_exception_info(&self, exception: JobException) {
+        self.lock().push_exception(exception);
+    }
+
+    pub(crate) fn set_tasks(&self, tasks: Vec<(TaskStatus, Arc<TaskCounters>)>) {
         let (statuses, counters): (Vec<_>, Vec<_>) = tasks.into_iter().unzip();
         self.lock().status.tasks = statuses;
         *self.counters.lock().unwrap_or_else(|p| p.into_inner()) = counters;

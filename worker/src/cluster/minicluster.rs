@@ -214,6 +214,7 @@ impl MiniCluster {
             match result {
                 Ok(()) => break Ok(subtasks),
                 Err(JobError::TaskFailed { task, message }) => {
+                    self.handle.record_exception(&message, Some(&task), crate::runtime::task::now_ms());
                     restarts += 1;
                     let Some(delay) = strategy.delay(restarts) else {
                         break Err(JobError::TaskFailed { task, message });

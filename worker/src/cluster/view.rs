@@ -66,12 +66,14 @@ impl ClusterView for SingleJob {
     }
 
     fn taskmanagers(&self) -> Vec<TaskManagerInfo> {
-        let slots = self.handle.status().tasks.iter().map(|t| t.parallelism).max().unwrap_or(0);
+        let status = self.handle.status();
+        let slots = status.tasks.iter().map(|t| t.parallelism).max().unwrap_or(0);
         vec![TaskManagerInfo {
             id: "local".to_string(),
             data_address: "in-process".to_string(),
             slots,
-            free_slots: 0,
+            // The job's slots are free again once it has ended.
+            free_slots: if status.state.is_terminal() { slots } else { 0 },
             last_heartbeat: crate::runtime::task::now_ms(),
             cpu_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             physical_memory: 0,

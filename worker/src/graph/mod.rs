@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::network::{ChannelId, NetworkEnvironment, NetworkError};
 use crate::runtime::exchange::{CHANNEL_CAPACITY, ChannelWriter, Event, InputGate, KeyHashFn, Partitioner};
 use crate::runtime::output::{Discard, Fanout, Output};
-use crate::runtime::task::{InputTask, Task, TaskInfo};
+use crate::runtime::task::{InputTask, Task, TaskCounters, TaskInfo};
 
 /// A record type that can flow through a job. Serializable, as in Flink: records cross
 /// process boundaries and live in checkpointed state.
@@ -148,7 +148,14 @@ pub trait StreamType: Send + Sync {
     fn fanout(&self, outs: Vec<ErasedOutput>) -> ErasedOutput;
     /// A bounded channel: `(Sender<Event<T>>, Receiver<Event<T>>)`, erased.
     fn channel(&self) -> (Box<dyn Any>, Box<dyn Any>);
-    fn writer(&self, partitioning: &Partitioning, max_parallelism: usize, senders: Vec<Box<dyn Any>>) -> ErasedOutput;
+    /// A writer into `senders`, charging the time it blocks on full channels to `counters`.
+    fn writer(
+        &self,
+        partitioning: &Partitioning,
+        max_parallelism: usize,
+        senders: Vec<Box<dyn Any>>,
+        counters: Arc<TaskCounters>,
+    ) -> ErasedOutput;
     fn input_task(&self, info: TaskInfo, receivers: Vec<Box<dyn Any>>, chain: ErasedOutput) -> Box<dyn Task>;
     /// The sending end of a channel to another process: a `Sender<Event<T>>`, erased.
     fn remote_sender(&self, net: &NetworkEnvironment, peer: SocketAddr, id: ChannelId) -> Result<Box<dyn Any>, NetworkError>;
@@ -182,7 +189,13 @@ impl<T: Data> StreamType for TypeOf<T> {
         (Box::new(tx), Box::new(rx))
     }
 
-    fn writer(&self, partitioning: &Partitioning, max_parallelism: usize, senders: Vec<Box<dyn Any>>) -> ErasedOutput {
+    fn writer(
+        &self,
+        partitioning: &Partitioning,
+        max_parallelism: usize,
+        senders: Vec<Box<dyn Any>>,
+        counters: Arc<TaskCounters>,
+    ) -> ErasedOutput {
         let partitioner = match partitioning {
             Partitioning::Forward => Partitioner::Forward,
             Partitioning::Rebalance => Partitioner::Rebalance { next: 0 },
@@ -195,7 +208,7 @@ impl<T: Data> StreamType for TypeOf<T> {
             .into_iter()
             .map(|s| *s.downcast::<crossbeam_channel::Sender<Event<T>>>().expect("channel type"))
             .collect();
-        erase::<T>(Box::new(ChannelWriter::new(partitioner, senders)))
+        erase::<T>(Box::new(ChannelWriter::new(partitioner, senders).with_counters(counters)))
     }
 
     fn input_task(&self, info: TaskInfo, receivers: Vec<Box<dyn Any>>, chain: ErasedOutput) -> Box<dyn Task> {

@@ -289,7 +289,7 @@ impl ExecutionPlan {
                                 Partitioning::Forward if senders.len() > 1 => Partitioning::Rebalance,
                                 ref p => p.clone(),
                             };
-                            stream_type.writer(&partitioning, settings.max_parallelism, senders)
+                            stream_type.writer(&partitioning, settings.max_parallelism, senders, info.counters.clone())
                         }
                     })
                     .collect();

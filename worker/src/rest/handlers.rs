@@ -1,4 +1,5 @@
-//! The endpoints: each answers from one status snapshot of the job, with Flink's JSON.
+//! The endpoints: each answer about a job is built from one status snapshot of its handle,
+//! with Flink's JSON.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -13,9 +14,11 @@ use rheo_rest as api;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{FLINK_API_VERSION, State};
-use crate::cluster::handle::{CompletedCheckpoint, JobState, JobStatus, SavepointStatus};
-use crate::runtime::task::now_ms;
+use super::rates::VertexRates;
+use super::{FLINK_API_VERSION, JAR_ID, State};
+use crate::cluster::handle::{CompletedCheckpoint, JobHandle, JobState, JobStatus, SavepointStatus, TaskStatus};
+use crate::cluster::view::{SubmitError, SubmitRequest, TaskManagerInfo};
+use crate::runtime::task::{TaskMetrics, now_ms};
 
 type Shared = Arc<State>;
 
@@ -32,6 +35,12 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/jobs/{id}/savepoints", post(trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(savepoint_status))
         .route("/jobs/{id}/stop", post(stop))
+        .route("/jobs/{id}/vertices/{vid}/backpressure", get(backpressure))
+        .route("/jobs/{id}/vertices/{vid}/metrics", get(vertex_metrics))
+        .route("/taskmanagers", get(taskmanagers))
+        .route("/jobmanager/config", get(jobmanager_config))
+        .route("/jars", get(jars))
+        .route("/jars/{jarid}/run", post(run_jar))
         .route("/metrics", get(super::metrics::metrics))
         .fallback(not_found)
         .with_state(state)
@@ -56,18 +65,20 @@ async fn not_found(uri: Uri) -> Error {
     Error(StatusCode::NOT_FOUND, format!("Not found: {}", uri.path()))
 }
 
-/// Checks that `id` names this server's job: 400 when it is no job id, 404 when another job.
-fn check_job(state: &State, id: &str) -> Result<(), Error> {
+/// The job `id` names: 400 when it is no job id, 404 when the cluster has no such job.
+fn find_job(state: &State, id: &str) -> Result<JobHandle, Error> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error(
             StatusCode::BAD_REQUEST,
             format!("Bad request, could not parse parameters: '{id}' is not a job id (32 hexadecimal digits)"),
         ));
     }
-    if !id.eq_ignore_ascii_case(&state.handle.job_id()) {
-        return Err(Error(StatusCode::NOT_FOUND, format!("Job {id} not found")));
-    }
-    Ok(())
+    state.find_job(id).ok_or_else(|| Error(StatusCode::NOT_FOUND, format!("Job {id} not found")))
+}
+
+/// A 400 naming a field of a request body.
+fn bad_field(what: &str, field: &str, message: impl std::fmt::Display) -> Error {
+    Error(StatusCode::BAD_REQUEST, format!("Request did not match expected format {what}: field '{field}': {message}"))
 }
 
 /// The JSON body of a request, or a 400 naming what is wrong with it. An empty body is `{}`.
@@ -163,14 +174,14 @@ async fn config() -> Answer<api::DashboardConfiguration> {
 }
 
 async fn overview(Extract(state): Extract<Shared>) -> Answer<api::ClusterOverview> {
-    let status = state.handle.status();
-    let slots = subtasks(&status).max(1);
-    let count = |s: JobState| u32::from(status.state == s);
+    let taskmanagers = state.view.taskmanagers();
+    let states: Vec<JobState> = state.view.jobs().iter().map(|job| job.status().state).collect();
+    let count = |s: JobState| states.iter().filter(|&&state| state == s).count() as u32;
     ok(api::ClusterOverview {
-        taskmanagers: 1,
-        slots_total: slots,
-        slots_available: if status.state.is_terminal() { slots } else { 0 },
-        jobs_running: u32::from(!status.state.is_terminal()),
+        taskmanagers: taskmanagers.len() as u32,
+        slots_total: taskmanagers.iter().map(|tm| tm.slots as u32).sum(),
+        slots_available: taskmanagers.iter().map(|tm| tm.free_slots as u32).sum(),
+        jobs_running: states.iter().filter(|s| !s.is_terminal()).count() as u32,
         jobs_finished: count(JobState::Finished),
         jobs_cancelled: count(JobState::Cancelled),
         jobs_failed: count(JobState::Failed),
@@ -180,15 +191,23 @@ async fn overview(Extract(state): Extract<Shared>) -> Answer<api::ClusterOvervie
 }
 
 async fn jobs(Extract(state): Extract<Shared>) -> Answer<api::JobIdsWithStatus> {
-    let status = state.handle.status();
+    let jobs = state.view.jobs();
     ok(api::JobIdsWithStatus {
-        jobs: vec![api::JobIdWithStatus { id: state.handle.job_id(), status: flink_state(status.state) }],
+        jobs: jobs
+            .iter()
+            .map(|job| api::JobIdWithStatus { id: job.job_id(), status: flink_state(job.status().state) })
+            .collect(),
     })
 }
 
 async fn jobs_overview(Extract(state): Extract<Shared>) -> Answer<api::JobsOverview> {
-    let status = state.handle.status();
     let now = now_ms();
+    let jobs = state.view.jobs().iter().map(|job| job_overview(&state, job, now)).collect();
+    ok(api::JobsOverview { jobs })
+}
+
+fn job_overview(state: &State, job: &JobHandle, now: i64) -> api::JobOverview {
+    let status = job.status();
     let n = subtasks(&status);
     let mut tasks = api::TaskCounts { total: n, ..Default::default() };
     match status.state {
@@ -199,28 +218,27 @@ async fn jobs_overview(Extract(state): Extract<Shared>) -> Answer<api::JobsOverv
         JobState::Failed => tasks.failed = n,
         JobState::Cancelled => tasks.canceled = n,
     }
-    ok(api::JobsOverview {
-        jobs: vec![api::JobOverview {
-            jid: state.handle.job_id(),
-            name: state.job_name(),
-            job_type: Some("STREAMING".into()),
-            scheduler_type: Some("Default".into()),
-            start_time: status.start_time,
-            end_time: end_time(&status),
-            duration: duration(&status, now),
-            state: flink_state(status.state),
-            last_modification: status.end_time.unwrap_or(status.start_time),
-            tasks,
-            pending_operators: Some(0),
-        }],
-    })
+    api::JobOverview {
+        jid: job.job_id(),
+        name: state.job_name(job),
+        job_type: Some("STREAMING".into()),
+        scheduler_type: Some("Default".into()),
+        start_time: status.start_time,
+        end_time: end_time(&status),
+        duration: duration(&status, now),
+        state: flink_state(status.state),
+        last_modification: status.end_time.unwrap_or(status.start_time),
+        tasks,
+        pending_operators: Some(0),
+    }
 }
 
 async fn job(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<api::JobDetails> {
-    check_job(&state, &id)?;
-    let status = state.handle.status();
-    let jid = state.handle.job_id();
-    let name = state.job_name();
+    let handle = find_job(&state, &id)?;
+    let status = handle.status();
+    let metrics = handle.task_metrics();
+    let jid = handle.job_id();
+    let name = state.job_name(&handle);
     let now = now_ms();
     let max_parallelism = max_parallelism(&state);
     let vertex_state = execution_state(status.state);
@@ -228,7 +246,8 @@ async fn job(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<
     let vertices: Vec<api::JobVertexSummary> = status
         .tasks
         .iter()
-        .map(|task| api::JobVertexSummary {
+        .enumerate()
+        .map(|(index, task)| api::JobVertexSummary {
             id: task.id.clone(),
             slot_sharing_group_id: Some(slot_sharing_group.clone()),
             name: task.name.clone(),
@@ -239,13 +258,7 @@ async fn job(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<
             end_time: end_time(&status),
             duration: duration(&status, now),
             tasks: execution_counts(status.state, task.parallelism as u32),
-            metrics: api::VertexMetrics {
-                read_records: task.records_in,
-                read_records_complete: true,
-                write_records: task.records_out,
-                write_records_complete: true,
-                ..Default::default()
-            },
+            metrics: vertex_metrics_summary(task, metrics.get(index)),
         })
         .collect();
     let mut timestamps: BTreeMap<String, i64> = [
@@ -309,13 +322,28 @@ async fn job(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<
     })
 }
 
+/// The I/O metrics of a vertex in `/jobs/:id` (times summed over the subtasks, in ms).
+fn vertex_metrics_summary(task: &TaskStatus, metrics: Option<&TaskMetrics>) -> api::VertexMetrics {
+    let metrics = metrics.copied().unwrap_or_default();
+    api::VertexMetrics {
+        read_records: task.records_in,
+        read_records_complete: true,
+        write_records: task.records_out,
+        write_records_complete: true,
+        accumulated_backpressured_time: metrics.back_pressured_ns / 1_000_000,
+        accumulated_idle_time: metrics.idle_ns / 1_000_000,
+        accumulated_busy_time: metrics.busy_ns / 1_000_000,
+        ..Default::default()
+    }
+}
+
 /// `PATCH /jobs/:id?mode=cancel` (the mode defaults to cancel, as in Flink).
 async fn cancel(
     Extract(state): Extract<Shared>,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Error> {
-    check_job(&state, &id)?;
+    let handle = find_job(&state, &id)?;
     match query.get("mode").map(String::as_str) {
         None | Some("cancel") => {}
         Some(other) => {
@@ -325,9 +353,9 @@ async fn cancel(
             ));
         }
     }
-    if !state.handle.status().state.is_terminal() {
+    if !handle.status().state.is_terminal() {
         tracing::info!(job_id = %id, "cancelling the job (REST request)");
-        state.handle.cancel();
+        handle.cancel();
     }
     Ok(accepted(serde_json::json!({})))
 }
@@ -371,13 +399,13 @@ fn summary(values: &[u64]) -> BTreeMap<String, serde_json::Number> {
 }
 
 async fn checkpoints(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<api::CheckpointingStatistics> {
-    check_job(&state, &id)?;
-    let status = state.handle.status();
+    let status = find_job(&state, &id)?.status();
     let n = subtasks(&status);
     let counts = &status.checkpoints;
     let completed = status.last_checkpoint.as_ref().map(|c| checkpoint_statistics(c, n));
     let savepoint = status.last_savepoint.as_ref().map(|c| checkpoint_statistics(c, n));
-    let mut history: Vec<api::CheckpointStatistics> = completed.iter().chain(savepoint.iter()).cloned().collect();
+    let mut history: Vec<api::CheckpointStatistics> =
+        status.checkpoint_history.iter().map(|c| checkpoint_statistics(c, n)).collect();
     history.sort_by_key(|c| std::cmp::Reverse(c.id));
     let sizes: Vec<u64> = history.iter().map(|c| c.state_size).collect();
     let durations: Vec<u64> = history.iter().map(|c| c.end_to_end_duration).collect();
@@ -417,8 +445,7 @@ async fn checkpoint_config(
     Extract(state): Extract<Shared>,
     Path(id): Path<String>,
 ) -> Answer<api::CheckpointConfigInfo> {
-    check_job(&state, &id)?;
-    let status = state.handle.status();
+    let status = find_job(&state, &id)?.status();
     let Some(interval) = status.checkpoint_interval_ms.filter(|_| status.state != JobState::Created).or_else(|| {
         // Before the job starts the handle does not know the interval yet: read the config.
         let config = &state.options.config;
@@ -457,29 +484,29 @@ async fn checkpoint_config(
 }
 
 async fn exceptions(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<api::JobExceptions> {
-    check_job(&state, &id)?;
-    let status = state.handle.status();
+    let status = find_job(&state, &id)?.status();
     let entries = status
-        .failure
+        .exceptions
         .iter()
-        .filter(|_| status.state == JobState::Failed)
-        .map(|failure| api::ExceptionInfo {
-            exception_name: "rheo::JobError".into(),
-            stacktrace: failure.clone(),
-            timestamp: status.end_time.unwrap_or_else(now_ms),
+        .map(|e| api::ExceptionInfo {
+            exception_name: e.name.clone(),
+            stacktrace: e.message.clone(),
+            timestamp: e.timestamp,
             failure_labels: BTreeMap::new(),
-            task_name: None,
-            endpoint: None,
-            task_manager_id: None,
+            task_name: e.task.clone(),
+            endpoint: e.endpoint.clone(),
+            task_manager_id: e.task_manager_id.clone(),
             concurrent_exceptions: Vec::new(),
         })
         .collect();
-    ok(api::JobExceptions { exception_history: api::ExceptionHistory { entries, truncated: false } })
+    ok(api::JobExceptions {
+        exception_history: api::ExceptionHistory { entries, truncated: status.exceptions_truncated },
+    })
 }
 
-fn trigger(state: &State, target_dir: Option<String>, stop: bool) -> Result<Response, Error> {
+fn trigger(state: &State, handle: &JobHandle, target_dir: Option<String>, stop: bool) -> Result<Response, Error> {
     let target_dir = target_dir.filter(|d| !d.trim().is_empty());
-    match state.handle.trigger_savepoint(target_dir, stop) {
+    match handle.trigger_savepoint(target_dir, stop) {
         Ok(trigger_id) => {
             tracing::info!(trigger = %trigger_id, stop, "savepoint triggered (REST request)");
             state.unread().insert(trigger_id.clone());
@@ -495,14 +522,14 @@ async fn trigger_savepoint(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, Error> {
-    check_job(&state, &id)?;
+    let handle = find_job(&state, &id)?;
     let request: api::SavepointTriggerRequest = body(&bytes, "SavepointTriggerRequestBody")?;
-    trigger(&state, request.target_directory, request.cancel_job)
+    trigger(&state, &handle, request.target_directory, request.cancel_job)
 }
 
 /// `POST /jobs/:id/stop` with `{"targetDirectory": .., "drain": ..}`: stop with a savepoint.
 async fn stop(Extract(state): Extract<Shared>, Path(id): Path<String>, bytes: Bytes) -> Result<Response, Error> {
-    check_job(&state, &id)?;
+    let handle = find_job(&state, &id)?;
     let request: api::StopWithSavepointRequest = body(&bytes, "StopWithSavepointRequestBody")?;
     if request.drain {
         return Err(Error(
@@ -510,7 +537,7 @@ async fn stop(Extract(state): Extract<Shared>, Path(id): Path<String>, bytes: By
             "drain (advancing event time to the end before stopping) is not supported; stop without it".into(),
         ));
     }
-    trigger(&state, request.target_directory, true)
+    trigger(&state, &handle, request.target_directory, true)
 }
 
 /// `GET /jobs/:id/savepoints/:trigger`.
@@ -518,8 +545,8 @@ async fn savepoint_status(
     Extract(state): Extract<Shared>,
     Path((id, trigger)): Path<(String, String)>,
 ) -> Answer<api::AsynchronousOperationResult> {
-    check_job(&state, &id)?;
-    let Some(status) = state.handle.savepoint_status(&trigger) else {
+    let handle = find_job(&state, &id)?;
+    let Some(status) = handle.savepoint_status(&trigger) else {
         return Err(Error(StatusCode::NOT_FOUND, format!("There is no savepoint operation with triggerId={trigger}")));
     };
     let (id, operation) = match status {
@@ -547,4 +574,324 @@ async fn savepoint_status(
 
 pub(crate) fn text(content_type: &'static str, body: String) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The vertex `vid` of job `id`: its job's handle and status, and its index in `tasks`.
+fn find_vertex(state: &State, id: &str, vid: &str) -> Result<(JobHandle, JobStatus, usize), Error> {
+    let handle = find_job(state, id)?;
+    let status = handle.status();
+    let index = status
+        .tasks
+        .iter()
+        .position(|t| t.id.eq_ignore_ascii_case(vid))
+        .ok_or_else(|| Error(StatusCode::NOT_FOUND, format!("No vertex with ID '{vid}' exists.")))?;
+    Ok((handle, status, index))
+}
+
+/// The rates of every vertex of a job, indexed like `status.tasks`, sampled now.
+pub(crate) fn job_rates(state: &State, handle: &JobHandle, status: &JobStatus) -> Vec<VertexRates> {
+    let job_id = handle.job_id();
+    let metrics = handle.task_metrics();
+    status
+        .tasks
+        .iter()
+        .zip(metrics)
+        .map(|(task, metrics)| state.rates.sample(&job_id, &task.id, metrics, status.start_time))
+        .collect()
+}
+
+/// Rounds a ratio to three decimals, as Flink shows them.
+fn ratio(value: f64) -> f64 {
+    (value.clamp(0.0, 1.0) * 1000.0).round() / 1000.0
+}
+
+/// `GET /jobs/:id/vertices/:vid/backpressure`: back pressure from the back-pressured share of
+/// the vertex's time since the previous sample (Flink's `backPressuredTimeMsPerSecond`). Rheo
+/// counts time per vertex, not per subtask, so every subtask entry shows the vertex's average.
+async fn backpressure(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer<api::JobVertexBackPressureInfo> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let rates = job_rates(&state, &handle, &status)[index];
+    let back_pressured = ratio(rates.back_pressured_ratio());
+    let level = api::BackPressureLevel::of_ratio(back_pressured);
+    let subtasks = (0..status.tasks[index].parallelism as u32)
+        .map(|subtask| api::SubtaskBackPressureInfo {
+            subtask,
+            backpressure_level: level,
+            ratio: back_pressured,
+            idle_ratio: ratio(rates.idle_ratio()),
+            busy_ratio: ratio(rates.busy_ratio()),
+            backpressure_level_deprecated: level,
+        })
+        .collect();
+    ok(api::JobVertexBackPressureInfo {
+        status: "ok".into(),
+        backpressure_level: Some(level),
+        end_timestamp: Some(rates.end_timestamp),
+        subtasks,
+        backpressure_level_deprecated: Some(level),
+    })
+}
+
+/// The metrics of a vertex that `/jobs/:id/vertices/:vid/metrics` serves.
+const VERTEX_METRICS: [&str; 10] = [
+    "numRecordsIn",
+    "numRecordsOut",
+    "numRecordsInPerSecond",
+    "numRecordsOutPerSecond",
+    "busyTimeMsPerSecond",
+    "idleTimeMsPerSecond",
+    "backPressuredTimeMsPerSecond",
+    "accumulateBusyTimeMs",
+    "accumulateIdleTimeMs",
+    "accumulateBackPressuredTimeMs",
+];
+
+/// The value of a vertex metric as Flink prints it: doubles as Java's `Double.toString`, longs
+/// as integers.
+fn vertex_metric(name: &str, metrics: &TaskMetrics, rates: &VertexRates) -> Option<String> {
+    let double = |v: f64| format!("{v:?}");
+    Some(match name {
+        "numRecordsIn" => metrics.records_in.to_string(),
+        "numRecordsOut" => metrics.records_out.to_string(),
+        "numRecordsInPerSecond" => double(rates.records_in_per_second),
+        "numRecordsOutPerSecond" => double(rates.records_out_per_second),
+        "busyTimeMsPerSecond" => double(rates.busy_ms_per_second.round()),
+        "idleTimeMsPerSecond" => (rates.idle_ms_per_second.round() as u64).to_string(),
+        "backPressuredTimeMsPerSecond" => (rates.back_pressured_ms_per_second.round() as u64).to_string(),
+        "accumulateBusyTimeMs" => (metrics.busy_ns / 1_000_000).to_string(),
+        "accumulateIdleTimeMs" => (metrics.idle_ns / 1_000_000).to_string(),
+        "accumulateBackPressuredTimeMs" => (metrics.back_pressured_ns / 1_000_000).to_string(),
+        _ => return None,
+    })
+}
+
+/// `GET /jobs/:id/vertices/:vid/metrics[?get=a,b]`: the vertex's metrics (aggregated over its
+/// subtasks, under unprefixed names); without `get`, their ids. Unknown names are left out, as
+/// Flink does.
+async fn vertex_metrics(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<Vec<api::MetricValue>> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let Some(get) = query.get("get") else {
+        return ok(VERTEX_METRICS.iter().map(|id| api::MetricValue { id: id.to_string(), value: None }).collect());
+    };
+    let metrics = handle.task_metrics().get(index).copied().unwrap_or_default();
+    let rates = job_rates(&state, &handle, &status)[index];
+    ok(get
+        .split(',')
+        .map(str::trim)
+        .filter_map(|name| {
+            vertex_metric(name, &metrics, &rates).map(|value| api::MetricValue { id: name.into(), value: Some(value) })
+        })
+        .collect())
+}
+
+/// The port of `host:port`, or -1.
+fn port_of(address: &str) -> i64 {
+    address.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).unwrap_or(-1)
+}
+
+fn taskmanager_info(tm: &TaskManagerInfo) -> api::TaskManagerInfo {
+    let cores = tm.cpu_cores as f64;
+    let free_cores = if tm.slots == 0 { 0.0 } else { cores * tm.free_slots as f64 / tm.slots as f64 };
+    api::TaskManagerInfo {
+        id: tm.id.clone(),
+        path: format!("rheo://{}/taskmanager", tm.data_address),
+        data_port: port_of(&tm.data_address),
+        jmx_port: -1,
+        time_since_last_heartbeat: tm.last_heartbeat,
+        slots_number: tm.slots as u32,
+        free_slots: tm.free_slots as u32,
+        assigned_tasks: tm.slots.saturating_sub(tm.free_slots) as u32,
+        total_resource: api::ResourceProfileInfo { cpu_cores: cores, ..Default::default() },
+        free_resource: api::ResourceProfileInfo { cpu_cores: free_cores, ..Default::default() },
+        hardware: api::HardwareDescription {
+            cpu_cores: tm.cpu_cores as u32,
+            physical_memory: tm.physical_memory as i64,
+            free_memory: 0,
+            managed_memory: 0,
+        },
+        memory_configuration: api::TaskExecutorMemoryConfiguration::default(),
+    }
+}
+
+/// `GET /taskmanagers`. Rheo has no JVM memory model: memory sizes other than the machine's
+/// physical memory are 0.
+async fn taskmanagers(Extract(state): Extract<Shared>) -> Answer<api::TaskManagersInfo> {
+    ok(api::TaskManagersInfo { taskmanagers: state.view.taskmanagers().iter().map(taskmanager_info).collect() })
+}
+
+/// Whether a configuration key names a secret, whose value is never shown: Flink's sensitive
+/// keys (password, secret, token, credentials, ...), and any key or access key (`s3.access-key`,
+/// `fs.azure.account.key.*`, `apikey`), as the words of the key tell.
+pub(crate) fn is_sensitive(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    const SUBSTRINGS: [&str; 8] =
+        ["password", "secret", "token", "credential", "jaas.config", "auth-params", "basic-auth", "http-headers"];
+    if SUBSTRINGS.iter().any(|s| key.contains(s)) {
+        return true;
+    }
+    key.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| word.ends_with("key"))
+}
+
+/// What Flink shows in place of a secret.
+const HIDDEN: &str = "******";
+
+/// `GET /jobmanager/config`: the configuration as `{key, value}` entries, secrets masked.
+async fn jobmanager_config(Extract(state): Extract<Shared>) -> Answer<Vec<api::ConfigurationEntry>> {
+    ok(state
+        .options
+        .config
+        .entries()
+        .map(|(key, value)| api::ConfigurationEntry {
+            key: key.to_string(),
+            value: if is_sensitive(key) { HIDDEN.to_string() } else { value.to_string() },
+        })
+        .collect())
+}
+
+/// The file name of this binary (the pseudo-jar's name).
+fn binary_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|path| path.file_name().map(|name| name.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "rheo".to_string())
+}
+
+/// `GET /jars`: one pseudo-jar, the binary, whose entries are the jobs it carries.
+async fn jars(Extract(state): Extract<Shared>) -> Answer<api::JarListInfo> {
+    let entry = state
+        .view
+        .available_jobs()
+        .into_iter()
+        .map(|(name, description)| api::JarEntryInfo { name, description: Some(description) })
+        .collect();
+    ok(api::JarListInfo {
+        address: state.address.clone(),
+        files: vec![api::JarFileInfo { id: JAR_ID.into(), name: binary_name(), uploaded: state.started, entry }],
+    })
+}
+
+/// Splits Flink's `programArgs` on whitespace; single or double quotes group words.
+pub(crate) fn split_args(text: &str) -> Result<Vec<String>, String> {
+    let mut args = Vec::new();
+    let mut current: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => current.get_or_insert_default().push(c),
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                current.get_or_insert_default();
+            }
+            None if c.is_whitespace() => args.extend(current.take()),
+            None => current.get_or_insert_default().push(c),
+        }
+    }
+    if let Some(q) = quote {
+        return Err(format!("unbalanced {q} quote"));
+    }
+    args.extend(current);
+    Ok(args)
+}
+
+/// The submission a `JarRunRequestBody` asks for, or a 400 naming the bad field.
+fn submit_request(state: &State, request: api::JarRunRequest) -> Result<SubmitRequest, Error> {
+    const WHAT: &str = "JarRunRequestBody";
+    let Some(job) = request.entry_class.filter(|job| !job.trim().is_empty()) else {
+        let jobs: Vec<String> = state.view.available_jobs().into_iter().map(|(name, _)| name).collect();
+        return Err(bad_field(WHAT, "entryClass", format!("the job to run is required (one of: {})", jobs.join(", "))));
+    };
+    let args = match (request.program_args, request.program_args_list) {
+        (Some(_), Some(_)) => {
+            return Err(bad_field(WHAT, "programArgs", "give either programArgs or programArgsList, not both"));
+        }
+        (Some(text), None) => split_args(&text).map_err(|e| bad_field(WHAT, "programArgs", e))?,
+        (None, list) => list.unwrap_or_default(),
+    };
+    if request.parallelism == Some(0) {
+        return Err(bad_field(WHAT, "parallelism", "must be at least 1"));
+    }
+    if let Some(id) = &request.job_id
+        && !(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(bad_field(WHAT, "jobId", format!("'{id}' is not a job id (32 hexadecimal digits)")));
+    }
+    Ok(SubmitRequest {
+        job,
+        args,
+        parallelism: request.parallelism.map(|p| p as usize),
+        job_id: request.job_id.map(|id| id.to_ascii_lowercase()),
+        savepoint_path: request.savepoint_path.filter(|p| !p.trim().is_empty()),
+        allow_non_restored_state: request.allow_non_restored_state.unwrap_or(false),
+    })
+}
+
+/// `POST /jars/:jarid/run` with Flink's `JarRunRequestBody`: starts a job the binary carries.
+async fn run_jar(
+    Extract(state): Extract<Shared>,
+    Path(jar_id): Path<String>,
+    bytes: Bytes,
+) -> Answer<api::JarRunResponse> {
+    if jar_id != JAR_ID {
+        return Err(Error(
+            StatusCode::NOT_FOUND,
+            format!("Jar file {jar_id} does not exist (the only jar is '{JAR_ID}')"),
+        ));
+    }
+    let request = submit_request(&state, body(&bytes, "JarRunRequestBody")?)?;
+    let job = request.job.clone();
+    // Submission may plan the job and read a savepoint: off the server's only thread.
+    let view = state.view.clone();
+    let submitted = tokio::task::spawn_blocking(move || view.submit(request))
+        .await
+        .map_err(|e| Error(StatusCode::INTERNAL_SERVER_ERROR, format!("job submission failed: {e}")))?;
+    match submitted {
+        Ok(job_id) => {
+            tracing::info!(%job, %job_id, "job submitted (REST request)");
+            ok(api::JarRunResponse { jobid: job_id.clone(), application_id: Some(job_id) })
+        }
+        Err(SubmitError::BadRequest(message)) => Err(Error(StatusCode::BAD_REQUEST, message)),
+        Err(SubmitError::Conflict(message)) => Err(Error(StatusCode::CONFLICT, message)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised_by_their_keys() {
+        for key in [
+            "s3.access-key",
+            "s3.secret-key",
+            "s3.access.key",
+            "fs.azure.account.key.acc.blob.core.windows.net",
+            "ssl.keystore-password",
+            "metrics.reporter.dd.apikey",
+            "security.kerberos.token",
+            "gcs.credentials",
+            "my.secret",
+            "S3.ACCESS-KEY",
+        ] {
+            assert!(is_sensitive(key), "{key}");
+        }
+        for key in ["rest.port", "state.checkpoints.dir", "pipeline.max-parallelism", "execution.keyed-state"] {
+            assert!(!is_sensitive(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn program_args_split_on_whitespace_with_quotes() {
+        assert_eq!(split_args("  --input  a.txt -n 3 ").unwrap(), ["--input", "a.txt", "-n", "3"]);
+        assert_eq!(split_args(r#"--name "two words" --x '' y"#).unwrap(), ["--name", "two words", "--x", "", "y"]);
+        assert!(split_args(r#"--name "open"#).is_err());
+        assert!(split_args("").unwrap().is_empty());
+    }
 }

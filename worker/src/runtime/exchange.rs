@@ -5,12 +5,13 @@
 //! after the buffered records, so every channel keeps the order in which events were produced.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, SendTimeoutError, Sender, TryRecvError, TrySendError};
 
 use crate::runtime::keygroups::KeyGroupRange;
 use crate::runtime::output::{CheckpointBarrier, MAX_WATERMARK, Output, TaskSnapshot, Timestamp};
+use crate::runtime::task::TaskCounters;
 
 /// What travels on a channel between two subtasks.
 pub enum Event<T> {
@@ -28,6 +29,9 @@ pub enum Event<T> {
 pub const BATCH_SIZE: usize = 1024;
 /// Batches in flight per channel before the writer blocks.
 pub const CHANNEL_CAPACITY: usize = 4;
+/// How often a writer blocked on a full channel counts its back-pressured time, so that a long
+/// block shows in the metrics while it lasts.
+const BACK_PRESSURE_SLICE: Duration = Duration::from_millis(50);
 
 /// How records choose their target channel.
 pub enum Partitioner<T> {
@@ -51,19 +55,44 @@ pub struct ChannelWriter<T> {
     partitioner: Partitioner<T>,
     senders: Vec<Sender<Event<T>>>,
     buffers: Vec<Vec<(T, Timestamp)>>,
+    /// The writing task's counters, charged with the time a send blocks on a full channel.
+    counters: Option<Arc<TaskCounters>>,
 }
 
 impl<T: Send + 'static> ChannelWriter<T> {
     pub fn new(partitioner: Partitioner<T>, senders: Vec<Sender<Event<T>>>) -> Self {
         let buffers = senders.iter().map(|_| Vec::with_capacity(BATCH_SIZE)).collect();
-        Self { partitioner, senders, buffers }
+        Self { partitioner, senders, buffers, counters: None }
     }
 
+    /// Counts the time sends block on full channels (back pressure) in `counters`.
+    pub fn with_counters(mut self, counters: Arc<TaskCounters>) -> Self {
+        self.counters = Some(counters);
+        self
+    }
+
+    /// Sends a batch or an event. A send into a channel with room takes no clock reading; one
+    /// that blocks is timed, slice by slice, as back-pressured time.
     fn send(&self, target: usize, event: Event<T>) {
-        if self.senders[target].send(event).is_err() {
-            // The consumer ended (failure or cancellation); unwind this task too. Not a panic:
-            // `resume_unwind` skips the panic hook, so nothing is printed for it.
-            std::panic::resume_unwind(Box::new(DownstreamGone));
+        let sender = &self.senders[target];
+        let mut event = match sender.try_send(event) {
+            Ok(()) => return,
+            Err(TrySendError::Full(event)) => event,
+            Err(TrySendError::Disconnected(_)) => downstream_gone(),
+        };
+        let mut start = Instant::now();
+        loop {
+            let result = sender.send_timeout(event, BACK_PRESSURE_SLICE);
+            let now = Instant::now();
+            if let Some(counters) = &self.counters {
+                counters.add_back_pressured(now.saturating_duration_since(start).as_nanos() as u64);
+            }
+            start = now;
+            match result {
+                Ok(()) => return,
+                Err(SendTimeoutError::Timeout(back)) => event = back,
+                Err(SendTimeoutError::Disconnected(_)) => downstream_gone(),
+            }
         }
     }
 
@@ -135,6 +164,12 @@ impl<T: Send + 'static> Output<T> for ChannelWriter<T> {
     }
 }
 
+/// The consumer ended (failure or cancellation); unwinds this task too. Not a panic:
+/// `resume_unwind` skips the panic hook, so nothing is printed for it.
+fn downstream_gone() -> ! {
+    std::panic::resume_unwind(Box::new(DownstreamGone))
+}
+
 /// The input side of a task: all channels from its upstream subtasks, merged. Tracks the
 /// watermark of each channel and forwards the minimum over active channels; aligns checkpoint
 /// barriers by not reading a channel that delivered the barrier until all channels have.
@@ -146,6 +181,8 @@ pub struct InputGate<T> {
     data_ended: bool,
     /// The barrier being aligned, if any.
     aligning: Option<CheckpointBarrier>,
+    /// Time spent waiting with no event to read, since the last [`InputGate::take_waited`].
+    waited: Duration,
 }
 
 #[derive(Clone, Copy)]
@@ -193,7 +230,13 @@ impl<T: Send + 'static> InputGate<T> {
             all_idle: false,
             data_ended: false,
             aligning: None,
+            waited: Duration::ZERO,
         }
+    }
+
+    /// How long the gate waited for input (idle time) since the last call.
+    pub fn take_waited(&mut self) -> Duration {
+        std::mem::take(&mut self.waited)
     }
 
     /// Waits up to `timeout` for an event from any readable channel and pushes it into `head`.
@@ -203,9 +246,20 @@ impl<T: Send + 'static> InputGate<T> {
         if readable.is_empty() {
             return GatePoll::Ended;
         }
+        // An event ready to read costs no clock reading; a wait is timed as idle time.
         if readable.len() == 1 {
             let channel = readable[0];
-            return match self.receivers[channel].recv_timeout(timeout) {
+            let received = match self.receivers[channel].try_recv() {
+                Ok(event) => Ok(event),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {
+                    let start = Instant::now();
+                    let received = self.receivers[channel].recv_timeout(timeout);
+                    self.waited += start.elapsed();
+                    received
+                }
+            };
+            return match received {
                 Ok(event) => self.deliver(channel, event, head),
                 Err(RecvTimeoutError::Timeout) => GatePoll::Timeout,
                 Err(RecvTimeoutError::Disconnected) => GatePoll::UpstreamGone,
@@ -215,9 +269,17 @@ impl<T: Send + 'static> InputGate<T> {
         for &i in &readable {
             select.recv(&self.receivers[i]);
         }
-        let operation = match select.select_timeout(timeout) {
+        let operation = match select.try_select() {
             Ok(op) => op,
-            Err(_) => return GatePoll::Timeout,
+            Err(_) => {
+                let start = Instant::now();
+                let selected = select.select_timeout(timeout);
+                self.waited += start.elapsed();
+                match selected {
+                    Ok(op) => op,
+                    Err(_) => return GatePoll::Timeout,
+                }
+            }
         };
         let channel = readable[operation.index()];
         match operation.recv(&self.receivers[channel]) {

@@ -2,9 +2,10 @@
 //! Both push into their operator chain, drive processing time and the buffer timeout, and end
 //! with `finish` when their input ends.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -34,27 +35,46 @@ pub struct TaskInfo {
     pub counters: Arc<TaskCounters>,
 }
 
-/// Records through one task (all its subtasks), for the REST API and metrics.
+/// Records and time through one task (all its subtasks), for the REST API and metrics.
+///
+/// The times split each subtask's wall time three ways, as Flink's `busyTimeMsPerSecond`,
+/// `idleTimeMsPerSecond` and `backPressuredTimeMsPerSecond` do: idle is waiting for input (in the
+/// input gate, or a source with nothing to read), back-pressured is blocked sending into a full
+/// channel (in the channel writer), busy is the rest. They are sums over the subtasks, so a
+/// vertex of parallelism p accumulates up to p seconds of them per second.
 #[derive(Debug, Default)]
 pub struct TaskCounters {
     /// Records read from upstream tasks.
     pub records_in: AtomicU64,
     /// Records a source emitted.
     pub records_out: AtomicU64,
+    /// Nanoseconds spent processing.
+    pub busy_ns: AtomicU64,
+    /// Nanoseconds spent waiting for input.
+    pub idle_ns: AtomicU64,
+    /// Nanoseconds spent blocked on a full output channel.
+    pub back_pressured_ns: AtomicU64,
 }
 
 /// The values of [`TaskCounters`] at one moment, as TaskManagers report them to the JobManager
 /// in heartbeats (absolute values since the attempt started).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TaskMetrics {
     pub records_in: u64,
     pub records_out: u64,
+    pub busy_ns: u64,
+    pub idle_ns: u64,
+    pub back_pressured_ns: u64,
 }
 
 impl TaskMetrics {
     pub fn add(&mut self, other: &TaskMetrics) {
         self.records_in += other.records_in;
         self.records_out += other.records_out;
+        self.busy_ns += other.busy_ns;
+        self.idle_ns += other.idle_ns;
+        self.back_pressured_ns += other.back_pressured_ns;
     }
 }
 
@@ -63,6 +83,9 @@ impl TaskCounters {
         TaskMetrics {
             records_in: self.records_in.load(Ordering::Relaxed),
             records_out: self.records_out.load(Ordering::Relaxed),
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            idle_ns: self.idle_ns.load(Ordering::Relaxed),
+            back_pressured_ns: self.back_pressured_ns.load(Ordering::Relaxed),
         }
     }
 
@@ -70,6 +93,51 @@ impl TaskCounters {
     pub fn set(&self, metrics: &TaskMetrics) {
         self.records_in.store(metrics.records_in, Ordering::Relaxed);
         self.records_out.store(metrics.records_out, Ordering::Relaxed);
+        self.busy_ns.store(metrics.busy_ns, Ordering::Relaxed);
+        self.idle_ns.store(metrics.idle_ns, Ordering::Relaxed);
+        self.back_pressured_ns.store(metrics.back_pressured_ns, Ordering::Relaxed);
+    }
+
+    /// Counts `ns` of back pressure: called by the channel writer after a blocked send.
+    pub(crate) fn add_back_pressured(&self, ns: u64) {
+        self.back_pressured_ns.fetch_add(ns, Ordering::Relaxed);
+        BACK_PRESSURED_NS.with(|total| total.set(total.get() + ns));
+    }
+}
+
+thread_local! {
+    /// Back-pressured nanoseconds of the subtask on this thread (a chain runs on its subtask's
+    /// thread), so that its loop can tell its own busy time from the vertex's shared counters.
+    static BACK_PRESSURED_NS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Splits a subtask's wall time into busy, idle and back-pressured time, one loop iteration
+/// (one poll, one batch) at a time: one clock read per iteration, no lock.
+struct TimeAccount {
+    counters: Arc<TaskCounters>,
+    mark: Instant,
+    back_pressured_mark: u64,
+}
+
+impl TimeAccount {
+    fn new(counters: Arc<TaskCounters>) -> Self {
+        Self { counters, mark: Instant::now(), back_pressured_mark: BACK_PRESSURED_NS.with(Cell::get) }
+    }
+
+    /// Ends an iteration that spent `idle` waiting for input (`None`: all of it).
+    fn account(&mut self, idle: Option<Duration>) {
+        let now = Instant::now();
+        let wall = now.saturating_duration_since(self.mark).as_nanos() as u64;
+        self.mark = now;
+        let back_pressured_total = BACK_PRESSURED_NS.with(Cell::get);
+        let back_pressured = back_pressured_total.saturating_sub(self.back_pressured_mark);
+        self.back_pressured_mark = back_pressured_total;
+        let rest = wall.saturating_sub(back_pressured);
+        let idle = idle.map_or(rest, |idle| (idle.as_nanos() as u64).min(rest));
+        if idle > 0 {
+            self.counters.idle_ns.fetch_add(idle, Ordering::Relaxed);
+        }
+        self.counters.busy_ns.fetch_add(rest - idle, Ordering::Relaxed);
     }
 }
 
@@ -312,6 +380,7 @@ impl<T: Send + 'static> Task for SourceTask<T> {
         run_guarded(&info, move |info| {
             source.open(info).map_err(|e| e.to_string())?;
             let mut pacer = Pacer::new();
+            let mut time = TimeAccount::new(info.counters.clone());
             // No more reading: the input ended, or the job is stopping after a savepoint.
             let mut at_end = false;
             // Stopping with a savepoint: timers stay unfired, as the savepoint holds them.
@@ -347,13 +416,19 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                     if !stopping {
                         pacer.pace(&mut *chain);
                     }
+                    // Waiting for the coordinator (in `next_control`), with nothing to read.
+                    time.account(None);
                     continue;
                 }
+                let polled = Instant::now();
                 let mut out = SourceOutput::new(&mut *chain);
                 let status = source.poll(&mut out).map_err(|e| e.to_string())?;
                 let emitted = out.emitted;
                 info.job.records_in.fetch_add(emitted, Ordering::Relaxed);
                 info.counters.records_out.fetch_add(emitted, Ordering::Relaxed);
+                // A poll that found nothing to read waited for input: idle time.
+                let idle = if status == SourceStatus::Idle && emitted == 0 { polled.elapsed() } else { Duration::ZERO };
+                time.account(Some(idle));
                 match status {
                     SourceStatus::More => pacer.pace(&mut *chain),
                     SourceStatus::Idle => {
@@ -420,13 +495,17 @@ impl<T: Send + 'static> Task for InputTask<T> {
         let InputTask { info, mut gate, mut chain, link } = *self;
         run_guarded(&info, move |info| {
             let mut pacer = Pacer::new();
+            let mut time = TimeAccount::new(info.counters.clone());
             loop {
                 if info.job.is_cancelled() {
                     return Ok(TaskOutcome::Cancelled);
                 }
                 deliver_completions(&link, &mut *chain);
                 let budget = pacer.wait_budget();
-                match gate.poll(&mut *chain, budget) {
+                let poll = gate.poll(&mut *chain, budget);
+                // The gate measured how long it waited with no event to read: idle time.
+                time.account(Some(gate.take_waited()));
+                match poll {
                     GatePoll::Delivered { records } => {
                         info.counters.records_in.fetch_add(records as u64, Ordering::Relaxed);
                     }
