@@ -94,7 +94,9 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Str
         return Err(format!("unknown job '{job}' (see 'rheo jobs')"));
     }
     let jm = JobManager::start(config.clone(), registry).map_err(|e| format!("{e:#}"))?;
-    let _rest = serve_rest(&jm, &config)?;
+    let rest = crate::rest::serve_for_cluster(std::sync::Arc::new(jm.clone()), &config)
+        .map_err(|e| format!("cannot serve the REST API: {e}"))?;
+    tracing::info!("REST API at {}", rest.url());
     if let Some(job) = args.job {
         let mut job_config = config.clone();
         if let Some(path) = &args.from_savepoint {
@@ -127,11 +129,6 @@ pub fn taskmanager(registry: JobRegistry, args: TaskManagerArgs) -> Result<(), S
     let config = args.config.load()?;
     let settings = TaskManagerSettings::from_config(&config).map_err(|e| e.to_string())?;
     taskmanager::run(settings, registry).map_err(|e| e.to_string())
-}
-
-/// The JobManager's REST API (until the cluster view is served: none).
-fn serve_rest(_jm: &JobManager, _config: &Configuration) -> Result<(), String> {
-    Ok(())
 }
 
 pub fn cluster(command: ClusterCommand) -> Result<(), String> {

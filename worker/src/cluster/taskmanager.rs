@@ -164,7 +164,8 @@ impl TaskManager {
         let attempt: Arc<Mutex<Option<Attempt>>> = Arc::new(Mutex::new(None));
         let heartbeat = {
             let (outbox, attempt, session_over) = (outbox.clone(), attempt.clone(), session_over.clone());
-            let interval = self.settings.heartbeat_interval;
+            // Heartbeats carry the record counters, which the REST API shows: at least every second.
+            let interval = self.settings.heartbeat_interval.min(Duration::from_secs(1));
             std::thread::Builder::new()
                 .name("rheo-tm-heartbeat".into())
                 .spawn(move || {
