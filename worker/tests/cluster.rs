@@ -65,7 +65,6 @@ fn free_port() -> u16 {
 /// when the cluster is dropped.
 struct Cluster {
     dir: PathBuf,
-    rpc_port: u16,
     rest_port: u16,
     config: Vec<String>,
     jobmanager: Option<(Child, PathBuf)>,
@@ -90,15 +89,7 @@ impl Cluster {
             "taskmanager.data.port=0".into(),
         ];
         config.extend(extra.iter().map(|s| s.to_string()));
-        Self {
-            dir: dir.to_path_buf(),
-            rpc_port,
-            rest_port,
-            config,
-            jobmanager: None,
-            jm_starts: 0,
-            taskmanagers: Vec::new(),
-        }
+        Self { dir: dir.to_path_buf(), rest_port, config, jobmanager: None, jm_starts: 0, taskmanagers: Vec::new() }
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> (Child, PathBuf) {
@@ -161,6 +152,17 @@ impl Cluster {
             assert!(Instant::now() < deadline, "no '{pattern}' (x{count}) within {within:?}:\n{}", self.logs());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A GET on the JobManager's REST API: the JSON body.
+    fn rest(&self, path: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.rest_port)).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {response}"))
     }
 
     fn logs(&self) -> String {
@@ -233,6 +235,13 @@ fn a_killed_taskmanager_is_replaced_and_the_output_stays_exact() {
     assert_exact(&cluster, &output, &expected);
     let log = cluster.jm_log();
     assert!(log.contains("restarting the job"), "the job never restarted:\n{log}");
+    // The REST API tells the story: three TaskManagers, the job finished, the loss recorded.
+    assert_eq!(cluster.rest("/overview")["taskmanagers"], 3);
+    let jobs = cluster.rest("/jobs/overview");
+    let job = &jobs["jobs"][0];
+    assert_eq!(job["state"], "FINISHED", "{jobs}");
+    let exceptions = cluster.rest(&format!("/jobs/{}/exceptions", job["jid"].as_str().unwrap()));
+    assert!(exceptions.to_string().contains("lost"), "no TaskManager loss in {exceptions}");
 }
 
 #[test]

@@ -81,9 +81,8 @@ fn a_slow_sink_behind_tcp_slows_the_source_with_bounded_buffers() {
         let remote = Remote { net, slots: &slots, me: net.local_addr(), attempt_key: [3; 16] };
         let counters: Vec<_> = plan.heads.iter().map(|_| Arc::default()).collect();
         let config = Arc::new(Configuration::new());
-        let tasks = plan
-            .build_placed_tasks(&graph, &settings, config, job.clone(), None, &counters, Some(&remote))
-            .unwrap();
+        let tasks =
+            plan.build_placed_tasks(&graph, &settings, config, job.clone(), None, &counters, Some(&remote)).unwrap();
         assert!(!tasks.is_empty(), "every process runs a subtask");
         for (_, task) in tasks {
             threads.push(std::thread::spawn(move || task.run()));

@@ -345,7 +345,8 @@ mod cluster {
         fn new(extra: &[&str]) -> anyhow::Result<Self> {
             let dir = std::env::temp_dir().join(format!("rheo-bench-cluster-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
-            let port = |_| -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+            let port =
+                |_| -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
             let mut config = vec![
                 format!("jobmanager.rpc.port={}", port(0)?),
                 "jobmanager.rpc.address=127.0.0.1".to_string(),
@@ -366,13 +367,13 @@ mod cluster {
             for kv in &self.config {
                 command.arg("-D").arg(kv);
             }
-            Ok(command
+            command
                 .args(&args[1..])
                 .env("RHEO_LOG", "info")
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(self.dir.join(log))?)
                 .spawn()
-                .with_context(|| format!("cannot start {} (make bench builds it)", rheo.display()))?)
+                .with_context(|| format!("cannot start {} (make bench builds it)", rheo.display()))
         }
 
         fn start(&mut self, job: &[&str], taskmanagers: usize, slots: usize) -> anyhow::Result<()> {
@@ -422,7 +423,8 @@ mod cluster {
     }
 
     fn rss_mib(pid: u32) -> f64 {
-        let status = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -454,11 +456,16 @@ mod cluster {
     }
 
     pub fn recovery(mut report: Report) -> anyhow::Result<Report> {
-        let mut cluster = Processes::new(&["execution.checkpointing.interval=1s", "restart-strategy.type=fixed-delay", "restart-strategy.fixed-delay.delay=0ms"])?;
+        let mut cluster = Processes::new(&[
+            "execution.checkpointing.interval=1s",
+            "restart-strategy.type=fixed-delay",
+            "restart-strategy.fixed-delay.delay=0ms",
+        ])?;
         cluster.start(&["--rate", "200000", "--sink", "discard"], 2, 1)?;
         cluster.await_log("completed checkpoint", 2, Duration::from_secs(60))?;
         // A spare TaskManager, registered after the job's two: the restart need not wait for one.
-        let spare = cluster.spawn("taskmanager-spare.log", &["taskmanager", "-D", "taskmanager.numberOfTaskSlots=1"])?;
+        let spare =
+            cluster.spawn("taskmanager-spare.log", &["taskmanager", "-D", "taskmanager.numberOfTaskSlots=1"])?;
         cluster.taskmanagers.push(spare);
         cluster.await_log("TaskManager registered", 3, Duration::from_secs(60))?;
         let checkpoints_before = cluster.log().matches("completed checkpoint").count();

@@ -157,7 +157,8 @@ impl CheckpointCoordinator {
                         continue;
                     }
                     let parallelism = self.tasks[task].parallelism;
-                    let uploads = upload_snapshot(&current.dir, &self.settings.operators, subtask, parallelism, snapshot);
+                    let uploads =
+                        upload_snapshot(&current.dir, &self.settings.operators, subtask, parallelism, snapshot);
                     current.uploads.extend(uploads.into_iter().map(Upload::Running));
                     if current.awaiting.is_empty() {
                         let done = pending.take().expect("pending checkpoint");

@@ -142,7 +142,10 @@ fn start(taskmanagers: usize, dir: &Path, config: &ConfigArgs) -> Result<(), Str
     let loaded = config.load()?;
     let pid_file = dir.join("pids");
     if let Some(alive) = read_pids(&pid_file).into_iter().find(|&pid| is_alive(pid)) {
-        return Err(format!("a cluster runs already (process {alive}, {}); 'rheo cluster stop' first", pid_file.display()));
+        return Err(format!(
+            "a cluster runs already (process {alive}, {}); 'rheo cluster stop' first",
+            pid_file.display()
+        ));
     }
     let logs = dir.join("log");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
-use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry};
+use crate::checkpoint::coordinator::{
+    CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry,
+};
 use crate::checkpoint::discover::FINISHED_MARKER;
 use crate::checkpoint::{CheckpointStorage, io_runtime};
 use crate::cluster::handle::{CompletedCheckpoint, JobHandle, JobState, TaskStatus};
@@ -366,7 +368,8 @@ impl JobMaster {
                 });
             });
         }
-        self.handle.update(|s| s.checkpoint_interval_ms = checkpointing.as_ref().map(|c| c.interval.as_millis() as u64));
+        self.handle
+            .update(|s| s.checkpoint_interval_ms = checkpointing.as_ref().map(|c| c.interval.as_millis() as u64));
         let mut restarts = 0u32;
         let mut last_checkpoint: Option<u64> = None;
         let mut attempt = 0u64;
@@ -374,7 +377,8 @@ impl JobMaster {
             attempt += 1;
             let placement = self.wait_for_slots(reactive, &built, slot_timeout)?;
             let parallelism = reactive.then_some(placement.slots.len());
-            let next_id = restore.as_ref().map_or(1, |r| r.state.checkpoint_id + 1).max(last_checkpoint.map_or(1, |l| l + 1));
+            let next_id =
+                restore.as_ref().map_or(1, |r| r.state.checkpoint_id + 1).max(last_checkpoint.map_or(1, |l| l + 1));
             let restore_url = restore.as_ref().map(|r| r.url.clone());
             let (end, stats) = self.run_attempt(
                 attempt,
@@ -407,6 +411,7 @@ impl JobMaster {
                     restore = reload(storage.as_ref())?.or(restore);
                 }
                 AttemptEnd::Failed(JobError::TaskFailed { task, message }) => {
+                    self.handle.record_exception(&message, Some(&task), now_ms());
                     restarts += 1;
                     let Some(delay) = strategy.delay(restarts) else {
                         return Err(JobError::TaskFailed { task, message });
@@ -493,10 +498,10 @@ impl JobMaster {
         checkpointing: Option<(&CheckpointSettings, &CheckpointStorage)>,
         next_checkpoint_id: u64,
     ) -> Result<(AttemptEnd, CheckpointStats), JobError> {
-        let built = self.spec.build(&self.inner.registry, parallelism).map_err(|e| JobError::TaskFailed {
-            task: "job graph".into(),
-            message: e.to_string(),
-        })?;
+        let built = self
+            .spec
+            .build(&self.inner.registry, parallelism)
+            .map_err(|e| JobError::TaskFailed { task: "job graph".into(), message: e.to_string() })?;
         let plan = ExecutionPlan::new(&built.graph, &built.settings)?;
         let subtasks = plan.subtasks();
         let counters: Vec<Arc<TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
@@ -658,7 +663,12 @@ impl JobMaster {
                         ended.insert(task);
                         let name = || {
                             let (head, subtask) = subtasks[task];
-                            format!("{} ({}/{})", plan.task_name(&built.graph, head), subtask + 1, plan.parallelism[head])
+                            format!(
+                                "{} ({}/{})",
+                                plan.task_name(&built.graph, head),
+                                subtask + 1,
+                                plan.parallelism[head]
+                            )
                         };
                         let failure = match outcome {
                             TaskOutcome::Finished | TaskOutcome::Cancelled => None,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::coordinator::{CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry};
+use crate::checkpoint::coordinator::{
+    CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry,
+};
 use crate::checkpoint::discover::{self, FINISHED_MARKER};
 use crate::checkpoint::metadata::checkpoint_dir;
 use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
@@ -328,26 +330,25 @@ impl MiniCluster {
 
 /// Checkpointing of a job per `execution.checkpointing.*`; `None` when it is off.
 pub(crate) fn checkpoint_settings(
-        config: &Configuration,
-        job_id: &str,
-        job_name: &str,
-        max_parallelism: usize,
-    ) -> Result<Option<CheckpointSettings>, ConfigError> {
-        let Some(interval) = config.duration(keys::CHECKPOINT_INTERVAL)? else { return Ok(None) };
-        if interval.is_zero() {
-            return Ok(None);
-        }
-        Ok(Some(CheckpointSettings {
-            interval,
-            timeout: config.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
-            retained: config.parse_or(keys::CHECKPOINTS_RETAINED, 1, "a positive integer")?,
-            job_id: job_id.to_string(),
-            job_name: job_name.to_string(),
-            max_parallelism,
-            operators: Vec::new(),
-        }))
+    config: &Configuration,
+    job_id: &str,
+    job_name: &str,
+    max_parallelism: usize,
+) -> Result<Option<CheckpointSettings>, ConfigError> {
+    let Some(interval) = config.duration(keys::CHECKPOINT_INTERVAL)? else { return Ok(None) };
+    if interval.is_zero() {
+        return Ok(None);
     }
-
+    Ok(Some(CheckpointSettings {
+        interval,
+        timeout: config.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
+        retained: config.parse_or(keys::CHECKPOINTS_RETAINED, 1, "a positive integer")?,
+        job_id: job_id.to_string(),
+        job_name: job_name.to_string(),
+        max_parallelism,
+        operators: Vec::new(),
+    }))
+}
 
 /// A checkpoint or savepoint to start from.
 pub(crate) struct Restore {
@@ -373,9 +374,9 @@ pub(crate) fn initial_state(
                 return Ok::<_, StorageError>(None);
             }
             Ok(discover::latest(storage).await?.map(|d| Restore {
-                    url: storage.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string(),
-                    state: Arc::new(d.state),
-                }))
+                url: storage.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string(),
+                state: Arc::new(d.state),
+            }))
         })?;
         if own.is_some() {
             return Ok(own);
@@ -406,4 +407,3 @@ pub(crate) fn initial_state(
     tracing::info!(path, checkpoint = state.checkpoint_id, "restoring from savepoint");
     Ok(Some(Restore { state: Arc::new(state), url: path.to_string() }))
 }
-

@@ -26,14 +26,32 @@ const MAX_MESSAGE: usize = 64 << 20;
 pub enum ToJobManager {
     Register(Registration),
     /// Sent every `heartbeat.interval`, with the record counters of the tasks it runs.
-    Heartbeat { attempt: Option<u64>, vertices: Vec<(usize, TaskMetrics)> },
+    Heartbeat {
+        attempt: Option<u64>,
+        vertices: Vec<(usize, TaskMetrics)>,
+    },
     /// A source reached the end of its input (waits for the final checkpoint).
-    EndOfInput { attempt: u64, task: usize },
+    EndOfInput {
+        attempt: u64,
+        task: usize,
+    },
     /// A task passed a barrier and the TaskManager uploaded its state (or could not).
-    Uploaded { attempt: u64, task: usize, checkpoint_id: u64, states: Result<Vec<StateHandle>, String> },
-    TaskEnded { attempt: u64, task: usize, outcome: TaskOutcome },
+    Uploaded {
+        attempt: u64,
+        task: usize,
+        checkpoint_id: u64,
+        states: Result<Vec<StateHandle>, String>,
+    },
+    TaskEnded {
+        attempt: u64,
+        task: usize,
+        outcome: TaskOutcome,
+    },
     /// The TaskManager could not deploy its part of an attempt.
-    DeployFailed { attempt: u64, message: String },
+    DeployFailed {
+        attempt: u64,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -48,15 +66,27 @@ pub struct Registration {
 /// What the JobManager tells a TaskManager.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ToTaskManager {
-    Registered { resource_id: String },
+    Registered {
+        resource_id: String,
+    },
     HeartbeatAck,
     /// Run this TaskManager's slots of an attempt.
     Deploy(Deployment),
     /// Where the state of checkpoint `checkpoint_id` goes (sent before its barriers).
-    CheckpointTarget { attempt: u64, checkpoint_id: u64, dir: String },
-    Control { attempt: u64, task: usize, control: Control },
+    CheckpointTarget {
+        attempt: u64,
+        checkpoint_id: u64,
+        dir: String,
+    },
+    Control {
+        attempt: u64,
+        task: usize,
+        control: Control,
+    },
     /// Cancel every task of the attempt.
-    Cancel { attempt: u64 },
+    Cancel {
+        attempt: u64,
+    },
 }
 
 /// One attempt of a job, as one TaskManager runs it.

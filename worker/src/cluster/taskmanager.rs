@@ -92,12 +92,14 @@ pub fn run(settings: TaskManagerSettings, registry: JobRegistry) -> Result<(), T
             Ok((reader, writer)) => {
                 failures = 0;
                 match tm.session(reader, writer) {
-                    Ok(()) => tracing::warn!(jobmanager = %tm.settings.jobmanager, "the JobManager closed the connection"),
+                    Ok(()) => {
+                        tracing::warn!(jobmanager = %tm.settings.jobmanager, "the JobManager closed the connection")
+                    }
                     Err(e) => tracing::warn!("lost the JobManager: {e}"),
                 }
             }
             Err(e) => {
-                if failures % 10 == 0 {
+                if failures.is_multiple_of(10) {
                     tracing::info!("waiting for the JobManager: {e}");
                 }
                 failures += 1;
@@ -233,7 +235,8 @@ impl TaskManager {
                     }
                 }
                 ToTaskManager::Control { attempt: id, task, control } => {
-                    if let Some(tx) = lock(attempt).as_ref().filter(|a| a.id == id).and_then(|a| a.controls.get(&task)) {
+                    if let Some(tx) = lock(attempt).as_ref().filter(|a| a.id == id).and_then(|a| a.controls.get(&task))
+                    {
                         let _ = tx.send(control);
                     }
                 }
@@ -266,14 +269,24 @@ impl TaskManager {
         let shared = Arc::new(JobShared::default());
         let counters: Vec<Arc<TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
         let me = SocketAddr::new(
-            slots.iter().find(|a| a.port() == self.net.local_addr().port()).map_or(self.net.local_addr().ip(), |a| a.ip()),
+            slots
+                .iter()
+                .find(|a| a.port() == self.net.local_addr().port())
+                .map_or(self.net.local_addr().ip(), |a| a.ip()),
             self.net.local_addr().port(),
         );
-        let remote =
-            Remote { net: &self.net, slots: &slots, me, attempt_key: attempt_key(&job_id, attempt) };
+        let remote = Remote { net: &self.net, slots: &slots, me, attempt_key: attempt_key(&job_id, attempt) };
         let config = Arc::new(built.config.clone());
         let tasks = plan
-            .build_placed_tasks(&built.graph, &built.settings, config, shared.clone(), restored, &counters, Some(&remote))
+            .build_placed_tasks(
+                &built.graph,
+                &built.settings,
+                config,
+                shared.clone(),
+                restored,
+                &counters,
+                Some(&remote),
+            )
             .map_err(|e| e.to_string())?;
         let subtasks = plan.subtasks();
         let operators: Vec<String> = built.graph.nodes.iter().map(|n| n.name.clone()).collect();
@@ -292,7 +305,8 @@ impl TaskManager {
         }
         drop(events_tx);
         let parallelism_of = move |task: usize| plan.parallelism[subtasks[task].0];
-        let uploader = Uploader { attempt, outbox: outbox.clone(), operators, pending: HashMap::new(), targets: HashMap::new() };
+        let uploader =
+            Uploader { attempt, outbox: outbox.clone(), operators, pending: HashMap::new(), targets: HashMap::new() };
         std::thread::Builder::new()
             .name("rheo-tm-uploader".into())
             .spawn(move || uploader.run(events_rx, targets_rx, parallelism_of))
@@ -332,7 +346,12 @@ struct Uploader {
 }
 
 impl Uploader {
-    fn run(mut self, events: Receiver<TaskEvent>, targets: Receiver<(u64, String)>, parallelism_of: impl Fn(usize) -> usize) {
+    fn run(
+        mut self,
+        events: Receiver<TaskEvent>,
+        targets: Receiver<(u64, String)>,
+        parallelism_of: impl Fn(usize) -> usize,
+    ) {
         loop {
             select! {
                 recv(events) -> event => match event {

@@ -76,9 +76,11 @@ impl<T> TextFileSource<T> {
 
     /// Reads at most `lines_per_second` lines per second (this subtask's share of a rate).
     pub fn with_rate(mut self, lines_per_second: Option<f64>) -> Self {
-        self.throttle = lines_per_second
-            .filter(|r| *r > 0.0)
-            .map(|per_second| Throttle { per_second, since: std::time::Instant::now(), lines: 0 });
+        self.throttle = lines_per_second.filter(|r| *r > 0.0).map(|per_second| Throttle {
+            per_second,
+            since: std::time::Instant::now(),
+            lines: 0,
+        });
         self
     }
 }

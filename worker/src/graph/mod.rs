@@ -158,7 +158,12 @@ pub trait StreamType: Send + Sync {
     ) -> ErasedOutput;
     fn input_task(&self, info: TaskInfo, receivers: Vec<Box<dyn Any>>, chain: ErasedOutput) -> Box<dyn Task>;
     /// The sending end of a channel to another process: a `Sender<Event<T>>`, erased.
-    fn remote_sender(&self, net: &NetworkEnvironment, peer: SocketAddr, id: ChannelId) -> Result<Box<dyn Any>, NetworkError>;
+    fn remote_sender(
+        &self,
+        net: &NetworkEnvironment,
+        peer: SocketAddr,
+        id: ChannelId,
+    ) -> Result<Box<dyn Any>, NetworkError>;
     /// The receiving end of a channel from another process: a `Receiver<Event<T>>`, erased.
     fn remote_receiver(&self, net: &NetworkEnvironment, id: ChannelId) -> Result<Box<dyn Any>, NetworkError>;
 }
@@ -219,7 +224,12 @@ impl<T: Data> StreamType for TypeOf<T> {
         Box::new(InputTask { info, gate: InputGate::new(receivers), chain: unerase::<T>(chain), link: None })
     }
 
-    fn remote_sender(&self, net: &NetworkEnvironment, peer: SocketAddr, id: ChannelId) -> Result<Box<dyn Any>, NetworkError> {
+    fn remote_sender(
+        &self,
+        net: &NetworkEnvironment,
+        peer: SocketAddr,
+        id: ChannelId,
+    ) -> Result<Box<dyn Any>, NetworkError> {
         Ok(Box::new(net.remote_sender::<T>(peer, id)?))
     }
 

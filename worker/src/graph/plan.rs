@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::Configuration;
-use crate::network::{ChannelId, NetworkEnvironment, NetworkError};
 use crate::graph::{ErasedOutput, JobGraph, NodeId, NodeKind, OperatorContext, Partitioning};
+use crate::network::{ChannelId, NetworkEnvironment, NetworkError};
 use crate::runtime::task::{JobShared, Task, TaskInfo};
 use crate::state::restore::RestoredState;
 
@@ -165,7 +165,7 @@ impl ExecutionPlan {
         restored: Option<Arc<RestoredState>>,
         counters: &[Arc<crate::runtime::task::TaskCounters>],
         remote: Option<&Remote>,
-    ) -> Result<Vec<(usize, Box<dyn Task>)>, NetworkError> {
+    ) -> Result<Vec<PlacedTask>, NetworkError> {
         let is_local = |subtask: usize| remote.is_none_or(|r| r.is_local(subtask));
         let mut wiring = Wiring::default();
         for (id, node) in graph.nodes.iter().enumerate() {
@@ -303,9 +303,17 @@ impl ExecutionPlan {
     }
 }
 
+/// A task built for this process, with its global task index.
+pub type PlacedTask = (usize, Box<dyn Task>);
+
 /// Names the channel from subtask `up` to subtask `down` of input edge `k` of node `consumer`.
 fn channel_id(remote: &Remote, consumer: NodeId, k: usize, up: usize, down: usize) -> ChannelId {
-    ChannelId { job: remote.attempt_key, edge: (consumer << 8 | k) as u32, upstream: up as u32, downstream: down as u32 }
+    ChannelId {
+        job: remote.attempt_key,
+        edge: (consumer << 8 | k) as u32,
+        upstream: up as u32,
+        downstream: down as u32,
+    }
 }
 
 /// Channel ends created for the non-chained edges, taken as tasks are built.

@@ -90,7 +90,11 @@ impl JobDef for WordCount {
     fn build(self, env: &StreamEnv) -> anyhow::Result<()> {
         if !self.event_time {
             let counts = env
-                .read_text_file_paced(&self.input, Arc::new(|line: &str| Ok((line.to_string(), NO_TIMESTAMP))), self.rate)
+                .read_text_file_paced(
+                    &self.input,
+                    Arc::new(|line: &str| Ok((line.to_string(), NO_TIMESTAMP))),
+                    self.rate,
+                )
                 .flat_map(|line: String, out| tokenize(&line, out))
                 .key_by(|wc: &WordWithCount| wc.word.clone())
                 .process(CountAtEnd::default());
