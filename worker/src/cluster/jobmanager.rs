@@ -27,10 +27,11 @@ use crate::checkpoint::coordinator::{
 };
 use crate::checkpoint::discover::FINISHED_MARKER;
 use crate::checkpoint::{CheckpointStorage, io_runtime};
-use crate::cluster::handle::{CompletedCheckpoint, JobHandle, JobState, TaskStatus};
+use crate::cluster::handle::{CompletedCheckpoint, JobHandle, JobState};
 use crate::cluster::jobspec::JobSpec;
 use crate::cluster::minicluster::{
     DEFAULT_CHECKPOINTS_DIR, DEFAULT_SAVEPOINTS_DIR, JobError, checkpoint_settings, initial_state, job_id_for,
+    note_failure, show_vertices,
 };
 use crate::cluster::restart::RestartStrategy;
 use crate::cluster::rpc::{self, Deployment, ToJobManager, ToTaskManager};
@@ -39,7 +40,7 @@ use crate::config::{Configuration, keys};
 use crate::graph::NodeKind;
 use crate::graph::plan::ExecutionPlan;
 use crate::jobs::JobRegistry;
-use crate::runtime::task::{JobShared, TaskCounters, TaskEvent, TaskMetrics, TaskOutcome, now_ms};
+use crate::runtime::task::{JobShared, TaskEvent, TaskMetrics, TaskOutcome, now_ms};
 
 /// How long a cancelled attempt's tasks get to report their end before the next attempt.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
@@ -411,16 +412,10 @@ impl JobMaster {
                     restore = reload(storage.as_ref())?.or(restore);
                 }
                 AttemptEnd::Failed(JobError::TaskFailed { task, message }) => {
-                    self.handle.record_exception(&message, Some(&task), now_ms());
                     restarts += 1;
-                    let Some(delay) = strategy.delay(restarts) else {
+                    let Some(delay) = note_failure(&self.handle, &strategy, restarts, &task, &message) else {
                         return Err(JobError::TaskFailed { task, message });
                     };
-                    tracing::warn!(%task, %message, restart = restarts, delay_ms = delay.as_millis() as u64, "restarting the job");
-                    self.handle.update(|s| {
-                        s.state = JobState::Restarting;
-                        s.restarts = restarts;
-                    });
                     self.sleep_unless_cancelled(delay)?;
                     restore = reload(storage.as_ref())?.or(restore);
                 }
@@ -504,23 +499,7 @@ impl JobMaster {
             .map_err(|e| JobError::TaskFailed { task: "job graph".into(), message: e.to_string() })?;
         let plan = ExecutionPlan::new(&built.graph, &built.settings)?;
         let subtasks = plan.subtasks();
-        let counters: Vec<Arc<TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
-        self.handle.set_tasks(
-            plan.heads
-                .iter()
-                .zip(&counters)
-                .map(|(&head, counters)| {
-                    let status = TaskStatus {
-                        id: job_id_for(&format!("{}/{head}", self.job_id)),
-                        name: plan.task_name(&built.graph, head),
-                        parallelism: plan.parallelism[head],
-                        records_in: 0,
-                        records_out: 0,
-                    };
-                    (status, counters.clone())
-                })
-                .collect(),
-        );
+        let counters = show_vertices(&self.handle, &plan, &built.graph, &self.job_id);
         let holder_of = |task: usize| &placement.holders[subtasks[task].1];
         let taskmanagers = placement.taskmanagers();
         let (events_tx, events_rx) = unbounded::<TaskEvent>();

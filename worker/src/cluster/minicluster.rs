@@ -140,24 +140,7 @@ impl MiniCluster {
     ) -> Result<JobResult, JobError> {
         let job_id = job_id.to_string();
         let plan = ExecutionPlan::new(&graph, settings)?;
-        let counters: Vec<Arc<crate::runtime::task::TaskCounters>> =
-            plan.heads.iter().map(|_| Arc::default()).collect();
-        self.handle.set_tasks(
-            plan.heads
-                .iter()
-                .zip(&counters)
-                .map(|(&head, counters)| {
-                    let status = TaskStatus {
-                        id: job_id_for(&format!("{job_id}/{head}")),
-                        name: plan.task_name(&graph, head),
-                        parallelism: plan.parallelism[head],
-                        records_in: 0,
-                        records_out: 0,
-                    };
-                    (status, counters.clone())
-                })
-                .collect(),
-        );
+        let counters = show_vertices(&self.handle, &plan, &graph, &job_id);
         let operators: Vec<String> = graph.nodes.iter().map(|n| n.name.clone()).collect();
         let checkpointing = checkpoint_settings(&self.config, &job_id, job_name, settings.max_parallelism)?
             .map(|c| CheckpointSettings { operators: operators.clone(), ..c });
@@ -216,16 +199,10 @@ impl MiniCluster {
             match result {
                 Ok(()) => break Ok(subtasks),
                 Err(JobError::TaskFailed { task, message }) => {
-                    self.handle.record_exception(&message, Some(&task), crate::runtime::task::now_ms());
                     restarts += 1;
-                    let Some(delay) = strategy.delay(restarts) else {
+                    let Some(delay) = note_failure(&self.handle, &strategy, restarts, &task, &message) else {
                         break Err(JobError::TaskFailed { task, message });
                     };
-                    tracing::warn!(%task, %message, restart = restarts, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
-                    self.handle.update(|s| {
-                        s.state = JobState::Restarting;
-                        s.restarts = restarts;
-                    });
                     std::thread::sleep(delay);
                     restored = match &storage {
                         Some(storage) => io_runtime().block_on(discover::latest(storage))?.map(|d| Arc::new(d.state)),
@@ -406,4 +383,50 @@ pub(crate) fn initial_state(
     }
     tracing::info!(path, checkpoint = state.checkpoint_id, "restoring from savepoint");
     Ok(Some(Restore { state: Arc::new(state), url: path.to_string() }))
+}
+
+/// Shows the job's vertices (tasks) on its handle, with fresh record counters for an attempt.
+pub(crate) fn show_vertices(
+    handle: &JobHandle,
+    plan: &ExecutionPlan,
+    graph: &JobGraph,
+    job_id: &str,
+) -> Vec<Arc<crate::runtime::task::TaskCounters>> {
+    let counters: Vec<Arc<crate::runtime::task::TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
+    handle.set_tasks(
+        plan.heads
+            .iter()
+            .zip(&counters)
+            .map(|(&head, counters)| {
+                let status = TaskStatus {
+                    id: job_id_for(&format!("{job_id}/{head}")),
+                    name: plan.task_name(graph, head),
+                    parallelism: plan.parallelism[head],
+                    records_in: 0,
+                    records_out: 0,
+                };
+                (status, counters.clone())
+            })
+            .collect(),
+    );
+    counters
+}
+
+/// Records a failed attempt on the handle; the delay before restart number `restarts`, or
+/// `None` when the restart strategy allows no more.
+pub(crate) fn note_failure(
+    handle: &JobHandle,
+    strategy: &RestartStrategy,
+    restarts: u32,
+    task: &str,
+    message: &str,
+) -> Option<Duration> {
+    handle.record_exception(message, Some(task), crate::runtime::task::now_ms());
+    let delay = strategy.delay(restarts)?;
+    tracing::warn!(%task, %message, restart = restarts, delay_ms = delay.as_millis() as u64, "task failed; restarting the job");
+    handle.update(|s| {
+        s.state = JobState::Restarting;
+        s.restarts = restarts;
+    });
+    Some(delay)
 }
