@@ -189,7 +189,7 @@ impl TaskManager {
                 })
                 .expect("cannot start the heartbeat thread")
         };
-        let result = self.serve(&mut reader, &outbox, &attempt);
+        let result = self.serve(&mut reader, data_address, &outbox, &attempt);
         // The JobManager is gone: stop what runs for it, as nothing can checkpoint or commit it.
         session_over.store(true, Ordering::SeqCst);
         if let Some(current) = lock(&attempt).take() {
@@ -205,6 +205,7 @@ impl TaskManager {
     fn serve(
         &self,
         reader: &mut rpc::RpcReader,
+        data_address: SocketAddr,
         outbox: &Sender<ToJobManager>,
         attempt: &Arc<Mutex<Option<Attempt>>>,
     ) -> Result<(), RpcError> {
@@ -221,7 +222,7 @@ impl TaskManager {
                         wait_until_ended(&previous, Duration::from_secs(30));
                     }
                     let id = deployment.attempt;
-                    match self.deploy(deployment, outbox.clone()) {
+                    match self.deploy(deployment, data_address, outbox.clone()) {
                         Ok(started) => *lock(attempt) = Some(started),
                         Err(message) => {
                             tracing::error!(attempt = id, %message, "cannot deploy");
@@ -251,8 +252,9 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Builds this TaskManager's subtasks of an attempt and starts them.
-    fn deploy(&self, deployment: Deployment, outbox: Sender<ToJobManager>) -> Result<Attempt, String> {
+    /// Builds this TaskManager's subtasks of an attempt and starts them; `me` is the data
+    /// address it registered with, which names its slots in the deployment.
+    fn deploy(&self, deployment: Deployment, me: SocketAddr, outbox: Sender<ToJobManager>) -> Result<Attempt, String> {
         let Deployment { attempt, job_id, job, parallelism, slots, restore, checkpointing } = deployment;
         let built = job.build(&self.registry, parallelism).map_err(|e| e.to_string())?;
         let plan = ExecutionPlan::new(&built.graph, &built.settings).map_err(|e| e.to_string())?;
@@ -268,13 +270,6 @@ impl TaskManager {
         };
         let shared = Arc::new(JobShared::default());
         let counters: Vec<Arc<TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
-        let me = SocketAddr::new(
-            slots
-                .iter()
-                .find(|a| a.port() == self.net.local_addr().port())
-                .map_or(self.net.local_addr().ip(), |a| a.ip()),
-            self.net.local_addr().port(),
-        );
         let remote = Remote { net: &self.net, slots: &slots, me, attempt_key: attempt_key(&job_id, attempt) };
         let config = Arc::new(built.config.clone());
         let tasks = plan
