@@ -22,16 +22,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
-use crate::checkpoint::coordinator::{
-    CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry,
-};
+use crate::checkpoint::coordinator::{CheckpointSettings, CheckpointStats, ControlSender, TaskEntry};
 use crate::checkpoint::discover::FINISHED_MARKER;
 use crate::checkpoint::{CheckpointStorage, io_runtime};
 use crate::cluster::handle::{CompletedCheckpoint, JobHandle, JobState};
 use crate::cluster::jobspec::JobSpec;
 use crate::cluster::minicluster::{
     DEFAULT_CHECKPOINTS_DIR, DEFAULT_SAVEPOINTS_DIR, JobError, checkpoint_settings, initial_state, job_id_for,
-    note_failure, show_vertices,
+    latest_checkpoint, note_failure, show_vertices, start_coordinator,
 };
 use crate::cluster::restart::RestartStrategy;
 use crate::cluster::rpc::{self, Deployment, ToJobManager, ToTaskManager};
@@ -394,7 +392,7 @@ impl JobMaster {
             }
             let reload = |storage: Option<&CheckpointStorage>| -> Result<_, JobError> {
                 Ok(match storage {
-                    Some(storage) => initial_state(&Configuration::new(), Some(storage), &operators)?,
+                    Some(storage) => io_runtime().block_on(latest_checkpoint(storage))?,
                     None => None,
                 })
             };
@@ -518,29 +516,15 @@ impl JobMaster {
                     }
                 })
                 .collect();
-            let (savepoints_tx, savepoints_rx) = unbounded();
-            self.handle.set_coordinator(Some(savepoints_tx));
             let outs: Vec<Sender<ToTaskManager>> = taskmanagers.iter().map(|(_, out)| out.clone()).collect();
             let announce = Box::new(move |checkpoint_id: u64, dir: &str| {
                 for out in &outs {
                     let _ = out.send(ToTaskManager::CheckpointTarget { attempt, checkpoint_id, dir: dir.to_string() });
                 }
             });
-            let coordinator = CheckpointCoordinator::new(
-                settings.clone(),
-                storage.clone(),
-                entries,
-                events_rx,
-                savepoints_rx,
-                self.handle.clone(),
-                next_checkpoint_id,
-            )
-            .with_announce(announce);
-            std::thread::Builder::new().name("checkpoint-coordinator".into()).spawn(move || coordinator.run())
+            start_coordinator(&self.handle, settings, storage, entries, events_rx, next_checkpoint_id, Some(announce))
         });
-        let coordinator = coordinator
-            .transpose()
-            .map_err(|source| JobError::Spawn { task: "checkpoint coordinator".into(), source })?;
+        let coordinator = coordinator.transpose()?;
         let deployment = Deployment {
             attempt,
             job_id: self.job_id.clone(),

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::checkpoint::coordinator::{
-    CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry,
+    Announce, CheckpointCoordinator, CheckpointSettings, CheckpointStats, ControlSender, TaskEntry,
 };
 use crate::checkpoint::discover::{self, FINISHED_MARKER};
 use crate::checkpoint::metadata::checkpoint_dir;
@@ -205,7 +205,7 @@ impl MiniCluster {
                     };
                     std::thread::sleep(delay);
                     restored = match &storage {
-                        Some(storage) => io_runtime().block_on(discover::latest(storage))?.map(|d| Arc::new(d.state)),
+                        Some(storage) => io_runtime().block_on(latest_checkpoint(storage))?.map(|r| r.state),
                         None => None,
                     };
                 }
@@ -252,22 +252,9 @@ impl MiniCluster {
                 });
                 task.attach(CoordinatorLink { task: index, control: control_rx, events: events_tx.clone() });
             }
-            let (savepoints_tx, savepoints_rx) = crossbeam_channel::unbounded();
-            self.handle.set_coordinator(Some(savepoints_tx));
-            let coordinator = CheckpointCoordinator::new(
-                settings.clone(),
-                storage.clone(),
-                entries,
-                events_rx,
-                savepoints_rx,
-                self.handle.clone(),
-                next_checkpoint_id,
-            );
-            std::thread::Builder::new().name("checkpoint-coordinator".into()).spawn(move || coordinator.run())
+            start_coordinator(&self.handle, settings, storage, entries, events_rx, next_checkpoint_id, None)
         });
-        let coordinator = coordinator
-            .transpose()
-            .map_err(|source| JobError::Spawn { task: "checkpoint coordinator".into(), source })?;
+        let coordinator = coordinator.transpose()?;
         let mut handles = Vec::with_capacity(tasks.len());
         for task in tasks {
             let name = task.info().display_name();
@@ -327,6 +314,45 @@ pub(crate) fn checkpoint_settings(
     }))
 }
 
+/// Starts the checkpoint coordinator of an attempt on its own thread, taking the job's
+/// savepoint requests; its statistics come back when the attempt's tasks are all gone.
+pub(crate) fn start_coordinator(
+    handle: &JobHandle,
+    settings: &CheckpointSettings,
+    storage: &CheckpointStorage,
+    tasks: Vec<TaskEntry>,
+    events: crossbeam_channel::Receiver<crate::runtime::task::TaskEvent>,
+    next_checkpoint_id: u64,
+    announce: Option<Announce>,
+) -> Result<std::thread::JoinHandle<CheckpointStats>, JobError> {
+    let (savepoints_tx, savepoints_rx) = crossbeam_channel::unbounded();
+    handle.set_coordinator(Some(savepoints_tx));
+    let mut coordinator = CheckpointCoordinator::new(
+        settings.clone(),
+        storage.clone(),
+        tasks,
+        events,
+        savepoints_rx,
+        handle.clone(),
+        next_checkpoint_id,
+    );
+    if let Some(announce) = announce {
+        coordinator = coordinator.with_announce(announce);
+    }
+    std::thread::Builder::new()
+        .name("checkpoint-coordinator".into())
+        .spawn(move || coordinator.run())
+        .map_err(|source| JobError::Spawn { task: "checkpoint coordinator".into(), source })
+}
+
+/// The job's newest complete checkpoint under its directory `storage`.
+pub(crate) async fn latest_checkpoint(storage: &CheckpointStorage) -> Result<Option<Restore>, StorageError> {
+    Ok(discover::latest(storage).await?.map(|d| Restore {
+        url: storage.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string(),
+        state: Arc::new(d.state),
+    }))
+}
+
 /// A checkpoint or savepoint to start from.
 pub(crate) struct Restore {
     pub state: Arc<RestoredState>,
@@ -350,10 +376,7 @@ pub(crate) fn initial_state(
                 storage.delete_all("").await?;
                 return Ok::<_, StorageError>(None);
             }
-            Ok(discover::latest(storage).await?.map(|d| Restore {
-                url: storage.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string(),
-                state: Arc::new(d.state),
-            }))
+            latest_checkpoint(storage).await
         })?;
         if own.is_some() {
             return Ok(own);
