@@ -10,6 +10,11 @@ use proptest::prelude::*;
 use rheo::prelude::*;
 use rheo::runtime::exchange::{BATCH_SIZE, CHANNEL_CAPACITY};
 
+#[path = "support/slow_sink.rs"]
+mod slow_sink;
+
+use slow_sink::{Counter, SlowSink};
+
 type Rec = (u8, i64);
 type WindowKey = (u8, i64, i64);
 
@@ -195,46 +200,6 @@ fn results_are_identical_at_parallelism_1_2_and_4() {
     assert_eq!(one.1.iter().map(|(_, c)| c).sum::<u64>(), 9000);
     assert_eq!(word_counts(2), one);
     assert_eq!(word_counts(4), one);
-}
-
-/// Counts what it receives and checks how far ahead the source is.
-struct SlowSink {
-    received: Arc<AtomicU64>,
-    max_in_flight: Arc<AtomicU64>,
-    job: Arc<rheo::runtime::task::JobShared>,
-}
-
-impl SinkFunction<u64> for SlowSink {
-    fn invoke(&mut self, _value: u64, _timestamp: Timestamp) {
-        let received = self.received.fetch_add(1, Ordering::Relaxed) + 1;
-        let emitted = self.job.records_in.load(Ordering::Relaxed);
-        self.max_in_flight.fetch_max(emitted.saturating_sub(received), Ordering::Relaxed);
-        if received.is_multiple_of(256) {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-/// Emits numbers as fast as it may.
-struct Counter {
-    next: u64,
-    end: u64,
-}
-
-impl SourceFunction<u64> for Counter {
-    fn poll(
-        &mut self,
-        out: &mut SourceOutput<'_, u64>,
-    ) -> Result<SourceStatus, Box<dyn std::error::Error + Send + Sync>> {
-        for _ in 0..BATCH_SIZE {
-            if self.next == self.end {
-                return Ok(SourceStatus::Finished);
-            }
-            out.collect(self.next);
-            self.next += 1;
-        }
-        Ok(SourceStatus::More)
-    }
 }
 
 #[test]

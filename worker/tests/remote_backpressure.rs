@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use rheo::graph::plan::{ExecutionPlan, Remote};
 use rheo::network::{NetworkConfig, NetworkEnvironment};
@@ -13,46 +12,12 @@ use rheo::prelude::*;
 use rheo::runtime::exchange::{BATCH_SIZE, CHANNEL_CAPACITY};
 use rheo::runtime::task::{JobShared, TaskOutcome};
 
+#[path = "support/slow_sink.rs"]
+mod slow_sink;
+
+use slow_sink::{Counter, SlowSink};
+
 const CREDITS: u32 = 4;
-
-/// Counts what it receives, checks how far ahead the source is, and is slow.
-struct SlowSink {
-    received: Arc<AtomicU64>,
-    max_in_flight: Arc<AtomicU64>,
-    job: Arc<JobShared>,
-}
-
-impl SinkFunction<u64> for SlowSink {
-    fn invoke(&mut self, _value: u64, _timestamp: Timestamp) {
-        let received = self.received.fetch_add(1, Ordering::Relaxed) + 1;
-        let emitted = self.job.records_in.load(Ordering::Relaxed);
-        self.max_in_flight.fetch_max(emitted.saturating_sub(received), Ordering::Relaxed);
-        if received.is_multiple_of(256) {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
-struct Counter {
-    next: u64,
-    end: u64,
-}
-
-impl SourceFunction<u64> for Counter {
-    fn poll(
-        &mut self,
-        out: &mut SourceOutput<'_, u64>,
-    ) -> Result<SourceStatus, Box<dyn std::error::Error + Send + Sync>> {
-        for _ in 0..BATCH_SIZE {
-            if self.next == self.end {
-                return Ok(SourceStatus::Finished);
-            }
-            out.collect(self.next);
-            self.next += 1;
-        }
-        Ok(SourceStatus::More)
-    }
-}
 
 #[test]
 fn a_slow_sink_behind_tcp_slows_the_source_with_bounded_buffers() {
