@@ -1,0 +1,498 @@
+//! `make bench`: throughput, latency and memory of the engine on the word-count benchmark.
+//!
+//! Word count over lines of 8 words drawn from a 10,000-word vocabulary: key by word, 1 s
+//! tumbling processing-time windows, sum. Each case runs in its own child process so its peak
+//! RSS is its own. Cases:
+//! - `bare`: one thread generating the same lines and counting words in a hash map, with the
+//!   same 1 s window roll-over: the ceiling the engine is compared with;
+//! - `engine-p1`, `engine-p2`: the job on the embedded mini-cluster;
+//! - `checkpoint-file`, `checkpoint-s3`: the same with checkpoints every 1 s (S3 when
+//!   `RHEO_TEST_S3` names a bucket, see `scripts/services/s3.sh`);
+//! - `recovery`: time from a task failure to processing resumed from the last checkpoint;
+//! - `cluster-1tm`, `cluster-2tm`: the `datagen-word-count` job at parallelism 2 on a standalone
+//!   cluster of processes: one JobManager and one TaskManager with two slots, or two
+//!   TaskManagers with one slot each (records cross TCP between them); timed from deployment
+//!   to the end of the job, RSS is the largest TaskManager's;
+//! - `cluster-recovery`: two one-slot TaskManagers run the job at parallelism 2 with
+//!   checkpoints every second, a third stands by; one of the two is killed with SIGKILL, and
+//!   the time to the redeployment and to the first checkpoint completed after it is measured
+//!   (processing resumed and consistent; bounded below by the 1 s checkpoint interval).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rheo::connectors::datagen::{DatagenConfig, word_lines};
+use rheo::prelude::*;
+use rheo::runtime::driver::minicluster::MiniCluster;
+use rheo::runtime::task::now_ms;
+use rheo_cli::jobs::words::{CountAggregate, WordWithCount, tokenize, words};
+
+const VOCABULARY: usize = 10_000;
+const WORDS_PER_LINE: usize = 8;
+const SEED: u64 = 42;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("case") => {
+            let name = args.get(2).context("case name")?;
+            let lines: u64 = args.get(3).context("line count")?.parse()?;
+            let report = run_case(name, lines)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        None => orchestrate(),
+        Some(other) => bail!("unknown argument '{other}': run without arguments"),
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
+struct Report {
+    case: String,
+    lines: u64,
+    seconds: f64,
+    lines_per_second: f64,
+    words_per_second: f64,
+    peak_rss_mib: f64,
+    latency_p50_ms: Option<i64>,
+    latency_p99_ms: Option<i64>,
+    checkpoints: Option<u64>,
+    checkpoint_ms: Option<f64>,
+    checkpoint_bytes: Option<u64>,
+    recovery_ms: Option<f64>,
+}
+
+fn orchestrate() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let lines: u64 = std::env::var("RHEO_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let mut cases = vec!["bare", "engine-p1", "engine-p2", "checkpoint-file"];
+    if std::env::var_os("RHEO_TEST_S3").is_some() {
+        cases.push("checkpoint-s3");
+    } else {
+        eprintln!("RHEO_TEST_S3 not set: skipping checkpoint-s3 (make bench starts SeaweedFS)");
+    }
+    cases.extend(["recovery", "cluster-1tm", "cluster-2tm", "cluster-recovery"]);
+    println!(
+        "word count: lines of {WORDS_PER_LINE} words from a {VOCABULARY}-word vocabulary, key by word, 1 s tumbling window, sum; {lines} lines per case; {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+    println!(
+        "{:<16} {:>10} {:>12} {:>13} {:>9} {:>12} {:>10} {:>10}",
+        "case", "seconds", "lines/s", "words/s", "RSS MiB", "latency p50/p99", "chk ms", "max chk KiB"
+    );
+    let mut reports: Vec<Report> = Vec::new();
+    for case in cases {
+        // A backtrace on the recovery case's injected panic would measure symbolization, not
+        // recovery: the cases run as production would, without RUST_BACKTRACE.
+        let output = std::process::Command::new(&exe)
+            .args(["case", case, &lines.to_string()])
+            .env("RUST_BACKTRACE", "0")
+            .output()?;
+        if !output.status.success() {
+            bail!("case {case} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let report: Report = serde_json::from_slice(
+            output.stdout.split(|&b| b == b'\n').rfind(|l| !l.is_empty()).context("case printed nothing")?,
+        )?;
+        let latency = match (report.latency_p50_ms, report.latency_p99_ms) {
+            (Some(a), Some(b)) => format!("{a}/{b} ms"),
+            _ => "-".into(),
+        };
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:<16} {:>10.2} {:>12.0} {:>13.0} {:>9.1} {:>15} {:>10} {:>10}",
+            report.case,
+            report.seconds,
+            report.lines_per_second,
+            report.words_per_second,
+            report.peak_rss_mib,
+            latency,
+            opt(report.checkpoint_ms),
+            report.checkpoint_bytes.map(|b| format!("{:.0}", b as f64 / 1024.0)).unwrap_or_else(|| "-".into()),
+        );
+        reports.push(report);
+    }
+    let rate = |name: &str| reports.iter().find(|r| r.case == name).map(|r| r.lines_per_second);
+    if let (Some(bare), Some(p1)) = (rate("bare"), rate("engine-p1")) {
+        println!("engine p=1 / bare loop: {:.0} %", 100.0 * p1 / bare);
+    }
+    if let (Some(p1), Some(p2)) = (rate("engine-p1"), rate("engine-p2")) {
+        println!("engine p=2 / p=1: {:.2}x", p2 / p1);
+    }
+    for case in ["checkpoint-file", "checkpoint-s3"] {
+        if let (Some(p1), Some(c)) = (rate("engine-p1"), rate(case)) {
+            println!("{case}: throughput cost {:.1} % against no checkpoints", 100.0 * (1.0 - c / p1));
+        }
+    }
+    if let Some(r) = reports.iter().find(|r| r.case == "recovery") {
+        println!("recovery: {:.0} ms from task failure to processing resumed", r.recovery_ms.unwrap_or(f64::NAN));
+    }
+    if let (Some(one), Some(two)) = (rate("cluster-1tm"), rate("cluster-2tm")) {
+        println!("p=2 across two TaskManager processes / in one TaskManager: {:.2}x", two / one);
+    }
+    if let Some(r) = reports.iter().find(|r| r.case == "cluster-recovery") {
+        println!(
+            "cluster recovery: {:.0} ms from TaskManager SIGKILL to the first checkpoint after the restart",
+            r.recovery_ms.unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let mut report = Report { case: name.to_string(), lines, ..Default::default() };
+    match name {
+        "bare" => bare_loop(lines),
+        "engine-p1" => engine(&mut report, lines, 1, None)?,
+        "engine-p2" => engine(&mut report, lines, 2, None)?,
+        "checkpoint-file" => {
+            let dir = std::env::temp_dir().join(format!("rheo-bench-{}", std::process::id()));
+            engine(&mut report, lines, 1, Some(dir.to_str().context("temp dir")?.to_string()))?;
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        "checkpoint-s3" => {
+            let root = std::env::var("RHEO_TEST_S3").context("RHEO_TEST_S3")?;
+            engine(&mut report, lines, 1, Some(format!("{root}/bench-{}", std::process::id())))?;
+        }
+        "recovery" => recovery(&mut report, lines)?,
+        "cluster-1tm" => return cluster::throughput(report, lines, 1, 2),
+        "cluster-2tm" => return cluster::throughput(report, lines, 2, 1),
+        "cluster-recovery" => return cluster::recovery(report),
+        other => bail!("unknown case '{other}'"),
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.lines_per_second = lines as f64 / report.seconds;
+    report.words_per_second = report.lines_per_second * WORDS_PER_LINE as f64;
+    report.peak_rss_mib = peak_rss_mib();
+    Ok(report)
+}
+
+/// The ceiling: the same lines, split and counted in one thread with a 1 s window roll-over.
+fn bare_loop(lines: u64) {
+    let generate = word_lines(SEED, VOCABULARY, WORDS_PER_LINE);
+    let mut counts: HashMap<String, u64, foldhash::fast::RandomState> = HashMap::default();
+    let mut window_end = now_ms() / 1000 * 1000 + 1000;
+    let mut emitted = 0u64;
+    for i in 0..lines {
+        let line = generate(i);
+        for word in words(&line) {
+            match counts.get_mut(word) {
+                Some(c) => *c += 1,
+                None => {
+                    counts.insert(word.to_string(), 1);
+                }
+            }
+        }
+        if i % 1024 == 0 && now_ms() >= window_end {
+            emitted += counts.drain().map(|(_, c)| c).sum::<u64>();
+            window_end += 1000;
+        }
+    }
+    emitted += counts.values().sum::<u64>();
+    assert_eq!(emitted, lines * WORDS_PER_LINE as u64);
+}
+
+/// Window results' latency: how long after its window's end each result reached the sink.
+struct LatencySink {
+    latencies: Arc<Mutex<Vec<i64>>>,
+    local: Vec<i64>,
+    words: Arc<AtomicU64>,
+}
+
+impl SinkFunction<(u64, i64)> for LatencySink {
+    fn invoke(&mut self, (count, window_end): (u64, i64), _timestamp: Timestamp) {
+        self.words.fetch_add(count, Ordering::Relaxed);
+        if self.local.len() < 1_000_000 {
+            self.local.push(now_ms() - window_end);
+        }
+    }
+    fn flush(&mut self) {
+        self.latencies.lock().expect("latencies").append(&mut self.local);
+    }
+}
+
+fn word_count_job(env: &StreamEnv, lines: u64, latencies: Arc<Mutex<Vec<i64>>>, words: Arc<AtomicU64>) {
+    let config = DatagenConfig { count: Some(lines), ..Default::default() };
+    env.datagen(config, word_lines(SEED, VOCABULARY, WORDS_PER_LINE))
+        .flat_map(|line: String, out: &mut Collector<'_, WordWithCount>| tokenize(&line, out))
+        .key_by(|wc: &WordWithCount| wc.word.clone())
+        .window(TumblingProcessingTimeWindows::of(Duration::from_secs(1)))
+        .aggregate_with(
+            CountAggregate,
+            |_word: &compact_str::CompactString,
+             w: &TimeWindow,
+             counts: &[u64],
+             out: &mut Collector<'_, (u64, i64)>| { out.collect((counts[0], w.end)) },
+        )
+        .add_sink("Latency", move |_| LatencySink {
+            latencies: latencies.clone(),
+            local: Vec::new(),
+            words: words.clone(),
+        });
+}
+
+fn engine(report: &mut Report, lines: u64, parallelism: usize, checkpoints: Option<String>) -> anyhow::Result<()> {
+    let mut config = Configuration::new();
+    if let Some(dir) = &checkpoints {
+        config.set("execution.checkpointing.interval", "1 s");
+        config.set("state.checkpoints.dir", dir.as_str());
+    }
+    let mut env = StreamEnv::new(config.clone());
+    env.set_parallelism(parallelism);
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let words = Arc::new(AtomicU64::new(0));
+    word_count_job(&env, lines, latencies.clone(), words.clone());
+    let graph = std::mem::take(&mut *env.graph());
+    let result = MiniCluster::new(config).run(&report.case, graph, &env.plan_settings()?)?;
+    anyhow::ensure!(words.load(Ordering::Relaxed) == lines * WORDS_PER_LINE as u64, "every word counted once");
+    let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
+    latencies.sort_unstable();
+    if !latencies.is_empty() {
+        report.latency_p50_ms = Some(latencies[latencies.len() / 2]);
+        report.latency_p99_ms = Some(latencies[latencies.len() * 99 / 100]);
+    }
+    if checkpoints.is_some() {
+        let stats = &result.checkpoints;
+        report.checkpoints = Some(stats.completed);
+        if stats.completed > 0 {
+            report.checkpoint_ms = Some(stats.total_duration.as_secs_f64() * 1000.0 / stats.completed as f64);
+            report.checkpoint_bytes = Some(stats.max_size);
+        }
+    }
+    Ok(())
+}
+
+/// A task fails halfway; the job restarts at once from its last checkpoint. Measures the time
+/// from the failure to the first record processed after the restart.
+fn recovery(report: &mut Report, lines: u64) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("rheo-bench-recovery-{}", std::process::id()));
+    let mut config = Configuration::new();
+    config.set("execution.checkpointing.interval", "500 ms");
+    config.set("state.checkpoints.dir", dir.to_str().context("temp dir")?);
+    config.set("restart-strategy.type", "fixed-delay");
+    config.set("restart-strategy.fixed-delay.attempts", "1");
+    config.set("restart-strategy.fixed-delay.delay", "0 ms");
+    let mut env = StreamEnv::new(config.clone());
+    env.set_parallelism(1);
+    let failed_at = Arc::new(AtomicI64::new(0));
+    let resumed_at = Arc::new(AtomicI64::new(0));
+    let seen = Arc::new(AtomicU64::new(0));
+    let (f, r) = (failed_at.clone(), resumed_at.clone());
+    let fail_after = lines / 2;
+    let datagen = DatagenConfig { count: Some(lines), ..Default::default() };
+    env.datagen(datagen, word_lines(SEED, VOCABULARY, WORDS_PER_LINE))
+        .map(move |line: String| {
+            let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
+            if n == fail_after {
+                f.store(rheo_now_micros(), Ordering::Relaxed);
+                panic!("benchmark failure");
+            }
+            if f.load(Ordering::Relaxed) != 0 && r.load(Ordering::Relaxed) == 0 {
+                r.store(rheo_now_micros(), Ordering::Relaxed);
+            }
+            line
+        })
+        .flat_map(|line: String, out: &mut Collector<'_, WordWithCount>| tokenize(&line, out))
+        .key_by(|wc: &WordWithCount| wc.word.clone())
+        .window(TumblingProcessingTimeWindows::of(Duration::from_secs(1)))
+        .aggregate(CountAggregate)
+        .discard();
+    let graph = std::mem::take(&mut *env.graph());
+    let result = MiniCluster::new(config).run("recovery", graph, &env.plan_settings()?)?;
+    let _ = std::fs::remove_dir_all(dir);
+    anyhow::ensure!(result.restarts == 1, "the job restarted once");
+    let (failed, resumed) = (failed_at.load(Ordering::Relaxed), resumed_at.load(Ordering::Relaxed));
+    anyhow::ensure!(failed > 0 && resumed > failed, "failure and resumption observed");
+    report.recovery_ms = Some((resumed - failed) as f64 / 1000.0);
+    Ok(())
+}
+
+fn rheo_now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// Cases on a standalone cluster of `rheo` processes (the binary next to this one).
+mod cluster {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, bail};
+
+    use super::{Report, WORDS_PER_LINE};
+
+    struct Processes {
+        dir: PathBuf,
+        config: Vec<String>,
+        jobmanager: Option<Child>,
+        taskmanagers: Vec<Child>,
+    }
+
+    impl Processes {
+        fn new(extra: &[&str]) -> anyhow::Result<Self> {
+            let dir = std::env::temp_dir().join(format!("rheo-bench-cluster-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let port =
+                |_| -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+            let mut config = vec![
+                format!("jobmanager.rpc.port={}", port(0)?),
+                "jobmanager.rpc.address=127.0.0.1".to_string(),
+                format!("rest.port={}", port(1)?),
+                format!("state.checkpoints.dir=file://{}/chk", dir.display()),
+                "taskmanager.data.port=0".to_string(),
+                "heartbeat.interval=200ms".to_string(),
+                "heartbeat.timeout=5s".to_string(),
+            ];
+            config.extend(extra.iter().map(|s| s.to_string()));
+            Ok(Self { dir, config, jobmanager: None, taskmanagers: Vec::new() })
+        }
+
+        fn spawn(&self, log: &str, args: &[&str]) -> anyhow::Result<Child> {
+            let rheo = std::env::current_exe()?.with_file_name("rheo");
+            let mut command = Command::new(&rheo);
+            command.current_dir(&self.dir).arg(args[0]);
+            for kv in &self.config {
+                command.arg("-D").arg(kv);
+            }
+            command
+                .args(&args[1..])
+                .env("RHEO_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(self.dir.join(log))?)
+                .spawn()
+                .with_context(|| format!("cannot start {} (make bench builds it)", rheo.display()))
+        }
+
+        fn start(&mut self, job: &[&str], taskmanagers: usize, slots: usize) -> anyhow::Result<()> {
+            let mut args = vec!["jobmanager", "--job", "datagen-word-count", "-p", "2", "--"];
+            args.extend(job);
+            self.jobmanager = Some(self.spawn("jobmanager.log", &args)?);
+            let slots = format!("taskmanager.numberOfTaskSlots={slots}");
+            for i in 0..taskmanagers {
+                let tm = self.spawn(&format!("taskmanager-{i}.log"), &["taskmanager", "-D", &slots])?;
+                self.taskmanagers.push(tm);
+            }
+            Ok(())
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.join("jobmanager.log")).unwrap_or_default()
+        }
+
+        /// When the JobManager's log first has `count` lines with `pattern`.
+        fn await_log(&self, pattern: &str, count: usize, within: Duration) -> anyhow::Result<Instant> {
+            let deadline = Instant::now() + within;
+            loop {
+                let log = self.log();
+                if log.matches(pattern).count() >= count {
+                    return Ok(Instant::now());
+                }
+                if log.contains("job ended") || Instant::now() > deadline {
+                    bail!("no '{pattern}' in the JobManager's log:\n{log}");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+
+        fn peak_rss_mib(&self) -> f64 {
+            self.taskmanagers.iter().map(|c| rss_mib(c.id())).fold(0.0, f64::max)
+        }
+    }
+
+    impl Drop for Processes {
+        fn drop(&mut self) {
+            for child in self.taskmanagers.iter_mut().chain(self.jobmanager.as_mut()) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn rss_mib(pid: u32) -> f64 {
+        let status =
+            std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+
+    pub fn throughput(mut report: Report, lines: u64, taskmanagers: usize, slots: usize) -> anyhow::Result<Report> {
+        let mut cluster = Processes::new(&["execution.checkpointing.interval=0"])?;
+        let count = lines.to_string();
+        cluster.start(&["--count", &count, "--sink", "discard"], taskmanagers, slots)?;
+        let deployed = cluster.await_log("deploying the job", 1, Duration::from_secs(60))?;
+        // Wait for the end without burning a core on polling.
+        let deadline = deployed + Duration::from_secs(600);
+        let finished = loop {
+            if cluster.log().contains("job finished") {
+                break Instant::now();
+            }
+            if cluster.log().contains("job ended") || Instant::now() > deadline {
+                bail!("the job did not finish:\n{}", cluster.log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        report.seconds = (finished - deployed).as_secs_f64();
+        report.lines_per_second = lines as f64 / report.seconds;
+        report.words_per_second = report.lines_per_second * WORDS_PER_LINE as f64;
+        report.peak_rss_mib = cluster.peak_rss_mib();
+        Ok(report)
+    }
+
+    pub fn recovery(mut report: Report) -> anyhow::Result<Report> {
+        let mut cluster = Processes::new(&[
+            "execution.checkpointing.interval=1s",
+            "restart-strategy.type=fixed-delay",
+            "restart-strategy.fixed-delay.delay=0ms",
+        ])?;
+        cluster.start(&["--rate", "200000", "--sink", "discard"], 2, 1)?;
+        cluster.await_log("completed checkpoint", 2, Duration::from_secs(60))?;
+        // A spare TaskManager, registered after the job's two: the restart need not wait for one.
+        let spare =
+            cluster.spawn("taskmanager-spare.log", &["taskmanager", "-D", "taskmanager.numberOfTaskSlots=1"])?;
+        cluster.taskmanagers.push(spare);
+        cluster.await_log("TaskManager registered", 3, Duration::from_secs(60))?;
+        let checkpoints_before = cluster.log().matches("completed checkpoint").count();
+        let started = Instant::now();
+        let victim = &mut cluster.taskmanagers[0];
+        victim.kill()?;
+        victim.wait()?;
+        cluster.await_log("deploying the job", 2, Duration::from_secs(60))?;
+        let redeployed = started.elapsed();
+        // A checkpoint that completes after the restart: the new attempt processes records.
+        let log_at_restart = cluster.log();
+        let restart_at = log_at_restart.rfind("deploying the job").context("restart in log")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let resumed = loop {
+            let log = cluster.log();
+            if log.get(restart_at..).is_some_and(|tail| tail.contains("completed checkpoint")) {
+                break started.elapsed();
+            }
+            if Instant::now() > deadline {
+                bail!("no checkpoint after the restart ({checkpoints_before} before):\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        eprintln!("TaskManager killed: redeployed after {redeployed:?}, first checkpoint after {resumed:?}");
+        report.recovery_ms = Some(resumed.as_secs_f64() * 1000.0);
+        report.seconds = resumed.as_secs_f64();
+        report.peak_rss_mib = cluster.peak_rss_mib();
+        Ok(report)
+    }
+}

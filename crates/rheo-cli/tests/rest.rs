@@ -1,0 +1,681 @@
+//! The REST API of `rheo run` and the client commands against it, on a real process: answers
+//! have the field names and JSON types of a real Flink 2.3 JobManager (the captured responses in
+//! `worker/rest/tests/flink-rest/`), errors are Flink-shaped, and a savepoint taken with
+//! `rheo savepoint`, a stop with `rheo stop` and a resume with `--from-savepoint` work end to end.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `rheo run` in the background, logging at info into `<cwd>/run.log`; killed when dropped.
+struct Run {
+    child: Child,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Run {
+    fn start(cwd: &Path, extra: &[&str]) -> Run {
+        let port = free_port();
+        let log = cwd.join("run.log");
+        let mut args = vec!["run", "datagen-word-count", "--rate", "2000", "--sink", "discard"];
+        args.extend_from_slice(extra);
+        let rest_port = format!("rest.port={port}");
+        args.extend_from_slice(&["-D", &rest_port, "-D", "execution.checkpointing.interval=200ms"]);
+        let child = Command::new(env!("CARGO_BIN_EXE_rheo"))
+            .current_dir(cwd)
+            .args(&args)
+            .env("RHEO_LOG", "info")
+            .env_remove("RHEO_CONF_DIR")
+            .env_remove("RHEO_PARALLELISM_DEFAULT")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start rheo run");
+        Run { child, log, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for the process to exit.
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "rheo run did not exit; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        http(self.port, "GET", path, None)
+    }
+
+    /// Polls `path` until `done` holds for its JSON answer.
+    fn await_json(&mut self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("rheo run exited ({status}) while waiting for {what}; log:\n{}", self.log());
+            }
+            if let Ok((200, json)) = try_http(self.port, "GET", path, None)
+                && done(&json)
+            {
+                return json;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request; the status and the JSON body (`null` when empty or not JSON).
+fn try_http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    try_http(port, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+fn rheo(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rheo")).current_dir(cwd).args(args).env("RHEO_LOG", "warn").output().unwrap()
+}
+
+fn captured(name: &str) -> Value {
+    let path = format!("{}/rest/tests/flink-rest/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+/// Fields of Flink's answers that Rheo leaves out on purpose (JSON paths, `[]` for any element).
+const OMITTED: &[&str] = &[
+    // The handle knows the vertices but not the edges between them.
+    "/jobs/:id.plan.nodes[].inputs",
+];
+
+/// Checks that `ours` has the keys and JSON types of `flink`, recursively. Arrays compare each of
+/// our elements with Flink's first; `null` matches anything (Flink's nullable fields).
+fn same_shape(ours: &Value, flink: &Value, at: &str, errors: &mut Vec<String>) {
+    match (ours, flink) {
+        (Value::Null, _) | (_, Value::Null) => {}
+        (Value::Object(a), Value::Object(b)) => {
+            for key in b.keys() {
+                let path = format!("{at}.{key}");
+                if !a.contains_key(key) && !OMITTED.contains(&path.as_str()) {
+                    errors.push(format!("{path}: missing"));
+                }
+            }
+            for (key, value) in a {
+                match b.get(key) {
+                    Some(theirs) => same_shape(value, theirs, &format!("{at}.{key}"), errors),
+                    None => errors.push(format!("{at}.{key}: not in Flink's answer")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if let Some(theirs) = b.first() {
+                for value in a {
+                    same_shape(value, theirs, &format!("{at}[]"), errors);
+                }
+            }
+        }
+        (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_)) => {}
+        _ => errors.push(format!("{at}: {ours} where Flink has {flink}")),
+    }
+}
+
+fn savepoint_path(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find_map(|l| l.strip_prefix("Savepoint completed. Path: "));
+    line.unwrap_or_else(|| panic!("no savepoint path in {text:?}, stderr {}", String::from_utf8_lossy(&out.stderr)))
+        .to_string()
+}
+
+/// `file:///a/b` → `/a/b`.
+fn local(url: &str) -> PathBuf {
+    PathBuf::from(url.strip_prefix("file://").unwrap_or(url))
+}
+
+/// Checks a savepoint directory: `savepoint-<job[0..6]>-<12 hex>` holding `_metadata`.
+fn check_savepoint_dir(location: &str, job_id: &str) {
+    let dir = local(location);
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let suffix = name.strip_prefix(&format!("savepoint-{}-", &job_id[..6])).unwrap_or_else(|| panic!("{name}"));
+    assert!(suffix.len() == 12 && suffix.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+    assert!(dir.join("_metadata").is_file(), "{} has no _metadata", dir.display());
+}
+
+#[test]
+fn rest_api_savepoint_stop_and_resume() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut run = Run::start(cwd.path(), &[]);
+    let jobs = run.await_json("/jobs", "the job to run", |j| j["jobs"][0]["status"] == "RUNNING");
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_string();
+    assert!(run.log().contains(&format!("REST API at {}", run.url())), "{}", run.log());
+    run.await_json(&format!("/jobs/{id}/checkpoints"), "a checkpoint", |c| c["counts"]["completed"].as_u64() > Some(0));
+
+    // Field names and JSON types as Flink's, endpoint by endpoint.
+    let endpoints = [
+        ("/config", "/config".to_string(), "config.json"),
+        ("/overview", "/overview".to_string(), "overview.json"),
+        ("/jobs", "/jobs".to_string(), "jobs.json"),
+        ("/jobs/overview", "/jobs/overview".to_string(), "jobs-overview.json"),
+        ("/jobs/:id", format!("/jobs/{id}"), "job.json"),
+        ("/jobs/:id/checkpoints", format!("/jobs/{id}/checkpoints"), "job-checkpoints.json"),
+        ("/jobs/:id/checkpoints/config", format!("/jobs/{id}/checkpoints/config"), "job-checkpoints-config.json"),
+        ("/jobs/:id/exceptions", format!("/jobs/{id}/exceptions"), "job-exceptions.json"),
+    ];
+    let mut errors = Vec::new();
+    for (name, path, file) in endpoints {
+        let (status, ours) = run.get(&path);
+        assert_eq!(status, 200, "{path}: {ours}");
+        same_shape(&ours, &captured(file), name, &mut errors);
+    }
+    assert!(errors.is_empty(), "answers differ from Flink's:\n{}", errors.join("\n"));
+    let (_, job) = run.get(&format!("/jobs/{id}"));
+    assert_eq!(job["state"], "RUNNING");
+    assert!(job["vertices"][0]["metrics"]["write-records"].as_u64() > Some(0), "{job}");
+
+    let metrics = ureq_text(run.port, "/metrics");
+    assert!(metrics.contains(&format!("flink_taskmanager_job_task_numRecordsOut{{job_id=\"{id}\"")), "{metrics}");
+    assert!(metrics.contains("flink_jobmanager_job_numberOfCompletedCheckpoints{"), "{metrics}");
+
+    // Flink-shaped errors.
+    let unknown = "00000000000000000000000000000000";
+    for (method, path) in [
+        ("GET", format!("/jobs/{unknown}")),
+        ("GET", format!("/jobs/{unknown}/checkpoints")),
+        ("PATCH", format!("/jobs/{unknown}")),
+    ] {
+        let (status, body) = http(run.port, method, &path, None);
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(body["errors"][0], format!("Job {unknown} not found"), "{body}");
+    }
+    let (status, body) = http(run.port, "POST", &format!("/jobs/{id}/savepoints"), Some(r#"{"cancel-job":"yes"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("'cancel-job'"), "{body}");
+    let (status, body) = http(run.port, "POST", &format!("/jobs/{id}/stop"), Some("not json"));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(run.port, "GET", &format!("/jobs/{id}/savepoints/nosuchtrigger"), None);
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = http(run.port, "GET", "/jobs/not-a-job-id", None);
+    assert_eq!(status, 400);
+
+    // The client commands.
+    let jm = run.url();
+    let list = rheo(cwd.path(), &["list", "--jobmanager", &jm]);
+    assert!(list.status.success(), "{list:?}");
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(listed.contains(&format!(" : {id} : datagen-word-count (RUNNING)")), "{listed}");
+
+    let savepoints = cwd.path().join("savepoints");
+    let out = rheo(cwd.path(), &["savepoint", &id, savepoints.to_str().unwrap(), "--jobmanager", &jm]);
+    assert!(out.status.success(), "{out:?}");
+    let location = savepoint_path(&out);
+    assert!(local(&location).starts_with(&savepoints), "{location}");
+    check_savepoint_dir(&location, &id);
+    let (_, checkpoints) = run.get(&format!("/jobs/{id}/checkpoints"));
+    assert_eq!(checkpoints["latest"]["savepoint"]["external_path"], location.as_str(), "{checkpoints}");
+
+    let out = rheo(cwd.path(), &["stop", &id, "--jobmanager", &jm]);
+    assert!(out.status.success(), "{out:?}");
+    let stopped_at = savepoint_path(&out);
+    check_savepoint_dir(&stopped_at, &id);
+    let status = run.wait();
+    assert!(status.success(), "rheo run after stop: {status}; log:\n{}", run.log());
+
+    // Resume elsewhere (no checkpoints of its own there) from the stop's savepoint.
+    let cwd2 = tempfile::tempdir().unwrap();
+    let mut resumed = Run::start(cwd2.path(), &["--from-savepoint", &stopped_at]);
+    resumed.await_json(&format!("/jobs/{id}"), "the resumed job to run", |j| j["state"] == "RUNNING");
+    let log = resumed.log();
+    assert!(log.contains("restoring from savepoint"), "{log}");
+    let (_, checkpoints) = resumed.get(&format!("/jobs/{id}/checkpoints"));
+    assert_eq!(checkpoints["counts"]["restored"], 1, "{checkpoints}");
+
+    // Cancel over REST: 202 with `{}`, then the process ends.
+    let (status, body) = http(resumed.port, "PATCH", &format!("/jobs/{id}?mode=cancel"), None);
+    assert_eq!((status, body), (202, serde_json::json!({})));
+    resumed.wait();
+}
+
+/// The body of a GET as text.
+fn ureq_text(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn taken_port_warns_and_runs_without_rest() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rheo"))
+        .current_dir(cwd.path())
+        .args(["run", "datagen-word-count", "--count", "1000", "--sink", "discard", "-D", &format!("rest.port={port}")])
+        .env("RHEO_LOG", "warn")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")) && err.contains("without"), "{err}");
+}
+
+#[test]
+fn client_commands_name_an_unreachable_jobmanager() {
+    let port = free_port();
+    let cwd = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for args in [vec!["list"], vec!["cancel", "00000000000000000000000000000000"]] {
+        let mut args = args.clone();
+        args.extend(["--jobmanager", &url]);
+        let out = rheo(cwd.path(), &args);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(&url), "{err}");
+    }
+    // Through the environment variable, and a Flink-shaped 404 as one line.
+    let out = Command::new(env!("CARGO_BIN_EXE_rheo"))
+        .current_dir(cwd.path())
+        .args(["list"])
+        .env("RHEO_JOBMANAGER", &url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&url));
+}
+
+// ---- A session cluster in this process (see `common`): errors, submission, TaskManagers,
+// configuration, back pressure and `rheo submit`.
+
+use std::sync::Arc;
+
+use common::{Session, await_json, fake_taskmanager, get};
+use rheo::config::Configuration;
+use rheo::runtime::driver::handle::JobHandle;
+use rheo_cluster::view::{ClusterView, SubmitError, SubmitRequest, TaskManagerInfo};
+
+/// A cluster with TaskManagers and no jobs; `submit` refuses or accepts without running.
+struct FakeView {
+    taskmanagers: Vec<TaskManagerInfo>,
+    answer: Result<String, SubmitError>,
+    requests: std::sync::Mutex<Vec<SubmitRequest>>,
+}
+
+impl FakeView {
+    fn new(taskmanagers: Vec<TaskManagerInfo>, answer: Result<String, SubmitError>) -> Arc<FakeView> {
+        Arc::new(FakeView { taskmanagers, answer, requests: Default::default() })
+    }
+}
+
+impl ClusterView for FakeView {
+    fn jobs(&self) -> Vec<JobHandle> {
+        Vec::new()
+    }
+    fn taskmanagers(&self) -> Vec<TaskManagerInfo> {
+        self.taskmanagers.clone()
+    }
+    fn available_jobs(&self) -> Vec<(String, String)> {
+        vec![("word-count".into(), "counts words".into())]
+    }
+    fn submit(&self, request: SubmitRequest) -> Result<String, SubmitError> {
+        self.requests.lock().unwrap().push(request);
+        self.answer.clone()
+    }
+}
+
+fn error_of(body: &Value) -> String {
+    body["errors"][0].as_str().unwrap_or_else(|| panic!("not a Flink error: {body}")).to_string()
+}
+
+#[test]
+fn taskmanagers_and_overview_come_from_the_view() {
+    let view = FakeView::new(
+        vec![fake_taskmanager("tm-a", "10.0.0.1:6121", 4, 1), fake_taskmanager("tm-b", "tm-b.svc:6122", 2, 2)],
+        Ok("0".repeat(32)),
+    );
+    let server = common::serve(view, &Configuration::new());
+    let tms = get(&server, "/taskmanagers");
+    let tms = tms["taskmanagers"].as_array().unwrap();
+    assert_eq!(tms.len(), 2);
+    assert_eq!(tms[0]["id"], "tm-a");
+    assert_eq!((tms[0]["dataPort"].as_i64(), tms[1]["dataPort"].as_i64()), (Some(6121), Some(6122)));
+    assert_eq!((tms[0]["slotsNumber"].as_u64(), tms[0]["freeSlots"].as_u64()), (Some(4), Some(1)));
+    assert_eq!(tms[0]["assignedTasks"], 3);
+    assert_eq!(tms[0]["timeSinceLastHeartbeat"], 1_795_464_444_106_i64);
+    assert_eq!(
+        (tms[0]["hardware"]["cpuCores"].as_u64(), tms[0]["totalResource"]["cpuCores"].as_f64()),
+        (Some(8), Some(8.0))
+    );
+    assert_eq!(tms[0]["freeResource"]["cpuCores"].as_f64(), Some(2.0));
+    assert_eq!(tms[1]["hardware"]["physicalMemory"], 16_i64 << 30);
+    let overview = get(&server, "/overview");
+    assert_eq!((overview["taskmanagers"].as_u64(), overview["slots-total"].as_u64()), (Some(2), Some(6)));
+    assert_eq!((overview["slots-available"].as_u64(), overview["jobs-running"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(get(&server, "/jobs"), serde_json::json!({"jobs": []}));
+}
+
+#[test]
+fn jobmanager_config_masks_secrets() {
+    let mut config = Configuration::new();
+    config.set("s3.access-key", "AKIA0000");
+    config.set("s3.secret-key", "hunter2");
+    config.set("fs.azure.account.key.acc.blob.core.windows.net", "azure");
+    config.set("ssl.rest.keystore-password", "pw");
+    config.set("rest.port", "8081");
+    config.set("state.checkpoints.dir", "s3://bucket/ckpt");
+    let server = common::serve(FakeView::new(Vec::new(), Ok(String::new())), &config);
+    let entries = get(&server, "/jobmanager/config");
+    let values: std::collections::BTreeMap<String, String> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(values.len(), 6, "{entries}");
+    for key in [
+        "s3.access-key",
+        "s3.secret-key",
+        "fs.azure.account.key.acc.blob.core.windows.net",
+        "ssl.rest.keystore-password",
+    ] {
+        assert_eq!(values[key], "******", "{key}");
+    }
+    assert_eq!(values["rest.port"], "8081");
+    assert_eq!(values["state.checkpoints.dir"], "s3://bucket/ckpt");
+    let text = entries.to_string();
+    assert!(!text.contains("hunter2") && !text.contains("AKIA0000"), "{text}");
+}
+
+#[test]
+fn errors_are_flink_shaped_and_name_the_field() {
+    let session = Session::new(&[]);
+    let server = common::serve(session.clone(), session.config());
+    let unknown = "00000000000000000000000000000000";
+    let (status, run) = common::http(&server, "POST", "/jars/rheo/run", Some(r#"{"entryClass":"slow-sink"}"#));
+    assert_eq!(status, 200, "{run}");
+    let id = run["jobid"].as_str().unwrap().to_string();
+    let job = await_json(&server, &format!("/jobs/{id}"), "the job's vertices", |j| j["vertices"][0]["id"].is_string());
+    let vertex = job["vertices"][0]["id"].as_str().unwrap().to_string();
+
+    // 404: unknown job (on every job endpoint), vertex, jar, path.
+    for (method, path) in [
+        ("GET", format!("/jobs/{unknown}")),
+        ("PATCH", format!("/jobs/{unknown}")),
+        ("GET", format!("/jobs/{unknown}/checkpoints")),
+        ("GET", format!("/jobs/{unknown}/checkpoints/config")),
+        ("GET", format!("/jobs/{unknown}/exceptions")),
+        ("POST", format!("/jobs/{unknown}/savepoints")),
+        ("POST", format!("/jobs/{unknown}/stop")),
+        ("GET", format!("/jobs/{unknown}/vertices/{vertex}/backpressure")),
+        ("GET", format!("/jobs/{unknown}/vertices/{vertex}/metrics")),
+    ] {
+        let (status, body) = common::http(&server, method, &path, None);
+        assert_eq!((status, error_of(&body)), (404, format!("Job {unknown} not found")), "{method} {path}");
+    }
+    for path in
+        [format!("/jobs/{id}/vertices/{unknown}/backpressure"), format!("/jobs/{id}/vertices/{unknown}/metrics")]
+    {
+        let (status, body) = common::http(&server, "GET", &path, None);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(error_of(&body).contains(unknown), "{body}");
+    }
+    let (status, body) = common::http(&server, "POST", "/jars/flink.jar/run", Some("{}"));
+    assert_eq!(status, 404, "{body}");
+    assert!(error_of(&body).contains("flink.jar"), "{body}");
+    let (status, body) = common::http(&server, "GET", "/no/such/path", None);
+    assert_eq!((status, error_of(&body)), (404, "Not found: /no/such/path".to_string()));
+    let (status, _) = common::http(&server, "GET", "/jobs/not-a-job-id/exceptions", None);
+    assert_eq!(status, 400);
+
+    // 400 naming the field of the run request.
+    for (body, field) in [
+        (r#"{"entryClass":"slow-sink","parallelism":"two"}"#, "'parallelism'"),
+        (r#"{"entryClass":"slow-sink","parallelism":0}"#, "'parallelism'"),
+        (r#"{"programArgsList":[]}"#, "'entryClass'"),
+        (r#"{"entryClass":"slow-sink","jobId":"abc"}"#, "'jobId'"),
+        (r#"{"entryClass":"slow-sink","programArgs":"--a","programArgsList":["--a"]}"#, "'programArgs'"),
+        (r#"{"entryClass":"slow-sink","programArgs":"--name 'open"}"#, "'programArgs'"),
+        (r#"{"entryClass":"slow-sink","programArgsList":"--a"}"#, "'programArgsList'"),
+        (r#"{"entryClass":"slow-sink","allowNonRestoredState":"yes"}"#, "'allowNonRestoredState'"),
+    ] {
+        let (status, answer) = common::http(&server, "POST", "/jars/rheo/run", Some(body));
+        assert_eq!(status, 400, "{body}: {answer}");
+        let message = error_of(&answer);
+        assert!(message.contains("JarRunRequestBody") && message.contains(field), "{body}: {message}");
+    }
+    let (status, answer) = common::http(&server, "POST", "/jars/rheo/run", Some("not json"));
+    assert_eq!(status, 400, "{answer}");
+    // The view's own refusals: an unknown job or bad job arguments (400), a running job id (409).
+    let (status, answer) = common::http(&server, "POST", "/jars/rheo/run", Some(r#"{"entryClass":"no-such-job"}"#));
+    assert_eq!((status, error_of(&answer)), (400, "unknown job 'no-such-job'".to_string()));
+    let bad_args = r#"{"entryClass":"slow-sink","programArgs":"--no-such-flag"}"#;
+    let (status, answer) = common::http(&server, "POST", "/jars/rheo/run", Some(bad_args));
+    assert_eq!(status, 400, "{answer}");
+    assert!(error_of(&answer).contains("--no-such-flag"), "{answer}");
+    let again = format!(r#"{{"entryClass":"slow-sink","jobId":"{id}"}}"#);
+    let (status, answer) = common::http(&server, "POST", "/jars/rheo/run", Some(&again));
+    assert_eq!(status, 409, "{answer}");
+    assert!(error_of(&answer).contains(&id), "{answer}");
+}
+
+#[test]
+fn the_mini_cluster_of_rheo_run_refuses_submissions() {
+    let handle = rheo::runtime::driver::minicluster::MiniCluster::new(Configuration::new()).handle();
+    let server = rheo_cluster::rest::serve(handle, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (status, body) = common::http(&server, "POST", "/jars/rheo/run", Some(r#"{"entryClass":"word-count"}"#));
+    assert_eq!(status, 409, "{body}");
+    assert!(error_of(&body).contains("rheo cluster start"), "{body}");
+    assert_eq!(get(&server, "/jars")["files"][0]["entry"], serde_json::json!([]));
+}
+
+#[test]
+fn submit_passes_every_field_to_the_view() {
+    let id = "7c58db1e492a70a462ecc572490b5a77";
+    let view = FakeView::new(Vec::new(), Ok(id.to_string()));
+    let server = common::serve(view.clone(), &Configuration::new());
+    let body = format!(
+        r#"{{"entryClass":"word-count","programArgs":"--input '/data/my file.txt'  --event-time","parallelism":3,
+            "jobId":"{}","savepointPath":"s3://b/sp/savepoint-1","allowNonRestoredState":true}}"#,
+        id.to_uppercase()
+    );
+    let (status, answer) = common::http(&server, "POST", "/jars/rheo/run", Some(&body));
+    assert_eq!((status, answer), (200, serde_json::json!({"jobid": id, "applicationId": id})));
+    let request = view.requests.lock().unwrap().pop().unwrap();
+    assert_eq!(request.job, "word-count");
+    assert_eq!(request.args, ["--input", "/data/my file.txt", "--event-time"]);
+    assert_eq!((request.parallelism, request.job_id.as_deref()), (Some(3), Some(id)));
+    assert_eq!(request.savepoint_path.as_deref(), Some("s3://b/sp/savepoint-1"));
+    assert!(request.allow_non_restored_state);
+
+    // `rheo submit`: options before the job, the job's arguments after it, untouched.
+    let jm = server.url();
+    let out = common::rheo(&[
+        "submit",
+        "-m",
+        &jm,
+        "-p",
+        "2",
+        "--job-id",
+        id,
+        "-s",
+        "/sp/1",
+        "-n",
+        "word-count",
+        "--input",
+        "x y",
+        "-p",
+        "7",
+        "--",
+        "--jobmanager",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("Job has been submitted with JobID {id}"));
+    let request = view.requests.lock().unwrap().pop().unwrap();
+    assert_eq!(request.job, "word-count");
+    assert_eq!(request.args, ["--input", "x y", "-p", "7", "--", "--jobmanager"]);
+    assert_eq!((request.parallelism, request.job_id.as_deref()), (Some(2), Some(id)));
+    assert_eq!((request.savepoint_path.as_deref(), request.allow_non_restored_state), (Some("/sp/1"), true));
+
+    // A refusal is one line naming the cause.
+    let refusing = FakeView::new(Vec::new(), Err(SubmitError::Conflict("the cluster is full".into())));
+    let server = common::serve(refusing, &Configuration::new());
+    let out = common::rheo(&["submit", "-m", &server.url(), "word-count"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("409") && err.contains("the cluster is full"), "{err}");
+}
+
+#[test]
+fn submit_and_wait_reports_how_the_job_ended() {
+    let session = Session::new(&[]);
+    let server = common::serve(session.clone(), session.config());
+    let jm = server.url();
+    let out =
+        common::rheo(&["submit", "--wait", "-m", &jm, "datagen-word-count", "--count", "2000", "--sink", "discard"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let id = stdout.lines().next().unwrap().strip_prefix("Job has been submitted with JobID ").unwrap().to_string();
+    assert!(stdout.contains(&format!("Job with JobID {id} has finished.")), "{stdout}");
+    assert_eq!(get(&server, &format!("/jobs/{id}"))["state"], "FINISHED");
+    let request = session.requests.lock().unwrap().pop().unwrap();
+    assert_eq!(request.args, ["--count", "2000", "--sink", "discard"]);
+
+    // A job that fails in every attempt: exit status 1 with the cause, after the restarts.
+    let out = common::rheo(&["submit", "--wait", "-m", &jm, "fail-once", "--always", "--fail-at", "500"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed") && err.contains("injected failure at record"), "{err}");
+    let id = String::from_utf8_lossy(&out.stdout).lines().next().unwrap().rsplit(' ').next().unwrap().to_string();
+    let exceptions = get(&server, &format!("/jobs/{id}/exceptions"));
+    // One entry per attempt: three restarts and the final failure, newest first.
+    let entries = exceptions["exceptionHistory"]["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{exceptions}");
+    let times: Vec<i64> = entries.iter().map(|e| e["timestamp"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    assert_eq!(get(&server, &format!("/jobs/{id}"))["state"], "FAILED");
+}
+
+#[test]
+fn serve_for_cluster_fails_when_it_cannot_bind() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut config = Configuration::new();
+    config.set("rest.bind-address", "127.0.0.1");
+    config.set("rest.port", port.to_string());
+    let view = FakeView::new(Vec::new(), Ok(String::new()));
+    let error = rheo_cluster::rest::serve_for_cluster(view.clone(), &config).err().expect("the port is taken");
+    assert_eq!(error.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
+    config.set("rest.port", "eighty");
+    let error = rheo_cluster::rest::serve_for_cluster(view.clone(), &config).err().expect("no port");
+    assert!(error.to_string().contains("eighty"), "{error}");
+    // A range takes the next free port.
+    config.set("rest.port", format!("{port}-{}", port.saturating_add(20)));
+    let server = rheo_cluster::rest::serve_for_cluster(view, &config).unwrap();
+    assert_ne!(server.local_addr().port(), port);
+}
+
+/// A source feeding a sink that sleeps per record is back-pressured: its vertex reports the
+/// `high` level, and the sink (busy, never blocked) `ok`.
+#[test]
+fn a_slow_sink_back_pressures_the_source() {
+    let session = Session::new(&[]);
+    let server = common::serve(session.clone(), session.config());
+    let (status, run) =
+        common::http(&server, "POST", "/jars/rheo/run", Some(r#"{"entryClass":"slow-sink","parallelism":1}"#));
+    assert_eq!(status, 200, "{run}");
+    let id = run["jobid"].as_str().unwrap().to_string();
+    let job = await_json(&server, &format!("/jobs/{id}"), "the job to run", |j| j["state"] == "RUNNING");
+    let vertex = |prefix: &str| {
+        let vertices = job["vertices"].as_array().unwrap();
+        let found = vertices.iter().find(|v| v["name"].as_str().unwrap().starts_with(prefix));
+        found.unwrap_or_else(|| panic!("no vertex {prefix}: {job}"))["id"].as_str().unwrap().to_string()
+    };
+    let (source, sink) = (vertex("Source:"), vertex("Rebalance"));
+    let backpressure = await_json(
+        &server,
+        &format!("/jobs/{id}/vertices/{source}/backpressure"),
+        "the source to be back-pressured",
+        |b| b["backpressureLevel"] == "high",
+    );
+    assert_eq!(backpressure["status"], "ok");
+    assert_eq!(backpressure["backpressure-level"], "high");
+    let subtask = &backpressure["subtasks"][0];
+    assert!(subtask["ratio"].as_f64() > Some(0.5), "{backpressure}");
+    let sum = ["ratio", "idleRatio", "busyRatio"].iter().map(|k| subtask[*k].as_f64().unwrap()).sum::<f64>();
+    assert!((0.99..=1.01).contains(&sum), "{backpressure}");
+
+    let sink_pressure = get(&server, &format!("/jobs/{id}/vertices/{sink}/backpressure"));
+    assert_eq!(sink_pressure["backpressureLevel"], "ok", "{sink_pressure}");
+    let busy = |b: &Value| b["subtasks"][0]["busyRatio"].as_f64().unwrap();
+    await_json(&server, &format!("/jobs/{id}/vertices/{sink}/backpressure"), "the sink to be busy", |b| busy(b) > 0.5);
+
+    let metrics = get(
+        &server,
+        &format!("/jobs/{id}/vertices/{source}/metrics?get=backPressuredTimeMsPerSecond,numRecordsOut,nope"),
+    );
+    let metrics = metrics.as_array().unwrap();
+    assert_eq!(metrics.len(), 2, "{metrics:?}");
+    assert_eq!(metrics[0]["id"], "backPressuredTimeMsPerSecond");
+    assert!(metrics[0]["value"].as_str().unwrap().parse::<u64>().unwrap() > 500, "{metrics:?}");
+    let details = get(&server, &format!("/jobs/{id}"));
+    let source_metrics =
+        &details["vertices"].as_array().unwrap().iter().find(|v| v["id"] == source.as_str()).unwrap()["metrics"];
+    assert!(source_metrics["accumulated-backpressured-time"].as_u64() > Some(0), "{source_metrics}");
+    let prometheus = ureq_text(server.local_addr().port(), "/metrics");
+    let line = prometheus
+        .lines()
+        .find(|l| l.starts_with("flink_taskmanager_job_task_backPressuredTimeMsPerSecond{") && l.contains(&source))
+        .unwrap_or_else(|| panic!("{prometheus}"));
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value > 500.0, "{line}");
+
+    let (status, _) = common::http(&server, "PATCH", &format!("/jobs/{id}"), None);
+    assert_eq!(status, 202);
+    await_json(&server, &format!("/jobs/{id}"), "the job to end", |j| j["state"] == "CANCELED");
+}

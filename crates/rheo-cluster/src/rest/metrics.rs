@@ -1,0 +1,107 @@
+//! `GET /metrics`: the metrics of every job in Prometheus text format, named as Flink's
+//! Prometheus reporter names them (`flink_taskmanager_job_task_numRecordsIn`, ...). Like
+//! Flink's reporter, counters are exported as gauges. Task metrics are per vertex: records are
+//! summed over its subtasks, times (`busyTimeMsPerSecond`, ...) averaged over them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State as Extract;
+use axum::response::Response;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::State;
+use super::handlers::{job_rates, text};
+use super::rates::VertexRates;
+use rheo_runtime::task::{TaskMetrics, now_ms};
+
+type Labels = Vec<(String, String)>;
+type U64Gauge = Gauge<u64, AtomicU64>;
+type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// Per-vertex gauges: (name, help, value).
+type VertexGauge = (&'static str, &'static str, fn(&TaskMetrics, &VertexRates) -> f64);
+
+const VERTEX_GAUGES: [VertexGauge; 7] = [
+    ("numRecordsIn", "Records a task read from upstream tasks (all its subtasks)", |m, _| m.records_in as f64),
+    ("numRecordsOut", "Records a source task emitted (all its subtasks)", |m, _| m.records_out as f64),
+    ("numRecordsInPerSecond", "Records read per second since the previous sample", |_, r| r.records_in_per_second),
+    ("numRecordsOutPerSecond", "Records emitted per second since the previous sample", |_, r| r.records_out_per_second),
+    ("busyTimeMsPerSecond", "Milliseconds per second the subtasks were busy (average)", |_, r| r.busy_ms_per_second),
+    ("idleTimeMsPerSecond", "Milliseconds per second the subtasks waited for input (average)", |_, r| {
+        r.idle_ms_per_second
+    }),
+    ("backPressuredTimeMsPerSecond", "Milliseconds per second the subtasks were back-pressured (average)", |_, r| {
+        r.back_pressured_ms_per_second
+    }),
+];
+
+/// The registry with the current values of every job of `state`'s cluster.
+pub(crate) fn registry(state: &State) -> Registry {
+    let jobs = state.view.jobs();
+    let mut registry = Registry::default();
+    let vertex_families: Vec<Family<Labels, F64Gauge>> = VERTEX_GAUGES.iter().map(|_| Family::default()).collect();
+    const JOB_GAUGES: [(&str, &str); 8] = [
+        ("numberOfCompletedCheckpoints", "Checkpoints completed"),
+        ("numberOfFailedCheckpoints", "Checkpoints failed"),
+        ("numberOfInProgressCheckpoints", "Checkpoints in progress"),
+        ("totalNumberOfCheckpoints", "Checkpoints triggered"),
+        ("lastCheckpointDuration", "Milliseconds the latest completed checkpoint took"),
+        ("lastCheckpointSize", "Bytes of the latest completed checkpoint"),
+        ("numRestarts", "Restarts of the job after task failures"),
+        ("uptime", "Milliseconds the job has been running"),
+    ];
+    let job_families: Vec<Family<Labels, U64Gauge>> = JOB_GAUGES.iter().map(|_| Family::default()).collect();
+    let mut job_ids = HashSet::new();
+    for handle in &jobs {
+        let status = handle.status();
+        let job_id = handle.job_id();
+        let job_labels: Labels = vec![("job_id".into(), job_id.clone()), ("job_name".into(), state.job_name(handle))];
+        job_ids.insert(job_id);
+        let metrics = handle.task_metrics();
+        let rates = job_rates(state, handle, &status);
+        for ((task, metrics), rates) in status.tasks.iter().zip(&metrics).zip(&rates) {
+            let mut labels = job_labels.clone();
+            labels.push(("task_id".into(), task.id.clone()));
+            labels.push(("task_name".into(), task.name.clone()));
+            for ((_, _, value), family) in VERTEX_GAUGES.iter().zip(&vertex_families) {
+                family.get_or_create(&labels).set(value(metrics, rates));
+            }
+        }
+        let last = status.last_checkpoint.as_ref();
+        let uptime = if status.state.is_terminal() { 0 } else { (now_ms() - status.start_time).max(0) as u64 };
+        let c = &status.checkpoints;
+        let values: [u64; 8] = [
+            c.completed,
+            c.failed,
+            c.in_progress,
+            c.completed + c.failed + c.in_progress,
+            last.map_or(0, |c| c.duration_ms),
+            last.map_or(0, |c| c.size),
+            u64::from(status.restarts),
+            uptime,
+        ];
+        for (value, family) in values.into_iter().zip(&job_families) {
+            family.get_or_create(&job_labels).set(value);
+        }
+    }
+    state.rates.retain_jobs(&job_ids);
+    for ((name, help, _), family) in VERTEX_GAUGES.iter().zip(vertex_families) {
+        registry.register(format!("flink_taskmanager_job_task_{name}"), *help, family);
+    }
+    for ((name, help), family) in JOB_GAUGES.iter().zip(job_families) {
+        registry.register(format!("flink_jobmanager_job_{name}"), *help, family);
+    }
+    registry
+}
+
+pub(crate) async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
+    let mut body = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut body, &registry(&state));
+    text("application/openmetrics-text; version=1.0.0; charset=utf-8", body)
+}

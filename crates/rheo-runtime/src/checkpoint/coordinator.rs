@@ -1,0 +1,438 @@
+//! The checkpoint coordinator (Flink's `CheckpointCoordinator`): triggers a checkpoint every
+//! interval by sending a barrier to every source, collects each task's snapshot, uploads the
+//! snapshots while the tasks keep processing, writes `_metadata` last, and tells every task the
+//! checkpoint completed so sinks commit.
+//!
+//! Savepoints are checkpoints written to `savepoint-<job>-<id>/` under a target directory, not
+//! subject to retention. Stop-with-savepoint makes the sources emit nothing after the barrier and
+//! closes them once the savepoint completes. At the end of input every source waits for a
+//! final checkpoint, which commits the last output; then the sources close (Flink's FLIP-147).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::checkpoint::io_runtime;
+use crate::checkpoint::metadata::{CheckpointMetadata, METADATA_FILE, METADATA_VERSION, StateHandle, checkpoint_dir};
+use crate::checkpoint::storage::{CheckpointStorage, StorageError};
+use crate::driver::handle::{CompletedCheckpoint, JobHandle, SavepointRequest, SavepointStatus};
+use crate::output::CheckpointBarrier;
+use crate::task::{Control, TaskEvent, now_ms};
+
+/// What the coordinator needs to know about one task.
+pub struct TaskEntry {
+    pub is_source: bool,
+    pub parallelism: usize,
+    pub control: ControlSender,
+}
+
+/// How control messages reach a task: its channel in this process, or a function that sends
+/// them to the TaskManager running it.
+pub enum ControlSender {
+    Local(Sender<Control>),
+    Remote(Box<dyn Fn(Control) + Send>),
+}
+
+impl ControlSender {
+    /// Sends `control`; a task that is gone has nothing to act on, so this never fails.
+    pub fn send(&self, control: Control) {
+        match self {
+            ControlSender::Local(tx) => {
+                let _ = tx.send(control);
+            }
+            ControlSender::Remote(send) => send(control),
+        }
+    }
+}
+
+/// Called with a checkpoint's id and directory before its barriers are injected, so that
+/// TaskManagers know where to upload their state.
+pub type Announce = Box<dyn Fn(u64, &str) + Send>;
+
+/// A state upload: running here, or already done by a TaskManager.
+enum Upload {
+    Running(tokio::task::JoinHandle<Result<StateHandle, StorageError>>),
+    Done(StateHandle),
+}
+
+/// Settings of checkpointing for one job.
+#[derive(Clone, Debug)]
+pub struct CheckpointSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retained: usize,
+    pub job_id: String,
+    pub job_name: String,
+    pub max_parallelism: usize,
+    /// Operator names by node id, recorded with each state file.
+    pub operators: Vec<String>,
+}
+
+/// Statistics of completed checkpoints, for logs and the benchmark.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointStats {
+    pub completed: u64,
+    pub failed: u64,
+    pub last_id: Option<u64>,
+    pub last_duration: Duration,
+    pub last_size: u64,
+    pub max_size: u64,
+    pub total_duration: Duration,
+}
+
+/// Where a pending checkpoint goes and what follows it.
+enum Kind {
+    Checkpoint { is_final: bool },
+    Savepoint(SavepointRequest),
+}
+
+struct Pending {
+    barrier: CheckpointBarrier,
+    kind: Kind,
+    /// The directory its files and `_metadata` go to.
+    dir: CheckpointStorage,
+    started: Instant,
+    awaiting: HashSet<usize>,
+    uploads: Vec<Upload>,
+}
+
+pub struct CheckpointCoordinator {
+    settings: CheckpointSettings,
+    /// The job's directory: `<state.checkpoints.dir>/<job-id>`.
+    storage: CheckpointStorage,
+    tasks: Vec<TaskEntry>,
+    events: Receiver<TaskEvent>,
+    savepoints: Receiver<SavepointRequest>,
+    handle: JobHandle,
+    next_id: u64,
+    stats: CheckpointStats,
+    announce: Option<Announce>,
+}
+
+impl CheckpointCoordinator {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: CheckpointSettings,
+        storage: CheckpointStorage,
+        tasks: Vec<TaskEntry>,
+        events: Receiver<TaskEvent>,
+        savepoints: Receiver<SavepointRequest>,
+        handle: JobHandle,
+        next_id: u64,
+    ) -> Self {
+        Self {
+            settings,
+            storage,
+            tasks,
+            events,
+            savepoints,
+            handle,
+            next_id,
+            stats: CheckpointStats::default(),
+            announce: None,
+        }
+    }
+
+    /// Tells `announce` where each checkpoint goes before triggering it.
+    pub fn with_announce(mut self, announce: Announce) -> Self {
+        self.announce = Some(announce);
+        self
+    }
+
+    /// Runs until every task has gone (all event senders dropped). Returns the statistics.
+    pub fn run(mut self) -> CheckpointStats {
+        let sources: HashSet<usize> = (0..self.tasks.len()).filter(|&t| self.tasks[t].is_source).collect();
+        let mut at_end: HashSet<usize> = HashSet::new();
+        let mut pending: Option<Pending> = None;
+        let mut queued_savepoints: Vec<SavepointRequest> = Vec::new();
+        let mut next_trigger = Instant::now() + self.settings.interval;
+        let mut closing = false;
+        loop {
+            let wait = next_trigger.saturating_duration_since(Instant::now()).min(Duration::from_millis(50));
+            match self.events.recv_timeout(wait) {
+                Ok(TaskEvent::Acknowledge { task, checkpoint_id, subtask, snapshot }) => {
+                    let Some(current) = pending.as_mut() else { continue };
+                    if current.barrier.id != checkpoint_id || !current.awaiting.remove(&task) {
+                        continue;
+                    }
+                    let parallelism = self.tasks[task].parallelism;
+                    let uploads =
+                        upload_snapshot(&current.dir, &self.settings.operators, subtask, parallelism, snapshot);
+                    current.uploads.extend(uploads.into_iter().map(Upload::Running));
+                    if current.awaiting.is_empty() {
+                        let done = pending.take().expect("pending checkpoint");
+                        closing |= self.complete(done, &sources);
+                        next_trigger = Instant::now() + self.settings.interval;
+                    }
+                }
+                Ok(TaskEvent::Uploaded { task, checkpoint_id, states }) => {
+                    let Some(current) = pending.as_mut() else { continue };
+                    if current.barrier.id != checkpoint_id || !current.awaiting.remove(&task) {
+                        continue;
+                    }
+                    match states {
+                        Ok(states) => current.uploads.extend(states.into_iter().map(Upload::Done)),
+                        Err(cause) => {
+                            tracing::warn!(checkpoint = checkpoint_id, %cause, "a TaskManager could not upload its state");
+                            let failed = pending.take().expect("pending checkpoint");
+                            self.failed(&failed, &cause);
+                            next_trigger = Instant::now() + self.settings.interval;
+                            continue;
+                        }
+                    }
+                    if current.awaiting.is_empty() {
+                        let done = pending.take().expect("pending checkpoint");
+                        closing |= self.complete(done, &sources);
+                        next_trigger = Instant::now() + self.settings.interval;
+                    }
+                }
+                Ok(TaskEvent::EndOfInput { task }) => {
+                    at_end.insert(task);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            queued_savepoints.extend(self.savepoints.try_iter());
+            if let Some(current) = &pending
+                && current.started.elapsed() > self.settings.timeout
+            {
+                tracing::warn!(checkpoint = current.barrier.id, "checkpoint expired before completing");
+                let expired = pending.take().expect("pending checkpoint");
+                self.failed(&expired, "the checkpoint expired (execution.checkpointing.timeout)");
+            }
+            let all_at_end = !sources.is_empty() && at_end.len() == sources.len();
+            if pending.is_some() || closing {
+                continue;
+            }
+            if all_at_end {
+                // The input is done: savepoints can no longer be taken; the final checkpoint.
+                for request in queued_savepoints.drain(..) {
+                    self.handle.savepoint_done(
+                        &request.trigger_id,
+                        SavepointStatus::Failed { cause: "the job reached the end of its input".into() },
+                    );
+                }
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: true }));
+            } else if !queued_savepoints.is_empty() {
+                let request = queued_savepoints.remove(0);
+                pending = Some(self.trigger(Kind::Savepoint(request)));
+            } else if Instant::now() >= next_trigger {
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: false }));
+            }
+        }
+        if let Some(current) = pending {
+            self.failed(&current, "the job attempt ended before it completed");
+        }
+        for request in queued_savepoints.into_iter().chain(self.savepoints.try_iter()) {
+            let cause = "the job attempt ended before the savepoint was taken".to_string();
+            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause });
+        }
+        self.stats
+    }
+
+    fn trigger(&mut self, kind: Kind) -> Pending {
+        let barrier = CheckpointBarrier { id: self.next_id, timestamp: now_ms() };
+        self.next_id += 1;
+        let (dir, stop) = match &kind {
+            Kind::Checkpoint { .. } => (self.storage.child(&checkpoint_dir(barrier.id)), false),
+            Kind::Savepoint(request) => {
+                let name = savepoint_dir_name(&self.settings.job_id, &request.trigger_id, barrier.id);
+                match CheckpointStorage::from_url(&request.target_dir) {
+                    Ok(root) => (root.child(&name), request.stop),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "savepoint target unusable; writing it under the checkpoints");
+                        (self.storage.child(&name), request.stop)
+                    }
+                }
+            }
+        };
+        tracing::debug!(checkpoint = barrier.id, dir = dir.url(), "triggering checkpoint");
+        if let Some(announce) = &self.announce {
+            announce(barrier.id, dir.url());
+        }
+        for task in self.tasks.iter().filter(|t| t.is_source) {
+            task.control.send(Control::Trigger { barrier, stop });
+        }
+        self.handle.update(|s| s.checkpoints.in_progress = 1);
+        Pending {
+            barrier,
+            kind,
+            dir,
+            started: Instant::now(),
+            awaiting: (0..self.tasks.len()).collect(),
+            uploads: Vec::new(),
+        }
+    }
+
+    fn failed(&mut self, pending: &Pending, cause: &str) {
+        self.stats.failed += 1;
+        self.handle.update(|s| {
+            s.checkpoints.failed += 1;
+            s.checkpoints.in_progress = 0;
+        });
+        if let Kind::Savepoint(request) = &pending.kind {
+            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause: cause.to_string() });
+        }
+    }
+
+    /// Waits for the uploads, writes `_metadata`, notifies the tasks. Returns whether the
+    /// sources were told to close (final checkpoint, or stop-with-savepoint).
+    fn complete(&mut self, pending: Pending, sources: &HashSet<usize>) -> bool {
+        let id = pending.barrier.id;
+        let is_final = matches!(pending.kind, Kind::Checkpoint { is_final: true });
+        let dir = pending.dir.clone();
+        let result: Result<CheckpointMetadata, StorageError> = io_runtime().block_on(async {
+            let mut states = Vec::with_capacity(pending.uploads.len());
+            for upload in pending.uploads {
+                states.push(match upload {
+                    Upload::Running(upload) => upload.await.expect("upload task panicked")?,
+                    Upload::Done(state) => state,
+                });
+            }
+            states.sort_by_key(|s| (s.node, s.subtask));
+            let metadata = CheckpointMetadata {
+                version: METADATA_VERSION,
+                job_id: self.settings.job_id.clone(),
+                job_name: self.settings.job_name.clone(),
+                checkpoint_id: id,
+                timestamp: pending.barrier.timestamp,
+                is_final,
+                max_parallelism: self.settings.max_parallelism,
+                states,
+            };
+            let json = serde_json::to_vec_pretty(&metadata).expect("metadata serializes");
+            dir.put(METADATA_FILE, json).await?;
+            Ok(metadata)
+        });
+        let metadata = match result {
+            Ok(metadata) => metadata,
+            Err(e) => {
+                tracing::warn!(checkpoint = id, error = %e, "checkpoint could not be written");
+                let failed = Pending { uploads: Vec::new(), ..pending };
+                self.failed(&failed, &e.to_string());
+                return false;
+            }
+        };
+        let duration = pending.started.elapsed();
+        let size = metadata.total_size();
+        self.stats.completed += 1;
+        self.stats.last_id = Some(id);
+        self.stats.last_duration = duration;
+        self.stats.last_size = size;
+        self.stats.max_size = self.stats.max_size.max(size);
+        self.stats.total_duration += duration;
+        let (is_savepoint, stop) = match &pending.kind {
+            Kind::Savepoint(request) => (true, request.stop),
+            Kind::Checkpoint { .. } => (false, false),
+        };
+        let completed = CompletedCheckpoint {
+            id,
+            trigger_timestamp: pending.barrier.timestamp,
+            duration_ms: duration.as_millis() as u64,
+            size,
+            external_path: dir.url().to_string(),
+            is_savepoint,
+        };
+        self.handle.update(|s| {
+            s.checkpoints.completed += 1;
+            s.checkpoints.in_progress = 0;
+            if is_savepoint {
+                s.last_savepoint = Some(completed.clone());
+            } else {
+                s.last_checkpoint = Some(completed.clone());
+            }
+        });
+        if let Kind::Savepoint(request) = &pending.kind {
+            let location = dir.url().to_string();
+            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Completed { location });
+        }
+        tracing::info!(
+            checkpoint = id,
+            duration_ms = duration.as_millis() as u64,
+            bytes = size,
+            is_final,
+            is_savepoint,
+            path = dir.url(),
+            "completed checkpoint"
+        );
+        // Non-sources first: by the time a source closes its stream, every completion is queued.
+        let order = (0..self.tasks.len()).filter(|t| !sources.contains(t)).chain(sources.iter().copied());
+        for task in order {
+            self.tasks[task].control.send(Control::Complete(id));
+        }
+        if is_final || stop {
+            for &task in sources {
+                self.tasks[task].control.send(Control::Finish);
+            }
+        }
+        if !is_savepoint {
+            self.retain();
+        }
+        is_final || stop
+    }
+
+    /// Deletes all but the newest `state.checkpoints.num-retained` checkpoints.
+    fn retain(&self) {
+        let storage = self.storage.clone();
+        let retained = self.settings.retained.max(1);
+        let cleanup = async move {
+            let ids = crate::checkpoint::discover::checkpoint_ids(&storage).await?;
+            for old in ids.into_iter().skip(retained) {
+                storage.delete_all(&checkpoint_dir(old)).await?;
+            }
+            Ok::<(), StorageError>(())
+        };
+        if let Err(e) = io_runtime().block_on(cleanup) {
+            tracing::warn!(error = %e, "cannot delete old checkpoints");
+        }
+    }
+}
+
+/// `savepoint-<first 6 of the job id>-<12 hex>`, as Flink names savepoint directories.
+fn savepoint_dir_name(job_id: &str, trigger_id: &str, checkpoint_id: u64) -> String {
+    let unique = rheo_types::keygroups::hash_key(&(trigger_id, checkpoint_id));
+    format!("savepoint-{}-{:012x}", &job_id[..job_id.len().min(6)], unique & 0xffff_ffff_ffff)
+}
+
+/// Starts uploading a task's snapshot to `dir`, one file per stateful operator.
+pub fn upload_snapshot(
+    dir: &CheckpointStorage,
+    operators: &[String],
+    subtask: usize,
+    parallelism: usize,
+    snapshot: crate::output::TaskSnapshot,
+) -> Vec<tokio::task::JoinHandle<Result<StateHandle, StorageError>>> {
+    snapshot
+        .states
+        .into_iter()
+        .map(|(node, bytes)| {
+            let operator = operators.get(node).cloned().unwrap_or_default();
+            let file = StateFile { node, operator, subtask, parallelism };
+            io_runtime().spawn(upload(dir.clone(), file, bytes))
+        })
+        .collect()
+}
+
+/// Whose state a file holds.
+struct StateFile {
+    node: usize,
+    operator: String,
+    subtask: usize,
+    parallelism: usize,
+}
+
+async fn upload(dir: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Result<StateHandle, StorageError> {
+    let file = format!("{}-{}.state", state.node, state.subtask);
+    let handle = StateHandle {
+        node: state.node,
+        operator: state.operator,
+        subtask: state.subtask,
+        parallelism: state.parallelism,
+        file: file.clone(),
+        size: bytes.len() as u64,
+        crc32: crc32fast::hash(&bytes),
+    };
+    dir.put(&file, bytes).await?;
+    Ok(handle)
+}

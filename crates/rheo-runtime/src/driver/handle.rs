@@ -1,0 +1,409 @@
+//! A handle on a running job, for the REST API and the CLI: its status, savepoints, cancel.
+//!
+//! The mini-cluster and the checkpoint coordinator keep the status up to date; requests
+//! (savepoints, stop-with-savepoint) go to the coordinator of the current attempt.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+
+use crossbeam_channel::Sender;
+
+use crate::task::{JobShared, TaskCounters, TaskMetrics, now_ms};
+
+/// Completed checkpoints and savepoints kept for `/jobs/:id/checkpoints` (Flink's
+/// `web.checkpoints.history` default).
+pub const CHECKPOINT_HISTORY: usize = 10;
+/// Failures kept for `/jobs/:id/exceptions` (Flink's `web.exception-history-size` default).
+pub const EXCEPTION_HISTORY: usize = 16;
+
+/// Flink's job states (the subset a mini-cluster goes through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Created,
+    Running,
+    Restarting,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    /// The name Flink's REST API uses.
+    pub fn flink_name(&self) -> &'static str {
+        match self {
+            JobState::Created => "CREATED",
+            JobState::Running => "RUNNING",
+            JobState::Restarting => "RESTARTING",
+            JobState::Finished => "FINISHED",
+            JobState::Failed => "FAILED",
+            JobState::Cancelled => "CANCELED",
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, JobState::Finished | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+/// One vertex (a chain of operators) of the running job.
+#[derive(Debug, Clone)]
+pub struct TaskStatus {
+    /// 32 hex digits, stable for the job.
+    pub id: String,
+    pub name: String,
+    pub parallelism: usize,
+    /// Records read from upstream tasks (0 for sources).
+    pub records_in: u64,
+    /// Records a source emitted (0 for other tasks).
+    pub records_out: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointCounts {
+    pub completed: u64,
+    pub failed: u64,
+    pub in_progress: u64,
+    pub restored: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedCheckpoint {
+    pub id: u64,
+    pub trigger_timestamp: i64,
+    pub duration_ms: u64,
+    pub size: u64,
+    /// Where its `_metadata` is (a directory URL).
+    pub external_path: String,
+    pub is_savepoint: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub state: JobState,
+    pub start_time: i64,
+    pub end_time: Option<i64>,
+    pub tasks: Vec<TaskStatus>,
+    pub checkpoints: CheckpointCounts,
+    pub checkpoint_interval_ms: Option<u64>,
+    pub last_checkpoint: Option<CompletedCheckpoint>,
+    pub last_savepoint: Option<CompletedCheckpoint>,
+    pub restored: Option<CompletedCheckpoint>,
+    pub failure: Option<String>,
+    pub restarts: u32,
+    /// The latest completed checkpoints and savepoints, newest first (at most
+    /// [`CHECKPOINT_HISTORY`]).
+    pub checkpoint_history: Vec<CompletedCheckpoint>,
+    /// Task failures and the job's final failure, newest first (at most [`EXCEPTION_HISTORY`]).
+    pub exceptions: Vec<JobException>,
+    /// Whether older exceptions were dropped.
+    pub exceptions_truncated: bool,
+}
+
+/// A failure of a task (a cause of a restart) or of the whole job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobException {
+    /// What failed, in place of Flink's exception class, e.g. `rheo::TaskFailure`.
+    pub name: String,
+    pub message: String,
+    /// The failed subtask, e.g. `Flat Map (2/4)`; `None` for a failure of the whole job.
+    pub task: Option<String>,
+    /// `host:port` of the TaskManager the subtask ran on.
+    pub endpoint: Option<String>,
+    pub task_manager_id: Option<String>,
+    /// Epoch millis.
+    pub timestamp: i64,
+}
+
+impl JobException {
+    /// A failure of subtask `task` (or of the whole job when `None`).
+    pub fn new(message: impl Into<String>, task: Option<&str>, timestamp: i64) -> Self {
+        let name = if task.is_some() { "rheo::TaskFailure" } else { "rheo::JobError" };
+        JobException {
+            name: name.to_string(),
+            message: message.into(),
+            task: task.map(str::to_string),
+            endpoint: None,
+            task_manager_id: None,
+            timestamp,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SavepointStatus {
+    InProgress,
+    Completed { location: String },
+    Failed { cause: String },
+}
+
+/// A savepoint asked of the coordinator.
+#[derive(Debug, Clone)]
+pub struct SavepointRequest {
+    pub trigger_id: String,
+    /// The directory under which `savepoint-<job>-<id>/` is created.
+    pub target_dir: String,
+    /// Stop the job once the savepoint completes (sources emit nothing after its barrier).
+    pub stop: bool,
+}
+
+struct Shared {
+    job_id: String,
+    job_name: String,
+    default_savepoint_dir: String,
+    status: JobStatus,
+    savepoints: HashMap<String, SavepointStatus>,
+    /// The coordinator of the running attempt, when checkpointing is on.
+    coordinator: Option<Sender<SavepointRequest>>,
+    next_trigger: u64,
+    /// When the job last entered RUNNING (epoch millis): exceptions recorded since belong to
+    /// the current attempt.
+    attempt_started: i64,
+    /// Per-vertex record counters, indexed like `status.tasks`: under the same lock, so a
+    /// reader never sees the tasks of one attempt with the counters of another.
+    counters: Vec<Arc<TaskCounters>>,
+}
+
+impl Shared {
+    fn push_checkpoint(&mut self, checkpoint: CompletedCheckpoint) {
+        let history = &mut self.status.checkpoint_history;
+        history.insert(0, checkpoint);
+        history.truncate(CHECKPOINT_HISTORY);
+    }
+
+    fn push_exception(&mut self, exception: JobException) {
+        let status = &mut self.status;
+        status.exceptions.insert(0, exception);
+        if status.exceptions.len() > EXCEPTION_HISTORY {
+            status.exceptions.truncate(EXCEPTION_HISTORY);
+            status.exceptions_truncated = true;
+        }
+    }
+}
+
+/// Cheap to clone; shared by the mini-cluster, its coordinator and the REST server.
+#[derive(Clone)]
+pub struct JobHandle {
+    shared: Arc<Mutex<Shared>>,
+    job: Arc<JobShared>,
+    /// The job-wide cancel request: unlike the per-attempt stop flag of [`JobShared`], it
+    /// outlives attempts, so a cancel during a restart backoff is never lost.
+    cancel: Arc<CancelRequest>,
+}
+
+#[derive(Default)]
+struct CancelRequest {
+    requested: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl JobHandle {
+    pub fn new(job_id: String, job_name: String, default_savepoint_dir: String, job: Arc<JobShared>) -> Self {
+        let status = JobStatus {
+            state: JobState::Created,
+            start_time: now_ms(),
+            end_time: None,
+            tasks: Vec::new(),
+            checkpoints: CheckpointCounts::default(),
+            checkpoint_interval_ms: None,
+            last_checkpoint: None,
+            last_savepoint: None,
+            restored: None,
+            failure: None,
+            restarts: 0,
+            checkpoint_history: Vec::new(),
+            exceptions: Vec::new(),
+            exceptions_truncated: false,
+        };
+        let attempt_started = status.start_time;
+        let shared = Shared {
+            job_id,
+            job_name,
+            default_savepoint_dir,
+            status,
+            savepoints: HashMap::new(),
+            coordinator: None,
+            next_trigger: 0,
+            attempt_started,
+            counters: Vec::new(),
+        };
+        Self { shared: Arc::new(Mutex::new(shared)), job, cancel: Arc::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What every task of the job's current attempt shares: counters and the stop flag.
+    pub fn shared(&self) -> Arc<JobShared> {
+        self.job.clone()
+    }
+
+    pub fn job_id(&self) -> String {
+        self.lock().job_id.clone()
+    }
+
+    pub fn job_name(&self) -> String {
+        self.lock().job_name.clone()
+    }
+
+    pub fn status(&self) -> JobStatus {
+        let shared = self.lock();
+        let mut status = shared.status.clone();
+        for (task, counters) in status.tasks.iter_mut().zip(shared.counters.iter()) {
+            task.records_in = counters.records_in.load(Ordering::Relaxed);
+            task.records_out = counters.records_out.load(Ordering::Relaxed);
+        }
+        status
+    }
+
+    /// The metrics of each vertex (records, busy/idle/back-pressured time), indexed like
+    /// `JobStatus::tasks`.
+    pub fn task_metrics(&self) -> Vec<TaskMetrics> {
+        self.lock().counters.iter().map(|c| c.metrics()).collect()
+    }
+
+    /// Starts a savepoint (Flink's `POST /jobs/:id/savepoints`); returns its trigger id.
+    pub fn trigger_savepoint(&self, target_dir: Option<String>, stop: bool) -> Result<String, String> {
+        let mut shared = self.lock();
+        if shared.status.state != JobState::Running {
+            return Err(format!("job {} is {}, not RUNNING", shared.job_id, shared.status.state.flink_name()));
+        }
+        let Some(coordinator) = shared.coordinator.clone() else {
+            return Err("checkpointing is off (execution.checkpointing.interval): savepoints need it".into());
+        };
+        shared.next_trigger += 1;
+        let trigger_id = format!(
+            "{:032x}",
+            rheo_types::keygroups::hash_key(&(shared.job_id.as_str(), shared.next_trigger, now_ms())) as u128
+        );
+        let target_dir = target_dir.unwrap_or_else(|| shared.default_savepoint_dir.clone());
+        shared.savepoints.insert(trigger_id.clone(), SavepointStatus::InProgress);
+        drop(shared);
+        let request = SavepointRequest { trigger_id: trigger_id.clone(), target_dir, stop };
+        coordinator.send(request).map_err(|_| "the job is ending".to_string())?;
+        Ok(trigger_id)
+    }
+
+    pub fn savepoint_status(&self, trigger_id: &str) -> Option<SavepointStatus> {
+        self.lock().savepoints.get(trigger_id).cloned()
+    }
+
+    /// Cancels the job (Flink's `PATCH /jobs/:id?mode=cancel`).
+    pub fn cancel(&self) {
+        *self.cancel.requested.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cancel.wake.notify_all();
+        self.job.stop();
+    }
+
+    /// Whether someone asked to cancel the job.
+    pub fn is_cancel_requested(&self) -> bool {
+        *self.cancel.requested.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits up to `timeout` for a cancel request; true when the job is to be cancelled.
+    pub fn wait_for_cancel(&self, timeout: std::time::Duration) -> bool {
+        let requested = self.cancel.requested.lock().unwrap_or_else(|p| p.into_inner());
+        let (requested, _) = self
+            .cancel
+            .wake
+            .wait_timeout_while(requested, timeout, |requested| !*requested)
+            .unwrap_or_else(|p| p.into_inner());
+        *requested
+    }
+
+    // ---- updated by the job driver, its deployers and the coordinator ----
+
+    pub fn set_job_id(&self, job_id: &str) {
+        self.lock().job_id = job_id.to_string();
+    }
+
+    pub fn set_job_name(&self, job_name: &str) {
+        self.lock().job_name = job_name.to_string();
+    }
+
+    /// Changes the status. Derived history follows the change: a new `last_checkpoint` or
+    /// `last_savepoint` enters the checkpoint history, and a change to FAILED whose cause no
+    /// [`JobHandle::record_exception`] of the last attempt reported enters the exceptions.
+    pub fn update(&self, f: impl FnOnce(&mut JobStatus)) {
+        let mut shared = self.lock();
+        let before = (shared.status.state, shared.status.last_checkpoint.clone(), shared.status.last_savepoint.clone());
+        f(&mut shared.status);
+        let status = &shared.status;
+        let mut completed: Vec<CompletedCheckpoint> =
+            [(&before.1, &status.last_checkpoint), (&before.2, &status.last_savepoint)]
+                .into_iter()
+                .filter(|(old, new)| new.is_some() && old != new)
+                .filter_map(|(_, new)| new.clone())
+                .collect();
+        completed.sort_by_key(|c| c.id);
+        for checkpoint in completed {
+            shared.push_checkpoint(checkpoint);
+        }
+        let state = shared.status.state;
+        if state != before.0 && state == JobState::Running {
+            shared.attempt_started = now_ms();
+        }
+        if state != before.0
+            && state == JobState::Failed
+            && let Some(failure) = shared.status.failure.clone()
+        {
+            let reported = shared.status.exceptions.first().is_some_and(|e| e.timestamp >= shared.attempt_started);
+            if !reported {
+                let timestamp = shared.status.end_time.unwrap_or_else(now_ms);
+                shared.push_exception(JobException::new(failure, None, timestamp));
+            }
+        }
+    }
+
+    /// Records a completed checkpoint or savepoint: counts, latest and history.
+    pub fn record_checkpoint(&self, checkpoint: CompletedCheckpoint) {
+        let mut shared = self.lock();
+        let status = &mut shared.status;
+        status.checkpoints.completed += 1;
+        status.checkpoints.in_progress = 0;
+        if checkpoint.is_savepoint {
+            status.last_savepoint = Some(checkpoint.clone());
+        } else {
+            status.last_checkpoint = Some(checkpoint.clone());
+        }
+        shared.push_checkpoint(checkpoint);
+    }
+
+    /// Records a task failure (a cause of a restart, or of the job's failure): `message`, the
+    /// failed subtask (`None`: the whole job) and when (epoch millis).
+    pub fn record_exception(&self, message: &str, task: Option<&str>, timestamp: i64) {
+        self.record_exception_info(JobException::new(message, task, timestamp));
+    }
+
+    /// [`JobHandle::record_exception`] with every field, e.g. the TaskManager of the subtask.
+    pub fn record_exception_info(&self, exception: JobException) {
+        self.lock().push_exception(exception);
+    }
+
+    pub fn set_tasks(&self, tasks: Vec<(TaskStatus, Arc<TaskCounters>)>) {
+        let (statuses, counters): (Vec<_>, Vec<_>) = tasks.into_iter().unzip();
+        let mut shared = self.lock();
+        shared.status.tasks = statuses;
+        shared.counters = counters;
+    }
+
+    pub fn set_coordinator(&self, coordinator: Option<Sender<SavepointRequest>>) {
+        let mut shared = self.lock();
+        shared.coordinator = coordinator;
+        if shared.coordinator.is_none() {
+            // Savepoints still pending when an attempt ends cannot complete any more.
+            for status in shared.savepoints.values_mut() {
+                if *status == SavepointStatus::InProgress {
+                    *status = SavepointStatus::Failed {
+                        cause: "the job attempt ended before the savepoint completed".into(),
+                    };
+                }
+            }
+        }
+    }
+
+    pub fn savepoint_done(&self, trigger_id: &str, status: SavepointStatus) {
+        self.lock().savepoints.insert(trigger_id.to_string(), status);
+    }
+}

@@ -1,0 +1,308 @@
+//! The job driver: one job's life over its attempts, wherever its tasks run.
+//!
+//! [`JobDriver::run`] owns what every deployment shares: the checkpoint settings and storage,
+//! the state to start from, the restart loop with its (cancellable) backoff, the finished
+//! marker and the job's status on its [`JobHandle`]. A [`Deployer`] runs one attempt: the
+//! mini-cluster's runs every subtask as a thread of this process, the JobManager's deploys
+//! them to TaskManager processes.
+//!
+//! Two flags stop a job. The per-attempt stop flag ([`JobShared::stop`](crate::task::JobShared::stop))
+//! makes this attempt's sources stop; it is cleared at each attempt. The job-wide cancel request
+//! lives on the handle and outlives attempts: a cancel that arrives during a restart backoff
+//! ends the job as CANCELED instead of being forgotten by the next attempt.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rheo_config::{ConfigError, Configuration, keys};
+
+use super::handle::{CompletedCheckpoint, JobHandle, JobState, TaskStatus};
+use super::restart::RestartBackoff;
+use super::restore::{Restore, initial_state, latest_checkpoint};
+use crate::checkpoint::coordinator::{Announce, CheckpointCoordinator, CheckpointSettings, CheckpointStats, TaskEntry};
+use crate::checkpoint::discover::FINISHED_MARKER;
+use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
+use crate::graph::JobGraph;
+use crate::graph::plan::{ExecutionPlan, PlanError};
+use crate::task::{TaskCounters, TaskEvent, now_ms};
+
+/// Where `rheo run` keeps checkpoints unless `state.checkpoints.dir` says otherwise.
+pub const DEFAULT_CHECKPOINTS_DIR: &str = "file://./rheo-data";
+/// Where savepoints go unless `state.savepoints.dir` or the request says otherwise.
+pub const DEFAULT_SAVEPOINTS_DIR: &str = "file://./rheo-data/savepoints";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("task '{task}' failed: {message}")]
+    TaskFailed { task: String, message: String },
+    /// A source reported bad input: the job is not restarted.
+    #[error("task '{task}' failed: {message}")]
+    InputFailed { task: String, message: String },
+    #[error("the job was cancelled")]
+    Cancelled,
+    #[error("cannot start thread for task '{task}': {source}")]
+    Spawn { task: String, source: std::io::Error },
+    #[error("cannot restore from {path}: {message}")]
+    Restore { path: String, message: String },
+}
+
+/// How one attempt ended.
+#[derive(Debug)]
+pub enum AttemptEnd {
+    Finished,
+    /// Its tasks stopped without a failure: the job was cancelled.
+    Cancelled,
+    /// Resources changed (reactive mode): run again at another parallelism, without counting
+    /// a failure.
+    Rescale,
+    Failed(JobError),
+}
+
+/// What a deployer gets for one attempt.
+pub struct Attempt<'a> {
+    /// 1 for the first attempt.
+    pub number: u64,
+    pub handle: &'a JobHandle,
+    /// The checkpoint or savepoint to start from.
+    pub restore: Option<&'a Restore>,
+    /// Checkpointing of this attempt, when it is on.
+    pub checkpointing: Option<(&'a CheckpointSettings, &'a CheckpointStorage)>,
+    /// The id the attempt's first checkpoint gets: past every id used before.
+    pub next_checkpoint_id: u64,
+}
+
+impl Attempt<'_> {
+    /// Starts the attempt's checkpoint coordinator for `tasks` (when checkpointing is on);
+    /// its statistics come back when the tasks are all gone.
+    pub fn start_coordinator(
+        &self,
+        tasks: Vec<TaskEntry>,
+        events: crossbeam_channel::Receiver<TaskEvent>,
+        announce: Option<Announce>,
+    ) -> Result<Option<std::thread::JoinHandle<CheckpointStats>>, JobError> {
+        let Some((settings, storage)) = self.checkpointing else { return Ok(None) };
+        let (savepoints_tx, savepoints_rx) = crossbeam_channel::unbounded();
+        self.handle.set_coordinator(Some(savepoints_tx));
+        let mut coordinator = CheckpointCoordinator::new(
+            settings.clone(),
+            storage.clone(),
+            tasks,
+            events,
+            savepoints_rx,
+            self.handle.clone(),
+            self.next_checkpoint_id,
+        );
+        if let Some(announce) = announce {
+            coordinator = coordinator.with_announce(announce);
+        }
+        std::thread::Builder::new()
+            .name("checkpoint-coordinator".into())
+            .spawn(move || coordinator.run())
+            .map(Some)
+            .map_err(|source| JobError::Spawn { task: "checkpoint coordinator".into(), source })
+    }
+
+    /// Shows the attempt's vertices (tasks) on the handle, with fresh record counters.
+    pub fn show_vertices(&self, plan: &ExecutionPlan, graph: &JobGraph) -> Vec<Arc<TaskCounters>> {
+        let job_id = self.handle.job_id();
+        let counters: Vec<Arc<TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
+        self.handle.set_tasks(
+            plan.heads
+                .iter()
+                .zip(&counters)
+                .map(|(&head, counters)| {
+                    let status = TaskStatus {
+                        id: rheo_types::JobId::derived_from(&format!("{job_id}/{head}")).to_string(),
+                        name: plan.task_name(graph, head),
+                        parallelism: plan.parallelism[head],
+                        records_in: 0,
+                        records_out: 0,
+                    };
+                    (status, counters.clone())
+                })
+                .collect(),
+        );
+        counters
+    }
+}
+
+/// Runs attempts of a job somewhere.
+pub trait Deployer {
+    /// Deploys one attempt, follows it to its end and stops its coordinator. It returns `Err`
+    /// only when the attempt could not be made at all (no restart can help); failures of the
+    /// running job are `Ok(AttemptEnd::Failed)`, and go through the restart strategy.
+    fn run_attempt(&mut self, attempt: &Attempt<'_>) -> Result<(AttemptEnd, CheckpointStats), JobError>;
+}
+
+/// What a job's run came to, besides its end state.
+#[derive(Debug, Clone, Default)]
+pub struct DriverReport {
+    pub restarts: u32,
+    /// The checkpoint or savepoint the run started from.
+    pub restored_from: Option<u64>,
+    pub checkpoints: CheckpointStats,
+}
+
+/// One job's life: restore, attempts, restarts, the end.
+pub struct JobDriver {
+    pub config: Arc<Configuration>,
+    pub job_name: String,
+    /// Operator names, to check that a savepoint's state belongs to the job.
+    pub operators: Vec<String>,
+    pub max_parallelism: usize,
+    pub handle: JobHandle,
+}
+
+impl JobDriver {
+    /// Runs the job to its end and leaves the end state (FINISHED, CANCELED, FAILED) on the
+    /// handle.
+    pub fn run(&self, deployer: &mut dyn Deployer) -> Result<DriverReport, JobError> {
+        let mut report = DriverReport::default();
+        let result = self.drive(deployer, &mut report);
+        let state = match &result {
+            Ok(()) => JobState::Finished,
+            Err(JobError::Cancelled) => JobState::Cancelled,
+            Err(_) => JobState::Failed,
+        };
+        let failure = result.as_ref().err().map(|e| e.to_string());
+        self.handle.update(|s| {
+            s.state = state;
+            s.end_time = Some(now_ms());
+            s.failure = failure;
+        });
+        result.map(|()| report)
+    }
+
+    fn drive(&self, deployer: &mut dyn Deployer, report: &mut DriverReport) -> Result<(), JobError> {
+        let job_id = self.handle.job_id();
+        let checkpointing = checkpoint_settings(&self.config, &job_id, &self.job_name, self.max_parallelism)?
+            .map(|c| CheckpointSettings { operators: self.operators.clone(), ..c });
+        let mut backoff = RestartBackoff::from_config(&self.config, checkpointing.is_some())?;
+        let storage = match &checkpointing {
+            Some(_) => {
+                let root = self.config.get(keys::CHECKPOINTS_DIR).unwrap_or(DEFAULT_CHECKPOINTS_DIR);
+                Some(CheckpointStorage::from_url(root)?.child(&job_id))
+            }
+            None => None,
+        };
+        let mut restore = initial_state(&self.config, storage.as_ref(), &self.operators)?;
+        if let Some(r) = &restore {
+            let id = r.state.checkpoint_id;
+            tracing::info!(job_id = %job_id, checkpoint = id, path = %r.url, "resuming from checkpoint");
+            report.restored_from = Some(id);
+            self.handle.update(|s| {
+                s.checkpoints.restored = 1;
+                s.restored = Some(CompletedCheckpoint {
+                    id,
+                    trigger_timestamp: 0,
+                    duration_ms: 0,
+                    size: 0,
+                    external_path: r.url.clone(),
+                    is_savepoint: false,
+                });
+            });
+        }
+        self.handle
+            .update(|s| s.checkpoint_interval_ms = checkpointing.as_ref().map(|c| c.interval.as_millis() as u64));
+
+        let stats = &mut report.checkpoints;
+        let mut number = 0u64;
+        loop {
+            if self.handle.is_cancel_requested() {
+                return Err(JobError::Cancelled);
+            }
+            number += 1;
+            self.handle.shared().resume();
+            let next_checkpoint_id =
+                restore.as_ref().map_or(1, |r| r.state.checkpoint_id + 1).max(stats.last_id.map_or(1, |l| l + 1));
+            let attempt = Attempt {
+                number,
+                handle: &self.handle,
+                restore: restore.as_ref(),
+                checkpointing: checkpointing.as_ref().zip(storage.as_ref()),
+                next_checkpoint_id,
+            };
+            let started = Instant::now();
+            let (end, attempt_stats) = deployer.run_attempt(&attempt)?;
+            self.handle.set_coordinator(None);
+            merge_stats(stats, &attempt_stats);
+            match end {
+                AttemptEnd::Finished => {
+                    if let Some(storage) = &storage {
+                        // A finished job's next run starts fresh.
+                        io_runtime().block_on(storage.put(FINISHED_MARKER, job_id.clone().into_bytes()))?;
+                    }
+                    return Ok(());
+                }
+                AttemptEnd::Cancelled => return Err(JobError::Cancelled),
+                AttemptEnd::Rescale => {
+                    tracing::info!(job_id = %job_id, "rescaling to the available slots");
+                    self.handle.update(|s| s.state = JobState::Restarting);
+                }
+                AttemptEnd::Failed(JobError::TaskFailed { task, message }) => {
+                    if self.handle.is_cancel_requested() {
+                        return Err(JobError::Cancelled);
+                    }
+                    self.handle.record_exception(&message, Some(&task), now_ms());
+                    let Some(delay) = backoff.on_failure(started.elapsed()) else {
+                        return Err(JobError::TaskFailed { task, message });
+                    };
+                    report.restarts = backoff.restarts();
+                    tracing::warn!(%task, %message, restart = report.restarts, delay_ms = delay.as_millis() as u64,
+                        "task failed; restarting the job");
+                    self.handle.update(|s| {
+                        s.state = JobState::Restarting;
+                        s.restarts = report.restarts;
+                    });
+                    if self.handle.wait_for_cancel(delay) {
+                        return Err(JobError::Cancelled);
+                    }
+                }
+                AttemptEnd::Failed(other) => return Err(other),
+            }
+            if let Some(storage) = &storage {
+                restore = io_runtime().block_on(latest_checkpoint(storage))?.or(restore);
+            }
+        }
+    }
+}
+
+fn merge_stats(total: &mut CheckpointStats, attempt: &CheckpointStats) {
+    total.completed += attempt.completed;
+    total.failed += attempt.failed;
+    total.total_duration += attempt.total_duration;
+    total.max_size = total.max_size.max(attempt.max_size);
+    if attempt.last_id.is_some() {
+        total.last_id = attempt.last_id;
+        total.last_duration = attempt.last_duration;
+        total.last_size = attempt.last_size;
+    }
+}
+
+/// Checkpointing of a job per `execution.checkpointing.*`; `None` when it is off.
+fn checkpoint_settings(
+    config: &Configuration,
+    job_id: &str,
+    job_name: &str,
+    max_parallelism: usize,
+) -> Result<Option<CheckpointSettings>, ConfigError> {
+    let Some(interval) = config.duration(keys::CHECKPOINT_INTERVAL)? else { return Ok(None) };
+    if interval.is_zero() {
+        return Ok(None);
+    }
+    Ok(Some(CheckpointSettings {
+        interval,
+        timeout: config.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
+        retained: config.parse_or(keys::CHECKPOINTS_RETAINED, 1, "a positive integer")?,
+        job_id: job_id.to_string(),
+        job_name: job_name.to_string(),
+        max_parallelism,
+        operators: Vec::new(),
+    }))
+}

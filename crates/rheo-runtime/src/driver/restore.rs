@@ -1,0 +1,75 @@
+//! Where a job starts from: its own newest complete checkpoint, else the savepoint it was
+//! given, else nothing.
+
+use std::sync::Arc;
+
+use rheo_config::Configuration;
+
+use super::JobError;
+use crate::checkpoint::discover::{self, FINISHED_MARKER};
+use crate::checkpoint::metadata::checkpoint_dir;
+use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
+use crate::state::restore::RestoredState;
+
+/// The job's newest complete checkpoint under its directory `storage`.
+pub async fn latest_checkpoint(storage: &CheckpointStorage) -> Result<Option<Restore>, StorageError> {
+    Ok(discover::latest(storage).await?.map(|d| Restore {
+        url: storage.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string(),
+        state: Arc::new(d.state),
+    }))
+}
+
+/// A checkpoint or savepoint to start from.
+pub struct Restore {
+    pub state: Arc<RestoredState>,
+    /// Its directory, for TaskManagers that load it themselves.
+    pub url: String,
+}
+
+/// The state to start from, as Flink decides it: the job's own newest checkpoint (so a
+/// restarted JobManager never rewinds to the savepoint it was first started from), else the
+/// savepoint given by `execution.savepoint.path`, else nothing. A job that finished last
+/// time starts fresh.
+pub fn initial_state(
+    config: &Configuration,
+    storage: Option<&CheckpointStorage>,
+    operators: &[String],
+) -> Result<Option<Restore>, JobError> {
+    if let Some(storage) = storage {
+        let own = io_runtime().block_on(async {
+            if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
+                tracing::info!(dir = storage.url(), "the job finished last time; starting fresh");
+                storage.delete_all("").await?;
+                return Ok::<_, StorageError>(None);
+            }
+            latest_checkpoint(storage).await
+        })?;
+        if own.is_some() {
+            return Ok(own);
+        }
+    }
+    let Some(path) = config.get("execution.savepoint.path") else { return Ok(None) };
+    let dir = CheckpointStorage::from_url(path)?;
+    let mut state = match io_runtime().block_on(discover::load(&dir)) {
+        Ok(Some(found)) => found.state,
+        Ok(None) => return Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
+        Err(message) => return Err(JobError::Restore { path: path.into(), message }),
+    };
+    let unclaimed = state.unclaimed(operators);
+    if !unclaimed.is_empty() {
+        if !config.parse_or("execution.savepoint.ignore-unclaimed-state", false, "true or false")? {
+            return Err(JobError::Restore {
+                path: path.into(),
+                message: format!(
+                    "it holds state of {} that this job does not have; \
+                     pass --allow-non-restored-state to drop it",
+                    unclaimed.join(", ")
+                ),
+            });
+        }
+        tracing::warn!(dropped = %unclaimed.join(", "), "dropping state the job does not have");
+        state.drop_unclaimed(operators);
+    }
+    tracing::info!(path, checkpoint = state.checkpoint_id, "restoring from savepoint");
+    Ok(Some(Restore { state: Arc::new(state), url: path.to_string() }))
+}

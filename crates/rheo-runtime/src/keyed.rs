@@ -1,0 +1,337 @@
+//! Operators on keyed streams that are not windows: rolling reduce and aggregate, and the
+//! general keyed process function with keyed state and timers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::graph::{Data, OperatorContext};
+use crate::output::{Operator, Output, Timestamp};
+use crate::state::restore::encode;
+use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
+use crate::task::now_ms;
+use crate::window::AggregateFunction;
+use crate::window::operator::Key;
+
+/// Extracts the key of a record.
+pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// Rolling `reduce`: emits the running result for the record's key after every record.
+pub struct KeyedReduceOperator<K, T, F> {
+    key_of: KeySelector<T, K>,
+    reduce: Arc<F>,
+    state: foldhash::HashMap<K, T>,
+}
+
+impl<K: Key, T: Data, F> KeyedReduceOperator<K, T, F> {
+    pub fn new(key_of: KeySelector<T, K>, reduce: Arc<F>, ctx: &OperatorContext) -> Self {
+        let state = ctx.restore_keyed::<(K, T), K>(|(k, _)| k).into_iter().collect();
+        Self { key_of, reduce, state }
+    }
+}
+
+impl<K: Key, T: Data, F: Fn(T, T) -> T + Send + Sync + 'static> Operator<T, T> for KeyedReduceOperator<K, T, F> {
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        Some(encode(&self.state.iter().collect::<Vec<_>>()))
+    }
+
+    fn process(&mut self, value: T, timestamp: Timestamp, out: &mut dyn Output<T>) {
+        let key = (self.key_of)(&value);
+        let result = match self.state.remove(&key) {
+            Some(previous) => (self.reduce)(previous, value),
+            None => value,
+        };
+        self.state.insert(key, result.clone());
+        out.collect(result, timestamp);
+    }
+}
+
+/// Rolling `aggregate`: an [`AggregateFunction`] per key, its result emitted after every record.
+pub struct KeyedAggregateOperator<K, T, A: AggregateFunction<T>> {
+    key_of: KeySelector<T, K>,
+    aggregate: Arc<A>,
+    state: foldhash::HashMap<K, A::Acc>,
+}
+
+impl<K: Key, T, A: AggregateFunction<T>> KeyedAggregateOperator<K, T, A> {
+    pub fn new(key_of: KeySelector<T, K>, aggregate: Arc<A>, ctx: &OperatorContext) -> Self {
+        let state = ctx.restore_keyed::<(K, A::Acc), K>(|(k, _)| k).into_iter().collect();
+        Self { key_of, aggregate, state }
+    }
+}
+
+impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T, A::Out> for KeyedAggregateOperator<K, T, A> {
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        Some(encode(&self.state.iter().collect::<Vec<_>>()))
+    }
+
+    fn process(&mut self, value: T, timestamp: Timestamp, out: &mut dyn Output<A::Out>) {
+        let key = (self.key_of)(&value);
+        let aggregate = &self.aggregate;
+        let acc = self.state.entry(key).or_insert_with(|| aggregate.create_accumulator());
+        aggregate.add(value, acc);
+        out.collect(aggregate.get_result(acc), timestamp);
+    }
+}
+
+/// Flink's `KeyedProcessFunction`: per record and per timer, with keyed state.
+pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
+    /// Registers state; called once per subtask before the first record.
+    fn open(&mut self, _state: &mut KeyedStateBackend<K>) {}
+    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<'_, K, O>);
+    fn on_timer(&mut self, _timestamp: Timestamp, _ctx: &mut KeyedContext<'_, K, O>) {}
+}
+
+/// Timers of one keyed operator, per time domain, at most one per key and time.
+pub struct Timers<K> {
+    event: BTreeMap<Timestamp, foldhash::HashSet<K>>,
+    processing: BTreeMap<Timestamp, foldhash::HashSet<K>>,
+}
+
+impl<K: Key> Default for Timers<K> {
+    fn default() -> Self {
+        Self { event: BTreeMap::new(), processing: BTreeMap::new() }
+    }
+}
+
+impl<K: Key> Timers<K> {
+    fn pop_due(queue: &mut BTreeMap<Timestamp, foldhash::HashSet<K>>, time: Timestamp) -> Option<(Timestamp, K)> {
+        let mut entry = queue.first_entry()?;
+        let at = *entry.key();
+        if at > time {
+            return None;
+        }
+        let key = entry.get().iter().next().cloned().expect("timer sets are never empty");
+        entry.get_mut().remove(&key);
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        Some((at, key))
+    }
+
+    fn remove(queue: &mut BTreeMap<Timestamp, foldhash::HashSet<K>>, at: Timestamp, key: &K) {
+        if let Some(set) = queue.get_mut(&at) {
+            set.remove(key);
+            if set.is_empty() {
+                queue.remove(&at);
+            }
+        }
+    }
+}
+
+/// What a keyed process function sees of its key, time, state and timers.
+pub struct KeyedContext<'a, K, O> {
+    key: &'a K,
+    timestamp: Timestamp,
+    watermark: Timestamp,
+    now: Timestamp,
+    state: &'a mut KeyedStateBackend<K>,
+    timers: &'a mut Timers<K>,
+    out: &'a mut dyn Output<O>,
+}
+
+impl<K: Key, O> KeyedContext<'_, K, O> {
+    pub fn key(&self) -> &K {
+        self.key
+    }
+    /// The timestamp of the current record, or the time of the firing timer.
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+    pub fn current_watermark(&self) -> Timestamp {
+        self.watermark
+    }
+    pub fn current_processing_time(&self) -> Timestamp {
+        self.now
+    }
+    pub fn collect(&mut self, value: O) {
+        self.out.collect(value, self.timestamp);
+    }
+    pub fn collect_with_timestamp(&mut self, value: O, timestamp: Timestamp) {
+        self.out.collect(value, timestamp);
+    }
+    /// Calls `on_timer` once the watermark reaches `time`.
+    pub fn register_event_time_timer(&mut self, time: Timestamp) {
+        self.timers.event.entry(time).or_default().insert(self.key.clone());
+    }
+    /// Calls `on_timer` once the clock reaches `time`.
+    pub fn register_processing_time_timer(&mut self, time: Timestamp) {
+        self.timers.processing.entry(time).or_default().insert(self.key.clone());
+    }
+    pub fn delete_event_time_timer(&mut self, time: Timestamp) {
+        Timers::remove(&mut self.timers.event, time, self.key);
+    }
+    pub fn delete_processing_time_timer(&mut self, time: Timestamp) {
+        Timers::remove(&mut self.timers.processing, time, self.key);
+    }
+    pub fn value<V: 'static>(&mut self, handle: &ValueState<V>) -> Option<&V> {
+        self.state.value(handle, self.key)
+    }
+    pub fn update<V: 'static>(&mut self, handle: &ValueState<V>, value: V) {
+        self.state.update(handle, self.key, value);
+    }
+    pub fn clear<V: 'static>(&mut self, handle: &ValueState<V>) {
+        self.state.clear_value(handle, self.key);
+    }
+    pub fn list<V: 'static>(&mut self, handle: &ListState<V>) -> &[V] {
+        self.state.list(handle, self.key)
+    }
+    pub fn add<V: 'static>(&mut self, handle: &ListState<V>, value: V) {
+        self.state.add(handle, self.key, value);
+    }
+    pub fn clear_list<V: 'static>(&mut self, handle: &ListState<V>) {
+        self.state.clear_list(handle, self.key);
+    }
+    pub fn map_get<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, user_key: &UK) -> Option<&UV> {
+        self.state.map_get(handle, self.key, user_key)
+    }
+    pub fn map_put<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, user_key: UK, value: UV) {
+        self.state.map_put(handle, self.key, user_key, value);
+    }
+    pub fn map_remove<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, user_key: &UK) -> Option<UV> {
+        self.state.map_remove(handle, self.key, user_key)
+    }
+    pub fn map_entries<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>) -> Vec<(UK, &UV)> {
+        self.state.map_entries(handle, self.key)
+    }
+}
+
+/// Runs a [`KeyedProcessFunction`] with its state and timers.
+pub struct KeyedProcessOperator<K, I, O, F> {
+    key_of: KeySelector<I, K>,
+    function: F,
+    state: KeyedStateBackend<K>,
+    timers: Timers<K>,
+    watermark: Timestamp,
+    now: Timestamp,
+    _types: std::marker::PhantomData<fn(I) -> O>,
+}
+
+/// One restorable piece of a keyed process operator, always with its key.
+#[derive(serde::Serialize, serde::Deserialize)]
+enum ProcessEntry<K> {
+    State { table: String, key: K, value: Vec<u8> },
+    EventTimer { key: K, at: Timestamp },
+    ProcessingTimer { key: K, at: Timestamp },
+}
+
+impl<K> ProcessEntry<K> {
+    fn key(&self) -> &K {
+        match self {
+            ProcessEntry::State { key, .. }
+            | ProcessEntry::EventTimer { key, .. }
+            | ProcessEntry::ProcessingTimer { key, .. } => key,
+        }
+    }
+}
+
+impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, O, F> {
+    pub fn new(key_of: KeySelector<I, K>, mut function: F, ctx: &OperatorContext) -> Self {
+        let mut state = KeyedStateBackend::default();
+        function.open(&mut state);
+        let mut timers = Timers::default();
+        for entry in ctx.restore_keyed::<ProcessEntry<K>, K>(ProcessEntry::key) {
+            match entry {
+                ProcessEntry::State { table, key, value } => {
+                    state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
+                }
+                ProcessEntry::EventTimer { key, at } => {
+                    timers.event.entry(at).or_default().insert(key);
+                }
+                ProcessEntry::ProcessingTimer { key, at } => {
+                    timers.processing.entry(at).or_default().insert(key);
+                }
+            }
+        }
+        Self {
+            key_of,
+            function,
+            state,
+            timers,
+            watermark: Timestamp::MIN,
+            now: now_ms(),
+            _types: std::marker::PhantomData,
+        }
+    }
+
+    fn fire(&mut self, event_time: bool, time: Timestamp, out: &mut dyn Output<O>) {
+        loop {
+            let queue = if event_time { &mut self.timers.event } else { &mut self.timers.processing };
+            let Some((at, key)) = Timers::pop_due(queue, time) else { break };
+            let mut ctx = KeyedContext {
+                key: &key,
+                timestamp: at,
+                watermark: self.watermark,
+                now: self.now,
+                state: &mut self.state,
+                timers: &mut self.timers,
+                out,
+            };
+            self.function.on_timer(at, &mut ctx);
+        }
+    }
+}
+
+impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Operator<I, O>
+    for KeyedProcessOperator<K, I, O, F>
+{
+    fn snapshot(&mut self) -> Option<Vec<u8>> {
+        let mut entries: Vec<ProcessEntry<K>> = self
+            .state
+            .snapshot_entries()
+            .into_iter()
+            .map(|(table, key, value)| ProcessEntry::State { table, key, value })
+            .collect();
+        for (&at, keys) in &self.timers.event {
+            entries.extend(keys.iter().map(|key| ProcessEntry::EventTimer { key: key.clone(), at }));
+        }
+        for (&at, keys) in &self.timers.processing {
+            entries.extend(keys.iter().map(|key| ProcessEntry::ProcessingTimer { key: key.clone(), at }));
+        }
+        Some(encode(&entries))
+    }
+
+    fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
+        let key = (self.key_of)(&value);
+        let mut ctx = KeyedContext {
+            key: &key,
+            timestamp,
+            watermark: self.watermark,
+            now: self.now,
+            state: &mut self.state,
+            timers: &mut self.timers,
+            out,
+        };
+        self.function.process_element(value, &mut ctx);
+    }
+
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut dyn Output<O>) {
+        self.watermark = watermark;
+        self.fire(true, watermark, out);
+        out.watermark(watermark);
+    }
+
+    fn on_processing_time(&mut self, now: Timestamp, out: &mut dyn Output<O>) -> Option<Timestamp> {
+        self.now = now;
+        self.fire(false, now, out);
+        self.timers.processing.keys().next().copied()
+    }
+
+    fn finish(&mut self, out: &mut dyn Output<O>) {
+        // The final watermark of a bounded input fires all event-time timers.
+        self.watermark = Timestamp::MAX;
+        self.fire(true, Timestamp::MAX, out);
+    }
+}
+
+/// A [`KeyedProcessFunction`] from a closure, for functions that need no state or timers.
+#[derive(Clone)]
+pub struct ProcessFn<F>(pub F);
+
+impl<K: Key, I, O, F> KeyedProcessFunction<K, I, O> for ProcessFn<F>
+where
+    F: FnMut(I, &mut KeyedContext<'_, K, O>) + Send + 'static,
+{
+    fn process_element(&mut self, value: I, ctx: &mut KeyedContext<'_, K, O>) {
+        (self.0)(value, ctx)
+    }
+}

@@ -1,0 +1,116 @@
+//! State read back from a checkpoint, handed to operators as they are built.
+//!
+//! Keyed state is restored by key group: each subtask reads the snapshots of every old subtask
+//! of its operator and keeps the entries whose key falls in its own key-group range, so a job
+//! can resume at another parallelism. Non-keyed state (source positions, pending sink commits)
+//! is per subtask.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+
+use crate::output::NodeId;
+use rheo_types::keygroups::{KeyGroupRange, hash_key};
+
+/// One subtask's state of one operator, as found in a checkpoint.
+#[derive(Debug, Clone)]
+pub struct SubtaskState {
+    pub subtask: usize,
+    pub parallelism: usize,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything a run restores from.
+#[derive(Debug, Default)]
+pub struct RestoredState {
+    pub checkpoint_id: u64,
+    pub max_parallelism: usize,
+    pub nodes: HashMap<NodeId, Vec<SubtaskState>>,
+    /// The operator name of each node's state when it was taken.
+    pub operators: HashMap<NodeId, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("state of operator {node} cannot be read: {message}")]
+    Decode { node: NodeId, message: String },
+    #[error(
+        "checkpoint was taken with max parallelism {checkpoint}, the job now has {now}; \
+         keyed state can only be restored with the same pipeline.max-parallelism"
+    )]
+    MaxParallelism { checkpoint: usize, now: usize },
+}
+
+impl RestoredState {
+    /// State whose operator is not in the job (by node and name): Flink's "unclaimed state".
+    /// Returns a description of each, for the error message.
+    pub fn unclaimed(&self, operators: &[String]) -> Vec<String> {
+        let mut unclaimed: Vec<String> = self
+            .operators
+            .iter()
+            .filter(|(node, name)| operators.get(**node) != Some(*name))
+            .map(|(node, name)| format!("operator {node} '{name}'"))
+            .collect();
+        unclaimed.sort();
+        unclaimed
+    }
+
+    /// Drops the state of operators the job does not have.
+    pub fn drop_unclaimed(&mut self, operators: &[String]) {
+        let keep: Vec<NodeId> = self
+            .operators
+            .iter()
+            .filter(|(node, name)| operators.get(**node) == Some(*name))
+            .map(|(n, _)| *n)
+            .collect();
+        self.nodes.retain(|node, _| keep.contains(node));
+        self.operators.retain(|node, _| keep.contains(node));
+    }
+
+    /// The keyed entries of `node` whose key belongs to `range`. `key_of` picks the key of an
+    /// entry.
+    pub fn keyed<E: DeserializeOwned, K: std::hash::Hash>(
+        &self,
+        node: NodeId,
+        range: KeyGroupRange,
+        max_parallelism: usize,
+        key_of: impl Fn(&E) -> &K,
+    ) -> Result<Vec<E>, RestoreError> {
+        if self.max_parallelism != max_parallelism {
+            return Err(RestoreError::MaxParallelism { checkpoint: self.max_parallelism, now: max_parallelism });
+        }
+        let mut entries = Vec::new();
+        for state in self.nodes.get(&node).into_iter().flatten() {
+            let decoded: Vec<E> = postcard::from_bytes(&state.bytes)
+                .map_err(|e| RestoreError::Decode { node, message: e.to_string() })?;
+            entries.extend(
+                decoded.into_iter().filter(|entry| {
+                    range.contains(KeyGroupRange::key_group_of(hash_key(key_of(entry)), max_parallelism))
+                }),
+            );
+        }
+        Ok(entries)
+    }
+
+    /// The non-keyed states of `node` this subtask takes over: its own at the same
+    /// parallelism, otherwise those of old subtasks `i` with `i % parallelism == subtask`.
+    pub fn operator<E: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        subtask: usize,
+        parallelism: usize,
+    ) -> Result<Vec<E>, RestoreError> {
+        self.nodes
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter(|s| s.subtask % parallelism == subtask)
+            .map(|s| postcard::from_bytes(&s.bytes).map_err(|e| RestoreError::Decode { node, message: e.to_string() }))
+            .collect()
+    }
+}
+
+/// Encodes state for a snapshot. Encoding plain data into a vector cannot fail.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    postcard::to_stdvec(value).expect("state is serializable")
+}

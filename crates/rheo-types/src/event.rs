@@ -1,0 +1,27 @@
+//! What travels on a channel between two subtasks, in this process or across the network.
+
+use crate::time::Timestamp;
+
+/// Marks the position of a checkpoint in every stream (Chandy-Lamport marker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointBarrier {
+    pub id: u64,
+    pub timestamp: Timestamp,
+}
+
+/// What travels on a channel between two subtasks.
+pub enum Event<T> {
+    Records(Vec<(T, Timestamp)>),
+    Watermark(Timestamp),
+    Idle(bool),
+    Barrier(CheckpointBarrier),
+    /// No more records: windows and timers fire. Barriers may still follow.
+    EndOfData,
+    /// The channel closes.
+    End,
+}
+
+/// Records per batch: large enough to amortise a channel send, small enough to keep latency low.
+pub const BATCH_SIZE: usize = 1024;
+/// Batches in flight per channel before the writer blocks.
+pub const CHANNEL_CAPACITY: usize = 4;

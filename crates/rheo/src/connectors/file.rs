@@ -1,0 +1,263 @@
+//! The text file source (Flink's `readTextFile`) and a text file sink.
+//!
+//! Source: bounded and parallel; subtask `s` of `p` emits the lines whose 0-based line number
+//! `n` has `n % p == s`, so the split is deterministic. A trailing `\r` is stripped. A file that
+//! cannot be opened or read, or a line that is not UTF-8, fails the job with an error naming the
+//! path (and line). [`StreamEnv::read_text_file_parsed`] also parses each line with a job's
+//! function; a parse error fails the job naming `path:line`. Each subtask checkpoints its line
+//! number and byte offset; a restore at the same parallelism seeks there, one at another
+//! parallelism skips exactly the lines some old subtask emitted ([`emitted`](super::emitted)).
+//!
+//! Sink: [`DataStream::write_as_text`] writes one line per record; with parallelism `p > 1` it
+//! writes to a directory with one file per subtask (`1`, `2`, ...), as Flink's `writeAsText`.
+
+use std::fmt::Display;
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::api::stream::DataSink;
+use crate::api::{DataStream, StreamEnv};
+use crate::connectors::emitted::{Layer, Position, emitted_layers};
+use rheo_runtime::graph::Data;
+use rheo_runtime::output::{NO_TIMESTAMP, Timestamp};
+use rheo_runtime::sink::SinkFunction;
+use rheo_runtime::task::{SourceError, SourceFunction, SourceOutput, SourceStatus, TaskInfo};
+
+/// Turns a line into a record and its event timestamp (or [`NO_TIMESTAMP`]); an error is a
+/// message saying what was expected, the source adds the path and line number.
+pub type LineParser<T> = Arc<dyn Fn(&str) -> Result<(T, Timestamp), String> + Send + Sync>;
+
+/// Lines per `poll`.
+const BATCH: usize = 1024;
+
+/// One subtask of the text file source.
+pub struct TextFileSource<T> {
+    path: PathBuf,
+    parse: LineParser<T>,
+    reader: Option<BufReader<File>>,
+    line: Vec<u8>,
+    /// 0-based number of the next line to read.
+    line_number: u64,
+    /// Byte offset of the next line to read.
+    offset: u64,
+    subtask: u64,
+    parallelism: u64,
+    /// What earlier runs emitted, when restored at another parallelism.
+    restored: Vec<Layer>,
+    /// Lines per second this subtask reads at most, and since when it counts.
+    throttle: Option<Throttle>,
+}
+
+/// Paces a source to a rate (lines per second), for demos and failure tests that need a job
+/// to run for a while.
+struct Throttle {
+    per_second: f64,
+    since: std::time::Instant,
+    lines: u64,
+}
+
+impl<T> TextFileSource<T> {
+    pub fn new(path: PathBuf, parse: LineParser<T>, subtask_index: usize, parallelism: usize) -> Self {
+        Self {
+            path,
+            parse,
+            reader: None,
+            line: Vec::new(),
+            line_number: 0,
+            offset: 0,
+            subtask: subtask_index as u64,
+            parallelism: parallelism.max(1) as u64,
+            restored: Vec::new(),
+            throttle: None,
+        }
+    }
+
+    /// Reads at most `lines_per_second` lines per second (this subtask's share of a rate).
+    pub fn with_rate(mut self, lines_per_second: Option<f64>) -> Self {
+        self.throttle = lines_per_second.filter(|r| *r > 0.0).map(|per_second| Throttle {
+            per_second,
+            since: std::time::Instant::now(),
+            lines: 0,
+        });
+        self
+    }
+}
+
+impl<T> TextFileSource<T> {
+    /// Resumes from checkpointed positions taken at any parallelism.
+    fn restore(mut self, positions: &[Position]) -> Self {
+        let layers = emitted_layers(positions);
+        // Every line below the smallest old position was emitted by some old subtask.
+        if let Some(start) = positions.iter().filter(|p| p.stride == positions[0].stride).min_by_key(|p| p.next) {
+            (self.line_number, self.offset) = (start.next, start.offset);
+        }
+        if let [only] = layers.as_slice()
+            && only.stride == self.parallelism
+            && let Some(own) = positions.iter().find(|p| p.first == self.subtask && p.stride == self.parallelism)
+        {
+            // Same parallelism: continue exactly where this subtask stopped.
+            (self.line_number, self.offset) = (own.next, own.offset);
+        } else {
+            self.restored = layers;
+        }
+        self
+    }
+}
+
+impl<T: Data> SourceFunction<T> for TextFileSource<T> {
+    fn open(&mut self, _info: &TaskInfo) -> Result<(), SourceError> {
+        let mut file = File::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        if self.offset > 0 {
+            file.seek(SeekFrom::Start(self.offset))
+                .map_err(|e| format!("cannot seek in {}: {e}", self.path.display()))?;
+        }
+        self.reader = Some(BufReader::with_capacity(256 * 1024, file));
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self) -> Option<Vec<u8>> {
+        self.restored.retain(|layer| self.line_number < layer.end());
+        let position = Position {
+            first: self.subtask,
+            stride: self.parallelism,
+            next: self.line_number,
+            offset: self.offset,
+            earlier: self.restored.clone(),
+        };
+        Some(rheo_runtime::state::restore::encode(&position))
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
+        let Some(reader) = self.reader.as_mut() else { return Ok(SourceStatus::Finished) };
+        let mut budget = BATCH as u64;
+        if let Some(throttle) = &mut self.throttle {
+            let due = (throttle.since.elapsed().as_secs_f64() * throttle.per_second) as u64;
+            budget = budget.min(due.saturating_sub(throttle.lines));
+            if budget == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                return Ok(SourceStatus::Idle);
+            }
+            throttle.lines += budget;
+        }
+        let mut emitted = 0;
+        while emitted < budget {
+            self.line.clear();
+            let n = reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+            if n == 0 {
+                self.reader = None;
+                return Ok(SourceStatus::Finished);
+            }
+            let number = self.line_number;
+            self.line_number += 1;
+            self.offset += n as u64;
+            if number % self.parallelism != self.subtask || self.restored.iter().any(|l| l.contains(number)) {
+                continue;
+            }
+            let mut bytes = self.line.as_slice();
+            bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+            bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| format!("{}:{}: the line is not valid UTF-8", self.path.display(), number + 1))?;
+            let (value, timestamp) =
+                (self.parse)(text).map_err(|message| format!("{}:{}: {message}", self.path.display(), number + 1))?;
+            out.collect_with_timestamp(value, timestamp);
+            emitted += 1;
+        }
+        Ok(SourceStatus::More)
+    }
+}
+
+impl StreamEnv {
+    /// The lines of a text file (Flink's `readTextFile`), split over the subtasks by line number.
+    pub fn read_text_file(&self, path: impl AsRef<Path>) -> DataStream<String> {
+        self.read_text_file_parsed(path, Arc::new(|line: &str| Ok((line.to_string(), NO_TIMESTAMP))))
+    }
+
+    /// The lines of a text file turned into records by `parse`; a line it rejects fails the job
+    /// with `path:line: message`.
+    pub fn read_text_file_parsed<T: Data>(&self, path: impl AsRef<Path>, parse: LineParser<T>) -> DataStream<T> {
+        self.read_text_file_paced(path, parse, None)
+    }
+
+    /// [`read_text_file_parsed`](Self::read_text_file_parsed) at most `lines_per_second` lines per
+    /// second over all subtasks.
+    pub fn read_text_file_paced<T: Data>(
+        &self,
+        path: impl AsRef<Path>,
+        parse: LineParser<T>,
+        lines_per_second: Option<f64>,
+    ) -> DataStream<T> {
+        let path = path.as_ref().to_path_buf();
+        let name = format!("File {}", path.display());
+        self.add_source(&name, move |ctx| {
+            let positions: Vec<Position> = ctx.restore_operator_all();
+            let share = lines_per_second.map(|r| r / ctx.info.parallelism as f64);
+            TextFileSource::new(path.clone(), parse.clone(), ctx.info.subtask_index, ctx.info.parallelism)
+                .restore(&positions)
+                .with_rate(share)
+        })
+    }
+}
+
+/// Writes each record as a line of text.
+pub struct TextFileSink {
+    path: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl TextFileSink {
+    /// The file of one subtask: `path` itself at parallelism 1, `path/<subtask + 1>` otherwise.
+    pub fn new(path: &Path, subtask_index: usize, parallelism: usize) -> Self {
+        let path = if parallelism > 1 { path.join((subtask_index + 1).to_string()) } else { path.to_path_buf() };
+        Self { path, out: None }
+    }
+
+    fn writer(&mut self) -> &mut BufWriter<File> {
+        if self.out.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .unwrap_or_else(|e| panic!("text file sink: cannot create {}: {e}", dir.display()));
+            }
+            let file = File::create(&self.path)
+                .unwrap_or_else(|e| panic!("text file sink: cannot create {}: {e}", self.path.display()));
+            self.out = Some(BufWriter::new(file));
+        }
+        self.out.as_mut().expect("opened above")
+    }
+}
+
+impl<T: Display> SinkFunction<T> for TextFileSink {
+    fn invoke(&mut self, value: T, _timestamp: Timestamp) {
+        let path = self.path.clone();
+        if let Err(e) = writeln!(self.writer(), "{value}") {
+            panic!("text file sink: cannot write {}: {e}", path.display());
+        }
+    }
+    fn flush(&mut self) {
+        if let Some(out) = self.out.as_mut()
+            && let Err(e) = out.flush()
+        {
+            panic!("text file sink: cannot write {}: {e}", self.path.display());
+        }
+    }
+    fn finish(&mut self) {
+        // An empty subtask still leaves its (empty) file, so the output is complete.
+        self.writer();
+        SinkFunction::<T>::flush(self);
+    }
+}
+
+impl<T: Data + Display> DataStream<T> {
+    /// Writes every record as a line of text to `path` (a directory of per-subtask files when the
+    /// sink's parallelism is above 1).
+    pub fn write_as_text(&self, path: impl AsRef<Path>) -> DataSink {
+        let path = path.as_ref().to_path_buf();
+        self.add_sink(&format!("Text File {}", path.display()), move |info| {
+            TextFileSink::new(&path, info.info.subtask_index, info.info.parallelism)
+        })
+    }
+}
