@@ -8,8 +8,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${RHEO_CACHE:-$HOME/.cache/rheo}
-state=$cache/seaweedfs
 port=${RHEO_S3_PORT:-8333}
+# One state dir and one set of internal ports per S3 port, so that several endpoints (e.g. the
+# test runs of several worktrees) can run side by side: RHEO_S3_PORT=8433 gives 19433, ...
+state=$cache/seaweedfs-$port
+offset=$((port - 8333))
 access=rheoaccesskey
 secret=rheosecretkey
 
@@ -42,7 +45,8 @@ JSON
   # Every listener on loopback; gRPC ports are the HTTP ports + 10000.
   nohup "$weed" mini -dir="$state/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.port="$port" \
     -s3.config="$state/s3.json" -bucket=rheo-test \
-    -master.port=19333 -volume.port=19340 -filer.port=19888 -admin.port=19646 -admin.ui=false \
+    -master.port=$((19333 + offset)) -volume.port=$((19340 + offset)) \
+    -filer.port=$((19888 + offset)) -admin.port=$((19646 + offset)) -admin.ui=false \
     -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 >"$state/weed.log" 2>&1 &
   echo $! >"$state/pid"
   for _ in $(seq 1 150); do
