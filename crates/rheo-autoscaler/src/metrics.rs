@@ -148,6 +148,7 @@ impl MetricSample {
 /// The samples of every vertex, each vertex's in time order. The caller keeps at least
 /// `metrics.window + scale-down.interval` of it (see [`MetricHistory::trim_before`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MetricHistory {
     by_vertex: BTreeMap<VertexId, Vec<MetricSample>>,
 }
