@@ -13,7 +13,7 @@ build:
 
 ## make run: the first run: a word count on the embedded mini-cluster
 run:
-	$(CARGO) build --release -p rheo
+	$(CARGO) build --release -p rheo-cli --bin rheo
 	$(RHEO) run word-count --input README.md
 
 ## make test: everything CI checks

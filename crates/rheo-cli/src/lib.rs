@@ -103,11 +103,7 @@ struct RunOptions {
 
 /// A Flink job id: 32 hexadecimal digits.
 pub(crate) fn parse_job_id(text: &str) -> Result<String, String> {
-    if text.len() == 32 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(text.to_ascii_lowercase())
-    } else {
-        Err(format!("'{text}' is not a job id (32 hexadecimal digits)"))
-    }
+    text.parse::<rheo_types::JobId>().map(|id| id.to_string()).map_err(|e| e.to_string())
 }
 
 /// How often `rheo run` checkpoints unless `execution.checkpointing.interval` says otherwise

@@ -1,6 +1,6 @@
 //! The REST API of `rheo run` and the client commands against it, on a real process: answers
 //! have the field names and JSON types of a real Flink 2.3 JobManager (the captured responses in
-//! `worker/rest/tests/flink-rest/`), errors are Flink-shaped, and a savepoint taken with
+//! `crates/rheo-rest/tests/flink-rest/`), errors are Flink-shaped, and a savepoint taken with
 //! `rheo savepoint`, a stop with `rheo stop` and a resume with `--from-savepoint` work end to end.
 
 use std::io::{Read, Write};
@@ -122,7 +122,7 @@ fn rheo(cwd: &Path, args: &[&str]) -> Output {
 }
 
 fn captured(name: &str) -> Value {
-    let path = format!("{}/rest/tests/flink-rest/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../rheo-rest/tests/flink-rest/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 

@@ -195,8 +195,10 @@ impl ClusterView for JobManager {
             return Err(SubmitError::BadRequest("parallelism must be at least 1".into()));
         }
         let job_id = match request.job_id {
-            Some(id) if id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()) => id.to_ascii_lowercase(),
-            Some(id) => return Err(SubmitError::BadRequest(format!("jobId '{id}' is not 32 hexadecimal digits"))),
+            Some(id) => match id.parse::<rheo_types::JobId>() {
+                Ok(id) => id.to_string(),
+                Err(e) => return Err(SubmitError::BadRequest(format!("jobId: {e}"))),
+            },
             None => Self::default_job_id(&request.job, &request.args),
         };
         let spec = JobSpec {

@@ -10,7 +10,7 @@ use crate::state::restore::encode;
 use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
 use crate::window::AggregateFunction;
-use crate::window::operator::Key;
+use rheo_types::Key;
 
 /// Extracts the key of a record.
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;

@@ -306,3 +306,160 @@ fn checkpoint_settings(
         operators: Vec::new(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::task::JobShared;
+
+    const JOB_ID: &str = "0123456789abcdef0123456789abcdef";
+
+    /// A deployer whose attempts end as scripted, recording what each attempt was given.
+    struct Scripted {
+        ends: VecDeque<AttemptEnd>,
+        attempts: Vec<u64>,
+        /// Whether the per-attempt stop flag was clear when each attempt started.
+        started_clear: Vec<bool>,
+    }
+
+    impl Scripted {
+        fn new(ends: impl IntoIterator<Item = AttemptEnd>) -> Self {
+            Self { ends: ends.into_iter().collect(), attempts: Vec::new(), started_clear: Vec::new() }
+        }
+    }
+
+    impl Deployer for Scripted {
+        fn run_attempt(&mut self, attempt: &Attempt<'_>) -> Result<(AttemptEnd, CheckpointStats), JobError> {
+            self.attempts.push(attempt.number);
+            self.started_clear.push(!attempt.handle.shared().is_stopping());
+            // A failing attempt stops its own sources, as a task failure does.
+            attempt.handle.shared().stop();
+            let end = self.ends.pop_front().expect("the driver ran more attempts than scripted");
+            Ok((end, CheckpointStats::default()))
+        }
+    }
+
+    fn failed(message: &str) -> AttemptEnd {
+        AttemptEnd::Failed(JobError::TaskFailed { task: "Map (1/1)".into(), message: message.into() })
+    }
+
+    fn driver(settings: &[(&str, &str)]) -> JobDriver {
+        let mut config = Configuration::new();
+        for (key, value) in settings {
+            config.set(*key, *value);
+        }
+        let handle =
+            JobHandle::new(JOB_ID.into(), "test".into(), "file:///tmp/unused".into(), Arc::new(JobShared::default()));
+        JobDriver {
+            config: Arc::new(config),
+            job_name: "test".into(),
+            operators: vec!["Source".into(), "Map".into()],
+            max_parallelism: 128,
+            handle,
+        }
+    }
+
+    fn wait_for_state(handle: &JobHandle, state: JobState) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while handle.status().state != state {
+            assert!(Instant::now() < deadline, "the job never became {state:?}: {:?}", handle.status().state);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_cancel_during_the_restart_backoff_ends_the_job_cancelled() {
+        // An hour of backoff: if the cancel were lost, the driver would sleep through it and
+        // start a second attempt (which the script does not allow).
+        let driver = driver(&[
+            ("restart-strategy.type", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "3"),
+            ("restart-strategy.fixed-delay.delay", "1h"),
+        ]);
+        let handle = driver.handle.clone();
+        let (done_tx, done_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut deployer = Scripted::new([failed("boom")]);
+            let result = driver.run(&mut deployer);
+            let _ = done_tx.send((result.map(|_| ()), deployer.attempts));
+        });
+        wait_for_state(&handle, JobState::Restarting);
+        handle.cancel();
+        let (result, attempts) = done_rx.recv_timeout(Duration::from_secs(30)).expect("the backoff was not cancelled");
+        assert!(matches!(result, Err(JobError::Cancelled)), "{result:?}");
+        assert_eq!(attempts, vec![1]);
+        assert_eq!(handle.status().state, JobState::Cancelled);
+    }
+
+    #[test]
+    fn a_cancel_before_an_attempt_starts_runs_nothing() {
+        let driver = driver(&[]);
+        driver.handle.cancel();
+        let mut deployer = Scripted::new([]);
+        assert!(matches!(driver.run(&mut deployer), Err(JobError::Cancelled)));
+        assert!(deployer.attempts.is_empty());
+        assert_eq!(driver.handle.status().state, JobState::Cancelled);
+    }
+
+    #[test]
+    fn a_failed_attempt_restarts_with_a_clear_stop_flag_and_the_job_finishes() {
+        let driver = driver(&[
+            ("restart-strategy.type", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "2"),
+            ("restart-strategy.fixed-delay.delay", "1ms"),
+        ]);
+        let mut deployer = Scripted::new([failed("first"), failed("second"), AttemptEnd::Finished]);
+        let report = driver.run(&mut deployer).expect("the job finishes");
+        assert_eq!(deployer.attempts, vec![1, 2, 3]);
+        assert_eq!(deployer.started_clear, vec![true, true, true]);
+        assert_eq!(report.restarts, 2);
+        let status = driver.handle.status();
+        assert_eq!(status.state, JobState::Finished);
+        assert_eq!(status.restarts, 2);
+        let causes: Vec<_> = status.exceptions.iter().map(|e| e.message.clone()).collect();
+        assert_eq!(causes, vec!["second".to_string(), "first".to_string()]);
+    }
+
+    #[test]
+    fn when_no_restart_is_left_the_job_fails_with_its_cause() {
+        let driver = driver(&[("restart-strategy.type", "none")]);
+        let mut deployer = Scripted::new([failed("disk on fire")]);
+        let error = driver.run(&mut deployer).unwrap_err();
+        assert_eq!(error.to_string(), "task 'Map (1/1)' failed: disk on fire");
+        let status = driver.handle.status();
+        assert_eq!(status.state, JobState::Failed);
+        assert_eq!(status.failure.as_deref(), Some("task 'Map (1/1)' failed: disk on fire"));
+    }
+
+    #[test]
+    fn bad_input_is_never_restarted() {
+        let driver = driver(&[("restart-strategy.type", "fixed-delay"), ("restart-strategy.fixed-delay.delay", "1ms")]);
+        let input = AttemptEnd::Failed(JobError::InputFailed { task: "Source".into(), message: "line 3".into() });
+        let mut deployer = Scripted::new([input]);
+        assert!(matches!(driver.run(&mut deployer), Err(JobError::InputFailed { .. })));
+        assert_eq!(deployer.attempts, vec![1]);
+    }
+
+    #[test]
+    fn a_rescale_is_not_a_failure() {
+        let driver = driver(&[("restart-strategy.type", "none")]);
+        let mut deployer = Scripted::new([AttemptEnd::Rescale, AttemptEnd::Rescale, AttemptEnd::Finished]);
+        let report = driver.run(&mut deployer).expect("rescales do not use up restarts");
+        assert_eq!(report.restarts, 0);
+        assert_eq!(deployer.attempts, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_finished_job_leaves_its_marker_so_the_next_run_starts_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let driver = driver(&[("execution.checkpointing.interval", "1h"), ("state.checkpoints.dir", &url)]);
+        let mut deployer = Scripted::new([AttemptEnd::Finished]);
+        driver.run(&mut deployer).unwrap();
+        let marker = dir.path().join(JOB_ID).join(FINISHED_MARKER);
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), JOB_ID);
+    }
+}

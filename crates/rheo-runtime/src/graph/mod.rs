@@ -18,10 +18,7 @@ use crate::output::{Discard, Fanout, Output};
 use crate::task::{InputTask, Task, TaskCounters, TaskInfo};
 use rheo_network::{ChannelId, NetworkEnvironment, NetworkError};
 
-/// A record type that can flow through a job. Serializable, as in Flink: records cross
-/// process boundaries and live in checkpointed state.
-pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
-impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
+pub use rheo_types::Data;
 
 pub use crate::output::NodeId;
 

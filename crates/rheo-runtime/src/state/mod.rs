@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::window::operator::Key;
+use rheo_types::Key;
 
 type Table<K, S> = foldhash::HashMap<K, S>;
 

@@ -16,9 +16,7 @@ use crate::task::now_ms;
 use crate::window::functions::WindowAggregation;
 use crate::window::{TimeDomain, TimeWindow, WindowAssigner};
 
-/// The key of a keyed stream: hashable for partitioning, serializable for checkpoints.
-pub trait Key: std::hash::Hash + Eq + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
-impl<K: std::hash::Hash + Eq + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Key for K {}
+pub use rheo_types::Key;
 
 type KeyMap<K, V> = foldhash::HashMap<K, V>;
 
