@@ -3,7 +3,7 @@
 //! record for record, with a failure-free run.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -33,8 +33,9 @@ fn expected() -> BTreeMap<(i64, String), u64> {
 }
 
 /// Event-time word count per 1 s window into exactly-once part files. `fail_at`: the map
-/// panics when it sees this many records in total (counting every attempt), once.
-fn build(env: &StreamEnv, output: &str, fail_at: Option<Arc<AtomicU64>>, slow: bool) {
+/// panics once, at the first record from this many on (counting every attempt) after a
+/// checkpoint under `checkpoints` completed.
+fn build(env: &StreamEnv, output: &str, fail_at: Option<Arc<AtomicU64>>, checkpoints: Option<PathBuf>, slow: bool) {
     let seen = Arc::new(AtomicU64::new(0));
     let emitted = Arc::new(AtomicU64::new(0));
     env.from_timestamped(input())
@@ -50,7 +51,7 @@ fn build(env: &StreamEnv, output: &str, fail_at: Option<Arc<AtomicU64>>, slow: b
         })
         .set_parallelism(1)
         .map(move |line: String| {
-            fail_once(&seen, &fail_at);
+            fail_once(&seen, &fail_at, checkpoints.as_deref());
             line
         })
         .flat_map(|line: String, out: &mut Collector<'_, (String, u64)>| {
@@ -65,17 +66,28 @@ fn build(env: &StreamEnv, output: &str, fail_at: Option<Arc<AtomicU64>>, slow: b
         .unwrap();
 }
 
-/// Counts a record in `seen`; panics once when the count reaches `fail_at` (over all
-/// attempts). Returns the count.
-fn fail_once(seen: &AtomicU64, fail_at: &Option<Arc<AtomicU64>>) -> u64 {
+/// Counts a record in `seen`; panics once at the first count from `fail_at` on (over all
+/// attempts) by which a checkpoint under `checkpoints` has completed, so that the failure
+/// always has a checkpoint to restart from however slowly the machine runs. Returns the count.
+fn fail_once(seen: &AtomicU64, fail_at: &Option<Arc<AtomicU64>>, checkpoints: Option<&Path>) -> u64 {
     let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
     if let Some(fail_at) = fail_at
-        && fail_at.load(Ordering::Relaxed) == n
+        && (1..=n).contains(&fail_at.load(Ordering::Relaxed))
+        && checkpoints.is_none_or(has_completed_checkpoint)
     {
         fail_at.store(0, Ordering::Relaxed);
         panic!("injected failure at record {n}");
     }
     n
+}
+
+/// Whether a `_metadata` file (a completed checkpoint) exists anywhere under `dir`.
+fn has_completed_checkpoint(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() { has_completed_checkpoint(&path) } else { path.file_name().is_some_and(|n| n == "_metadata") }
+    })
 }
 
 fn config(checkpoints: &Path, extra: &[(&str, &str)]) -> Configuration {
@@ -100,7 +112,9 @@ fn run(
 ) -> Result<JobResult, JobError> {
     let mut env = StreamEnv::new(Configuration::new());
     env.set_parallelism(parallelism);
-    build(&env, output, fail_at, true);
+    // Waiting for a checkpoint works on local directories; object stores fail at the count.
+    let checkpoints = config.get("state.checkpoints.dir").filter(|d| !d.contains("://")).map(PathBuf::from);
+    build(&env, output, fail_at, checkpoints, true);
     let graph = std::mem::take(&mut *env_graph(&env));
     MiniCluster::new(config).with_job_id("0123456789abcdef0123456789abcdef").run(
         "checkpointed word count",
@@ -238,11 +252,11 @@ fn exactly_once_with_checkpoints_and_output_on_s3() {
 }
 
 /// Counts words of a parallel source into exactly-once files: (word, total) pairs at the end.
-fn count_words(lines: DataStream<String>, output: &str, fail_at: Option<Arc<AtomicU64>>) {
+fn count_words(lines: DataStream<String>, output: &str, fail_at: Option<Arc<AtomicU64>>, checkpoints: PathBuf) {
     let seen = Arc::new(AtomicU64::new(0));
     lines
         .map(move |line: String| {
-            if fail_once(&seen, &fail_at).is_multiple_of(20) {
+            if fail_once(&seen, &fail_at, Some(&checkpoints)).is_multiple_of(20) {
                 std::thread::sleep(Duration::from_millis(1));
             }
             line
@@ -294,7 +308,7 @@ fn parallel_sources_resume_exactly_at_another_parallelism() {
             let stream = stream.assign_timestamps_and_watermarks(
                 WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|_, _| 0),
             );
-            count_words(stream, out_dir.to_str().unwrap(), fail_at.clone());
+            count_words(stream, out_dir.to_str().unwrap(), fail_at.clone(), chk_dir.clone());
             let graph = std::mem::take(&mut *env.graph());
             let result = MiniCluster::new(config.clone()).with_job_id("fedcba9876543210fedcba9876543210").run(
                 "rescaled source",
