@@ -10,6 +10,9 @@
 //! - [`checkpoint`]: barriers, the coordinator, snapshot storage and discovery;
 //! - [`driver`]: the job driver (restore, restart loop, status) and the in-process deployer.
 //!
+//! `testing` (in tests, or with the `testing` feature) drives one operator, input gate or
+//! checkpoint coordinator by hand.
+//!
 //! The TCP network ([`rheo_network`]) sits below: the plan opens remote channels through it.
 
 pub mod checkpoint;
@@ -22,4 +25,6 @@ pub mod output;
 pub mod sink;
 pub mod state;
 pub mod task;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod window;

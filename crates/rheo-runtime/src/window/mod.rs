@@ -10,3 +10,6 @@ pub use assigner::{
     TimeDomain, TimeWindow, TumblingEventTimeWindows, TumblingProcessingTimeWindows, WindowAssigner,
 };
 pub use functions::{AggregateFunction, ProcessWindowFunction};
+
+#[cfg(test)]
+mod tests;
