@@ -375,3 +375,6 @@ impl<T: Send + 'static> InputGate<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

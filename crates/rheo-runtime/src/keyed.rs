@@ -335,3 +335,6 @@ where
         (self.0)(value, ctx)
     }
 }
+
+#[cfg(test)]
+mod tests;
