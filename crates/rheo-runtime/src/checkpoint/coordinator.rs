@@ -436,3 +436,6 @@ async fn upload(dir: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Res
     dir.put(&file, bytes).await?;
     Ok(handle)
 }
+
+#[cfg(test)]
+mod tests;
