@@ -11,9 +11,9 @@ use rheo_types::keygroups::{KeyGroupRange, hash_key};
 /// What a record asks of the function, for its key.
 #[derive(Clone, Debug)]
 enum Ask {
-    EventTimer(Timestamp),
-    ProcessingTimer(Timestamp),
-    DeleteEventTimer(Timestamp),
+    SetEvent(Timestamp),
+    SetProcessing(Timestamp),
+    DeleteEvent(Timestamp),
 }
 
 /// Counts records per key and sets or deletes timers as asked; a timer emits
@@ -33,9 +33,9 @@ impl KeyedProcessFunction<String, (String, Ask), String> for TimerFunction {
         let count = ctx.value(seen).copied().unwrap_or(0) + 1;
         ctx.update(seen, count);
         match ask {
-            Ask::EventTimer(at) => ctx.register_event_time_timer(at),
-            Ask::ProcessingTimer(at) => ctx.register_processing_time_timer(at),
-            Ask::DeleteEventTimer(at) => ctx.delete_event_time_timer(at),
+            Ask::SetEvent(at) => ctx.register_event_time_timer(at),
+            Ask::SetProcessing(at) => ctx.register_processing_time_timer(at),
+            Ask::DeleteEvent(at) => ctx.delete_event_time_timer(at),
         }
     }
 
@@ -64,11 +64,11 @@ fn fired(records: &[(&str, Timestamp)]) -> Vec<(String, Timestamp)> {
 #[test]
 fn event_time_timers_fire_in_time_order_once_per_key_and_time() {
     let mut h = harness();
-    h.process(ask("a", Ask::EventTimer(15)), 5);
-    h.process(ask("b", Ask::EventTimer(11)), 1);
-    h.process(ask("a", Ask::EventTimer(13)), 3);
-    h.process(ask("b", Ask::EventTimer(11)), 2); // the same timer again: fires once
-    h.process(ask("c", Ask::EventTimer(12)), 1);
+    h.process(ask("a", Ask::SetEvent(15)), 5);
+    h.process(ask("b", Ask::SetEvent(11)), 1);
+    h.process(ask("a", Ask::SetEvent(13)), 3);
+    h.process(ask("b", Ask::SetEvent(11)), 2); // the same timer again: fires once
+    h.process(ask("c", Ask::SetEvent(12)), 1);
 
     h.process_watermark(10);
     assert_eq!(h.take_records(), vec![]);
@@ -82,7 +82,7 @@ fn event_time_timers_fire_in_time_order_once_per_key_and_time() {
             StreamElement::Watermark(12),
         ]
     );
-    h.process(ask("a", Ask::DeleteEventTimer(15)), 12);
+    h.process(ask("a", Ask::DeleteEvent(15)), 12);
     h.process_watermark(100);
     assert_eq!(h.take_records(), fired(&[("a@13 seen=3", 13)]), "the deleted timer at 15 does not fire");
 }
@@ -90,9 +90,9 @@ fn event_time_timers_fire_in_time_order_once_per_key_and_time() {
 #[test]
 fn processing_time_timers_fire_in_time_order_on_ticks() {
     let mut h = harness();
-    h.process(ask("a", Ask::ProcessingTimer(100)), NO_TIMESTAMP);
-    h.process(ask("b", Ask::ProcessingTimer(50)), NO_TIMESTAMP);
-    h.process(ask("a", Ask::ProcessingTimer(70)), NO_TIMESTAMP);
+    h.process(ask("a", Ask::SetProcessing(100)), NO_TIMESTAMP);
+    h.process(ask("b", Ask::SetProcessing(50)), NO_TIMESTAMP);
+    h.process(ask("a", Ask::SetProcessing(70)), NO_TIMESTAMP);
 
     h.process_watermark(Timestamp::MAX - 1);
     assert_eq!(h.take_records(), vec![], "watermarks do not fire processing-time timers");
@@ -107,12 +107,12 @@ fn processing_time_timers_fire_in_time_order_on_ticks() {
 #[test]
 fn timers_and_state_survive_snapshot_and_restore() {
     let mut h = harness();
-    h.process(ask("a", Ask::EventTimer(20)), 1);
-    h.process(ask("a", Ask::ProcessingTimer(100)), 2);
-    h.process(ask("b", Ask::EventTimer(30)), 3);
+    h.process(ask("a", Ask::SetEvent(20)), 1);
+    h.process(ask("a", Ask::SetProcessing(100)), 2);
+    h.process(ask("b", Ask::SetEvent(30)), 3);
     let snapshot = h.snapshot(1);
     // After the barrier: neither this timer nor this count is in the snapshot.
-    h.process(ask("a", Ask::EventTimer(25)), 4);
+    h.process(ask("a", Ask::SetEvent(25)), 4);
 
     let mut restored = h.restore(&[snapshot]);
     restored.process_watermark(25);
@@ -131,7 +131,7 @@ fn timers_and_state_survive_snapshot_and_restore() {
 #[test]
 fn a_processing_timer_restored_in_the_past_fires_when_the_task_starts() {
     let mut h = harness();
-    h.process(ask("a", Ask::ProcessingTimer(50)), NO_TIMESTAMP);
+    h.process(ask("a", Ask::SetProcessing(50)), NO_TIMESTAMP);
     let mut snapshot = h.snapshot(1);
     // The job comes back later than the timer was due.
     snapshot.processing_time = 80;
@@ -145,7 +145,7 @@ fn timers_and_state_follow_their_keys_when_the_job_rescales() {
     let mut h = harness();
     let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
     for (i, key) in keys.iter().enumerate() {
-        h.process(ask(key, Ask::EventTimer(100 + i as i64)), 1);
+        h.process(ask(key, Ask::SetEvent(100 + i as i64)), 1);
     }
     let snapshot = h.snapshot(1);
     let mut union = Vec::new();
