@@ -6,5 +6,5 @@ test-engine:
 
 ## make bench: word count throughput, latency and memory; checkpoint cost; recovery time
 bench:
-	$(CARGO) build --release -p rheo --bins
+	$(CARGO) build --release -p rheo-cli -p rheo-bench --bins
 	scripts/with-s3.sh $(CARGO_TARGET_DIR)/release/rheo-bench

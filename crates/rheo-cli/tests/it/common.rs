@@ -1,6 +1,5 @@
 //! Helpers shared by the REST tests: a session cluster in this process (a [`ClusterView`] that
 //! runs submitted jobs on mini-clusters), test jobs, and a small HTTP client with timeouts.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -286,6 +285,6 @@ pub fn rheo(args: &[&str]) -> std::process::Output {
 
 /// The captured Flink 2.3 answer `name`.
 pub fn captured(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rest/tests/flink-rest").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rheo-rest/tests/flink-rest").join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }

@@ -1,13 +1,12 @@
 //! The REST API of a session cluster against captured answers of a real Flink 2.3 JobManager
-//! (`worker/rest/tests/flink-rest/`): for every endpoint Rheo serves that has a captured answer,
+//! (`crates/rheo-rest/tests/flink-rest/`): for every endpoint Rheo serves that has a captured answer,
 //! the field names and JSON types must be Flink's, recursively. Deliberate differences are
 //! listed in [`DIFFERENCES`] with their reason.
 
-mod common;
 
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Differences from Flink's answers that Rheo makes on purpose: a JSON path (`[]` for any
