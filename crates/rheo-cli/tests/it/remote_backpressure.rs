@@ -12,10 +12,8 @@ use rheo::runtime::graph::plan::{ExecutionPlan, Remote};
 use rheo::runtime::task::{JobShared, TaskOutcome};
 use rheo_network::{NetworkConfig, NetworkEnvironment};
 
-#[path = "support/slow_sink.rs"]
-mod slow_sink;
 
-use slow_sink::{Counter, SlowSink};
+use crate::slow_sink::{Counter, SlowSink};
 
 const CREDITS: u32 = 4;
 

@@ -10,10 +10,8 @@ use proptest::prelude::*;
 use rheo::prelude::*;
 use rheo::runtime::exchange::{BATCH_SIZE, CHANNEL_CAPACITY};
 
-#[path = "support/slow_sink.rs"]
-mod slow_sink;
 
-use slow_sink::{Counter, SlowSink};
+use crate::slow_sink::{Counter, SlowSink};
 
 type Rec = (u8, i64);
 type WindowKey = (u8, i64, i64);

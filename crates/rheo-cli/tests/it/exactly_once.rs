@@ -5,13 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rheo::runtime::checkpoint::{CheckpointStorage, io_runtime};
+use rheo_testkit::Cluster;
 
 const LINES: usize = 400_000;
+const CHECKPOINT_INTERVAL_MS: u64 = 100;
+/// Lines per second of the killed runs: a run lasts at least 4 s, while a killed run reads for
+/// a few checkpoint intervals at most.
+const KILLED_RATE: u64 = 100_000;
 
 /// `ts<TAB>text` lines over ~10 s of event time, 4 words each from 60.
 fn write_input(path: &Path) {
@@ -48,41 +52,53 @@ fn committed(url: &str) -> BTreeMap<(String, String), u64> {
     counts
 }
 
-/// Runs the job until it exits; kills it after `kill_after` if it is still running then.
-/// Returns whether it finished by itself, and its stderr.
-fn run_once(cwd: &Path, args: &[String], kill_after: Option<Duration>) -> (bool, String) {
-    let log = cwd.join(format!("run-{}.log", rheo::runtime::task::now_ms()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rheo"))
-        .current_dir(cwd)
-        .args(args)
-        .env("RHEO_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let finished = match kill_after {
-        None => child.wait().unwrap().success(),
-        Some(after) => {
-            let deadline = Instant::now() + after;
-            loop {
-                if let Some(status) = child.try_wait().unwrap() {
-                    break status.success();
-                }
-                if Instant::now() >= deadline {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    break false;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
+/// When to kill a run: once it has completed `checkpoints` checkpoints of its own, `then` later.
+struct KillAt {
+    checkpoints: u64,
+    then: Duration,
+}
+
+/// What one run did.
+struct RunOutcome {
+    /// It exited 0 by itself (not killed).
+    finished: bool,
+    /// Its REST API showed a restored checkpoint.
+    resumed: bool,
+    log: String,
+}
+
+/// Runs `rheo run ARGS` in `cluster` until it exits, or kills it (SIGKILL) at `kill`.
+fn run_once(cluster: &mut Cluster, args: &[String], kill: Option<KillAt>) -> RunOutcome {
+    cluster.start_run(args).unwrap();
+    let Some(kill) = kill else {
+        let status = cluster.jobmanager().await_exit(Duration::from_secs(300)).unwrap();
+        let log = cluster.jobmanager().log();
+        return RunOutcome { finished: status.success(), resumed: false, log };
     };
-    (finished, std::fs::read_to_string(log).unwrap_or_default())
+    let observed = cluster.await_job().and_then(|job| cluster.await_checkpoints(&job, kill.checkpoints));
+    let outcome = match observed {
+        Ok(stats) => {
+            // A random moment within the next checkpoint interval: during a checkpoint, between
+            // two, or while a completed one commits its part files.
+            std::thread::sleep(kill.then);
+            let status = cluster.jobmanager().exit_status();
+            if status.is_none() {
+                cluster.kill_jobmanager().unwrap();
+            }
+            let finished = status.is_some_and(|s| s.success());
+            RunOutcome { finished, resumed: stats.latest.restored.is_some(), log: String::new() }
+        }
+        // The run ended before the moment came: it must have finished.
+        Err(e) => match cluster.jobmanager().await_exit(Duration::from_secs(30)) {
+            Ok(status) => RunOutcome { finished: status.success(), resumed: false, log: e.to_string() },
+            Err(_) => panic!("{e}"),
+        },
+    };
+    RunOutcome { log: format!("{}{}", outcome.log, cluster.jobmanager().log()), ..outcome }
 }
 
 fn job_args(input: &Path, output: &str, checkpoints: &str) -> Vec<String> {
     [
-        "run",
         "word-count",
         "--event-time",
         "--window",
@@ -94,7 +110,7 @@ fn job_args(input: &Path, output: &str, checkpoints: &str) -> Vec<String> {
         "-p",
         "2",
         "-D",
-        "execution.checkpointing.interval=100ms",
+        &format!("execution.checkpointing.interval={CHECKPOINT_INTERVAL_MS}ms"),
         "-D",
         &format!("state.checkpoints.dir={checkpoints}"),
     ]
@@ -107,36 +123,44 @@ fn job_args(input: &Path, output: &str, checkpoints: &str) -> Vec<String> {
 fn killed_runs_commit_exactly_the_failure_free_output(root: &str, dir: &Path) {
     let input = dir.join("input.tsv");
     write_input(&input);
+    let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), dir).unwrap().with_timeout(Duration::from_secs(120));
     // Reference: one run without failures.
-    let started = Instant::now();
     let reference_out = format!("{root}/reference-out");
-    let (ok, log) = run_once(dir, &job_args(&input, &reference_out, &format!("{root}/reference-chk")), None);
-    assert!(ok, "failure-free run failed:\n{log}");
-    let duration = started.elapsed();
+    let reference_args = job_args(&input, &reference_out, &format!("{root}/reference-chk"));
+    let reference_run = run_once(&mut cluster, &reference_args, None);
+    assert!(reference_run.finished, "failure-free run failed:\n{}", reference_run.log);
     let reference = committed(&reference_out);
     let words: u64 = reference.values().sum();
     assert_eq!(words, 4 * LINES as u64, "every word counted once in the failure-free run");
 
-    // Killed at random moments, then the same command again, until it finishes.
+    // Killed at random moments, then the same command again, until it finishes. The moments
+    // are chosen by progress (the run's own completed checkpoints, plus up to one interval),
+    // not by wall time, so that a slow machine gets the same schedule as a fast one. The source
+    // is paced so that six killed runs cannot get through the whole input.
     let seed: u64 = std::env::var("RHEO_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rheo::runtime::task::now_ms() as u64);
-    eprintln!("kill schedule seed {seed}, failure-free run {duration:?}");
+    eprintln!("kill schedule seed {seed}");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
     let (output, checkpoints) = (format!("{root}/out"), format!("{root}/chk"));
-    let args = job_args(&input, &output, &checkpoints);
+    let mut args = job_args(&input, &output, &checkpoints);
+    args.extend(["--rate".to_string(), KILLED_RATE.to_string()]);
     let (mut kills, mut resumed) = (0, 0);
     loop {
-        let kill_after = (kills < 6).then(|| duration.mul_f64(rng.random_range(0.05..0.5)));
-        let (finished, log) = run_once(dir, &args, kill_after);
-        if log.contains("resuming from checkpoint") {
+        let kill = (kills < 6).then(|| KillAt {
+            checkpoints: rng.random_range(1..=3),
+            then: Duration::from_millis(rng.random_range(0..CHECKPOINT_INTERVAL_MS)),
+        });
+        let killed = kill.is_some();
+        let run = run_once(&mut cluster, &args, kill);
+        if run.resumed {
             resumed += 1;
         }
-        if finished {
+        if run.finished {
             break;
         }
-        assert!(kill_after.is_some(), "a run without a kill failed:\n{log}");
+        assert!(killed, "a run without a kill failed:\n{}", run.log);
         kills += 1;
     }
     eprintln!("{root}: killed {kills} times, {resumed} runs resumed from a checkpoint");

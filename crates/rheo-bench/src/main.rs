@@ -324,101 +324,59 @@ fn rheo_now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
-/// Cases on a standalone cluster of `rheo` processes (the binary next to this one).
+/// Cases on a standalone cluster of `rheo` processes (the binary next to this one), observed
+/// through the JobManager's REST API.
 mod cluster {
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use anyhow::{Context, bail};
+    use rheo::runtime::task::now_ms;
+    use rheo_testkit::{Cluster, JobState, Poll};
 
     use super::{Report, WORDS_PER_LINE};
 
-    struct Processes {
+    /// A cluster in a fresh temporary directory, removed when dropped (after the processes).
+    struct Bench {
+        cluster: Cluster,
         dir: PathBuf,
-        config: Vec<String>,
-        jobmanager: Option<Child>,
-        taskmanagers: Vec<Child>,
     }
 
-    impl Processes {
-        fn new(extra: &[&str]) -> anyhow::Result<Self> {
-            let dir = std::env::temp_dir().join(format!("rheo-bench-cluster-{}", std::process::id()));
-            std::fs::create_dir_all(&dir)?;
-            let port =
-                |_| -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
-            let mut config = vec![
-                format!("jobmanager.rpc.port={}", port(0)?),
-                "jobmanager.rpc.address=127.0.0.1".to_string(),
-                format!("rest.port={}", port(1)?),
-                format!("state.checkpoints.dir=file://{}/chk", dir.display()),
-                "taskmanager.data.port=0".to_string(),
-                "heartbeat.interval=200ms".to_string(),
-                "heartbeat.timeout=5s".to_string(),
-            ];
-            config.extend(extra.iter().map(|s| s.to_string()));
-            Ok(Self { dir, config, jobmanager: None, taskmanagers: Vec::new() })
-        }
-
-        fn spawn(&self, log: &str, args: &[&str]) -> anyhow::Result<Child> {
-            let rheo = std::env::current_exe()?.with_file_name("rheo");
-            let mut command = Command::new(&rheo);
-            command.current_dir(&self.dir).arg(args[0]);
-            for kv in &self.config {
-                command.arg("-D").arg(kv);
-            }
-            command
-                .args(&args[1..])
-                .env("RHEO_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(self.dir.join(log))?)
-                .spawn()
-                .with_context(|| format!("cannot start {} (make bench builds it)", rheo.display()))
-        }
-
-        fn start(&mut self, job: &[&str], taskmanagers: usize, slots: usize) -> anyhow::Result<()> {
-            let mut args = vec!["jobmanager", "--job", "datagen-word-count", "-p", "2", "--"];
-            args.extend(job);
-            self.jobmanager = Some(self.spawn("jobmanager.log", &args)?);
-            let slots = format!("taskmanager.numberOfTaskSlots={slots}");
-            for i in 0..taskmanagers {
-                let tm = self.spawn(&format!("taskmanager-{i}.log"), &["taskmanager", "-D", &slots])?;
-                self.taskmanagers.push(tm);
-            }
-            Ok(())
-        }
-
-        fn log(&self) -> String {
-            std::fs::read_to_string(self.dir.join("jobmanager.log")).unwrap_or_default()
-        }
-
-        /// When the JobManager's log first has `count` lines with `pattern`.
-        fn await_log(&self, pattern: &str, count: usize, within: Duration) -> anyhow::Result<Instant> {
-            let deadline = Instant::now() + within;
-            loop {
-                let log = self.log();
-                if log.matches(pattern).count() >= count {
-                    return Ok(Instant::now());
-                }
-                if log.contains("job ended") || Instant::now() > deadline {
-                    bail!("no '{pattern}' in the JobManager's log:\n{log}");
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-
-        fn peak_rss_mib(&self) -> f64 {
-            self.taskmanagers.iter().map(|c| rss_mib(c.id())).fold(0.0, f64::max)
-        }
-    }
-
-    impl Drop for Processes {
+    impl Drop for Bench {
         fn drop(&mut self) {
-            for child in self.taskmanagers.iter_mut().chain(self.jobmanager.as_mut()) {
-                let _ = child.kill();
-                let _ = child.wait();
+            for process in self.cluster.taskmanagers() {
+                let _ = process.kill();
             }
+            let _ = self.cluster.kill_jobmanager();
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl Bench {
+        /// A JobManager running `datagen-word-count -p 2 JOB...` and `taskmanagers` TaskManagers
+        /// with `slots` slots each.
+        fn start(extra: &[&str], job: &[&str], taskmanagers: usize, slots: usize) -> anyhow::Result<Bench> {
+            let dir = std::env::temp_dir().join(format!("rheo-bench-cluster-{}", std::process::id()));
+            let rheo = std::env::current_exe()?.with_file_name("rheo");
+            anyhow::ensure!(rheo.is_file(), "{} is missing (make bench builds it)", rheo.display());
+            let checkpoints = format!("state.checkpoints.dir=file://{}/chk", dir.display());
+            // The poll interval bounds how precisely state changes are timed.
+            let cluster = Cluster::new(rheo, &dir)?
+                .with_poll_interval(Duration::from_millis(2))
+                .with_config(&[&checkpoints, "heartbeat.interval=200ms", "heartbeat.timeout=5s"])
+                .with_config(extra);
+            let mut bench = Bench { cluster, dir };
+            let mut args = vec!["--job", "datagen-word-count", "-p", "2", "--"];
+            args.extend(job);
+            bench.cluster.start_jobmanager(&args)?;
+            let slots = format!("taskmanager.numberOfTaskSlots={slots}");
+            for _ in 0..taskmanagers {
+                bench.cluster.start_taskmanager_with(&[&slots])?;
+            }
+            Ok(bench)
+        }
+
+        fn peak_rss_mib(&mut self) -> f64 {
+            self.cluster.taskmanagers().iter().map(|p| rss_mib(p.pid())).fold(0.0, f64::max)
         }
     }
 
@@ -432,67 +390,63 @@ mod cluster {
             .map_or(0.0, |kib| kib / 1024.0)
     }
 
+    /// Timed from deployment (the job turns RUNNING) to the job's end-time on the JobManager.
     pub fn throughput(mut report: Report, lines: u64, taskmanagers: usize, slots: usize) -> anyhow::Result<Report> {
-        let mut cluster = Processes::new(&["execution.checkpointing.interval=0"])?;
         let count = lines.to_string();
-        cluster.start(&["--count", &count, "--sink", "discard"], taskmanagers, slots)?;
-        let deployed = cluster.await_log("deploying the job", 1, Duration::from_secs(60))?;
-        // Wait for the end without burning a core on polling.
-        let deadline = deployed + Duration::from_secs(600);
-        let finished = loop {
-            if cluster.log().contains("job finished") {
-                break Instant::now();
-            }
-            if cluster.log().contains("job ended") || Instant::now() > deadline {
-                bail!("the job did not finish:\n{}", cluster.log());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        report.seconds = (finished - deployed).as_secs_f64();
+        let job = ["--count", count.as_str(), "--sink", "discard"];
+        let mut bench = Bench::start(&["execution.checkpointing.interval=0"], &job, taskmanagers, slots)?;
+        let id = bench.cluster.await_job()?;
+        bench.cluster.await_state(&id, JobState::Running)?;
+        let deployed_ms = now_ms();
+        // Only the end-time counts from here: poll rarely, not to take CPU from the job.
+        bench.cluster.set_poll_interval(Duration::from_millis(100));
+        bench.cluster.set_timeout(Duration::from_secs(600));
+        let finished = bench.cluster.await_state(&id, JobState::Finished)?;
+        anyhow::ensure!(finished.end_time > 0, "the finished job has no end-time");
+        report.seconds = (finished.end_time - deployed_ms).max(1) as f64 / 1000.0;
         report.lines_per_second = lines as f64 / report.seconds;
         report.words_per_second = report.lines_per_second * WORDS_PER_LINE as f64;
-        report.peak_rss_mib = cluster.peak_rss_mib();
+        report.peak_rss_mib = bench.peak_rss_mib();
         Ok(report)
     }
 
+    /// Two one-slot TaskManagers run the job, a third stands by; one of the two is killed with
+    /// SIGKILL. Measures the time to the restarted job's RUNNING and to its first completed
+    /// checkpoint (triggered after the kill, so by the new attempt).
     pub fn recovery(mut report: Report) -> anyhow::Result<Report> {
-        let mut cluster = Processes::new(&[
-            "execution.checkpointing.interval=1s",
-            "restart-strategy.type=fixed-delay",
-            "restart-strategy.fixed-delay.delay=0ms",
-        ])?;
-        cluster.start(&["--rate", "200000", "--sink", "discard"], 2, 1)?;
-        cluster.await_log("completed checkpoint", 2, Duration::from_secs(60))?;
+        let extra =
+            ["execution.checkpointing.interval=1s", "restart-strategy.type=fixed-delay", "restart-strategy.fixed-delay.delay=0ms"];
+        let mut bench = Bench::start(&extra, &["--rate", "200000", "--sink", "discard"], 2, 1)?;
+        let cluster = &mut bench.cluster;
+        let id = cluster.await_job()?;
+        cluster.await_checkpoints(&id, 2)?;
         // A spare TaskManager, registered after the job's two: the restart need not wait for one.
-        let spare =
-            cluster.spawn("taskmanager-spare.log", &["taskmanager", "-D", "taskmanager.numberOfTaskSlots=1"])?;
-        cluster.taskmanagers.push(spare);
-        cluster.await_log("TaskManager registered", 3, Duration::from_secs(60))?;
-        let checkpoints_before = cluster.log().matches("completed checkpoint").count();
-        let started = Instant::now();
-        let victim = &mut cluster.taskmanagers[0];
-        victim.kill()?;
-        victim.wait()?;
-        cluster.await_log("deploying the job", 2, Duration::from_secs(60))?;
-        let redeployed = started.elapsed();
-        // A checkpoint that completes after the restart: the new attempt processes records.
-        let log_at_restart = cluster.log();
-        let restart_at = log_at_restart.rfind("deploying the job").context("restart in log")?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let resumed = loop {
-            let log = cluster.log();
-            if log.get(restart_at..).is_some_and(|tail| tail.contains("completed checkpoint")) {
-                break started.elapsed();
+        cluster.start_taskmanager_with(&["taskmanager.numberOfTaskSlots=1"])?;
+        cluster.await_taskmanagers(3)?;
+        let killed_ms = now_ms();
+        cluster.kill_taskmanager(0)?;
+        cluster.await_until("the job to restart after the TaskManager loss", |rest| {
+            match (rest.exceptions(&id), rest.job(&id)) {
+                (Ok(e), Ok(job)) if !e.exception_history.entries.is_empty() && job.state == JobState::Running => {
+                    Poll::Ready(())
+                }
+                (Ok(e), Ok(job)) => Poll::Pending(format!("{} exceptions, {}", e.exception_history.entries.len(), job.state)),
+                (Err(e), _) | (_, Err(e)) => Poll::Pending(e.to_string()),
             }
-            if Instant::now() > deadline {
-                bail!("no checkpoint after the restart ({checkpoints_before} before):\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        eprintln!("TaskManager killed: redeployed after {redeployed:?}, first checkpoint after {resumed:?}");
-        report.recovery_ms = Some(resumed.as_secs_f64() * 1000.0);
-        report.seconds = resumed.as_secs_f64();
-        report.peak_rss_mib = cluster.peak_rss_mib();
+        })?;
+        let redeployed_ms = now_ms() - killed_ms;
+        let resumed = cluster.await_until("a checkpoint triggered after the kill", |rest| match rest.checkpoints(&id) {
+            Ok(stats) => match stats.latest.completed {
+                Some(c) if c.trigger_timestamp >= killed_ms => Poll::Ready(c),
+                other => Poll::Pending(format!("latest completed {:?}", other.map(|c| c.id))),
+            },
+            Err(e) => Poll::Pending(e.to_string()),
+        })?;
+        let resumed_ms = (resumed.latest_ack_timestamp - killed_ms).max(0);
+        eprintln!("TaskManager killed: redeployed after {redeployed_ms} ms, first checkpoint after {resumed_ms} ms");
+        report.recovery_ms = Some(resumed_ms as f64);
+        report.seconds = resumed_ms as f64 / 1000.0;
+        report.peak_rss_mib = bench.peak_rss_mib();
         Ok(report)
     }
 }

@@ -1,6 +1,5 @@
 //! Helpers shared by the REST tests: a session cluster in this process (a [`ClusterView`] that
 //! runs submitted jobs on mini-clusters), test jobs, and a small HTTP client with timeouts.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

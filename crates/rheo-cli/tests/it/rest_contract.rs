@@ -3,11 +3,10 @@
 //! the field names and JSON types must be Flink's, recursively. Deliberate differences are
 //! listed in [`DIFFERENCES`] with their reason.
 
-mod common;
 
 use std::collections::HashSet;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Differences from Flink's answers that Rheo makes on purpose: a JSON path (`[]` for any

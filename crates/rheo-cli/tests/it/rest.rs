@@ -6,93 +6,50 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Output};
+use std::time::Duration;
 
+use rheo_testkit::{Cluster, JobState};
 use serde_json::Value;
 
-mod common;
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    rheo_testkit::free_port().unwrap()
 }
 
-/// A `rheo run` in the background, logging at info into `<cwd>/run.log`; killed when dropped.
+/// A `rheo run` in the background (a one-process [`Cluster`]), logging at info into
+/// `<cwd>/run-1.log`; killed when dropped.
 struct Run {
-    child: Child,
-    log: PathBuf,
+    cluster: Cluster,
     port: u16,
 }
 
 impl Run {
     fn start(cwd: &Path, extra: &[&str]) -> Run {
-        let port = free_port();
-        let log = cwd.join("run.log");
-        let mut args = vec!["run", "datagen-word-count", "--rate", "2000", "--sink", "discard"];
+        let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), cwd)
+            .unwrap()
+            .with_config(&["execution.checkpointing.interval=200ms"]);
+        let mut args = vec!["datagen-word-count", "--rate", "2000", "--sink", "discard"];
         args.extend_from_slice(extra);
-        let rest_port = format!("rest.port={port}");
-        args.extend_from_slice(&["-D", &rest_port, "-D", "execution.checkpointing.interval=200ms"]);
-        let child = Command::new(env!("CARGO_BIN_EXE_rheo"))
-            .current_dir(cwd)
-            .args(&args)
-            .env("RHEO_LOG", "info")
-            .env_remove("RHEO_CONF_DIR")
-            .env_remove("RHEO_PARALLELISM_DEFAULT")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start rheo run");
-        Run { child, log, port }
+        cluster.start_run(&args).unwrap();
+        let port = cluster.rest_url().rsplit(':').next().unwrap().parse().unwrap();
+        Run { cluster, port }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.cluster.rest_url().to_string()
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    fn log(&mut self) -> String {
+        self.cluster.jobmanager().log()
     }
 
     /// Waits (bounded) for the process to exit.
     fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "rheo run did not exit; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.cluster.jobmanager().wait().unwrap()
     }
 
     fn get(&self, path: &str) -> (u16, Value) {
         http(self.port, "GET", path, None)
-    }
-
-    /// Polls `path` until `done` holds for its JSON answer.
-    fn await_json(&mut self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("rheo run exited ({status}) while waiting for {what}; log:\n{}", self.log());
-            }
-            if let Ok((200, json)) = try_http(self.port, "GET", path, None)
-                && done(&json)
-            {
-                return json;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -190,10 +147,11 @@ fn check_savepoint_dir(location: &str, job_id: &str) {
 fn rest_api_savepoint_stop_and_resume() {
     let cwd = tempfile::tempdir().unwrap();
     let mut run = Run::start(cwd.path(), &[]);
-    let jobs = run.await_json("/jobs", "the job to run", |j| j["jobs"][0]["status"] == "RUNNING");
-    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_string();
-    assert!(run.log().contains(&format!("REST API at {}", run.url())), "{}", run.log());
-    run.await_json(&format!("/jobs/{id}/checkpoints"), "a checkpoint", |c| c["counts"]["completed"].as_u64() > Some(0));
+    let id = run.cluster.await_job().unwrap();
+    run.cluster.await_state(&id, JobState::Running).unwrap();
+    let log = run.log();
+    assert!(log.contains(&format!("REST API at {}", run.url())), "{log}");
+    run.cluster.await_checkpoints(&id, 1).unwrap();
 
     // Field names and JSON types as Flink's, endpoint by endpoint.
     let endpoints = [
@@ -263,12 +221,13 @@ fn rest_api_savepoint_stop_and_resume() {
     let stopped_at = savepoint_path(&out);
     check_savepoint_dir(&stopped_at, &id);
     let status = run.wait();
-    assert!(status.success(), "rheo run after stop: {status}; log:\n{}", run.log());
+    let log = run.log();
+    assert!(status.success(), "rheo run after stop: {status}; log:\n{log}");
 
     // Resume elsewhere (no checkpoints of its own there) from the stop's savepoint.
     let cwd2 = tempfile::tempdir().unwrap();
     let mut resumed = Run::start(cwd2.path(), &["--from-savepoint", &stopped_at]);
-    resumed.await_json(&format!("/jobs/{id}"), "the resumed job to run", |j| j["state"] == "RUNNING");
+    resumed.cluster.await_state(&id, JobState::Running).unwrap();
     let log = resumed.log();
     assert!(log.contains("restoring from savepoint"), "{log}");
     let (_, checkpoints) = resumed.get(&format!("/jobs/{id}/checkpoints"));
@@ -334,7 +293,7 @@ fn client_commands_name_an_unreachable_jobmanager() {
 
 use std::sync::Arc;
 
-use common::{Session, await_json, fake_taskmanager, get};
+use crate::common::{self, Session, await_json, fake_taskmanager, get};
 use rheo::config::Configuration;
 use rheo::runtime::driver::handle::JobHandle;
 use rheo_cluster::view::{ClusterView, SubmitError, SubmitRequest, TaskManagerInfo};

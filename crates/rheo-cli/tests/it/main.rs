@@ -1,0 +1,19 @@
+//! The integration tests of the engine and the `rheo` binary, in one test binary (one link of
+//! the whole engine instead of one per file). Each module is one area.
+
+mod common;
+mod slow_sink;
+
+mod checkpoints;
+mod cli;
+mod cluster;
+mod connectors;
+mod exactly_once;
+mod network;
+mod operators;
+mod properties;
+mod remote_backpressure;
+mod rest;
+mod rest_contract;
+mod savepoints;
+mod windows;
