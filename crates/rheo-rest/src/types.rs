@@ -296,6 +296,13 @@ pub struct RestoredCheckpoint {
     pub external_path: Option<String>,
 }
 
+/// `POST /savepoint-disposal` body (`flink savepoint -d PATH`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SavepointDisposalRequest {
+    #[serde(rename = "savepoint-path", default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_path: Option<String>,
+}
+
 /// `POST /jobs/:id/savepoints` body.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct SavepointTriggerRequest {
