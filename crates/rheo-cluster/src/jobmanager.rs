@@ -202,6 +202,9 @@ impl ClusterView for JobManager {
 
     fn submit(&self, request: SubmitRequest) -> Result<String, SubmitError> {
         let mut config = self.inner.config.clone();
+        for (key, value) in &request.config {
+            config.set(key, value.as_str());
+        }
         if let Some(path) = &request.savepoint_path {
             config.set("execution.savepoint.path", path.as_str());
             config.set("execution.savepoint.ignore-unclaimed-state", request.allow_non_restored_state.to_string());

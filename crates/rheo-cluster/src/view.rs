@@ -35,10 +35,12 @@ pub struct SubmitRequest {
     pub job: String,
     pub args: Vec<String>,
     pub parallelism: Option<usize>,
-    /// 32 hex digits; default: derived from the job and its arguments.
+    /// 32 hex digits; default: a random id (each submission is a job of its own).
     pub job_id: Option<String>,
     pub savepoint_path: Option<String>,
     pub allow_non_restored_state: bool,
+    /// Configuration of this job (`-D key=value`), over the cluster's.
+    pub config: Vec<(String, String)>,
 }
 
 /// Why a submission was refused.

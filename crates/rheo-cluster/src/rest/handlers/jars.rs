@@ -77,6 +77,7 @@ pub(super) fn submit_request(state: &State, request: api::JarRunRequest) -> Resu
         job_id: request.job_id.map(|id| id.to_ascii_lowercase()),
         savepoint_path: request.savepoint_path.filter(|p| !p.trim().is_empty()),
         allow_non_restored_state: request.allow_non_restored_state.unwrap_or(false),
+        config: request.flink_configuration.unwrap_or_default().into_iter().collect(),
     })
 }
 
