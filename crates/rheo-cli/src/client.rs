@@ -47,6 +47,12 @@ pub struct SubmitArgs {
     /// Drop savepoint state that belongs to no operator of this job instead of failing.
     #[arg(short = 'n', long, requires = "from_savepoint")]
     allow_non_restored_state: bool,
+    /// Configuration of this job over the cluster's, e.g. `-D execution.checkpointing.interval=5s`.
+    #[arg(short = 'D', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    dynamic: Vec<(String, String)>,
+    /// Return once the cluster accepted the job, without waiting until it runs.
+    #[arg(short = 'd', long, conflicts_with = "wait")]
+    detached: bool,
     /// Wait until the job ends; fail if it fails.
     #[arg(long)]
     wait: bool,
@@ -60,8 +66,17 @@ pub struct SubmitArgs {
 pub enum ClientCommand {
     /// Submit a job to a session cluster and print its id.
     Submit(SubmitArgs),
-    /// List the running and scheduled jobs of a JobManager.
+    /// List the running and scheduled jobs of a JobManager (`-a`: ended jobs too).
     List {
+        /// Show every job, ended ones too.
+        #[arg(short = 'a', long, conflicts_with_all = ["running", "scheduled"])]
+        all: bool,
+        /// Show only running and restarting jobs.
+        #[arg(short = 'r', long)]
+        running: bool,
+        /// Show only scheduled jobs.
+        #[arg(short = 's', long)]
+        scheduled: bool,
         #[command(flatten)]
         jm: JobManager,
     },
@@ -102,7 +117,16 @@ pub fn run(command: ClientCommand) -> Result<(), String> {
     runtime.block_on(async move {
         match command {
             ClientCommand::Submit(args) => submit(args).await,
-            ClientCommand::List { jm } => list(&client(&jm)?).await,
+            ClientCommand::List { all, running, scheduled, jm } => {
+                let show = if all {
+                    Show { running: true, scheduled: true, ended: true }
+                } else if running || scheduled {
+                    Show { running, scheduled, ended: false }
+                } else {
+                    Show { running: true, scheduled: true, ended: false }
+                };
+                list(&client(&jm)?, show).await
+            }
             ClientCommand::Cancel { id, jm } => cancel(&client(&jm)?, &id).await,
             ClientCommand::Savepoint { id, dir, jm } => savepoint(&client(&jm)?, &id, dir).await,
             ClientCommand::Stop { id, savepoint_path, jm } => stop(&client(&jm)?, &id, savepoint_path).await,
@@ -136,9 +160,13 @@ async fn submit(args: SubmitArgs) -> Result<(), String> {
     let client = client(&args.jm)?;
     let SubmitJob::Job(mut job_args) = args.job;
     let job = job_args.remove(0).to_string_lossy().into_owned();
+    let job_args: Vec<String> = job_args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let job_args =
+        resolve_paths(job_args, &std::env::current_dir().map_err(|e| format!("no working directory: {e}"))?)?;
     let request = JarRunRequest {
         entry_class: Some(job),
-        program_args_list: Some(job_args.iter().map(|a| a.to_string_lossy().into_owned()).collect()),
+        program_args_list: Some(job_args),
+        flink_configuration: (!args.dynamic.is_empty()).then(|| args.dynamic.into_iter().collect()),
         parallelism: args.parallelism,
         job_id: args.job_id,
         savepoint_path: args.from_savepoint,
@@ -150,8 +178,76 @@ async fn submit(args: SubmitArgs) -> Result<(), String> {
     println!("Job has been submitted with JobID {id}");
     if args.wait {
         await_job(&client, &id).await?;
+    } else if !args.detached {
+        await_running(&client, &id).await?;
     }
     Ok(())
+}
+
+/// `KEY=VALUE` of `-D`.
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
+}
+
+/// The job options that name files: the TaskManagers read and write them, so a relative path
+/// would be taken relative to their working directory, not the user's.
+const PATH_OPTIONS: [&str; 2] = ["--input", "--output"];
+
+/// Makes the paths of `--input`/`--output` absolute against `cwd` (the client's directory);
+/// URLs (`s3://…`) pass unchanged. A relative `--input` that does not exist here is refused.
+fn resolve_paths(args: Vec<String>, cwd: &std::path::Path) -> Result<Vec<String>, String> {
+    let resolve = |option: &str, value: &str| -> Result<String, String> {
+        let path = std::path::Path::new(value);
+        if value.contains("://") || path.is_absolute() || value.is_empty() {
+            return Ok(value.to_string());
+        }
+        let absolute = cwd.join(path);
+        if option == "--input" && !absolute.exists() {
+            return Err(format!(
+                "{option} {value}: no such file in {}; the TaskManagers read this path, so give one that exists here or an absolute path or URL they can read",
+                cwd.display()
+            ));
+        }
+        eprintln!("{option} {value} resolved to {} (the TaskManagers use this path)", absolute.display());
+        Ok(absolute.display().to_string())
+    };
+    let mut out = Vec::with_capacity(args.len());
+    let mut pending: Option<String> = None;
+    for arg in args {
+        if let Some(option) = pending.take() {
+            out.push(resolve(&option, &arg)?);
+            continue;
+        }
+        if let Some((option, value)) = arg.split_once('=')
+            && PATH_OPTIONS.contains(&option)
+        {
+            out.push(format!("{option}={}", resolve(option, value)?));
+            continue;
+        }
+        if PATH_OPTIONS.contains(&arg.as_str()) {
+            pending = Some(arg.clone());
+        }
+        out.push(arg);
+    }
+    Ok(out)
+}
+
+/// Polls the job until it runs; an error with its cause when it fails first.
+async fn await_running(client: &RestClient, id: &str) -> Result<(), String> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let job = client.job(id).await.map_err(|e| describe(client, e))?;
+        match job.state {
+            JobState::Running | JobState::Finished => return Ok(()),
+            JobState::Failed | JobState::Canceled => return await_job(client, id).await,
+            _ => {}
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
 }
 
 /// Polls the job until it ends: an error when it failed (with its cause).
@@ -183,7 +279,14 @@ async fn await_job(client: &RestClient, id: &str) -> Result<(), String> {
     }
 }
 
-async fn list(client: &RestClient) -> Result<(), String> {
+/// Which jobs `rheo list` shows.
+struct Show {
+    running: bool,
+    scheduled: bool,
+    ended: bool,
+}
+
+async fn list(client: &RestClient, show: Show) -> Result<(), String> {
     let overview = client.jobs_overview().await.map_err(|e| describe(client, e))?;
     let mut jobs = overview.jobs;
     jobs.sort_by_key(|j| j.start_time);
@@ -191,19 +294,24 @@ async fn list(client: &RestClient) -> Result<(), String> {
     let scheduled: Vec<_> = jobs.iter().filter(|j| matches!(j.state, JobState::Created)).collect();
     let line =
         |j: &rheo_rest::JobOverview| format!("{} : {} : {} ({})", date_time(j.start_time), j.jid, j.name, j.state);
-    if running.is_empty() {
-        println!("No running jobs.");
-    } else {
-        println!("------------------ Running/Restarting Jobs -------------------");
-        running.iter().for_each(|j| println!("{}", line(j)));
-        println!("--------------------------------------------------------------");
+    let ended: Vec<_> = jobs.iter().filter(|j| j.state.is_terminal()).collect();
+    let section = |title: &str, none: &str, jobs: &[&rheo_rest::JobOverview]| {
+        if jobs.is_empty() {
+            println!("{none}");
+        } else {
+            println!("{title}");
+            jobs.iter().for_each(|j| println!("{}", line(j)));
+            println!("--------------------------------------------------------------");
+        }
+    };
+    if show.running {
+        section("------------------ Running/Restarting Jobs -------------------", "No running jobs.", &running);
     }
-    if scheduled.is_empty() {
-        println!("No scheduled jobs.");
-    } else {
-        println!("----------------------- Scheduled Jobs -----------------------");
-        scheduled.iter().for_each(|j| println!("{}", line(j)));
-        println!("--------------------------------------------------------------");
+    if show.scheduled {
+        section("----------------------- Scheduled Jobs -----------------------", "No scheduled jobs.", &scheduled);
+    }
+    if show.ended {
+        section("---------------------- Terminated Jobs -----------------------", "No terminated jobs.", &ended);
     }
     Ok(())
 }
@@ -284,5 +392,27 @@ mod tests {
         // The start time of the captured Flink job, listed as 23.11.2026 20:07:24 (+0.1 s).
         assert_eq!(date_time(1_795_464_444_106), "23.11.2026 20:07:24");
         assert_eq!(date_time(951_782_400_000), "29.02.2000 00:00:00");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_of_path_options_become_absolute() {
+        let dir = std::env::temp_dir();
+        let here = dir.join("rheo-client-test-input.txt");
+        std::fs::write(&here, "x").unwrap();
+        let args: Vec<String> =
+            ["--input", "rheo-client-test-input.txt", "--output=out", "--n", "x.txt"].map(String::from).to_vec();
+        let resolved = resolve_paths(args, &dir).unwrap();
+        assert_eq!(resolved[1], here.display().to_string());
+        assert_eq!(resolved[2], format!("--output={}", dir.join("out").display()));
+        assert_eq!(resolved[4], "x.txt", "other arguments are left alone");
+        let urls = resolve_paths(vec!["--input".into(), "s3://b/k".into()], &dir).unwrap();
+        assert_eq!(urls[1], "s3://b/k");
+        let missing = resolve_paths(vec!["--input".into(), "no-such-file.txt".into()], &dir).unwrap_err();
+        assert!(missing.contains("--input no-such-file.txt: no such file"), "{missing}");
     }
 }

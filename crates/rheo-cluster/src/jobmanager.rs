@@ -34,7 +34,7 @@ use rheo_runtime::task::{JobShared, TaskEvent, TaskMetrics, TaskOutcome, now_ms}
 use crate::jobspec::{BuiltJob, JobSpec};
 use crate::registry::JobRegistry;
 use crate::rpc::{self, Deployment, ToJobManager, ToTaskManager};
-use crate::view::{ClusterView, SubmitError, SubmitRequest, TaskManagerInfo};
+use crate::view::{ClusterView, SubmitError, SubmitRequest, SubtaskLocation, TaskManagerInfo};
 
 /// How long a cancelled attempt's tasks get to report their end before the next attempt.
 const CANCEL_GRACE: Duration = Duration::from_secs(30);
@@ -63,6 +63,9 @@ struct Inner {
     jobs: Mutex<Vec<JobHandle>>,
     /// Slots the running job holds.
     slots_in_use: AtomicU64,
+    /// Per job, where each slot of its current attempt is: (data address, TaskManager id).
+    /// Subtask i of every vertex runs in slot i (slot sharing).
+    slot_locations: Mutex<HashMap<String, Vec<SubtaskLocation>>>,
     next_connection: AtomicU64,
     heartbeat_timeout: Duration,
 }
@@ -98,6 +101,7 @@ impl JobManager {
             listener: Mutex::new(None),
             jobs: Mutex::new(Vec::new()),
             slots_in_use: AtomicU64::new(0),
+            slot_locations: Mutex::default(),
             next_connection: AtomicU64::new(0),
             heartbeat_timeout,
         });
@@ -134,6 +138,12 @@ impl JobManager {
                 running.job_id()
             )));
         }
+        // A fixed id may name an ended job (resuming its checkpoints): the new run replaces it
+        // in the list, so no lookup can find two jobs under one id.
+        if let Some(ended) = jobs.iter().position(|h| h.job_id() == job_id) {
+            tracing::info!(%job_id, "a new run of an ended job replaces it in the job list");
+            jobs.remove(ended);
+        }
         let config = spec.configuration();
         let savepoints = config.get(keys::SAVEPOINTS_DIR).unwrap_or(DEFAULT_SAVEPOINTS_DIR).to_string();
         let handle = JobHandle::new(job_id.clone(), spec.name.clone(), savepoints, Arc::new(JobShared::default()));
@@ -149,8 +159,9 @@ impl JobManager {
         Ok(handle)
     }
 
-    /// The job id `rheo submit` gives a job without `--job-id`: from its name and arguments, so
-    /// submitting the same job again resumes its checkpoints.
+    /// The job id of application mode (`rheo jobmanager --job`) without `--job-id`: from the
+    /// job's name and arguments, so a restarted JobManager resumes the job's checkpoints.
+    /// Session submissions get a random id instead, as in Flink.
     pub fn default_job_id(job: &str, args: &[String]) -> String {
         job_id_for(&std::iter::once(job).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join("\u{0}"))
     }
@@ -181,12 +192,19 @@ impl ClusterView for JobManager {
             .collect()
     }
 
+    fn subtask_location(&self, job_id: &str, subtask: usize) -> Option<SubtaskLocation> {
+        lock(&self.inner.slot_locations).get(job_id).and_then(|slots| slots.get(subtask)).cloned()
+    }
+
     fn available_jobs(&self) -> Vec<(String, String)> {
         self.inner.registry.iter().map(|j| (j.name.to_string(), j.description.to_string())).collect()
     }
 
     fn submit(&self, request: SubmitRequest) -> Result<String, SubmitError> {
         let mut config = self.inner.config.clone();
+        for (key, value) in &request.config {
+            config.set(key, value.as_str());
+        }
         if let Some(path) = &request.savepoint_path {
             config.set("execution.savepoint.path", path.as_str());
             config.set("execution.savepoint.ignore-unclaimed-state", request.allow_non_restored_state.to_string());
@@ -199,7 +217,7 @@ impl ClusterView for JobManager {
                 Ok(id) => id.to_string(),
                 Err(e) => return Err(SubmitError::BadRequest(format!("jobId: {e}"))),
             },
-            None => Self::default_job_id(&request.job, &request.args),
+            None => rheo_types::JobId::random().to_string(),
         };
         let spec = JobSpec {
             name: request.job,
@@ -422,6 +440,16 @@ impl JobMaster {
         let subtasks = plan.subtasks();
         let counters = current.show_vertices(&plan, &built.graph);
         let holder_of = |task: usize| &placement.holders[subtasks[task].1];
+        let locations = placement
+            .slots
+            .iter()
+            .zip(&placement.holders)
+            .map(|(address, (resource_id, _))| SubtaskLocation {
+                endpoint: address.to_string(),
+                taskmanager_id: resource_id.clone(),
+            })
+            .collect();
+        lock(&self.inner.slot_locations).insert(self.job_id.clone(), locations);
         let taskmanagers = placement.taskmanagers();
         let (events_tx, events_rx) = unbounded::<TaskEvent>();
         let coordinator = if current.checkpointing.is_some() {

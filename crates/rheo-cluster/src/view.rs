@@ -20,6 +20,14 @@ pub struct TaskManagerInfo {
     pub physical_memory: u64,
 }
 
+/// Where a subtask runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtaskLocation {
+    /// `host:port` of the TaskManager's data port.
+    pub endpoint: String,
+    pub taskmanager_id: String,
+}
+
 /// A job to start on a session cluster (`rheo submit`, Flink's `POST /jars/:jarid/run`).
 #[derive(Debug, Clone, Default)]
 pub struct SubmitRequest {
@@ -27,10 +35,12 @@ pub struct SubmitRequest {
     pub job: String,
     pub args: Vec<String>,
     pub parallelism: Option<usize>,
-    /// 32 hex digits; default: derived from the job and its arguments.
+    /// 32 hex digits; default: a random id (each submission is a job of its own).
     pub job_id: Option<String>,
     pub savepoint_path: Option<String>,
     pub allow_non_restored_state: bool,
+    /// Configuration of this job (`-D key=value`), over the cluster's.
+    pub config: Vec<(String, String)>,
 }
 
 /// Why a submission was refused.
@@ -49,6 +59,10 @@ pub trait ClusterView: Send + Sync {
     /// Every job, running or ended, oldest first.
     fn jobs(&self) -> Vec<JobHandle>;
     fn taskmanagers(&self) -> Vec<TaskManagerInfo>;
+    /// Where subtask `subtask` of the job's vertices runs, when known.
+    fn subtask_location(&self, _job_id: &str, _subtask: usize) -> Option<SubtaskLocation> {
+        None
+    }
     /// The jobs this binary carries: (name, description).
     fn available_jobs(&self) -> Vec<(String, String)>;
     /// Starts a job; returns its id.
@@ -78,6 +92,10 @@ impl ClusterView for SingleJob {
             cpu_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             physical_memory: 0,
         }]
+    }
+
+    fn subtask_location(&self, _job_id: &str, _subtask: usize) -> Option<SubtaskLocation> {
+        Some(SubtaskLocation { endpoint: "in-process".to_string(), taskmanager_id: "local".to_string() })
     }
 
     fn available_jobs(&self) -> Vec<(String, String)> {

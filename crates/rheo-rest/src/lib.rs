@@ -7,7 +7,9 @@
 #[cfg(feature = "client")]
 mod client;
 pub mod types;
+pub mod ui;
 
 #[cfg(feature = "client")]
 pub use client::{Error, RestClient};
 pub use types::*;
+pub use ui::*;

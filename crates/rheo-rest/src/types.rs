@@ -296,6 +296,13 @@ pub struct RestoredCheckpoint {
     pub external_path: Option<String>,
 }
 
+/// `POST /savepoint-disposal` body (`flink savepoint -d PATH`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SavepointDisposalRequest {
+    #[serde(rename = "savepoint-path", default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_path: Option<String>,
+}
+
 /// `POST /jobs/:id/savepoints` body.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct SavepointTriggerRequest {
@@ -679,6 +686,9 @@ pub struct JarRunRequest {
     pub allow_non_restored_state: Option<bool>,
     #[serde(rename = "savepointPath", default, skip_serializing_if = "Option::is_none")]
     pub savepoint_path: Option<String>,
+    /// Configuration of this job (`-D key=value`), over the cluster's.
+    #[serde(rename = "flinkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub flink_configuration: Option<BTreeMap<String, String>>,
 }
 
 /// `POST /jars/:jarid/run` answer.

@@ -228,3 +228,41 @@ fn jars() {
     assert_eq!(request.program_args_list.as_deref(), Some(&["--input".to_string(), "x".to_string()][..]));
     assert_eq!((request.parallelism, request.allow_non_restored_state), (Some(2), Some(true)));
 }
+
+#[test]
+fn web_ui_endpoints() {
+    let plan: JobPlanInfo = parse_exact("job-plan.json");
+    assert_eq!(plan.plan.nodes[0].inputs[0].ship_strategy, "HASH");
+    assert!(plan.plan.nodes[1].inputs.is_empty());
+    let config: JobConfigInfo = parse_exact("job-config.json");
+    assert_eq!(config.execution_config.job_parallelism, 2);
+    let _: JobAccumulatorsInfo = parse_exact("job-accumulators.json");
+    let vertex: JobVertexDetailsInfo = parse_exact("vertex0.json");
+    assert_eq!(vertex.subtasks[1].metrics.write_records, 1213816);
+    assert_eq!(vertex.aggregated.metrics["write-records"].sum, 2445776);
+    let subtask: SubtaskExecutionAttemptDetails = parse_exact("vertex0-subtask0.json");
+    assert_eq!(subtask.start_time_deprecated, subtask.start_time);
+    let times: SubtasksTimesInfo = parse_exact("vertex0-subtasktimes.json");
+    assert_eq!(times.subtasks[0].timestamps["RUNNING"], 1795464455474);
+    let tms: JobVertexTaskManagersInfo = parse_exact("vertex0-taskmanagers.json");
+    assert_eq!(tms.taskmanagers[0].status_counts["RUNNING"], 2);
+    let metrics: Vec<AggregatedMetric> = parse_numeric("vertex0-subtasks-metrics.json");
+    assert_eq!(metrics[1].sum, Some(2445776.0));
+    let watermarks: Vec<MetricValue> = parse_exact("vertex1-watermarks.json");
+    assert_eq!(watermarks[0].id, "0.currentInputWatermark");
+    let tm: TaskManagerDetailsInfo = parse_exact("taskmanager-detail.json");
+    assert_eq!(tm.info.slots_number, 2);
+    let env: EnvironmentInfo = parse_exact("jobmanager-environment.json");
+    assert!(!env.classpath.is_empty());
+    let list: Vec<MetricValue> = parse_exact("job-metrics-list.json");
+    assert!(list.iter().any(|m| m.id == "lastCheckpointDuration"));
+}
+
+#[test]
+fn aggregated_statistics_use_nearest_rank() {
+    let s = AggregatedStatistics::of(&[1213816, 1231960]);
+    assert_eq!(
+        (s.min, s.p25, s.median, s.avg, s.p75, s.max, s.sum),
+        (1213816, 1213816, 1222888, 1222888, 1231960, 1231960, 2445776)
+    );
+}

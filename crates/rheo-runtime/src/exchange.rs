@@ -220,6 +220,11 @@ impl<T: Send + 'static> InputGate<T> {
         }
     }
 
+    /// The watermark the gate last forwarded (`Timestamp::MIN` before any).
+    pub fn current_watermark(&self) -> Timestamp {
+        self.current_watermark
+    }
+
     /// How long the gate waited for input (idle time) since the last call.
     pub fn take_waited(&mut self) -> Duration {
         std::mem::take(&mut self.waited)

@@ -54,6 +54,9 @@ pub struct TaskCounters {
     pub idle_ns: AtomicU64,
     /// Nanoseconds spent blocked on a full output channel.
     pub back_pressured_ns: AtomicU64,
+    /// The current input watermark of each subtask that has one (`Timestamp::MIN`: none yet).
+    /// Written when a subtask's watermark advances, not per record.
+    pub input_watermarks: std::sync::Mutex<Vec<Timestamp>>,
 }
 
 /// The values of [`TaskCounters`] at one moment, as TaskManagers report them to the JobManager
@@ -66,10 +69,17 @@ pub struct TaskMetrics {
     pub busy_ns: u64,
     pub idle_ns: u64,
     pub back_pressured_ns: u64,
+    /// The lowest current input watermark over the subtasks that have one (Flink's
+    /// `currentInputWatermark` of the slowest subtask); `None` before any has.
+    pub input_watermark: Option<Timestamp>,
 }
 
 impl TaskMetrics {
     pub fn add(&mut self, other: &TaskMetrics) {
+        self.input_watermark = match (self.input_watermark, other.input_watermark) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.records_in += other.records_in;
         self.records_out += other.records_out;
         self.busy_ns += other.busy_ns;
@@ -86,7 +96,24 @@ impl TaskCounters {
             busy_ns: self.busy_ns.load(Ordering::Relaxed),
             idle_ns: self.idle_ns.load(Ordering::Relaxed),
             back_pressured_ns: self.back_pressured_ns.load(Ordering::Relaxed),
+            input_watermark: self
+                .input_watermarks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .filter(|&w| w != Timestamp::MIN)
+                .min(),
         }
+    }
+
+    /// Records that subtask `subtask`'s input watermark advanced to `watermark`.
+    pub fn set_input_watermark(&self, subtask: usize, watermark: Timestamp) {
+        let mut watermarks = self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        if watermarks.len() <= subtask {
+            watermarks.resize(subtask + 1, Timestamp::MIN);
+        }
+        watermarks[subtask] = watermark;
     }
 
     /// Overwrites the counters with reported values (the JobManager's view of remote tasks).
@@ -96,6 +123,8 @@ impl TaskCounters {
         self.busy_ns.store(metrics.busy_ns, Ordering::Relaxed);
         self.idle_ns.store(metrics.idle_ns, Ordering::Relaxed);
         self.back_pressured_ns.store(metrics.back_pressured_ns, Ordering::Relaxed);
+        *self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner()) =
+            metrics.input_watermark.into_iter().collect();
     }
 
     /// Counts `ns` of back pressure: called by the channel writer after a blocked send.
@@ -506,6 +535,7 @@ impl<T: Send + 'static> Task for InputTask<T> {
         run_guarded(&info, move |info| {
             let mut pacer = Pacer::new();
             let mut time = TimeAccount::new(info.counters.clone());
+            let mut input_watermark = Timestamp::MIN;
             loop {
                 if info.job.is_stopping() {
                     return Ok(TaskOutcome::Cancelled);
@@ -518,6 +548,10 @@ impl<T: Send + 'static> Task for InputTask<T> {
                 match poll {
                     GatePoll::Delivered { records } => {
                         info.counters.records_in.fetch_add(records as u64, Ordering::Relaxed);
+                        if gate.current_watermark() != input_watermark {
+                            input_watermark = gate.current_watermark();
+                            info.counters.set_input_watermark(info.subtask_index, input_watermark);
+                        }
                     }
                     GatePoll::Barrier(barrier) => {
                         checkpoint(info, &link, &mut *chain, &barrier, TaskSnapshot::default())

@@ -19,6 +19,7 @@
 mod handlers;
 mod metrics;
 mod rates;
+mod web;
 
 use std::collections::HashSet;
 use std::io;
@@ -62,6 +63,8 @@ pub(crate) struct State {
     pub(crate) address: String,
     /// When the server started (epoch millis): the upload time of the pseudo-jar.
     pub(crate) started: i64,
+    /// Savepoint disposals by trigger id: `Err` holds why one failed.
+    pub(crate) disposals: Mutex<std::collections::HashMap<String, Result<(), String>>>,
 }
 
 impl State {
@@ -119,6 +122,7 @@ pub fn serve_cluster(
         rates: rates::Rates::default(),
         address,
         started: rheo_runtime::task::now_ms(),
+        disposals: Mutex::default(),
     });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -108,7 +108,13 @@ mod tests {
     use super::*;
 
     fn metrics(records_in: u64, busy: u64, idle: u64, back_pressured: u64) -> TaskMetrics {
-        TaskMetrics { records_in, records_out: 0, busy_ns: busy, idle_ns: idle, back_pressured_ns: back_pressured }
+        TaskMetrics {
+            records_in,
+            busy_ns: busy,
+            idle_ns: idle,
+            back_pressured_ns: back_pressured,
+            ..Default::default()
+        }
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub struct TaskStatus {
     pub records_in: u64,
     /// Records a source emitted (0 for other tasks).
     pub records_out: u64,
+    /// The vertex's inputs, in the order of its input edges.
+    pub inputs: Vec<TaskInput>,
+}
+
+/// An edge into a vertex from an upstream vertex (Flink's plan `inputs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInput {
+    /// The upstream vertex's index in [`JobStatus::tasks`].
+    pub task: usize,
+    /// How records are distributed: `FORWARD`, `REBALANCE` or `HASH`, as Flink names them.
+    pub ship_strategy: &'static str,
 }
 
 #[derive(Debug, Clone, Default)]

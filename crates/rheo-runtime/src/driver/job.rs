@@ -16,14 +16,15 @@ use std::time::{Duration, Instant};
 
 use rheo_config::{ConfigError, Configuration, keys};
 
-use super::handle::{CompletedCheckpoint, JobHandle, JobState, TaskStatus};
+use super::handle::{CompletedCheckpoint, JobHandle, JobState, TaskInput, TaskStatus};
 use super::restart::RestartBackoff;
 use super::restore::{Restore, initial_state, latest_checkpoint};
 use crate::checkpoint::coordinator::{Announce, CheckpointCoordinator, CheckpointSettings, CheckpointStats, TaskEntry};
 use crate::checkpoint::discover::FINISHED_MARKER;
 use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
-use crate::graph::JobGraph;
 use crate::graph::plan::{ExecutionPlan, PlanError};
+use crate::graph::{JobGraph, Partitioning};
+use crate::output::NodeId;
 use crate::task::{TaskCounters, TaskEvent, now_ms};
 
 /// Where `rheo run` keeps checkpoints unless `state.checkpoints.dir` says otherwise.
@@ -123,6 +124,7 @@ impl Attempt<'_> {
                         parallelism: plan.parallelism[head],
                         records_in: 0,
                         records_out: 0,
+                        inputs: task_inputs(plan, graph, head),
                     };
                     (status, counters.clone())
                 })
@@ -130,6 +132,28 @@ impl Attempt<'_> {
         );
         counters
     }
+}
+
+/// The inputs of the task headed by `head`: each input edge's upstream task (the head of the
+/// chain its node belongs to) and how records travel along it.
+fn task_inputs(plan: &ExecutionPlan, graph: &JobGraph, head: NodeId) -> Vec<TaskInput> {
+    graph.nodes[head]
+        .inputs
+        .iter()
+        .filter_map(|edge| {
+            let mut from = edge.from;
+            while plan.chained[from] {
+                from = graph.nodes[from].inputs[0].from;
+            }
+            let task = plan.heads.iter().position(|&h| h == from)?;
+            let ship_strategy = match edge.partitioning {
+                Partitioning::Forward => "FORWARD",
+                Partitioning::Rebalance => "REBALANCE",
+                Partitioning::Hash(_) => "HASH",
+            };
+            Some(TaskInput { task, ship_strategy })
+        })
+        .collect()
 }
 
 /// Runs attempts of a job somewhere.

@@ -1,0 +1,139 @@
+//! Savepoints and stop-with-savepoint: trigger and poll.
+
+use super::*;
+
+pub(super) fn trigger(
+    state: &State,
+    handle: &JobHandle,
+    target_dir: Option<String>,
+    stop: bool,
+) -> Result<Response, Error> {
+    let target_dir = target_dir.filter(|d| !d.trim().is_empty());
+    match handle.trigger_savepoint(target_dir, stop) {
+        Ok(trigger_id) => {
+            tracing::info!(trigger = %trigger_id, stop, "savepoint triggered (REST request)");
+            state.unread().insert(trigger_id.clone());
+            Ok(accepted(api::TriggerResponse { request_id: trigger_id }))
+        }
+        Err(message) => Err(Error(StatusCode::CONFLICT, message)),
+    }
+}
+
+/// `POST /jobs/:id/savepoints` with `{"target-directory": .., "cancel-job": ..}`.
+pub(super) async fn trigger_savepoint(
+    Extract(state): Extract<Shared>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let handle = find_job(&state, &id)?;
+    let request: api::SavepointTriggerRequest = body(&bytes, "SavepointTriggerRequestBody")?;
+    trigger(&state, &handle, request.target_directory, request.cancel_job)
+}
+
+/// `POST /jobs/:id/stop` with `{"targetDirectory": .., "drain": ..}`: stop with a savepoint.
+pub(super) async fn stop(
+    Extract(state): Extract<Shared>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let handle = find_job(&state, &id)?;
+    let request: api::StopWithSavepointRequest = body(&bytes, "StopWithSavepointRequestBody")?;
+    if request.drain {
+        return Err(Error(
+            StatusCode::BAD_REQUEST,
+            "drain (advancing event time to the end before stopping) is not supported; stop without it".into(),
+        ));
+    }
+    trigger(&state, &handle, request.target_directory, true)
+}
+
+/// `GET /jobs/:id/savepoints/:trigger`.
+pub(super) async fn savepoint_status(
+    Extract(state): Extract<Shared>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> Answer<api::AsynchronousOperationResult> {
+    let handle = find_job(&state, &id)?;
+    let Some(status) = handle.savepoint_status(&trigger) else {
+        return Err(Error(StatusCode::NOT_FOUND, format!("There is no savepoint operation with triggerId={trigger}")));
+    };
+    let (id, operation) = match status {
+        SavepointStatus::InProgress => (api::QueueStatusId::InProgress, None),
+        SavepointStatus::Completed { location } => {
+            (api::QueueStatusId::Completed, Some(api::SavepointInfo { location: Some(location), failure_cause: None }))
+        }
+        SavepointStatus::Failed { cause } => (
+            api::QueueStatusId::Completed,
+            Some(api::SavepointInfo {
+                location: None,
+                failure_cause: Some(serde_json::json!({
+                    "class": "org.apache.flink.runtime.checkpoint.CheckpointException",
+                    "stack-trace": cause,
+                    "serialized-throwable": "",
+                })),
+            }),
+        ),
+    };
+    if id == api::QueueStatusId::Completed {
+        state.unread().remove(&trigger);
+    }
+    ok(api::AsynchronousOperationResult { status: api::QueueStatus { id }, operation })
+}
+
+/// Deletes the savepoint at `path`, refusing a directory without `_metadata` (not a savepoint).
+async fn dispose(path: &str) -> Result<(), String> {
+    let storage = rheo_runtime::checkpoint::CheckpointStorage::from_url(path).map_err(|e| e.to_string())?;
+    match storage.get_if_exists("_metadata").await {
+        Ok(Some(_)) => {
+            storage.delete_all("").await.map_err(|e| e.to_string())?;
+            // A local savepoint leaves an empty directory behind: remove it too.
+            if let Some(dir) = path.strip_prefix("file://") {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Ok(())
+        }
+        Ok(None) => Err(format!("{path} is no savepoint: it has no _metadata")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `POST /savepoint-disposal` with `{"savepoint-path": ..}` (`flink savepoint -d PATH`).
+pub(super) async fn trigger_disposal(Extract(state): Extract<Shared>, bytes: Bytes) -> Result<Response, Error> {
+    let request: api::SavepointDisposalRequest = body(&bytes, "SavepointDisposalRequest")?;
+    let Some(path) = request.savepoint_path.filter(|p| !p.trim().is_empty()) else {
+        return Err(bad_field("SavepointDisposalRequest", "savepoint-path", "the savepoint to dispose of is required"));
+    };
+    let result = dispose(&path).await;
+    match &result {
+        Ok(()) => tracing::info!(%path, "savepoint disposed (REST request)"),
+        Err(e) => tracing::warn!(%path, "savepoint disposal failed: {e}"),
+    }
+    let trigger_id = rheo_types::JobId::random().to_string();
+    state.disposals.lock().unwrap_or_else(|p| p.into_inner()).insert(trigger_id.clone(), result);
+    Ok(accepted(api::TriggerResponse { request_id: trigger_id }))
+}
+
+/// `GET /savepoint-disposal/:trigger`.
+pub(super) async fn disposal_status(
+    Extract(state): Extract<Shared>,
+    Path(trigger): Path<String>,
+) -> Answer<api::AsynchronousOperationResult> {
+    let disposals = state.disposals.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(result) = disposals.get(&trigger) else {
+        return Err(Error(StatusCode::NOT_FOUND, format!("There is no savepoint disposal with triggerId={trigger}")));
+    };
+    let operation = match result {
+        Ok(()) => api::SavepointInfo { location: None, failure_cause: None },
+        Err(cause) => api::SavepointInfo {
+            location: None,
+            failure_cause: Some(serde_json::json!({
+                "class": "java.io.IOException",
+                "stack-trace": cause,
+                "serialized-throwable": "",
+            })),
+        },
+    };
+    ok(api::AsynchronousOperationResult {
+        status: api::QueueStatus { id: api::QueueStatusId::Completed },
+        operation: Some(operation),
+    })
+}

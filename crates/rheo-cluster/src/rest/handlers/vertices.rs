@@ -1,0 +1,380 @@
+//! `/jobs/:id/vertices/:vid/...`: one vertex (a chain of operators) of a job.
+
+use super::*;
+
+/// The vertex `vid` of job `id`: its job's handle and status, and its index in `tasks`.
+pub(super) fn find_vertex(state: &State, id: &str, vid: &str) -> Result<(JobHandle, JobStatus, usize), Error> {
+    let handle = find_job(state, id)?;
+    let status = handle.status();
+    let index = status
+        .tasks
+        .iter()
+        .position(|t| t.id.eq_ignore_ascii_case(vid))
+        .ok_or_else(|| Error(StatusCode::NOT_FOUND, format!("No vertex with ID '{vid}' exists.")))?;
+    Ok((handle, status, index))
+}
+
+/// The rates of every vertex of a job, indexed like `status.tasks`, sampled now.
+pub(crate) fn job_rates(state: &State, handle: &JobHandle, status: &JobStatus) -> Vec<VertexRates> {
+    let job_id = handle.job_id();
+    let metrics = handle.task_metrics();
+    status
+        .tasks
+        .iter()
+        .zip(metrics)
+        .map(|(task, metrics)| state.rates.sample(&job_id, &task.id, metrics, status.start_time))
+        .collect()
+}
+
+/// Rounds a ratio to three decimals, as Flink shows them.
+pub(super) fn ratio(value: f64) -> f64 {
+    (value.clamp(0.0, 1.0) * 1000.0).round() / 1000.0
+}
+
+/// `GET /jobs/:id/vertices/:vid/backpressure`: back pressure from the back-pressured share of
+/// the vertex's time since the previous sample (Flink's `backPressuredTimeMsPerSecond`). Rheo
+/// counts time per vertex, not per subtask, so every subtask entry shows the vertex's average.
+pub(super) async fn backpressure(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer<api::JobVertexBackPressureInfo> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let rates = job_rates(&state, &handle, &status)[index];
+    let back_pressured = ratio(rates.back_pressured_ratio());
+    let level = api::BackPressureLevel::of_ratio(back_pressured);
+    let subtasks = (0..status.tasks[index].parallelism as u32)
+        .map(|subtask| api::SubtaskBackPressureInfo {
+            subtask,
+            backpressure_level: level,
+            ratio: back_pressured,
+            idle_ratio: ratio(rates.idle_ratio()),
+            busy_ratio: ratio(rates.busy_ratio()),
+            backpressure_level_deprecated: level,
+        })
+        .collect();
+    ok(api::JobVertexBackPressureInfo {
+        status: "ok".into(),
+        backpressure_level: Some(level),
+        end_timestamp: Some(rates.end_timestamp),
+        subtasks,
+        backpressure_level_deprecated: Some(level),
+    })
+}
+
+/// The metrics of a vertex that `/jobs/:id/vertices/:vid/metrics` serves.
+pub(super) const VERTEX_METRICS: [&str; 10] = [
+    "numRecordsIn",
+    "numRecordsOut",
+    "numRecordsInPerSecond",
+    "numRecordsOutPerSecond",
+    "busyTimeMsPerSecond",
+    "idleTimeMsPerSecond",
+    "backPressuredTimeMsPerSecond",
+    "accumulateBusyTimeMs",
+    "accumulateIdleTimeMs",
+    "accumulateBackPressuredTimeMs",
+];
+
+/// The value of a vertex metric as Flink prints it: doubles as Java's `Double.toString`, longs
+/// as integers.
+pub(super) fn vertex_metric(name: &str, metrics: &TaskMetrics, rates: &VertexRates) -> Option<String> {
+    let double = |v: f64| format!("{v:?}");
+    Some(match name {
+        "numRecordsIn" => metrics.records_in.to_string(),
+        "numRecordsOut" => metrics.records_out.to_string(),
+        "numRecordsInPerSecond" => double(rates.records_in_per_second),
+        "numRecordsOutPerSecond" => double(rates.records_out_per_second),
+        "busyTimeMsPerSecond" => double(rates.busy_ms_per_second.round()),
+        "idleTimeMsPerSecond" => (rates.idle_ms_per_second.round() as u64).to_string(),
+        "backPressuredTimeMsPerSecond" => (rates.back_pressured_ms_per_second.round() as u64).to_string(),
+        "accumulateBusyTimeMs" => (metrics.busy_ns / 1_000_000).to_string(),
+        "accumulateIdleTimeMs" => (metrics.idle_ns / 1_000_000).to_string(),
+        "accumulateBackPressuredTimeMs" => (metrics.back_pressured_ns / 1_000_000).to_string(),
+        _ => return None,
+    })
+}
+
+/// `GET /jobs/:id/vertices/:vid/metrics[?get=a,b]`: the vertex's metrics (aggregated over its
+/// subtasks, under unprefixed names); without `get`, their ids. Unknown names are left out, as
+/// Flink does.
+pub(super) async fn vertex_metrics(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<Vec<api::MetricValue>> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let Some(get) = query.get("get") else {
+        return ok(VERTEX_METRICS.iter().map(|id| api::MetricValue { id: id.to_string(), value: None }).collect());
+    };
+    let metrics = handle.task_metrics().get(index).copied().unwrap_or_default();
+    let rates = job_rates(&state, &handle, &status)[index];
+    ok(get
+        .split(',')
+        .map(str::trim)
+        .filter_map(|name| {
+            vertex_metric(name, &metrics, &rates).map(|value| api::MetricValue { id: name.into(), value: Some(value) })
+        })
+        .collect())
+}
+
+/// What every subtask of a vertex shows: Rheo counts records and time per vertex (summed over
+/// its subtasks), so each subtask shows the vertex's totals divided evenly.
+struct VertexView {
+    id: String,
+    name: String,
+    parallelism: u32,
+    metrics: api::VertexMetrics,
+    state: &'static str,
+    start_time: i64,
+    end_time: i64,
+    duration: i64,
+    now: i64,
+}
+
+fn vertex_view(handle: &JobHandle, status: &JobStatus, index: usize) -> VertexView {
+    let task = &status.tasks[index];
+    let now = now_ms();
+    let metrics = handle.task_metrics();
+    VertexView {
+        id: task.id.clone(),
+        name: task.name.clone(),
+        parallelism: task.parallelism as u32,
+        metrics: super::jobs::vertex_metrics_summary(task, metrics.get(index)),
+        state: execution_state(status.state),
+        start_time: status.start_time,
+        end_time: end_time(status),
+        duration: duration(status, now),
+        now,
+    }
+}
+
+/// The vertex's totals divided among `n` subtasks.
+fn share(metrics: &api::VertexMetrics, n: u32) -> api::VertexMetrics {
+    let n = u64::from(n.max(1));
+    api::VertexMetrics {
+        read_records: metrics.read_records / n,
+        write_records: metrics.write_records / n,
+        accumulated_backpressured_time: metrics.accumulated_backpressured_time / n,
+        accumulated_idle_time: metrics.accumulated_idle_time / n,
+        accumulated_busy_time: metrics.accumulated_busy_time / n,
+        ..metrics.clone()
+    }
+}
+
+fn location(state: &State, job_id: &str, subtask: u32) -> SubtaskLocation {
+    state.view.subtask_location(job_id, subtask as usize).unwrap_or_else(|| SubtaskLocation {
+        endpoint: "(unassigned)".to_string(),
+        taskmanager_id: "(unassigned)".to_string(),
+    })
+}
+
+fn subtask_details(
+    state: &State,
+    job_id: &str,
+    vertex: &VertexView,
+    subtask: u32,
+) -> api::SubtaskExecutionAttemptDetails {
+    let at = location(state, job_id, subtask);
+    api::SubtaskExecutionAttemptDetails {
+        subtask,
+        status: vertex.state.into(),
+        attempt: 1,
+        endpoint: at.endpoint,
+        start_time: vertex.start_time,
+        end_time: vertex.end_time,
+        duration: vertex.duration,
+        metrics: share(&vertex.metrics, vertex.parallelism),
+        taskmanager_id: at.taskmanager_id,
+        status_duration: [(vertex.state.to_string(), vertex.duration)].into_iter().collect(),
+        start_time_deprecated: vertex.start_time,
+    }
+}
+
+/// Flink's `aggregated` block over the given subtasks.
+fn aggregated(subtasks: &[api::SubtaskExecutionAttemptDetails]) -> api::AggregatedTaskDetails {
+    let stats = |f: &dyn Fn(&api::VertexMetrics) -> u64| {
+        api::AggregatedStatistics::of(&subtasks.iter().map(|s| f(&s.metrics) as i64).collect::<Vec<_>>())
+    };
+    let metrics = [
+        ("read-records", stats(&|m| m.read_records)),
+        ("write-records", stats(&|m| m.write_records)),
+        ("read-bytes", stats(&|m| m.read_bytes)),
+        ("write-bytes", stats(&|m| m.write_bytes)),
+        ("accumulated-backpressured-time", stats(&|m| m.accumulated_backpressured_time)),
+        ("accumulated-idle-time", stats(&|m| m.accumulated_idle_time)),
+        ("accumulated-busy-time", stats(&|m| m.accumulated_busy_time)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut status_duration = BTreeMap::new();
+    for subtask in subtasks {
+        for (state, ms) in &subtask.status_duration {
+            status_duration.entry(state.clone()).or_insert_with(Vec::new).push(*ms);
+        }
+    }
+    api::AggregatedTaskDetails {
+        metrics,
+        status_duration: status_duration.into_iter().map(|(k, v)| (k, api::AggregatedStatistics::of(&v))).collect(),
+    }
+}
+
+/// `GET /jobs/:id/vertices/:vid`.
+pub(super) async fn vertex(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer<api::JobVertexDetailsInfo> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&handle, &status, index);
+    let job_id = handle.job_id();
+    let subtasks: Vec<_> = (0..vertex.parallelism).map(|n| subtask_details(&state, &job_id, &vertex, n)).collect();
+    ok(api::JobVertexDetailsInfo {
+        id: vertex.id.clone(),
+        name: vertex.name.clone(),
+        parallelism: vertex.parallelism,
+        max_parallelism: max_parallelism(&state),
+        now: vertex.now,
+        aggregated: aggregated(&subtasks),
+        subtasks,
+    })
+}
+
+/// `GET /jobs/:id/vertices/:vid/subtasks/:n` (and `.../attempts/:a`, the only attempt).
+pub(super) async fn subtask(
+    Extract(state): Extract<Shared>,
+    Path((id, vid, n)): Path<(String, String, String)>,
+) -> Answer<api::SubtaskExecutionAttemptDetails> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&handle, &status, index);
+    let Some(n) = n.parse::<u32>().ok().filter(|&n| n < vertex.parallelism) else {
+        return Err(Error(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid subtask index '{n}' for vertex {vid} (parallelism {})", vertex.parallelism),
+        ));
+    };
+    ok(subtask_details(&state, &handle.job_id(), &vertex, n))
+}
+
+/// `GET /jobs/:id/vertices/:vid/subtasktimes`: when each subtask entered each state. Rheo
+/// knows when the job's attempt started running: every subtask shows that.
+pub(super) async fn subtask_times(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer<api::SubtasksTimesInfo> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&handle, &status, index);
+    let job_id = handle.job_id();
+    let subtasks = (0..vertex.parallelism)
+        .map(|subtask| {
+            let mut timestamps: BTreeMap<String, i64> = EXECUTION_STATES.iter().map(|s| (s.to_string(), 0)).collect();
+            for s in ["CREATED", "SCHEDULED", "DEPLOYING", "INITIALIZING", "RUNNING"] {
+                timestamps.insert(s.into(), vertex.start_time);
+            }
+            if vertex.end_time >= 0 {
+                timestamps.insert(vertex.state.into(), vertex.end_time);
+            }
+            api::SubtaskTimesInfo {
+                subtask,
+                endpoint: location(&state, &job_id, subtask).endpoint,
+                duration: vertex.duration,
+                timestamps,
+            }
+        })
+        .collect();
+    ok(api::SubtasksTimesInfo { id: vertex.id, name: vertex.name, now: vertex.now, subtasks })
+}
+
+/// `GET /jobs/:id/vertices/:vid/taskmanagers`: the vertex's subtasks grouped by TaskManager.
+pub(super) async fn vertex_taskmanagers(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer<api::JobVertexTaskManagersInfo> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&handle, &status, index);
+    let job_id = handle.job_id();
+    let mut by_taskmanager: BTreeMap<String, Vec<api::SubtaskExecutionAttemptDetails>> = BTreeMap::new();
+    for n in 0..vertex.parallelism {
+        let details = subtask_details(&state, &job_id, &vertex, n);
+        by_taskmanager.entry(details.taskmanager_id.clone()).or_default().push(details);
+    }
+    let taskmanagers = by_taskmanager
+        .into_iter()
+        .map(|(taskmanager_id, subtasks)| {
+            let sum = |f: fn(&api::VertexMetrics) -> u64| subtasks.iter().map(|s| f(&s.metrics)).sum::<u64>();
+            api::TaskManagersOfVertex {
+                endpoint: subtasks[0].endpoint.clone(),
+                status: vertex.state.into(),
+                start_time: vertex.start_time,
+                end_time: vertex.end_time,
+                duration: vertex.duration,
+                metrics: api::VertexMetrics {
+                    read_records: sum(|m| m.read_records),
+                    write_records: sum(|m| m.write_records),
+                    accumulated_backpressured_time: sum(|m| m.accumulated_backpressured_time),
+                    accumulated_idle_time: sum(|m| m.accumulated_idle_time),
+                    accumulated_busy_time: sum(|m| m.accumulated_busy_time),
+                    ..vertex.metrics.clone()
+                },
+                status_counts: execution_counts(status.state, subtasks.len() as u32),
+                taskmanager_id,
+                aggregated: aggregated(&subtasks),
+            }
+        })
+        .collect();
+    ok(api::JobVertexTaskManagersInfo { id: vertex.id, name: vertex.name, now: vertex.now, taskmanagers })
+}
+
+/// `GET /jobs/:id/vertices/:vid/watermarks`: `<subtask>.currentInputWatermark` of each
+/// subtask. Rheo keeps the vertex's lowest input watermark, which every subtask shows; a
+/// vertex without one (a source, or before the first watermark) has none, as in Flink.
+pub(super) async fn watermarks(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Answer<Vec<api::MetricValue>> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let watermark = handle.task_metrics().get(index).and_then(|m| m.input_watermark);
+    ok(match watermark {
+        None => Vec::new(),
+        Some(w) => (0..status.tasks[index].parallelism)
+            .map(|n| api::MetricValue { id: format!("{n}.currentInputWatermark"), value: Some(w.to_string()) })
+            .collect(),
+    })
+}
+
+/// `GET /jobs/:id/vertices/:vid/subtasks/metrics?get=a,b[&agg=min,max,..]`: the metrics
+/// aggregated over the vertex's subtasks (each subtask holds an even share of the vertex's
+/// counts, so `skew` is 0).
+pub(super) async fn subtasks_metrics(
+    Extract(state): Extract<Shared>,
+    Path((id, vid)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<Vec<api::AggregatedMetric>> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let Some(get) = query.get("get") else {
+        return ok(VERTEX_METRICS
+            .iter()
+            .map(|id| api::AggregatedMetric { id: id.to_string(), ..Default::default() })
+            .collect());
+    };
+    let metrics = handle.task_metrics().get(index).copied().unwrap_or_default();
+    let rates = job_rates(&state, &handle, &status)[index];
+    let n = status.tasks[index].parallelism.max(1) as f64;
+    let aggs: Vec<&str> = query.get("agg").map_or(vec!["min", "max", "avg", "sum", "skew"], |a| a.split(',').collect());
+    ok(get
+        .split(',')
+        .map(str::trim)
+        .filter_map(|name| {
+            let total: f64 = vertex_metric(name, &metrics, &rates)?.parse().ok()?;
+            let each = total / n;
+            let has = |a: &str| aggs.contains(&a);
+            Some(api::AggregatedMetric {
+                id: name.into(),
+                min: has("min").then_some(each),
+                max: has("max").then_some(each),
+                avg: has("avg").then_some(each),
+                sum: has("sum").then_some(total),
+                skew: has("skew").then_some(0.0),
+            })
+        })
+        .collect())
+}
