@@ -61,6 +61,7 @@ WORKLOAD_RIGHTS = {
     ("apps", "deployments"): {"list", "watch", "create", "patch"},
     ("", "services"): {"list", "watch", "create", "patch"},
     ("", "configmaps"): {"list", "watch", "create", "patch"},
+    ("", "pods"): {"list"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 LEASE_RIGHTS = {("coordination.k8s.io", "leases"): {"get", "create", "update"}}

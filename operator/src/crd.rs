@@ -88,9 +88,14 @@ pub const MAX_NAME_LENGTH: usize = 40;
         "fieldPath": ".job.upgradeMode"
     },
     {
-        "rule": "self.job.upgradeMode != 'last-state' || 'state.checkpoints.dir' in self.flinkConfiguration",
-        "message": "upgradeMode last-state needs flinkConfiguration['state.checkpoints.dir'] on durable storage",
-        "fieldPath": ".job.upgradeMode"
+        "rule": "'state.checkpoints.dir' in self.flinkConfiguration",
+        "message": "flinkConfiguration['state.checkpoints.dir'] must name durable storage shared by all pods (e.g. s3://bucket/checkpoints): a pod's own disk is lost with the pod",
+        "fieldPath": ".flinkConfiguration"
+    },
+    {
+        "rule": "!('state.checkpoints.dir' in self.flinkConfiguration) || !self.flinkConfiguration['state.checkpoints.dir'].startsWith('file:///opt/rheo/data') && !self.flinkConfiguration['state.checkpoints.dir'].startsWith('file:///tmp')",
+        "message": "flinkConfiguration['state.checkpoints.dir'] is on the pod's own disk: use object storage or a shared volume",
+        "fieldPath": ".flinkConfiguration"
     }
 ]))]
 pub struct FlinkJobSpec {
@@ -149,6 +154,95 @@ pub struct FlinkJobSpec {
 
 fn default_deletion_timeout() -> i64 {
     300
+}
+
+/// Whether a change of a spec field needs a new job (an upgrade), declared field by field.
+///
+/// The destructuring below names every field, so a new field does not compile until it is
+/// classified here: [`UpgradeScope::Job`] fields need an upgrade, [`UpgradeScope::Live`] fields
+/// are applied to the running job (scaling, savepoint triggers, deletion settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpgradeScope {
+    /// A change needs the job redeployed.
+    Job,
+    /// A change is applied without a new job.
+    Live,
+}
+
+impl FlinkJobSpec {
+    /// The spec with every [`UpgradeScope::Live`] field blanked: two specs whose upgrade parts
+    /// are equal run the same job.
+    pub fn upgrade_part(&self) -> FlinkJobSpec {
+        let FlinkJobSpec {
+            image: _,                    // Job
+            image_pull_policy: _,        // Job
+            flink_configuration: _,      // Job
+            job_manager: _,              // Job
+            task_manager,                // see TaskManagerSpec::upgrade_part
+            job,                         // see JobSpec::upgrade_part
+            pod_template: _,             // Job
+            service_account: _,          // Job
+            restart_nonce: _,            // Job: a new value restarts the job
+            deletion_policy: _,          // Live
+            deletion_timeout_seconds: _, // Live
+        } = self;
+        FlinkJobSpec {
+            task_manager: task_manager.upgrade_part(job),
+            job: job.upgrade_part(),
+            deletion_policy: DeletionPolicy::default(),
+            deletion_timeout_seconds: 0,
+            ..self.clone()
+        }
+    }
+}
+
+impl TaskManagerSpec {
+    fn upgrade_part(&self, job: &JobSpec) -> TaskManagerSpec {
+        let TaskManagerSpec {
+            // Live for a reactive job (it uses every slot) or a fixed `job.parallelism`;
+            // otherwise Job: the parallelism is replicas × slots.
+            replicas,
+            slots: _,        // Job
+            resources: _,    // Job
+            autoscaler: _,   // Live bounds, but whether there is one is Job (reactive mode)
+            pod_template: _, // Job
+        } = self;
+        let parallelism_follows_replicas = self.autoscaler.is_none() && job.parallelism.is_none();
+        TaskManagerSpec {
+            replicas: if parallelism_follows_replicas { *replicas } else { 0 },
+            autoscaler: self.autoscaler.as_ref().map(|_| AutoscalerSpec { min_replicas: 0, max_replicas: 0 }),
+            ..self.clone()
+        }
+    }
+}
+
+impl JobSpec {
+    fn upgrade_part(&self) -> JobSpec {
+        let JobSpec {
+            entry: _,                               // Job
+            args: _,                                // Job
+            parallelism: _,                         // Job
+            state: _,                               // Job (suspend, resume)
+            upgrade_mode: _,                        // Live: how the next upgrade is done
+            savepoint_trigger_nonce: _,             // Live
+            initial_savepoint_path: _,              // Live: first deployment only
+            allow_non_restored_state: _,            // Job
+            allow_last_state_fallback: _,           // Live
+            restart_policy: _,                      // Live
+            periodic_savepoint_interval_seconds: _, // Live
+            savepoint_history: _,                   // Live
+        } = self;
+        JobSpec {
+            upgrade_mode: UpgradeMode::default(),
+            savepoint_trigger_nonce: None,
+            initial_savepoint_path: None,
+            allow_last_state_fallback: false,
+            restart_policy: None,
+            periodic_savepoint_interval_seconds: None,
+            savepoint_history: SavepointHistoryPolicy::default(),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -275,6 +369,84 @@ pub struct JobSpec {
     /// Allow restoring a savepoint whose state no longer maps to an operator of the job.
     #[serde(default)]
     pub allow_non_restored_state: bool,
+
+    /// When a savepoint upgrade cannot take a savepoint (the job is not RUNNING, or its
+    /// JobManager does not come up), continue from the newest complete checkpoint instead of
+    /// waiting for the user (Flink's `last-state-fallback`).
+    #[serde(default)]
+    pub allow_last_state_fallback: bool,
+
+    /// What happens when the job FAILS: left failed (the default) or restarted with backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+
+    /// Take a savepoint this often while the job runs (e.g. `3600`); kept in
+    /// `status.jobStatus.savepointHistory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60))]
+    pub periodic_savepoint_interval_seconds: Option<i64>,
+
+    /// How many savepoints the history keeps, and for how long (older entries are dropped).
+    #[serde(default)]
+    pub savepoint_history: SavepointHistoryPolicy,
+}
+
+/// Restarts of a FAILED job: each one a last-state redeploy (a new job id from the newest
+/// complete checkpoint), after `backoffSeconds` doubling with every restart, at most
+/// `maxRestarts` times in a row; a job that stays RUNNING for 10 minutes resets the count.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartPolicy {
+    /// `Never` leaves a FAILED job failed; `OnFailure` restarts it.
+    #[serde(default)]
+    pub mode: RestartMode,
+    /// Restarts in a row before the job is left FAILED.
+    #[serde(default = "default_max_restarts")]
+    #[schemars(range(min = 0))]
+    pub max_restarts: i32,
+    /// Wait before the first restart; each further one waits twice as long (at most 10 minutes).
+    #[serde(default = "default_backoff_seconds")]
+    #[schemars(range(min = 0))]
+    pub backoff_seconds: i64,
+}
+
+fn default_max_restarts() -> i32 {
+    5
+}
+
+fn default_backoff_seconds() -> i64 {
+    10
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RestartMode {
+    #[default]
+    Never,
+    OnFailure,
+}
+
+/// Cleanup of `status.jobStatus.savepointHistory`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SavepointHistoryPolicy {
+    /// Entries kept (the newest ones).
+    #[serde(default = "default_history_count")]
+    #[schemars(range(min = 1))]
+    pub max_count: i32,
+    /// Entries older than this are dropped (the newest entry is always kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_age_seconds: Option<i64>,
+}
+
+fn default_history_count() -> i32 {
+    10
+}
+
+impl Default for SavepointHistoryPolicy {
+    fn default() -> Self {
+        Self { max_count: default_history_count(), max_age_seconds: None }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -365,8 +537,10 @@ pub enum LifecycleState {
     Upgrading,
     /// Suspended: no pods run, state kept in a savepoint or checkpoint.
     Suspended,
-    /// The job failed.
+    /// The job failed (and no restart policy restarts it, or not yet).
     Failed,
+    /// The job is over: FINISHED or CANCELED. Final until the spec changes.
+    Finished,
     /// Being deleted.
     Deleting,
 }
@@ -380,6 +554,7 @@ impl LifecycleState {
             LifecycleState::Upgrading => "UPGRADING",
             LifecycleState::Suspended => "SUSPENDED",
             LifecycleState::Failed => "FAILED",
+            LifecycleState::Finished => "FINISHED",
             LifecycleState::Deleting => "DELETING",
         }
     }
@@ -392,9 +567,13 @@ pub struct JobStatus {
     /// The job id (32 hex digits) the JobManager runs the job under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
-    /// Flink's job state (`RUNNING`, `FAILED`, ...), `SUSPENDED` when suspended.
+    /// Flink's job state (`RUNNING`, `FAILED`, ...), `SUSPENDED` when suspended, `UNKNOWN`
+    /// while the JobManager cannot be asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<JobStateView>,
+    /// The job's newest failure (`/jobs/:id/exceptions`), in one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Parallelism of the running job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parallelism: Option<i32>,
@@ -407,6 +586,75 @@ pub struct JobStatus {
     /// A savepoint in flight: recorded before it is triggered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_savepoint: Option<PendingSavepoint>,
+    /// Savepoints taken, newest last; trimmed by `job.savepointHistory`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub savepoint_history: Vec<SavepointRef>,
+}
+
+/// A job state as the status shows it: Flink's states, plus `SUSPENDED` (nothing runs) and
+/// `UNKNOWN` (the JobManager cannot be asked: the job may or may not be running).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStateView {
+    Initializing,
+    Created,
+    Running,
+    Failing,
+    Failed,
+    Cancelling,
+    Canceled,
+    Finished,
+    Restarting,
+    Suspended,
+    Reconciling,
+    Unknown,
+}
+
+impl JobStateView {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStateView::Initializing => "INITIALIZING",
+            JobStateView::Created => "CREATED",
+            JobStateView::Running => "RUNNING",
+            JobStateView::Failing => "FAILING",
+            JobStateView::Failed => "FAILED",
+            JobStateView::Cancelling => "CANCELLING",
+            JobStateView::Canceled => "CANCELED",
+            JobStateView::Finished => "FINISHED",
+            JobStateView::Restarting => "RESTARTING",
+            JobStateView::Suspended => "SUSPENDED",
+            JobStateView::Reconciling => "RECONCILING",
+            JobStateView::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// FINISHED and CANCELED: the job is over and nothing restarts it.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStateView::Finished | JobStateView::Canceled)
+    }
+
+    pub fn is_unhealthy(self) -> bool {
+        matches!(self, JobStateView::Failed | JobStateView::Failing | JobStateView::Restarting)
+    }
+}
+
+impl From<rheo_rest::JobState> for JobStateView {
+    fn from(s: rheo_rest::JobState) -> Self {
+        use rheo_rest::JobState as J;
+        match s {
+            J::Initializing => JobStateView::Initializing,
+            J::Created => JobStateView::Created,
+            J::Running => JobStateView::Running,
+            J::Failing => JobStateView::Failing,
+            J::Failed => JobStateView::Failed,
+            J::Cancelling => JobStateView::Cancelling,
+            J::Canceled => JobStateView::Canceled,
+            J::Finished => JobStateView::Finished,
+            J::Restarting => JobStateView::Restarting,
+            J::Suspended => JobStateView::Suspended,
+            J::Reconciling => JobStateView::Reconciling,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -447,6 +695,8 @@ pub struct PendingSavepoint {
 pub enum SavepointPurpose {
     /// Asked for through `job.savepointTriggerNonce`.
     Manual,
+    /// Taken every `job.periodicSavepointIntervalSeconds`.
+    Periodic,
     /// Stop-with-savepoint for an upgrade, restart or suspend.
     Upgrade,
     /// Stop-with-savepoint before deletion.
@@ -468,6 +718,9 @@ pub struct TaskManagerStatus {
     /// Label selector of the TaskManager pods, for the scale subresource and HPA.
     #[serde(default)]
     pub selector: String,
+    /// When the operator last changed the TaskManager count (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<String>,
 }
 
 /// The operator's record of what is deployed and of an upgrade in progress.
@@ -489,6 +742,20 @@ pub struct ReconciliationStatus {
     /// An upgrade in progress: recorded before the old job is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeProgress>,
+    /// Restarts of a FAILED job in a row (`job.restartPolicy`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failure_restarts: i32,
+    /// When the job of this epoch was first seen RUNNING (RFC 3339): a job never seen running
+    /// has no state of its own, so an upgrade restores what it was deployed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<String>,
+    /// When the job was first seen FAILED (RFC 3339), for the restart backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_since: Option<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -496,10 +763,40 @@ pub struct ReconciliationStatus {
 pub struct UpgradeProgress {
     /// How state is taken out of the old job.
     pub mode: UpgradeMode,
-    /// Why: `SpecChanged`, `Restart`, `Suspend` or `Resume`.
-    pub reason: String,
+    /// Why the job is redeployed.
+    pub reason: UpgradeReason,
     /// When the upgrade started (RFC 3339).
     pub since: String,
+}
+
+/// Why a job is redeployed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum UpgradeReason {
+    /// A field that needs a new job changed.
+    SpecChanged,
+    /// `restartNonce` changed.
+    Restart,
+    /// `job.state` became `suspended`.
+    Suspend,
+    /// `job.state` became `running`.
+    Resume,
+    /// TaskManager replicas changed and the parallelism follows them.
+    Scale,
+    /// The job FAILED and `job.restartPolicy` restarts it.
+    FailureRestart,
+}
+
+impl UpgradeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpgradeReason::SpecChanged => "SpecChanged",
+            UpgradeReason::Restart => "Restart",
+            UpgradeReason::Suspend => "Suspend",
+            UpgradeReason::Resume => "Resume",
+            UpgradeReason::Scale => "Scale",
+            UpgradeReason::FailureRestart => "FailureRestart",
+        }
+    }
 }
 
 /// `type: object` that keeps unknown fields: used for pod templates, whose full schema would
@@ -524,8 +821,38 @@ impl FlinkJob {
 
 /// The CRD as YAML, exactly what `rheo-operator crd` prints and `crds/flinkjob.yaml` holds.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
     let mut out = String::from("# Generated by `rheo-operator crd` from operator/src/crd.rs. Do not edit.\n");
-    out.push_str(&serde_yaml::to_string(&FlinkJob::crd()).expect("the CRD serializes to YAML"));
+    out.push_str(&serde_yaml::to_string(&crd()).expect("the CRD serializes to YAML"));
     out
+}
+
+/// A `FlinkJob` name must make valid child names: Services need DNS-1035 labels (a lowercase
+/// letter first, no dots), and the longest child suffix must still fit.
+pub const NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+
+/// The CRD, with the rules on `metadata.name` that a derive cannot place at the root.
+pub fn crd() -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut crd = FlinkJob::crd();
+    for version in &mut crd.spec.versions {
+        let Some(schema) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) else { continue };
+        let rule = |rule: String, message: String| {
+            k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::ValidationRule {
+                rule,
+                message: Some(message),
+                ..Default::default()
+            }
+        };
+        schema.x_kubernetes_validations.get_or_insert_with(Vec::new).extend([
+            rule(
+                format!("self.metadata.name.matches('{NAME_PATTERN}')"),
+                "metadata.name must be lowercase letters, digits and '-', start with a letter and end with a letter or digit (it names Services)".into(),
+            ),
+            rule(
+                format!("size(self.metadata.name) <= {MAX_NAME_LENGTH}"),
+                format!("metadata.name must be at most {MAX_NAME_LENGTH} characters"),
+            ),
+        ]);
+    }
+    crd
 }

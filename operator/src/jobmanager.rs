@@ -6,8 +6,8 @@
 
 use futures::future::BoxFuture;
 use rheo_rest::{
-    AsynchronousOperationResult, CheckpointingStatistics, JobDetails, RestClient, SavepointTriggerRequest,
-    StopWithSavepointRequest, TriggerResponse,
+    AsynchronousOperationResult, CheckpointingStatistics, JobDetails, JobExceptions, RestClient,
+    SavepointTriggerRequest, StopWithSavepointRequest, TriggerResponse,
 };
 
 /// A JobManager call's failure, reduced to what the reconciler decides on.
@@ -41,6 +41,8 @@ pub type JmResult<T> = Result<T, JmError>;
 pub trait JobManagerApi: Send + Sync {
     fn job<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<JobDetails>>;
     fn checkpoints<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<CheckpointingStatistics>>;
+    /// The job's failures, newest first.
+    fn exceptions<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<JobExceptions>>;
     fn trigger_savepoint<'a>(
         &'a self,
         base: &'a str,
@@ -91,6 +93,9 @@ impl JobManagerApi for RestJobManagers {
     }
     fn checkpoints<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<CheckpointingStatistics>> {
         Box::pin(async move { Ok(self.client(base).job_checkpoints(job_id).await?) })
+    }
+    fn exceptions<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<JobExceptions>> {
+        Box::pin(async move { Ok(self.client(base).job_exceptions(job_id).await?) })
     }
     fn trigger_savepoint<'a>(
         &'a self,

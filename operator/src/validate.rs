@@ -18,6 +18,14 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
     };
 
     check(fj.name().len() <= MAX_NAME_LENGTH, &format!("metadata.name: at most {MAX_NAME_LENGTH} characters"));
+    check(
+        is_dns_1035_label(fj.name()),
+        &format!(
+            "metadata.name: {:?} must be lowercase letters, digits and '-', start with a letter and end with a \
+             letter or digit: it names the job's Services",
+            fj.name()
+        ),
+    );
     check(!spec.image.trim().is_empty(), "spec.image: must not be empty");
     check(!spec.job.entry.trim().is_empty(), "spec.job.entry: must not be empty");
     check(spec.job.parallelism.is_none_or(|p| p >= 1), "spec.job.parallelism: must be at least 1");
@@ -43,10 +51,34 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
         spec.job.upgrade_mode != UpgradeMode::Savepoint || has("state.savepoints.dir"),
         "spec.job.upgradeMode: savepoint needs flinkConfiguration['state.savepoints.dir']",
     );
+    match spec.flink_configuration.get("state.checkpoints.dir") {
+        None => check(
+            false,
+            "spec.flinkConfiguration: state.checkpoints.dir must name durable storage shared by all pods \
+             (e.g. s3://bucket/checkpoints): a pod's own disk is lost with the pod",
+        ),
+        Some(dir) if on_pod_disk(dir) => check(
+            false,
+            &format!(
+                "spec.flinkConfiguration: state.checkpoints.dir {dir:?} is on the pod's own disk: use object storage \
+             or a shared volume"
+            ),
+        ),
+        Some(_) => {}
+    }
+    if let Some(p) = &spec.job.restart_policy {
+        check(p.max_restarts >= 0, "spec.job.restartPolicy.maxRestarts: must not be negative");
+        check(p.backoff_seconds >= 0, "spec.job.restartPolicy.backoffSeconds: must not be negative");
+    }
     check(
-        spec.job.upgrade_mode != UpgradeMode::LastState || has("state.checkpoints.dir"),
-        "spec.job.upgradeMode: last-state needs flinkConfiguration['state.checkpoints.dir']",
+        spec.job.periodic_savepoint_interval_seconds.is_none_or(|s| s >= 60),
+        "spec.job.periodicSavepointIntervalSeconds: must be at least 60",
     );
+    check(
+        spec.job.periodic_savepoint_interval_seconds.is_none() || has("state.savepoints.dir"),
+        "spec.job.periodicSavepointIntervalSeconds: needs flinkConfiguration['state.savepoints.dir']",
+    );
+    check(spec.job.savepoint_history.max_count >= 1, "spec.job.savepointHistory.maxCount: must be at least 1");
     for (field, template) in [
         ("spec.podTemplate", &spec.pod_template),
         ("spec.jobManager.podTemplate", &spec.job_manager.pod_template),
@@ -58,4 +90,33 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
     }
 
     if errors.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+/// A DNS-1035 label: what a Service name must be.
+fn is_dns_1035_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+/// A checkpoint directory on the pod's own disk: the operator's scratch volumes, lost with the pod.
+fn on_pod_disk(dir: &str) -> bool {
+    ["file:///opt/rheo/data", "file:///tmp"].iter().any(|p| dir.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names() {
+        assert!(is_dns_1035_label("wc"));
+        assert!(is_dns_1035_label("word-count-2"));
+        assert!(!is_dns_1035_label("2wc"));
+        assert!(!is_dns_1035_label("w.c"));
+        assert!(!is_dns_1035_label("wc-"));
+        assert!(!is_dns_1035_label("Wc"));
+    }
 }

@@ -24,6 +24,7 @@ kind: FlinkJob
 metadata: {name: wc, namespace: streams, generation: 1}
 spec:
   image: rheo:latest
+  flinkConfiguration: {state.checkpoints.dir: s3://rheo/checkpoints}
   job: {entry: word-count}
 "#,
         epoch: 0,
@@ -75,6 +76,7 @@ kind: FlinkJob
 metadata: {name: clicks, namespace: web, generation: 3}
 spec:
   image: rheo:latest
+  flinkConfiguration: {state.checkpoints.dir: s3://rheo/checkpoints}
   taskManager:
     replicas: 12
     slots: 4
@@ -94,7 +96,7 @@ kind: FlinkJob
 metadata: {name: wc, namespace: streams, generation: 4}
 spec:
   image: rheo:latest
-  flinkConfiguration: {state.savepoints.dir: s3://rheo/savepoints}
+  flinkConfiguration: {state.checkpoints.dir: s3://rheo/checkpoints, state.savepoints.dir: s3://rheo/savepoints}
   taskManager: {replicas: 2}
   job: {entry: word-count, state: suspended, upgradeMode: savepoint}
 "#,

@@ -70,6 +70,11 @@ widening it needs a change of the operator's contract and of charts/tests.
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [list, watch, create, patch]
+# pods: listed (never watched or changed) to say why a JobManager does not come up
+# (CrashLoopBackOff, ImagePullBackOff, OOMKilled).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
 # kube's event Recorder: create, then patch a repeated Event's series.
 - apiGroups: [events.k8s.io]
   resources: [events]

@@ -9,14 +9,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, Service,
-    ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
-use crate::crd::{DesiredJobState, FlinkJob, FlinkJobSpec};
+use crate::crd::{DesiredJobState, FlinkJob, FlinkJobSpec, ImagePullPolicy};
 
 pub const REST_PORT: i32 = 8081;
 pub const RPC_PORT: i32 = 6123;
@@ -55,6 +56,8 @@ pub struct Plan {
     pub restore_path: Option<String>,
     /// TaskManager pods: from the live spec (scaling is not an upgrade), 0 when suspended.
     pub task_manager_replicas: i32,
+    /// No pods at all (see [`Plan::stopped`]).
+    pub stopped: bool,
 }
 
 impl Plan {
@@ -62,11 +65,19 @@ impl Plan {
     pub fn new(fj: &FlinkJob, deployed: FlinkJobSpec, job_id: String, restore_path: Option<String>) -> Self {
         let task_manager_replicas =
             if deployed.job.state == DesiredJobState::Suspended { 0 } else { desired_task_managers(&fj.spec) };
-        Plan { spec: deployed, job_id, restore_path, task_manager_replicas }
+        Plan { spec: deployed, job_id, restore_path, task_manager_replicas, stopped: false }
+    }
+
+    /// The same plan with no pods: the job is over (FINISHED or CANCELED), and a JobManager
+    /// started again would run it again.
+    pub fn stopped(mut self) -> Self {
+        self.task_manager_replicas = 0;
+        self.stopped = true;
+        self
     }
 
     fn job_manager_replicas(&self) -> i32 {
-        if self.spec.job.state == DesiredJobState::Suspended { 0 } else { 1 }
+        if self.stopped || self.spec.job.state == DesiredJobState::Suspended { 0 } else { 1 }
     }
 }
 
@@ -221,8 +232,8 @@ pub fn config(fj: &FlinkJob, plan: &Plan) -> BTreeMap<String, String> {
     set("jobmanager.rpc.port", RPC_PORT.to_string());
     set("rest.port", REST_PORT.to_string());
     set("taskmanager.numberOfTaskSlots", spec.task_manager.slots.to_string());
-    set("state.checkpoints.dir", format!("file://{DATA_DIR}/checkpoints"));
-    set("state.savepoints.dir", format!("file://{DATA_DIR}/savepoints"));
+    // No default for state.checkpoints.dir or state.savepoints.dir: a pod's own disk is never
+    // a checkpoint store (validation requires durable shared storage).
     set("execution.checkpointing.interval", "10s".into());
     if spec.task_manager.autoscaler.is_some() {
         set("scheduler-mode", "reactive".into());
@@ -302,9 +313,12 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
 
     let (ports, readiness, liveness) = match component {
         Component::JobManager => {
-            let probe = |initial: i32, period: i32, failures: i32| Probe {
+            // Ready once the JobManager serves its own job (404 before it is submitted);
+            // alive while it answers at all.
+            let job_path = format!("/jobs/{}", plan.job_id);
+            let probe = |path: &str, initial: i32, period: i32, failures: i32| Probe {
                 http_get: Some(HTTPGetAction {
-                    path: Some("/overview".into()),
+                    path: Some(path.into()),
                     port: IntOrString::String("rest".into()),
                     ..Default::default()
                 }),
@@ -313,7 +327,11 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
                 failure_threshold: Some(failures),
                 ..Default::default()
             };
-            (vec![container_port("rest", REST_PORT), container_port("rpc", RPC_PORT)], probe(2, 5, 3), probe(15, 10, 6))
+            (
+                vec![container_port("rest", REST_PORT), container_port("rpc", RPC_PORT)],
+                probe(&job_path, 2, 5, 3),
+                probe("/overview", 15, 10, 6),
+            )
         }
         Component::TaskManager => {
             let probe = |initial: i32, period: i32, failures: i32| Probe {
@@ -330,7 +348,9 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
     let main = Container {
         name: pod_template::MAIN_CONTAINER.into(),
         image: Some(spec.image.clone()),
-        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
+        // IfNotPresent unless asked otherwise: an image loaded into the node (kind, k3s) works,
+        // and a `:latest` tag does not silently switch to Always.
+        image_pull_policy: Some(spec.image_pull_policy.unwrap_or(ImagePullPolicy::IfNotPresent).as_str().to_string()),
         args: Some(args(plan, component == Component::JobManager)),
         ports: Some(ports),
         env: Some(vec![EnvVar { name: "RHEO_CONF_DIR".into(), value: Some(CONFIG_DIR.into()), ..Default::default() }]),
@@ -339,7 +359,7 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
             mount("tmp", "/tmp", false),
             mount("data", DATA_DIR, false),
         ]),
-        resources: resources.clone(),
+        resources: Some(resources.clone().unwrap_or_else(|| default_resources(component))),
         readiness_probe: Some(readiness),
         liveness_probe: Some(liveness),
         security_context: Some(SecurityContext {
@@ -361,6 +381,8 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
         spec: Some(PodSpec {
             containers: vec![main],
             service_account_name: spec.service_account.clone(),
+            // A namespace with many Services would otherwise fill every pod's environment.
+            enable_service_links: Some(false),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(WORKER_UID),
@@ -382,6 +404,22 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
         }),
     };
     Ok(pod_template::merge(user, ours))
+}
+
+/// Requests of a container without `resources` in the spec, so the scheduler places it
+/// knowingly; no limits (the user sets those knowing the job).
+fn default_resources(component: Component) -> ResourceRequirements {
+    let (cpu, memory) = match component {
+        Component::JobManager => ("100m", "256Mi"),
+        Component::TaskManager => ("250m", "512Mi"),
+    };
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(memory.into())),
+        ])),
+        ..Default::default()
+    }
 }
 
 fn deployment(meta: ObjectMeta, replicas: i32, job: &str, component: &str, template: PodTemplateSpec) -> Deployment {

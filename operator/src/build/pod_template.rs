@@ -7,6 +7,9 @@ use serde_json::Value;
 /// Name of the worker container in every JobManager and TaskManager pod.
 pub const MAIN_CONTAINER: &str = "rheo";
 
+/// Volumes that wire a pod to the operator (its configuration): the user cannot replace them.
+const WIRING_VOLUMES: [&str; 1] = ["config"];
+
 /// Decodes a user pod template, reporting what is wrong with it.
 pub fn decode(template: Option<&Value>) -> Result<Option<PodTemplateSpec>, String> {
     template
@@ -84,12 +87,16 @@ pub fn merge(user: Option<PodTemplateSpec>, ours: PodTemplateSpec) -> PodTemplat
     containers.extend(user_containers);
     spec.containers = containers;
 
-    let mut volumes = ours_spec.volumes.unwrap_or_default();
-    for v in spec.volumes.take().unwrap_or_default() {
-        if !volumes.iter().any(|o| o.name == v.name) {
-            volumes.push(v);
-        }
-    }
+    // A user volume replaces ours of the same name (e.g. `data` on a PersistentVolumeClaim),
+    // except the ones that wire the pod to the operator.
+    let user_volumes = spec.volumes.take().unwrap_or_default();
+    let mut volumes: Vec<_> = ours_spec
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| WIRING_VOLUMES.contains(&o.name.as_str()) || !user_volumes.iter().any(|v| v.name == o.name))
+        .collect();
+    volumes.extend(user_volumes.into_iter().filter(|v| !WIRING_VOLUMES.contains(&v.name.as_str())));
     spec.volumes = Some(volumes);
     if ours_spec.service_account_name.is_some() {
         spec.service_account_name = ours_spec.service_account_name;
@@ -107,10 +114,21 @@ fn merge_container(user: Container, ours: Container) -> Container {
             ports.push(p);
         }
     }
-    let mut env = ours.env.unwrap_or_default();
-    env.extend(user.env.unwrap_or_default());
-    let mut mounts = ours.volume_mounts.unwrap_or_default();
-    for m in user.volume_mounts.unwrap_or_default() {
+    // Environment variables by name, the user's winning (server-side apply rejects duplicates).
+    let user_env = user.env.unwrap_or_default();
+    let mut env: Vec<_> =
+        ours.env.unwrap_or_default().into_iter().filter(|o| !user_env.iter().any(|u| u.name == o.name)).collect();
+    env.extend(user_env);
+    // Mounts by path, the user's winning, except the configuration the operator wires in.
+    let user_mounts = user.volume_mounts.unwrap_or_default();
+    let wired = |m: &k8s_openapi::api::core::v1::VolumeMount| WIRING_VOLUMES.contains(&m.name.as_str());
+    let mut mounts: Vec<_> = ours
+        .volume_mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| wired(o) || !user_mounts.iter().any(|u| u.mount_path == o.mount_path || u.name == o.name))
+        .collect();
+    for m in user_mounts {
         if !mounts.iter().any(|o| o.mount_path == m.mount_path) {
             mounts.push(m);
         }
@@ -182,5 +200,40 @@ mod tests {
         assert_eq!(out["spec"]["containers"][0]["args"], json!(["jobmanager"]));
         assert_eq!(out["spec"]["containers"][0]["envFrom"][0]["secretRef"]["name"], "s3");
         assert_eq!(out["spec"]["containers"][1]["name"], "sidecar");
+    }
+
+    #[test]
+    fn user_volumes_mounts_and_env_win_by_name_but_not_the_wiring() {
+        let user: PodTemplateSpec = serde_json::from_value(json!({
+            "spec": {
+                "containers": [{"name": "rheo",
+                    "env": [{"name": "RHEO_LOG", "value": "debug"}, {"name": "A", "value": "user"}],
+                    "volumeMounts": [{"name": "data", "mountPath": "/opt/rheo/data"}, {"name": "config", "mountPath": "/x"}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "pvc"}},
+                            {"name": "config", "emptyDir": {}}]
+            }
+        }))
+        .unwrap();
+        let ours: PodTemplateSpec = serde_json::from_value(json!({
+            "spec": {
+                "containers": [{"name": "rheo", "env": [{"name": "A", "value": "ours"}, {"name": "B", "value": "ours"}],
+                    "volumeMounts": [{"name": "config", "mountPath": "/opt/rheo/conf"}, {"name": "data", "mountPath": "/opt/rheo/data"}]}],
+                "volumes": [{"name": "config", "configMap": {"name": "wc-config"}}, {"name": "data", "emptyDir": {}}]
+            }
+        }))
+        .unwrap();
+        let out = serde_json::to_value(merge(Some(user), ours)).unwrap();
+        assert_eq!(
+            out["spec"]["volumes"],
+            json!([{"name": "config", "configMap": {"name": "wc-config"}}, {"name": "data", "persistentVolumeClaim": {"claimName": "pvc"}}])
+        );
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([{"name": "B", "value": "ours"}, {"name": "RHEO_LOG", "value": "debug"}, {"name": "A", "value": "user"}])
+        );
+        assert_eq!(
+            out["spec"]["containers"][0]["volumeMounts"],
+            json!([{"name": "config", "mountPath": "/opt/rheo/conf"}, {"name": "data", "mountPath": "/opt/rheo/data"}, {"name": "config", "mountPath": "/x"}])
+        );
     }
 }

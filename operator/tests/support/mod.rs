@@ -54,6 +54,8 @@ impl Call {
 pub struct FakeApi {
     pub objects: Mutex<BTreeMap<String, Value>>,
     pub calls: Mutex<Vec<Call>>,
+    /// Paths whose writes the server refuses, with the status code and message.
+    pub refuse: Mutex<BTreeMap<String, (u16, String)>>,
 }
 
 fn not_found() -> (StatusCode, Value) {
@@ -70,7 +72,22 @@ impl FakeApi {
             Some(p) => (p.to_string(), true),
             None => (call.path.clone(), false),
         };
+        if let Some((code, message)) = self.refuse.lock().unwrap().get(&path)
+            && call.method != "GET"
+        {
+            return (
+                StatusCode::from_u16(*code).unwrap(),
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": code, "message": message, "metadata": {}}),
+            );
+        }
         match call.method.as_str() {
+            // A collection: every object stored under it (label selectors are not applied).
+            "GET" if path.ends_with("/pods") => {
+                let prefix = format!("{path}/");
+                let items: Vec<Value> =
+                    objects.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(_, v)| v.clone()).collect();
+                (StatusCode::OK, json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}))
+            }
             "GET" => objects.get(&path).cloned().map(|o| (StatusCode::OK, o)).unwrap_or_else(not_found),
             "POST" => {
                 let name = call.body["metadata"]["name"].as_str().unwrap_or("x").to_string();
@@ -126,6 +143,8 @@ pub struct FakeJm {
     pub checkpoint: Mutex<Option<(String, i64)>>,
     /// `None`: the savepoint is in progress; `Some(Ok(path))` / `Some(Err(cause))`: done.
     pub savepoint: Mutex<Option<Result<String, String>>>,
+    /// The job's failures as `/jobs/:id/exceptions` lists them (stack trace, task), newest first.
+    pub exceptions: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl Default for FakeJm {
@@ -135,6 +154,7 @@ impl Default for FakeJm {
             job_state: Mutex::new(Some(Ok(JobState::Running))),
             checkpoint: Mutex::default(),
             savepoint: Mutex::default(),
+            exceptions: Mutex::default(),
         }
     }
 }
@@ -205,6 +225,24 @@ impl JobManagerApi for FakeJm {
                 latest: LatestCheckpoints { completed, ..Default::default() },
                 history: vec![],
             })
+        })
+    }
+    fn exceptions<'a>(&'a self, _base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<JobExceptions>> {
+        Box::pin(async move {
+            self.record(format!("GET /jobs/{job_id}/exceptions"));
+            self.reachable()?;
+            let entries: Vec<Value> = self
+                .exceptions
+                .lock()
+                .unwrap()
+                .iter()
+                .enumerate()
+                .map(|(i, (trace, task))| {
+                    json!({"exceptionName": trace.lines().next().unwrap_or_default(), "stacktrace": trace,
+                           "timestamp": 1_795_464_470_000i64 - i as i64, "taskName": task})
+                })
+                .collect();
+            Ok(serde_json::from_value(json!({"exceptionHistory": {"entries": entries, "truncated": false}})).unwrap())
         })
     }
     fn trigger_savepoint<'a>(
@@ -397,6 +435,7 @@ pub const TM_DEPLOY: &str = "/apis/apps/v1/namespaces/streams/deployments/wc-tas
 pub const CONFIG_MAP: &str = "/api/v1/namespaces/streams/configmaps/wc-config";
 pub const RPC_SVC: &str = "/api/v1/namespaces/streams/services/wc-jobmanager";
 pub const REST_SVC: &str = "/api/v1/namespaces/streams/services/wc-rest";
+pub const PODS: &str = "/api/v1/namespaces/streams/pods";
 pub const FJ_STATUS: &str = "/apis/rheo.io/v1alpha1/namespaces/streams/flinkjobs/wc/status";
 
 /// The children applied in one steady pass, in order.
@@ -408,4 +447,23 @@ pub fn applies() -> Vec<String> {
 pub fn jm_args(env: &Env) -> Vec<String> {
     let d = env.object(JM_DEPLOY).expect("JobManager Deployment");
     serde_json::from_value(d["spec"]["template"]["spec"]["containers"][0]["args"].clone()).unwrap()
+}
+
+impl Env {
+    /// Puts a pod into the fake cluster, as the kubelet reports it.
+    pub fn pod(&self, name: &str, status: Value) {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS,
+            "labels": {"app.kubernetes.io/name": "rheo", "app.kubernetes.io/instance": NAME}}, "status": status});
+        self.api.objects.lock().unwrap().insert(format!("{PODS}/{name}"), pod);
+    }
+}
+
+/// A pod status whose `rheo` container waits for `reason`, after a last exit for `last` (if any).
+pub fn waiting(reason: &str, message: &str, last: Option<&str>) -> Value {
+    let mut c = json!({"name": "rheo", "ready": false, "restartCount": 4, "image": "rheo:bad", "imageID": "",
+        "state": {"waiting": {"reason": reason, "message": message}}});
+    if let Some(last) = last {
+        c["lastState"] = json!({"terminated": {"reason": last, "exitCode": 137}});
+    }
+    json!({"phase": "Pending", "containerStatuses": [c]})
 }

@@ -50,9 +50,27 @@ pub fn initial_state(
     }
     let Some(path) = config.get("execution.savepoint.path") else { return Ok(None) };
     let dir = CheckpointStorage::from_url(path)?;
-    let mut state = match io_runtime().block_on(discover::load(&dir)) {
-        Ok(Some(found)) => found.state,
-        Ok(None) => return Err(JobError::Restore { path: path.into(), message: "no _metadata there".into() }),
+    // A savepoint or checkpoint directory (with `_metadata`), or a job's checkpoint directory
+    // (`<state.checkpoints.dir>/<job-id>`): then its newest complete checkpoint. The operator
+    // hands over the old job's directory on a last-state upgrade, so the new job starts from
+    // the newest checkpoint at its start, even when the old JobManager could not be asked.
+    let found = io_runtime().block_on(async {
+        match discover::load(&dir).await? {
+            Some(found) => Ok(Some((found.state, path.to_string()))),
+            None => Ok(discover::latest(&dir).await.map_err(|e| e.to_string())?.map(|d| {
+                let url = dir.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string();
+                (d.state, url)
+            })),
+        }
+    });
+    let (mut state, url) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            return Err(JobError::Restore {
+                path: path.into(),
+                message: "no _metadata there, nor a complete chk-<n>/_metadata under it".into(),
+            });
+        }
         Err(message) => return Err(JobError::Restore { path: path.into(), message }),
     };
     let unclaimed = state.unclaimed(operators);
@@ -70,6 +88,6 @@ pub fn initial_state(
         tracing::warn!(dropped = %unclaimed.join(", "), "dropping state the job does not have");
         state.drop_unclaimed(operators);
     }
-    tracing::info!(path, checkpoint = state.checkpoint_id, "restoring from savepoint");
-    Ok(Some(Restore { state: Arc::new(state), url: path.to_string() }))
+    tracing::info!(path = url, checkpoint = state.checkpoint_id, "restoring from savepoint");
+    Ok(Some(Restore { state: Arc::new(state), url }))
 }
