@@ -29,8 +29,8 @@ log "go build Kubernetes $K8S_VERSION tools (cold: tens of minutes on 2 cores; c
 # One invocation: the packages shared by the binaries compile once. `tool` is every tool line of go.mod.
 (cd "$here/tools" && go build -ldflags='-s -w' -o "$tmp/" tool) \
   >"$tmp.log" 2>&1 || { tail -40 "$tmp.log" >&2; die "go build failed (full log: $tmp.log)"; }
-# etcd's main package is go.etcd.io/etcd/server/v3, so its binary comes out named v3.
-[[ -f $tmp/v3 ]] && mv "$tmp/v3" "$tmp/etcd"
+# etcd's main package is go.etcd.io/etcd/server/v3: go names its binary after the path without /v3.
+[[ -f $tmp/server ]] && mv "$tmp/server" "$tmp/etcd"
 # The pod sandbox ("pause") program: a static binary that waits for a signal and reaps children.
 (cd "$here/pause" && go build -ldflags='-s -w' -o "$tmp/pause" .) >>"$tmp.log" 2>&1 \
   || { tail -20 "$tmp.log" >&2; die "go build pause failed"; }
