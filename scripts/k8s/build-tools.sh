@@ -27,7 +27,19 @@ rm -rf "$tmp" && mkdir -p "$tmp"
 start=$SECONDS
 log "go build Kubernetes $K8S_VERSION tools (cold: tens of minutes on 2 cores; cached afterwards) -> $bin"
 # One invocation: the packages shared by the binaries compile once. `tool` is every tool line of go.mod.
-(cd "$here/tools" && go build -ldflags='-s -w' -o "$tmp/" tool) \
+# Built from modules, the binaries would call themselves v0.0.0-master (and helm would then refuse
+# charts with a kubeVersion): the versions are set as Kubernetes' and Helm's own builds set them.
+helm_version=$(sed -n 's/^\thelm\.sh\/helm\/v3 \(v[0-9.]*\).*$/\1/p' "$here/tools/go.mod")
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+ldflags="-s -w"
+for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+done
+ldflags+=" -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+  ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=$minor"
+done
+(cd "$here/tools" && go build -ldflags="$ldflags" -o "$tmp/" tool) \
   >"$tmp.log" 2>&1 || { tail -40 "$tmp.log" >&2; die "go build failed (full log: $tmp.log)"; }
 # etcd's main package is go.etcd.io/etcd/server/v3: go names its binary after the path without /v3.
 [[ -f $tmp/server ]] && mv "$tmp/server" "$tmp/etcd"

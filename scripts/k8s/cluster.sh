@@ -126,8 +126,7 @@ make_pki() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# network: the bridge (so the API server can bind its address before the first pod), a dummy
-# device that swallows packets to Service IPs kube-proxy does not translate, and the guard.
+# network: the bridge (so the API server can bind its address before the first pod) and the guard.
 net_up() {
   sysctl -qw net.ipv4.ip_forward=1
   [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] || modprobe br_netfilter 2>/dev/null || true
@@ -135,9 +134,6 @@ net_up() {
   ip link show $BRIDGE >/dev/null 2>&1 || ip link add $BRIDGE type bridge
   ip addr replace $HOST_IP/16 dev $BRIDGE
   ip link set $BRIDGE up
-  ip link show rheo-svc0 >/dev/null 2>&1 || ip link add rheo-svc0 type dummy
-  ip link set rheo-svc0 up
-  ip route replace $SVC_CIDR dev rheo-svc0
   iptables -w -N $GUARD 2>/dev/null || iptables -w -F $GUARD
   # From outside the host: nothing reaches the pod or Service ranges (the API server and kubelet
   # listen on $HOST_IP); forwarded packets may only go from the bridge to the bridge.
@@ -146,14 +142,22 @@ net_up() {
   iptables -w -N $GUARD-FWD 2>/dev/null || iptables -w -F $GUARD-FWD
   iptables -w -A $GUARD-FWD -i $BRIDGE ! -o $BRIDGE -j DROP
   iptables -w -A $GUARD-FWD ! -i $BRIDGE -o $BRIDGE -j DROP
+  # From the host: filter OUTPUT runs after kube-proxy's DNAT, so what is still addressed to a
+  # Service IP was not translated, and pod addresses are only behind the bridge: refuse the rest
+  # rather than let it follow the default route out of the machine.
+  iptables -w -N $GUARD-OUT 2>/dev/null || iptables -w -F $GUARD-OUT
+  iptables -w -A $GUARD-OUT -d $SVC_CIDR -j REJECT
+  iptables -w -A $GUARD-OUT -d $POD_CIDR ! -o lo ! -o $BRIDGE -j REJECT
   iptables -w -C INPUT -j $GUARD 2>/dev/null || iptables -w -I INPUT 1 -j $GUARD
   iptables -w -C FORWARD -j $GUARD-FWD 2>/dev/null || iptables -w -I FORWARD 1 -j $GUARD-FWD
+  iptables -w -C OUTPUT -j $GUARD-OUT 2>/dev/null || iptables -w -I OUTPUT 1 -j $GUARD-OUT
 }
 
 net_down() {
   iptables -w -D INPUT -j $GUARD 2>/dev/null || true
   iptables -w -D FORWARD -j $GUARD-FWD 2>/dev/null || true
-  for c in $GUARD $GUARD-FWD; do iptables -w -F $c 2>/dev/null && iptables -w -X $c 2>/dev/null || true; done
+  iptables -w -D OUTPUT -j $GUARD-OUT 2>/dev/null || true
+  for c in $GUARD $GUARD-FWD $GUARD-OUT; do iptables -w -F $c 2>/dev/null && iptables -w -X $c 2>/dev/null || true; done
   # kube-proxy's chains (KUBE-*) and the portmap plugin's (CNI-*), in the tables they use.
   local t c
   for t in nat filter mangle; do
@@ -166,7 +170,6 @@ net_down() {
       iptables -w -t $t -X "$c" 2>/dev/null || true
     done
   done
-  ip link del rheo-svc0 2>/dev/null || true
   ip link del $BRIDGE 2>/dev/null || true
 }
 

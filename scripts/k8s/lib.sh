@@ -14,7 +14,7 @@ die() { log "ERROR: $*"; exit 1; }
 # The versioned cache dir of the binaries: release + a hash of every file that decides the build.
 k8s_bin_dir() {
   local h
-  h=$(cat "$K8S_SCRIPTS/tools/go.mod" "$K8S_SCRIPTS/tools/go.sum" "$K8S_SCRIPTS/pause/main.go" \
+  h=$(cat "$K8S_SCRIPTS/tools/go.mod" "$K8S_SCRIPTS/tools/go.sum" "$K8S_SCRIPTS/pause/main.go" "$K8S_SCRIPTS/build-tools.sh" \
       | sha256sum | cut -c1-10)
   echo "$K8S_CACHE/$K8S_VERSION-$h/bin"
 }
