@@ -137,8 +137,10 @@ net_up() {
   iptables -w -N $GUARD 2>/dev/null || iptables -w -F $GUARD
   # From outside the host: nothing reaches the pod or Service ranges (the API server and kubelet
   # listen on $HOST_IP); forwarded packets may only go from the bridge to the bridge.
-  iptables -w -A $GUARD -d $POD_CIDR ! -i lo ! -i $BRIDGE -j DROP
-  iptables -w -A $GUARD -d $SVC_CIDR ! -i lo ! -i $BRIDGE -j DROP
+  iptables -w -A $GUARD -i lo -j RETURN
+  iptables -w -A $GUARD -i $BRIDGE -j RETURN
+  iptables -w -A $GUARD -d $POD_CIDR -j DROP
+  iptables -w -A $GUARD -d $SVC_CIDR -j DROP
   iptables -w -N $GUARD-FWD 2>/dev/null || iptables -w -F $GUARD-FWD
   iptables -w -A $GUARD-FWD -i $BRIDGE ! -o $BRIDGE -j DROP
   iptables -w -A $GUARD-FWD ! -i $BRIDGE -o $BRIDGE -j DROP
@@ -147,7 +149,9 @@ net_up() {
   # rather than let it follow the default route out of the machine.
   iptables -w -N $GUARD-OUT 2>/dev/null || iptables -w -F $GUARD-OUT
   iptables -w -A $GUARD-OUT -d $SVC_CIDR -j REJECT
-  iptables -w -A $GUARD-OUT -d $POD_CIDR ! -o lo ! -o $BRIDGE -j REJECT
+  iptables -w -A $GUARD-OUT -o lo -j RETURN
+  iptables -w -A $GUARD-OUT -o $BRIDGE -j RETURN
+  iptables -w -A $GUARD-OUT -d $POD_CIDR -j REJECT
   iptables -w -C INPUT -j $GUARD 2>/dev/null || iptables -w -I INPUT 1 -j $GUARD
   iptables -w -C FORWARD -j $GUARD-FWD 2>/dev/null || iptables -w -I FORWARD 1 -j $GUARD-FWD
   iptables -w -C OUTPUT -j $GUARD-OUT 2>/dev/null || iptables -w -I OUTPUT 1 -j $GUARD-OUT
@@ -158,16 +162,18 @@ net_down() {
   iptables -w -D FORWARD -j $GUARD-FWD 2>/dev/null || true
   iptables -w -D OUTPUT -j $GUARD-OUT 2>/dev/null || true
   for c in $GUARD $GUARD-FWD $GUARD-OUT; do iptables -w -F $c 2>/dev/null && iptables -w -X $c 2>/dev/null || true; done
-  # kube-proxy's chains (KUBE-*) and the portmap plugin's (CNI-*), in the tables they use.
-  local t c
-  for t in nat filter mangle; do
-    iptables-save -t $t 2>/dev/null | grep -E '^-A' | grep -E -- '-j (KUBE|CNI)-|-A (KUBE|CNI)-' \
-      | sed 's/^-A/-D/' | while read -r rule; do eval "iptables -w -t $t $rule" 2>/dev/null || true; done
-    for c in $(iptables-save -t $t 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\).*/\1/p'); do
-      iptables -w -t $t -F "$c" 2>/dev/null || true
-    done
-    for c in $(iptables-save -t $t 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\).*/\1/p'); do
-      iptables -w -t $t -X "$c" 2>/dev/null || true
+  # kube-proxy's and the kubelet's chains (KUBE-*) and the portmap plugin's (CNI-*), IPv4 and IPv6.
+  local ipt t c
+  for ipt in iptables ip6tables; do
+    for t in nat filter mangle; do
+      $ipt-save -t $t 2>/dev/null | grep -E '^-A' | grep -E -- '-j (KUBE|CNI)-|-A (KUBE|CNI)-' \
+        | sed 's/^-A/-D/' | while read -r rule; do eval "$ipt -w -t $t $rule" 2>/dev/null || true; done || true
+      for c in $($ipt-save -t $t 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\).*/\1/p'); do
+        $ipt -w -t $t -F "$c" 2>/dev/null || true
+      done
+      for c in $($ipt-save -t $t 2>/dev/null | sed -n 's/^:\(\(KUBE\|CNI\)-[^ ]*\).*/\1/p'); do
+        $ipt -w -t $t -X "$c" 2>/dev/null || true
+      done
     done
   done
   ip link del $BRIDGE 2>/dev/null || true
@@ -298,8 +304,9 @@ authorization:
   mode: Webhook
 rotateCertificates: false
 serverTLSBootstrap: false
-# A test node on a shared machine: no eviction for disk or memory the other work uses.
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
+# A test node on a shared machine whose disk others fill: evict (and garbage-collect images) only
+# when it is really full. Percentages are of the whole disk (1% of 250G is 2.5G).
+evictionHard: {memory.available: "100Mi", nodefs.available: "256Mi", imagefs.available: "256Mi", nodefs.inodesFree: "1%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 maxPods: 60
