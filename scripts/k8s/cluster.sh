@@ -221,6 +221,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # This machine's root has no CAP_SYS_RESOURCE, so it cannot lower an oom_score_adj: runc then fails
+  # every pod sandbox (oom_score_adj -998) with "failed to update /proc/self/oom_score_adj: Permission
+  # denied" / "can't get final child's PID from pipe: EOF". Clamp it to containerd's own, as rootless does.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "$snap"
     default_runtime_name = "runc"
@@ -228,6 +232,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$c/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RUN/cni/net.d"
