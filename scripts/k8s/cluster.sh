@@ -404,6 +404,15 @@ up() {
   log "cluster up in $((SECONDS - t0)) s: export KUBECONFIG=$KUBECONFIG_ADMIN (Kubernetes $K8S_VERSION, $(cat "$RUN/containerd/snapshotter") snapshotter)"
 }
 
+# The kubelet's pod cgroups (cgroupfs driver), empty once their processes are gone.
+cgroups_down() {
+  local n
+  for n in /sys/fs/cgroup/*/kubepods; do
+    [[ -d $n ]] && { find "$n" -depth -type d -exec rmdir {} + 2>/dev/null || true; }
+  done
+  return 0
+}
+
 # stop NAME: SIGTERM, then SIGKILL after 20 s, by the pid this script recorded.
 stop() {
   local name=$1 f pid i
@@ -420,7 +429,7 @@ stop() {
 
 down() {
   [[ $(id -u) -eq 0 ]] || die "cluster.sh down needs root"
-  [[ -d $RUN ]] || { net_down; log "not up"; return 0; }
+  [[ -d $RUN ]] || { cgroups_down; net_down; log "not up"; return 0; }
   local BIN n pid
   BIN=$(cat "$RUN/bin" 2>/dev/null || true)
   stop kube-proxy
@@ -452,6 +461,7 @@ down() {
     umount "$n" 2>/dev/null || umount -l "$n" 2>/dev/null || true
     rm -f "$n"
   done
+  cgroups_down
   net_down
   rm -rf "$RUN"
   log "down: processes stopped, mounts, network and state under $RUN removed"
