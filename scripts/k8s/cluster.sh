@@ -134,16 +134,18 @@ net_up() {
   ip link show $BRIDGE >/dev/null 2>&1 || ip link add $BRIDGE type bridge
   ip addr replace $HOST_IP/16 dev $BRIDGE
   ip link set $BRIDGE up
-  iptables -w -N $GUARD 2>/dev/null || iptables -w -F $GUARD
+  # In the mangle table, which kube-proxy leaves alone: its filter rules, which it puts first, ACCEPT
+  # some packets (masquerade-marked, established) before a filter rule of ours would see them.
+  iptables -w -t mangle -N $GUARD 2>/dev/null || iptables -w -t mangle -F $GUARD
   # From outside the host: nothing reaches the pod or Service ranges (the API server and kubelet
   # listen on $HOST_IP); forwarded packets may only go from the bridge to the bridge.
-  iptables -w -A $GUARD -i lo -j RETURN
-  iptables -w -A $GUARD -i $BRIDGE -j RETURN
-  iptables -w -A $GUARD -d $POD_CIDR -j DROP
-  iptables -w -A $GUARD -d $SVC_CIDR -j DROP
-  iptables -w -N $GUARD-FWD 2>/dev/null || iptables -w -F $GUARD-FWD
-  iptables -w -A $GUARD-FWD -i $BRIDGE ! -o $BRIDGE -j DROP
-  iptables -w -A $GUARD-FWD ! -i $BRIDGE -o $BRIDGE -j DROP
+  iptables -w -t mangle -A $GUARD -i lo -j RETURN
+  iptables -w -t mangle -A $GUARD -i $BRIDGE -j RETURN
+  iptables -w -t mangle -A $GUARD -d $POD_CIDR -j DROP
+  iptables -w -t mangle -A $GUARD -d $SVC_CIDR -j DROP
+  iptables -w -t mangle -N $GUARD-FWD 2>/dev/null || iptables -w -t mangle -F $GUARD-FWD
+  iptables -w -t mangle -A $GUARD-FWD -i $BRIDGE ! -o $BRIDGE -j DROP
+  iptables -w -t mangle -A $GUARD-FWD ! -i $BRIDGE -o $BRIDGE -j DROP
   # From the host: filter OUTPUT runs after kube-proxy's DNAT, so what is still addressed to a
   # Service IP was not translated, and pod addresses are only behind the bridge: refuse the rest
   # rather than let it follow the default route out of the machine.
@@ -152,16 +154,17 @@ net_up() {
   iptables -w -A $GUARD-OUT -o lo -j RETURN
   iptables -w -A $GUARD-OUT -o $BRIDGE -j RETURN
   iptables -w -A $GUARD-OUT -d $POD_CIDR -j REJECT
-  iptables -w -C INPUT -j $GUARD 2>/dev/null || iptables -w -I INPUT 1 -j $GUARD
-  iptables -w -C FORWARD -j $GUARD-FWD 2>/dev/null || iptables -w -I FORWARD 1 -j $GUARD-FWD
+  iptables -w -t mangle -C INPUT -j $GUARD 2>/dev/null || iptables -w -t mangle -I INPUT 1 -j $GUARD
+  iptables -w -t mangle -C FORWARD -j $GUARD-FWD 2>/dev/null || iptables -w -t mangle -I FORWARD 1 -j $GUARD-FWD
   iptables -w -C OUTPUT -j $GUARD-OUT 2>/dev/null || iptables -w -I OUTPUT 1 -j $GUARD-OUT
 }
 
 net_down() {
-  iptables -w -D INPUT -j $GUARD 2>/dev/null || true
-  iptables -w -D FORWARD -j $GUARD-FWD 2>/dev/null || true
+  iptables -w -t mangle -D INPUT -j $GUARD 2>/dev/null || true
+  iptables -w -t mangle -D FORWARD -j $GUARD-FWD 2>/dev/null || true
   iptables -w -D OUTPUT -j $GUARD-OUT 2>/dev/null || true
-  for c in $GUARD $GUARD-FWD $GUARD-OUT; do iptables -w -F $c 2>/dev/null && iptables -w -X $c 2>/dev/null || true; done
+  for c in $GUARD $GUARD-FWD; do iptables -w -t mangle -F $c 2>/dev/null && iptables -w -t mangle -X $c 2>/dev/null || true; done
+  iptables -w -F $GUARD-OUT 2>/dev/null && iptables -w -X $GUARD-OUT 2>/dev/null || true
   # kube-proxy's and the kubelet's chains (KUBE-*) and the portmap plugin's (CNI-*), IPv4 and IPv6.
   local ipt t c
   for ipt in iptables ip6tables; do
