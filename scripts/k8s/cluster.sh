@@ -416,18 +416,21 @@ cgroups_down() {
   return 0
 }
 
-# stop NAME: SIGTERM, then SIGKILL after 20 s, by the pid this script recorded.
+# stop NAME...: SIGTERM to each (by the pid this script recorded), then SIGKILL to those still
+# running after 20 s.
 stop() {
-  local name=$1 f pid i
-  f=$(pidfile "$name")
-  [[ -f $f ]] || return 0
-  pid=$(cat "$f")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 40; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    if kill -0 "$pid" 2>/dev/null; then log "$name did not stop on SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
-  fi
-  rm -f "$f"
+  local name pid pids=() start=$SECONDS
+  for name in "$@"; do
+    [[ -f $(pidfile "$name") ]] || continue
+    pid=$(cat "$(pidfile "$name")")
+    rm -f "$(pidfile "$name")"
+    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+  done
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null && (( SECONDS - start < 20 )); do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then log "pid $pid did not stop on SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  done
+  log "stopped $* in $((SECONDS - start)) s"
 }
 
 down() {
@@ -435,10 +438,7 @@ down() {
   [[ -d $RUN ]] || { cgroups_down; net_down; log "not up"; return 0; }
   local BIN n pid
   BIN=$(cat "$RUN/bin" 2>/dev/null || true)
-  stop kube-proxy
-  stop kubelet
-  stop kube-scheduler
-  stop kube-controller-manager
+  stop kube-proxy kubelet kube-scheduler kube-controller-manager
   # The pods: every container task is killed and removed through containerd itself.
   local netns=()
   if alive containerd; then
@@ -466,8 +466,10 @@ down() {
   done
   cgroups_down
   net_down
+  # The logs outlive the run dir, for a look after a failed run.
+  rm -rf "$RUN.last-logs" && mv "$RUN/logs" "$RUN.last-logs" 2>/dev/null || true
   rm -rf "$RUN"
-  log "down: processes stopped, mounts, network and state under $RUN removed"
+  log "down: processes stopped, mounts, network and state under $RUN removed (logs: $RUN.last-logs)"
 }
 
 status() {
