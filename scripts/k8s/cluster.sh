@@ -146,14 +146,19 @@ net_up() {
   iptables -w -t mangle -N $GUARD-FWD 2>/dev/null || iptables -w -t mangle -F $GUARD-FWD
   iptables -w -t mangle -A $GUARD-FWD -i $BRIDGE ! -o $BRIDGE -j DROP
   iptables -w -t mangle -A $GUARD-FWD ! -i $BRIDGE -o $BRIDGE -j DROP
-  # From the host: filter OUTPUT runs after kube-proxy's DNAT, so what is still addressed to a
-  # Service IP was not translated, and pod addresses are only behind the bridge: refuse the rest
-  # rather than let it follow the default route out of the machine.
+  # From the host: filter OUTPUT runs after kube-proxy's DNAT, so what is still addressed to a Service
+  # IP there was not translated: refuse it at once rather than let it follow the default route.
   iptables -w -N $GUARD-OUT 2>/dev/null || iptables -w -F $GUARD-OUT
   iptables -w -A $GUARD-OUT -d $SVC_CIDR -j REJECT
-  iptables -w -A $GUARD-OUT -o lo -j RETURN
-  iptables -w -A $GUARD-OUT -o $BRIDGE -j RETURN
-  iptables -w -A $GUARD-OUT -d $POD_CIDR -j REJECT
+  # Leaving the host (mangle POSTROUTING sees the final destination and interface, which filter
+  # OUTPUT does not after a DNAT): cluster addresses only through lo and the bridge, never the
+  # default route (e.g. while the bridge or kube-proxy is down).
+  iptables -w -t mangle -N $GUARD-EGRESS 2>/dev/null || iptables -w -t mangle -F $GUARD-EGRESS
+  iptables -w -t mangle -A $GUARD-EGRESS -o lo -j RETURN
+  iptables -w -t mangle -A $GUARD-EGRESS -o $BRIDGE -j RETURN
+  iptables -w -t mangle -A $GUARD-EGRESS -d $POD_CIDR -j DROP
+  iptables -w -t mangle -A $GUARD-EGRESS -d $SVC_CIDR -j DROP
+  iptables -w -t mangle -C POSTROUTING -j $GUARD-EGRESS 2>/dev/null || iptables -w -t mangle -I POSTROUTING 1 -j $GUARD-EGRESS
   iptables -w -t mangle -C INPUT -j $GUARD 2>/dev/null || iptables -w -t mangle -I INPUT 1 -j $GUARD
   iptables -w -t mangle -C FORWARD -j $GUARD-FWD 2>/dev/null || iptables -w -t mangle -I FORWARD 1 -j $GUARD-FWD
   iptables -w -C OUTPUT -j $GUARD-OUT 2>/dev/null || iptables -w -I OUTPUT 1 -j $GUARD-OUT
@@ -162,8 +167,9 @@ net_up() {
 net_down() {
   iptables -w -t mangle -D INPUT -j $GUARD 2>/dev/null || true
   iptables -w -t mangle -D FORWARD -j $GUARD-FWD 2>/dev/null || true
+  iptables -w -t mangle -D POSTROUTING -j $GUARD-EGRESS 2>/dev/null || true
   iptables -w -D OUTPUT -j $GUARD-OUT 2>/dev/null || true
-  for c in $GUARD $GUARD-FWD; do iptables -w -t mangle -F $c 2>/dev/null && iptables -w -t mangle -X $c 2>/dev/null || true; done
+  for c in $GUARD $GUARD-FWD $GUARD-EGRESS; do iptables -w -t mangle -F $c 2>/dev/null && iptables -w -t mangle -X $c 2>/dev/null || true; done
   iptables -w -F $GUARD-OUT 2>/dev/null && iptables -w -X $GUARD-OUT 2>/dev/null || true
   # kube-proxy's and the kubelet's chains (KUBE-*) and the portmap plugin's (CNI-*), IPv4 and IPv6.
   local ipt t c
