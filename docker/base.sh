@@ -1,35 +1,33 @@
 #!/usr/bin/env bash
-# Builds the local base image rheo-base:bookworm without any registry:
-#   debootstrap --variant=minbase bookworm (plus ca-certificates) -> tarball -> docker import.
-# Cached twice: the image itself (skipped if present) and the rootfs tarball under
-# $RHEO_CACHE/images, so a machine whose Docker engine lost its images re-imports in seconds.
-# Usage: docker/base.sh [--force]    (needs root for debootstrap; installs it via apt-get if missing)
+# Builds the local base image rheo-base:bookworm without any registry or Docker daemon:
+#   debootstrap --variant=minbase bookworm (plus ca-certificates) -> rootfs tarball -> one-layer
+#   OCI image layout (umoci), which docker/build.sh copies and adds the Rheo layer to.
+# Cached twice under $RHEO_CACHE/images: the rootfs tarball and the OCI layout (base-oci/).
+# Usage: docker/base.sh [--force]    (needs root for debootstrap; installs debootstrap and umoci)
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../scripts/k8s/lib.sh"
+source "$here/../scripts/k8s/oci.sh"
 
-IMAGE=${RHEO_BASE_IMAGE:-rheo-base:bookworm}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-CACHE=${RHEO_CACHE:-$HOME/.cache/rheo}/images
+CACHE=$RHEO_CACHE/images
 TARBALL=$CACHE/rheo-base-$SUITE.tar
+LAYOUT=$CACHE/base-oci          # tag: $SUITE
 force=${1:-}
 
 log() { echo "[base] $*" >&2; }
 
-if [[ $force != --force ]] && docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  log "$IMAGE already present; skipping (docker/base.sh --force rebuilds it)"
+if [[ $force != --force && -s $LAYOUT/index.json && ! $LAYOUT/index.json -ot $TARBALL ]] \
+   && jq -e --arg t $SUITE '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t)' \
+        "$LAYOUT/index.json" >/dev/null 2>&1; then
+  log "rheo-base:$SUITE already in $LAYOUT; skipping (docker/base.sh --force rebuilds it)"
   exit 0
 fi
+apt_install debootstrap umoci jq
 
 if [[ $force == --force || ! -s $TARBALL ]]; then
-  if [[ $(id -u) -ne 0 ]]; then
-    log "building the base rootfs needs root (debootstrap): run 'sudo -E docker/base.sh' once, then make images"
-    exit 1
-  fi
-  if ! command -v debootstrap >/dev/null; then
-    log "installing debootstrap"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-  fi
+  [[ $(id -u) -eq 0 ]] || { log "building the base rootfs needs root (debootstrap): run 'sudo -E docker/base.sh' once"; exit 1; }
   mkdir -p "$CACHE"
   rootfs=$(mktemp -d "$CACHE/rootfs.XXXXXX")
   trap 'rm -rf "$rootfs"' EXIT
@@ -51,10 +49,15 @@ if [[ $force == --force || ! -s $TARBALL ]]; then
   log "rootfs tarball $TARBALL ($(du -h "$TARBALL" | cut -f1))"
 fi
 
-log "docker import $TARBALL -> $IMAGE"
-docker import \
-  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  --change 'ENV LANG=C.UTF-8' \
-  --change 'CMD ["/bin/bash"]' \
-  - "$IMAGE" <"$TARBALL" >/dev/null
-docker image ls "$IMAGE" >&2
+start=$SECONDS
+rm -rf "$LAYOUT.tmp"
+umoci init --layout "$LAYOUT.tmp"
+umoci new --image "$LAYOUT.tmp:$SUITE"
+umoci raw add-layer --image "$LAYOUT.tmp:$SUITE" "$TARBALL"
+umoci config --image "$LAYOUT.tmp:$SUITE" --os linux --architecture "$(dpkg --print-architecture)" \
+  --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  --config.env LANG=C.UTF-8 --config.cmd /bin/bash \
+  --history.comment "debootstrap --variant=minbase --include=ca-certificates $SUITE"
+umoci gc --layout "$LAYOUT.tmp"
+rm -rf "$LAYOUT" && mv "$LAYOUT.tmp" "$LAYOUT"
+log "OCI layout $LAYOUT:$SUITE in $((SECONDS - start)) s ($(du -sh "$LAYOUT" | cut -f1))"

@@ -1,0 +1,48 @@
+# Shared by scripts/k8s/*.sh (sourced, not run).
+K8S_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RHEO_CACHE=${RHEO_CACHE:-$HOME/.cache/rheo}
+K8S_CACHE=$RHEO_CACHE/k8s
+K8S_VERSION=$(sed -n 's/^\tk8s\.io\/kubernetes \(v[0-9.]*\).*$/\1/p' "$K8S_SCRIPTS/tools/go.mod")
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl etcd helm pause)
+# The runtime dir of the cluster: state, certificates, logs, pids. Short: unix socket paths are limited.
+K8S_RUN=${RHEO_K8S_RUN:-/var/lib/rheo-k8s}
+K8S_PAUSE_IMAGE=${RHEO_PAUSE_IMAGE:-localhost/rheo-pause:3.10}
+
+log() { echo "[k8s $(date +%T)] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# The versioned cache dir of the binaries: release + a hash of every file that decides the build.
+k8s_bin_dir() {
+  local h
+  h=$(cat "$K8S_SCRIPTS/tools/go.mod" "$K8S_SCRIPTS/tools/go.sum" "$K8S_SCRIPTS/pause/main.go" "$K8S_SCRIPTS/build-tools.sh" \
+      | sha256sum | cut -c1-10)
+  echo "$K8S_CACHE/$K8S_VERSION-$h/bin"
+}
+
+# wait_for DESCRIPTION TIMEOUT_S CMD...: polls CMD (every 0.5 s) until it succeeds; fails after TIMEOUT_S.
+# The poll is what waits: each check is an event (a socket answers, an object exists), never a sleep
+# standing in for one.
+wait_for() {
+  local what=$1 timeout=$2 start=$SECONDS; shift 2
+  until "$@" >/dev/null 2>&1; do
+    if (( SECONDS - start >= timeout )); then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.5
+  done
+  log "$what after $((SECONDS - start)) s"
+}
+
+# apt_install PKG...: installs the Debian packages that are missing (idempotent, no recommends).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  [[ $(id -u) -eq 0 ]] || die "needs root to apt-get install ${missing[*]}"
+  log "apt-get install ${missing[*]}"
+  if [[ ! -f $K8S_CACHE/.apt-updated ]] || ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+    apt-get update -qq && mkdir -p "$K8S_CACHE" && touch "$K8S_CACHE/.apt-updated"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
