@@ -2,7 +2,7 @@
 # Builds the images rheo:<version> (worker) and rheo-operator:<version> without any registry or
 # Docker daemon, as OCI archives, and loads them into the test cluster's containerd when it runs:
 #   1. rheo-base:bookworm from debootstrap, as an OCI layout (docker/base.sh, cached),
-#   2. the binaries on the host: cargo build --release -p rheo -p rheo-operator
+#   2. the binaries on the host: cargo build --release -p rheo-cli -p rheo-operator
 #      (Debian bookworm, the same glibc as the base image),
 #   3. umoci: the base layout plus one layer (user 10001, directories, the one binary), and the
 #      image config (user, entrypoint, env, ports, volumes, labels); tar packs the layout.
@@ -33,7 +33,7 @@ t_base=$SECONDS
 packages=()
 for t in "${targets[@]}"; do
   case $t in
-    worker) packages+=(-p rheo) ;;
+    worker) packages+=(-p rheo-cli --bin rheo) ;;
     operator) packages+=(-p rheo-operator) ;;
     *) echo "unknown image '$t' (worker|operator)" >&2; exit 2 ;;
   esac
