@@ -33,7 +33,7 @@ t_base=$SECONDS
 packages=()
 for t in "${targets[@]}"; do
   case $t in
-    worker) packages+=(-p rheo-cli --bin rheo) ;;
+    worker) packages+=(-p rheo-cli) ;;
     operator) packages+=(-p rheo-operator) ;;
     *) echo "unknown image '$t' (worker|operator)" >&2; exit 2 ;;
   esac
