@@ -393,11 +393,6 @@ mod tests {
         assert_eq!(date_time(1_795_464_444_106), "23.11.2026 20:07:24");
         assert_eq!(date_time(951_782_400_000), "29.02.2000 00:00:00");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn relative_paths_of_path_options_become_absolute() {
