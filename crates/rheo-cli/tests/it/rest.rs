@@ -504,9 +504,12 @@ fn submit_passes_every_field_to_the_view() {
         "-s",
         "/sp/1",
         "-n",
+        "-D",
+        "execution.checkpointing.interval=7s",
+        "--detached",
         "word-count",
         "--input",
-        "x y",
+        "/x y",
         "-p",
         "7",
         "--",
@@ -516,7 +519,8 @@ fn submit_passes_every_field_to_the_view() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("Job has been submitted with JobID {id}"));
     let request = view.requests.lock().unwrap().pop().unwrap();
     assert_eq!(request.job, "word-count");
-    assert_eq!(request.args, ["--input", "x y", "-p", "7", "--", "--jobmanager"]);
+    assert_eq!(request.args, ["--input", "/x y", "-p", "7", "--", "--jobmanager"]);
+    assert_eq!(request.config, [("execution.checkpointing.interval".to_string(), "7s".to_string())]);
     assert_eq!((request.parallelism, request.job_id.as_deref()), (Some(2), Some(id)));
     assert_eq!((request.savepoint_path.as_deref(), request.allow_non_restored_state), (Some("/sp/1"), true));
 
