@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -52,8 +51,14 @@ impl CheckpointStorage {
             return Ok(Self { store: Arc::new(store), root: Path::default(), url, local_dir: Some(absolute) });
         }
         let parsed = url::Url::parse(trimmed).map_err(|e| fail(e.to_string()))?;
-        let prefix = Path::from(parsed.path().trim_start_matches('/'));
+        #[cfg(not(feature = "s3"))]
         if parsed.scheme() == "s3" {
+            return Err(fail("this binary was built without S3 support (the `s3` feature of rheo)".into()));
+        }
+        #[cfg(feature = "s3")]
+        if parsed.scheme() == "s3" {
+            use object_store::aws::AmazonS3Builder;
+            let prefix = Path::from(parsed.path().trim_start_matches('/'));
             let bucket = parsed.host_str().ok_or_else(|| fail("expected s3://bucket/prefix".into()))?;
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
             if std::env::var_os("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
