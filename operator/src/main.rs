@@ -72,6 +72,10 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     telemetry::init(args.log_format);
+    // kube's TLS uses ring and reqwest's aws-lc-rs: with two providers compiled in, rustls picks
+    // none and the first connection panics ("Could not automatically determine the process-level
+    // CryptoProvider"), found on the real cluster. Choose ring explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let namespaces: Vec<String> =
         args.watch_namespaces.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     let metrics = Arc::new(Metrics::default());

@@ -414,8 +414,11 @@ mod cluster {
     /// SIGKILL. Measures the time to the restarted job's RUNNING and to its first completed
     /// checkpoint (triggered after the kill, so by the new attempt).
     pub fn recovery(mut report: Report) -> anyhow::Result<Report> {
-        let extra =
-            ["execution.checkpointing.interval=1s", "restart-strategy.type=fixed-delay", "restart-strategy.fixed-delay.delay=0ms"];
+        let extra = [
+            "execution.checkpointing.interval=1s",
+            "restart-strategy.type=fixed-delay",
+            "restart-strategy.fixed-delay.delay=0ms",
+        ];
         let mut bench = Bench::start(&extra, &["--rate", "200000", "--sink", "discard"], 2, 1)?;
         let cluster = &mut bench.cluster;
         let id = cluster.await_job()?;
@@ -430,18 +433,21 @@ mod cluster {
                 (Ok(e), Ok(job)) if !e.exception_history.entries.is_empty() && job.state == JobState::Running => {
                     Poll::Ready(())
                 }
-                (Ok(e), Ok(job)) => Poll::Pending(format!("{} exceptions, {}", e.exception_history.entries.len(), job.state)),
+                (Ok(e), Ok(job)) => {
+                    Poll::Pending(format!("{} exceptions, {}", e.exception_history.entries.len(), job.state))
+                }
                 (Err(e), _) | (_, Err(e)) => Poll::Pending(e.to_string()),
             }
         })?;
         let redeployed_ms = now_ms() - killed_ms;
-        let resumed = cluster.await_until("a checkpoint triggered after the kill", |rest| match rest.checkpoints(&id) {
-            Ok(stats) => match stats.latest.completed {
-                Some(c) if c.trigger_timestamp >= killed_ms => Poll::Ready(c),
-                other => Poll::Pending(format!("latest completed {:?}", other.map(|c| c.id))),
-            },
-            Err(e) => Poll::Pending(e.to_string()),
-        })?;
+        let resumed =
+            cluster.await_until("a checkpoint triggered after the kill", |rest| match rest.checkpoints(&id) {
+                Ok(stats) => match stats.latest.completed {
+                    Some(c) if c.trigger_timestamp >= killed_ms => Poll::Ready(c),
+                    other => Poll::Pending(format!("latest completed {:?}", other.map(|c| c.id))),
+                },
+                Err(e) => Poll::Pending(e.to_string()),
+            })?;
         let resumed_ms = (resumed.latest_ack_timestamp - killed_ms).max(0);
         eprintln!("TaskManager killed: redeployed after {redeployed_ms} ms, first checkpoint after {resumed_ms} ms");
         report.recovery_ms = Some(resumed_ms as f64);

@@ -185,11 +185,7 @@ impl Cluster {
 
     /// Polls `probe` on the REST API until it is ready. Fails at once when the JobManager has
     /// exited, and with the processes' logs when the timeout passes.
-    pub fn await_until<T>(
-        &mut self,
-        what: &str,
-        mut probe: impl FnMut(&Rest) -> Poll<T>,
-    ) -> Result<T, HarnessError> {
+    pub fn await_until<T>(&mut self, what: &str, mut probe: impl FnMut(&Rest) -> Poll<T>) -> Result<T, HarnessError> {
         let (timeout, poll) = (self.timeout, self.poll);
         let (rest, jobmanager) = (&self.rest, &mut self.jobmanager);
         let result = wait_for(

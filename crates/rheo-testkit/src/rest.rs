@@ -3,9 +3,7 @@
 
 use std::future::Future;
 
-use rheo_rest::{
-    CheckpointingStatistics, JobDetails, JobExceptions, JobIdsWithStatus, RestClient, TaskManagersInfo,
-};
+use rheo_rest::{CheckpointingStatistics, JobDetails, JobExceptions, JobIdsWithStatus, RestClient, TaskManagersInfo};
 
 use crate::HarnessError;
 

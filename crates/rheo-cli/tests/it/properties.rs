@@ -10,7 +10,6 @@ use proptest::prelude::*;
 use rheo::prelude::*;
 use rheo::runtime::exchange::{BATCH_SIZE, CHANNEL_CAPACITY};
 
-
 use crate::slow_sink::{Counter, SlowSink};
 
 type Rec = (u8, i64);

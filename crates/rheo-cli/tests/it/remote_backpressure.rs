@@ -12,7 +12,6 @@ use rheo::runtime::graph::plan::{ExecutionPlan, Remote};
 use rheo::runtime::task::{JobShared, TaskOutcome};
 use rheo_network::{NetworkConfig, NetworkEnvironment};
 
-
 use crate::slow_sink::{Counter, SlowSink};
 
 const CREDITS: u32 = 4;

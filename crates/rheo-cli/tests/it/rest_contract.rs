@@ -3,7 +3,6 @@
 //! the field names and JSON types must be Flink's, recursively. Deliberate differences are
 //! listed in [`DIFFERENCES`] with their reason.
 
-
 use std::collections::HashSet;
 
 use crate::common::*;
