@@ -519,7 +519,7 @@ pub struct TaskManagerInfo {
 /// Resources of a TaskManager or slot (memory in MiB).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct ResourceProfileInfo {
-    #[serde(rename = "cpuCores")]
+    #[serde(rename = "cpuCores", serialize_with = "whole_numbers_as_integers")]
     pub cpu_cores: f64,
     #[serde(rename = "taskHeapMemory")]
     pub task_heap_memory: i64,
@@ -697,4 +697,13 @@ pub struct JarRunResponse {
     pub jobid: JobId,
     #[serde(rename = "applicationId", default, skip_serializing_if = "Option::is_none")]
     pub application_id: Option<String>,
+}
+
+/// Flink writes a whole number of cores as `2`, not `2.0`.
+fn whole_numbers_as_integers<S: serde::Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        serializer.serialize_i64(*value as i64)
+    } else {
+        serializer.serialize_f64(*value)
+    }
 }
