@@ -1,57 +1,21 @@
 //! Configuration with Flink's keys. Sources, in rising precedence: the YAML file
 //! `$RHEO_CONF_DIR/rheo.yaml` (flat `a.b: v` keys or nested maps, as Flink's `config.yaml`),
-//! `RHEO_*` environment variables, and `-D key=value` flags.
+//! `RHEO_*` environment variables for the known keys (`RHEO_PARALLELISM_DEFAULT` for
+//! `parallelism.default`), and `-D key=value` flags.
+//!
+//! Every option is defined once in [`options`], with its key, type, default and description;
+//! [`Configuration::get`] reads an option as its type. Loading rejects a value a known option
+//! cannot take and warns about keys no option has, naming the closest known key.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
-/// Keys Rheo reads, with their defaults (Flink's defaults where Flink has the key).
-pub mod keys {
-    pub const PARALLELISM_DEFAULT: &str = "parallelism.default";
-    pub const MAX_PARALLELISM: &str = "pipeline.max-parallelism";
-    pub const OPERATOR_CHAINING: &str = "pipeline.operator-chaining.enabled";
-    pub const AUTO_WATERMARK_INTERVAL: &str = "pipeline.auto-watermark-interval";
-    pub const TASK_SLOTS: &str = "taskmanager.numberOfTaskSlots";
-    pub const CHECKPOINT_INTERVAL: &str = "execution.checkpointing.interval";
-    pub const CHECKPOINTS_DIR: &str = "state.checkpoints.dir";
-    pub const SAVEPOINTS_DIR: &str = "state.savepoints.dir";
-    pub const CHECKPOINTS_RETAINED: &str = "state.checkpoints.num-retained";
-    pub const RESTART_STRATEGY: &str = "restart-strategy.type";
-    pub const JOBMANAGER_ADDRESS: &str = "jobmanager.rpc.address";
-    pub const JOBMANAGER_PORT: &str = "jobmanager.rpc.port";
-    pub const REST_PORT: &str = "rest.port";
-    pub const TASKMANAGER_HOST: &str = "taskmanager.host";
-    pub const DATA_PORT: &str = "taskmanager.data.port";
-    pub const HEARTBEAT_INTERVAL: &str = "heartbeat.interval";
-    pub const HEARTBEAT_TIMEOUT: &str = "heartbeat.timeout";
-    pub const SCHEDULER_MODE: &str = "scheduler-mode";
-    pub const SLOT_REQUEST_TIMEOUT: &str = "slot.request.timeout";
+mod docs;
+pub mod option;
+pub mod options;
 
-    /// Every key Rheo knows, used to map `RHEO_*` variables back to keys.
-    pub const ALL: &[&str] = &[
-        PARALLELISM_DEFAULT,
-        MAX_PARALLELISM,
-        OPERATOR_CHAINING,
-        AUTO_WATERMARK_INTERVAL,
-        TASK_SLOTS,
-        CHECKPOINT_INTERVAL,
-        CHECKPOINTS_DIR,
-        SAVEPOINTS_DIR,
-        CHECKPOINTS_RETAINED,
-        RESTART_STRATEGY,
-        JOBMANAGER_ADDRESS,
-        JOBMANAGER_PORT,
-        REST_PORT,
-        TASKMANAGER_HOST,
-        DATA_PORT,
-        HEARTBEAT_INTERVAL,
-        HEARTBEAT_TIMEOUT,
-        SCHEDULER_MODE,
-        SLOT_REQUEST_TIMEOUT,
-    ];
-}
+pub use docs::reference_markdown;
+pub use option::{AnyOption, ConfigOption, OptionType, PortRange, Section, format_duration, parse_duration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -60,10 +24,30 @@ pub enum ConfigError {
     #[error("-D {0}: expected key=value")]
     Flag(String),
     #[error("configuration key '{key}': '{value}' is not {expected}")]
-    Invalid { key: String, value: String, expected: &'static str },
+    Invalid { key: String, value: String, expected: String },
+    /// A value from a named source (a file, an environment variable, a flag) is invalid.
+    #[error("{origin}: {error}")]
+    From { origin: String, error: Box<ConfigError> },
 }
 
-/// A flat map of Flink configuration keys to string values.
+/// A key that no option has, and the known key it is probably a misspelling of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    pub key: String,
+    pub closest: Option<&'static str>,
+}
+
+impl std::fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "configuration key '{}' is not one Rheo reads; it is ignored", self.key)?;
+        match self.closest {
+            Some(closest) => write!(f, " (did you mean '{closest}'?)"),
+            None => write!(f, " (see docs/configuration.md)"),
+        }
+    }
+}
+
+/// A flat map of Flink configuration keys to their text values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Configuration {
     values: BTreeMap<String, String>,
@@ -71,106 +55,179 @@ pub struct Configuration {
 
 /// The environment variable prefix for configuration keys.
 const ENV_PREFIX: &str = "RHEO_";
-/// Variables with the prefix that are not configuration keys.
-const ENV_NOT_KEYS: &[&str] = &["RHEO_CONF_DIR", "RHEO_LOG", "RHEO_CACHE"];
 
 impl Configuration {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The configuration of a process: file, then environment, then `-D` flags.
+    /// The configuration of a process: file, then environment, then `-D` flags. A value a
+    /// known option cannot take is an error naming where it came from; unknown keys are
+    /// logged as warnings.
     pub fn load(conf_dir: Option<&Path>, dynamic: &[String]) -> Result<Self, ConfigError> {
-        let mut config = Self::new();
-        if let Some(dir) = conf_dir {
-            let path = dir.join("rheo.yaml");
-            if path.exists() {
-                config.merge_yaml_file(&path)?;
-            }
-        }
-        config.merge_env(std::env::vars());
-        for flag in dynamic {
-            let (key, value) = flag.split_once('=').ok_or_else(|| ConfigError::Flag(flag.clone()))?;
-            config.set(key.trim(), value.trim());
+        let config = Self::load_from(conf_dir, std::env::vars(), dynamic)?;
+        for unknown in config.unknown_keys() {
+            tracing::warn!("{unknown}");
         }
         Ok(config)
     }
 
+    fn load_from(
+        conf_dir: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+        dynamic: &[String],
+    ) -> Result<Self, ConfigError> {
+        let mut config = Self::new();
+        if let Some(dir) = conf_dir {
+            let path = dir.join("rheo.yaml");
+            if path.exists() {
+                let file = Self::from_yaml_file(&path)?;
+                file.validate().map_err(|error| ConfigError::From {
+                    origin: format!("configuration file {}", path.display()),
+                    error: Box::new(error),
+                })?;
+                config.values.extend(file.values);
+            }
+        }
+        for (name, key, value) in env_values(env) {
+            options::find(key).expect("env_values yields known keys").check(&value).map_err(|error| {
+                ConfigError::From { origin: format!("environment variable {name}"), error: Box::new(error) }
+            })?;
+            config.set(key, value);
+        }
+        for flag in dynamic {
+            let (key, value) = flag.split_once('=').ok_or_else(|| ConfigError::Flag(flag.clone()))?;
+            let (key, value) = (key.trim(), value.trim());
+            if let Some(option) = options::find(key) {
+                option.check(value).map_err(|error| ConfigError::From {
+                    origin: format!("-D {key}"),
+                    error: Box::new(error),
+                })?;
+            }
+            config.set(key, value);
+        }
+        Ok(config)
+    }
+
+    /// Sets a key's text, unchecked: [`get`](Self::get) checks it when it is read.
     pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
         self.values.insert(key.into(), value.into());
         self
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.values.remove(key)
+    }
+
+    /// The text of a key as given, for keys outside the registry (passed through as they are).
+    pub fn raw(&self, key: &str) -> Option<&str> {
         self.values.get(key).map(String::as_str)
     }
 
+    /// Whether the option was given (rather than defaulted).
+    pub fn is_set<T: OptionType>(&self, option: &ConfigOption<T>) -> bool {
+        self.values.contains_key(option.key)
+    }
+
+    /// The option's value: the given text parsed and checked, or its default.
+    pub fn get<T: OptionType>(&self, option: &ConfigOption<T>) -> Result<T, ConfigError> {
+        match self.values.get(option.key) {
+            None => Ok(option.default_value()),
+            Some(text) => option.parse(text),
+        }
+    }
+
+    /// Every key as given, values as text.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// A value parsed with `FromStr`, or `default` when the key is unset.
-    pub fn parse_or<T: FromStr>(&self, key: &str, default: T, expected: &'static str) -> Result<T, ConfigError> {
-        match self.get(key) {
-            None => Ok(default),
-            Some(v) => {
-                v.trim().parse().map_err(|_| ConfigError::Invalid { key: key.into(), value: v.into(), expected })
+    /// Every key as given, with secrets masked as Flink masks them: for showing and logging.
+    pub fn masked_entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries().map(|(k, v)| (k, if is_secret(k) { MASK } else { v }))
+    }
+
+    /// Checks every known key's value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in self.entries() {
+            if let Some(option) = options::find(key) {
+                option.check(value)?;
             }
         }
+        Ok(())
     }
 
-    /// A duration in Flink's notation: `500 ms`, `10s`, `1 min`, `2h`, or plain milliseconds.
-    pub fn duration(&self, key: &str) -> Result<Option<Duration>, ConfigError> {
-        self.get(key)
-            .map(|v| {
-                parse_duration(v).ok_or_else(|| ConfigError::Invalid {
-                    key: key.into(),
-                    value: v.into(),
-                    expected: "a duration such as '500 ms', '10 s' or '1 min'",
-                })
-            })
-            .transpose()
+    /// Keys that no option has, with the known key each is probably a misspelling of.
+    pub fn unknown_keys(&self) -> Vec<UnknownKey> {
+        self.values
+            .keys()
+            .filter(|key| options::find(key).is_none())
+            .map(|key| UnknownKey { key: key.clone(), closest: options::closest(key) })
+            .collect()
     }
 
-    pub fn default_parallelism(&self) -> Result<usize, ConfigError> {
-        self.parse_or(keys::PARALLELISM_DEFAULT, 1, "a positive integer")
-    }
-
-    pub fn max_parallelism(&self) -> Result<usize, ConfigError> {
-        self.parse_or(keys::MAX_PARALLELISM, 128, "a positive integer")
-    }
-
-    fn merge_yaml_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+    fn from_yaml_file(path: &Path) -> Result<Self, ConfigError> {
         let file_error = |message: String| ConfigError::File { path: path.display().to_string(), message };
         let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        let mut config = Self::new();
         match doc {
-            serde_yaml::Value::Null => Ok(()),
-            serde_yaml::Value::Mapping(map) => flatten_into(&mut self.values, "", &map).map_err(file_error),
-            _ => Err(file_error("expected a mapping of configuration keys".into())),
+            serde_yaml::Value::Null => {}
+            serde_yaml::Value::Mapping(map) => flatten_into(&mut config.values, "", &map).map_err(file_error)?,
+            _ => return Err(file_error("expected a mapping of configuration keys".into())),
         }
-    }
-
-    fn merge_env(&mut self, vars: impl Iterator<Item = (String, String)>) {
-        for (name, value) in vars {
-            if !name.starts_with(ENV_PREFIX) || ENV_NOT_KEYS.contains(&name.as_str()) {
-                continue;
-            }
-            self.set(env_name_to_key(&name), value);
-        }
+        Ok(config)
     }
 }
 
-/// `RHEO_PARALLELISM_DEFAULT` → `parallelism.default`. Known keys are matched exactly (so
-/// `RHEO_RESTART_STRATEGY_TYPE` → `restart-strategy.type`); others turn `_` into `.`.
-fn env_name_to_key(name: &str) -> String {
-    let rest = &name[ENV_PREFIX.len()..];
-    let as_env = |key: &str| key.to_uppercase().replace(['.', '-'], "_");
-    keys::ALL
-        .iter()
-        .find(|key| as_env(key) == rest)
-        .map(|key| key.to_string())
-        .unwrap_or_else(|| rest.to_lowercase().replace('_', "."))
+/// What Flink shows in place of a secret.
+pub const MASK: &str = "******";
+
+/// Whether a key names a secret, whose value is never shown or logged: options marked secret,
+/// Flink's sensitive keys (password, secret, token, credentials, ...), and any key or access
+/// key (`fs.azure.account.key.*`, `apikey`), as the words of the key tell.
+pub fn is_secret(key: &str) -> bool {
+    if options::find(key).is_some_and(|o| o.is_secret()) {
+        return true;
+    }
+    let key = key.to_ascii_lowercase();
+    const SUBSTRINGS: [&str; 8] =
+        ["password", "secret", "token", "credential", "jaas.config", "auth-params", "basic-auth", "http-headers"];
+    if SUBSTRINGS.iter().any(|s| key.contains(s)) {
+        return true;
+    }
+    key.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| word.ends_with("key"))
+}
+
+/// The environment variable of a key: `parallelism.default` → `RHEO_PARALLELISM_DEFAULT`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.to_uppercase().replace(['.', '-'], "_"))
+}
+
+/// The `(variable, key, value)` of the environment variables that set known options. Other
+/// `RHEO_*` variables (`RHEO_LOG`, `RHEO_CONF_DIR`, ...) are not configuration, and neither are
+/// the service links the kubelet injects: a Service `rheo-rest` gives every pod
+/// `RHEO_REST_PORT=tcp://10.96.0.12:8081`, which is not a value of `rest.port`.
+fn env_values(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, &'static str, String)> {
+    let mut found = Vec::new();
+    for (name, value) in vars {
+        if !name.starts_with(ENV_PREFIX) {
+            continue;
+        }
+        let Some(option) = options::ALL.iter().find(|o| env_name(o.key()) == name) else { continue };
+        if is_service_link(&name, &value) {
+            tracing::debug!(variable = %name, "ignoring a Kubernetes service link variable");
+            continue;
+        }
+        found.push((name, option.key(), value));
+    }
+    found
+}
+
+/// A Docker-links style variable `<SERVICE>_PORT=tcp://<ip>:<port>` set by the kubelet.
+fn is_service_link(name: &str, value: &str) -> bool {
+    name.ends_with("_PORT")
+        && ["tcp://", "udp://", "sctp://"].iter().any(|scheme| value.trim().to_ascii_lowercase().starts_with(scheme))
 }
 
 fn flatten_into(out: &mut BTreeMap<String, String>, prefix: &str, map: &serde_yaml::Mapping) -> Result<(), String> {
@@ -210,43 +267,54 @@ fn flatten_into(out: &mut BTreeMap<String, String>, prefix: &str, map: &serde_ya
     Ok(())
 }
 
-/// Parses Flink's duration notation.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let ms = match unit.trim().to_lowercase().as_str() {
-        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
-        "s" | "sec" | "secs" | "second" | "seconds" => n * 1000,
-        "min" | "m" | "minute" | "minutes" => n * 60_000,
-        "h" | "hour" | "hours" => n * 3_600_000,
-        "d" | "day" | "days" => n * 86_400_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(ms))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_in_flink_notation() {
-        assert_eq!(parse_duration("500 ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1 min"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_duration("250"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("ten s"), None);
-        assert_eq!(parse_duration("5 parsecs"), None);
+    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
-    fn env_names_map_to_known_keys() {
-        assert_eq!(env_name_to_key("RHEO_PARALLELISM_DEFAULT"), "parallelism.default");
-        assert_eq!(env_name_to_key("RHEO_RESTART_STRATEGY_TYPE"), "restart-strategy.type");
-        assert_eq!(env_name_to_key("RHEO_STATE_CHECKPOINTS_NUM_RETAINED"), "state.checkpoints.num-retained");
-        assert_eq!(env_name_to_key("RHEO_SOME_NEW_KEY"), "some.new.key");
+    fn env_names_map_to_known_keys_only() {
+        let found = env_values(vars(&[
+            ("RHEO_PARALLELISM_DEFAULT", "3"),
+            ("RHEO_RESTART_STRATEGY_TYPE", "none"),
+            ("RHEO_STATE_CHECKPOINTS_NUM_RETAINED", "2"),
+            ("RHEO_TASKMANAGER_NUMBEROFTASKSLOTS", "4"),
+            ("RHEO_SOME_NEW_KEY", "x"),
+            ("RHEO_LOG", "debug"),
+            ("RHEO_CONF_DIR", "/etc/rheo"),
+            ("PARALLELISM_DEFAULT", "9"),
+        ]));
+        let keys: Vec<(&str, &str)> = found.iter().map(|(_, k, v)| (*k, v.as_str())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("parallelism.default", "3"),
+                ("restart-strategy.type", "none"),
+                ("state.checkpoints.num-retained", "2"),
+                ("taskmanager.numberOfTaskSlots", "4")
+            ]
+        );
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration() {
+        // A FlinkJob named `rheo` has a Service `rheo-rest`; the kubelet injects these.
+        let env = vars(&[
+            ("RHEO_REST_PORT", "tcp://10.96.0.12:8081"),
+            ("RHEO_REST_SERVICE_HOST", "10.96.0.12"),
+            ("RHEO_REST_SERVICE_PORT", "8081"),
+            ("RHEO_REST_PORT_8081_TCP", "tcp://10.96.0.12:8081"),
+            ("RHEO_REST_PORT_8081_TCP_PORT", "8081"),
+        ]);
+        let config = Configuration::load_from(None, env, &[]).unwrap();
+        assert_eq!(config, Configuration::new());
+        assert_eq!(config.get(&options::REST_PORT).unwrap(), PortRange::single(8081));
+        // A deliberate `RHEO_REST_PORT` still works.
+        let config = Configuration::load_from(None, vars(&[("RHEO_REST_PORT", "9091")]), &[]).unwrap();
+        assert_eq!(config.get(&options::REST_PORT).unwrap(), PortRange::single(9091));
     }
 
     #[test]
@@ -254,17 +322,66 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("rheo.yaml"),
-            "parallelism.default: 2\nstate:\n  checkpoints:\n    dir: file:///tmp/x\n",
+            "parallelism.default: 2\nrest.port: 9000\nstate:\n  checkpoints:\n    dir: file:///tmp/x\n",
         )
         .unwrap();
+        let env = vars(&[("RHEO_PARALLELISM_DEFAULT", "3"), ("RHEO_REST_PORT", "9001")]);
+        let config = Configuration::load_from(Some(dir.path()), env, &["rest.port = 9002".into()]).unwrap();
+        assert_eq!(config.get(&options::CHECKPOINTS_DIR).unwrap(), "file:///tmp/x");
+        assert_eq!(config.get(&options::PARALLELISM_DEFAULT).unwrap(), 3);
+        assert_eq!(config.get(&options::REST_PORT).unwrap(), PortRange::single(9002));
+    }
+
+    #[test]
+    fn invalid_values_name_their_source_key_value_and_expectation() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rheo.yaml"), "taskmanager.numberOfTaskSlots: 0\n").unwrap();
+        let err = Configuration::load_from(Some(dir.path()), vars(&[]), &[]).unwrap_err().to_string();
+        assert!(err.contains("rheo.yaml") && err.contains("taskmanager.numberOfTaskSlots"), "{err}");
+        assert!(err.contains("'0'") && err.contains("at least 1"), "{err}");
+
+        let env = vars(&[("RHEO_PARALLELISM_DEFAULT", "many")]);
+        let err = Configuration::load_from(None, env, &[]).unwrap_err().to_string();
+        assert!(err.contains("RHEO_PARALLELISM_DEFAULT") && err.contains("'many'"), "{err}");
+
+        let flags = ["execution.checkpointing.interval=18446744073709552s".to_string()];
+        let err = Configuration::load_from(None, vars(&[]), &flags).unwrap_err().to_string();
+        assert!(err.contains("-D execution.checkpointing.interval") && err.contains("18446744073709552s"), "{err}");
+
+        let flags = ["restart-strategy.type=sometimes".to_string()];
+        let err = Configuration::load_from(None, vars(&[]), &flags).unwrap_err().to_string();
+        assert!(err.contains("one of none"), "{err}");
+
+        let err = Configuration::load_from(None, vars(&[]), &["nonsense".into()]).unwrap_err().to_string();
+        assert!(err.contains("expected key=value"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_and_reported_with_the_closest_known_key() {
+        let flags = ["paralelism.default=4".to_string(), "metrics.reporter.prom.port=9249".to_string()];
+        let config = Configuration::load_from(None, vars(&[]), &flags).unwrap();
+        assert_eq!(config.raw("metrics.reporter.prom.port"), Some("9249"));
+        let unknown = config.unknown_keys();
+        assert_eq!(unknown.len(), 2);
+        let typo = unknown.iter().find(|u| u.key == "paralelism.default").unwrap();
+        assert_eq!(typo.closest, Some("parallelism.default"));
+        assert!(typo.to_string().contains("did you mean 'parallelism.default'"), "{typo}");
+    }
+
+    #[test]
+    fn secrets_are_masked() {
         let mut config = Configuration::new();
-        config.merge_yaml_file(&dir.path().join("rheo.yaml")).unwrap();
-        assert_eq!(config.get("state.checkpoints.dir"), Some("file:///tmp/x"));
-        config.merge_env([("RHEO_PARALLELISM_DEFAULT".to_string(), "3".to_string())].into_iter());
-        assert_eq!(config.default_parallelism().unwrap(), 3);
-        config.set("parallelism.default", "x");
-        let err = config.default_parallelism().unwrap_err().to_string();
-        assert!(err.contains("parallelism.default") && err.contains("'x'"), "{err}");
+        config.set("s3.access-key", "AKIA0000").set("s3.secret-key", "hunter2").set("rest.port", "8081");
+        config.set("fs.azure.account.key.acc.blob.core.windows.net", "k").set("ssl.keystore-password", "p");
+        let masked: BTreeMap<&str, &str> = config.masked_entries().collect();
+        assert_eq!(masked["s3.access-key"], MASK);
+        assert_eq!(masked["s3.secret-key"], MASK);
+        assert_eq!(masked["fs.azure.account.key.acc.blob.core.windows.net"], MASK);
+        assert_eq!(masked["ssl.keystore-password"], MASK);
+        assert_eq!(masked["rest.port"], "8081");
+        // An invalid secret does not show up in the error either.
+        let err = options::S3_PATH_STYLE_ACCESS.parse("maybe").unwrap_err().to_string();
+        assert!(err.contains("maybe"), "not a secret: {err}");
     }
 
     #[test]
@@ -272,7 +389,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rheo.yaml");
         std::fs::write(&path, "parallelism.default: [1\n").unwrap();
-        let err = Configuration::new().merge_yaml_file(&path).unwrap_err().to_string();
+        let err = Configuration::from_yaml_file(&path).unwrap_err().to_string();
         assert!(err.contains("rheo.yaml"), "{err}");
     }
 }
