@@ -137,6 +137,11 @@ impl Configuration {
         }
     }
 
+    /// A text option's value: free text cannot be invalid.
+    pub fn string(&self, option: &ConfigOption<String>) -> String {
+        self.values.get(option.key).map_or_else(|| option.default_value(), |v| v.trim().to_string())
+    }
+
     /// Every key as given, values as text.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
