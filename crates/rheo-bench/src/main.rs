@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use rheo::config::options;
 use rheo::connectors::datagen::{DatagenConfig, word_lines};
 use rheo::prelude::*;
 use rheo::runtime::driver::minicluster::MiniCluster;
@@ -213,14 +214,16 @@ struct LatencySink {
 }
 
 impl SinkFunction<(u64, i64)> for LatencySink {
-    fn invoke(&mut self, (count, window_end): (u64, i64), _timestamp: Timestamp) {
+    fn invoke(&mut self, (count, window_end): (u64, i64), _timestamp: Timestamp) -> Result<(), SinkError> {
         self.words.fetch_add(count, Ordering::Relaxed);
         if self.local.len() < 1_000_000 {
             self.local.push(now_ms() - window_end);
         }
+        Ok(())
     }
-    fn flush(&mut self) {
+    fn flush(&mut self) -> Result<(), SinkError> {
         self.latencies.lock().expect("latencies").append(&mut self.local);
+        Ok(())
     }
 }
 
@@ -247,8 +250,8 @@ fn word_count_job(env: &StreamEnv, lines: u64, latencies: Arc<Mutex<Vec<i64>>>, 
 fn engine(report: &mut Report, lines: u64, parallelism: usize, checkpoints: Option<String>) -> anyhow::Result<()> {
     let mut config = Configuration::new();
     if let Some(dir) = &checkpoints {
-        config.set("execution.checkpointing.interval", "1 s");
-        config.set("state.checkpoints.dir", dir.as_str());
+        config.set(options::CHECKPOINT_INTERVAL.key, "1 s");
+        config.set(options::CHECKPOINTS_DIR.key, dir.as_str());
     }
     let mut env = StreamEnv::new(config.clone());
     env.set_parallelism(parallelism);
@@ -280,11 +283,11 @@ fn engine(report: &mut Report, lines: u64, parallelism: usize, checkpoints: Opti
 fn recovery(report: &mut Report, lines: u64) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("rheo-bench-recovery-{}", std::process::id()));
     let mut config = Configuration::new();
-    config.set("execution.checkpointing.interval", "500 ms");
-    config.set("state.checkpoints.dir", dir.to_str().context("temp dir")?);
-    config.set("restart-strategy.type", "fixed-delay");
-    config.set("restart-strategy.fixed-delay.attempts", "1");
-    config.set("restart-strategy.fixed-delay.delay", "0 ms");
+    config.set(options::CHECKPOINT_INTERVAL.key, "500 ms");
+    config.set(options::CHECKPOINTS_DIR.key, dir.to_str().context("temp dir")?);
+    config.set(options::RESTART_STRATEGY.key, "fixed-delay");
+    config.set(options::FIXED_DELAY_ATTEMPTS.key, "1");
+    config.set(options::FIXED_DELAY_DELAY.key, "0 ms");
     let mut env = StreamEnv::new(config.clone());
     env.set_parallelism(1);
     let failed_at = Arc::new(AtomicI64::new(0));

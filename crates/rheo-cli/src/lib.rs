@@ -23,7 +23,7 @@ use progress::Progress;
 
 use crate::jobs::JobRegistry;
 use rheo::api::StreamEnv;
-use rheo_config::{Configuration, keys};
+use rheo_config::{Configuration, options};
 use rheo_runtime::driver::minicluster::MiniCluster;
 
 #[derive(Debug, Parser)]
@@ -135,6 +135,13 @@ enum Failure {
     Job(String),
 }
 
+/// Other errors of the process commands: the process could not do its job (exit status 1).
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Job(message)
+    }
+}
+
 /// Runs the CLI on the process arguments.
 pub fn main(registry: JobRegistry) -> ExitCode {
     run_cli(registry, std::env::args_os())
@@ -153,9 +160,9 @@ pub fn run_cli(registry: JobRegistry, args: impl IntoIterator<Item = impl Into<O
             Ok(())
         }
         Command::Run(args) => run_job(&registry, args),
-        Command::Jobmanager(args) => processes::jobmanager(registry, args).map_err(Failure::Job),
-        Command::Taskmanager(args) => processes::taskmanager(registry, args).map_err(Failure::Job),
-        Command::Cluster(command) => processes::cluster(command).map_err(Failure::Job),
+        Command::Jobmanager(args) => processes::jobmanager(registry, args),
+        Command::Taskmanager(args) => processes::taskmanager(registry, args),
+        Command::Cluster(command) => processes::cluster(command),
         Command::Client(command) => client::run(command).map_err(Failure::Job),
     };
     match result {
@@ -258,20 +265,20 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
         }
     };
     let later = RunOptions::from_arg_matches(&matches).map_err(|e| Failure::Usage(one_line(&e)))?;
-    let options = args.options.merge(later);
+    let run = args.options.merge(later);
 
-    let mut config = Configuration::load(options.conf_dir.as_deref(), &options.dynamic)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    if config.get(keys::CHECKPOINT_INTERVAL).is_none() {
-        config.set(keys::CHECKPOINT_INTERVAL, DEFAULT_CHECKPOINT_INTERVAL);
+    let mut config =
+        Configuration::load(run.conf_dir.as_deref(), &run.dynamic).map_err(|e| Failure::Usage(e.to_string()))?;
+    if !config.is_set(&options::CHECKPOINT_INTERVAL) {
+        config.set(options::CHECKPOINT_INTERVAL.key, DEFAULT_CHECKPOINT_INTERVAL);
     }
-    if let Some(path) = &options.from_savepoint {
-        config.set("execution.savepoint.path", path.as_str());
-        config.set("execution.savepoint.ignore-unclaimed-state", options.allow_non_restored_state.to_string());
+    if let Some(path) = &run.from_savepoint {
+        config.set(options::SAVEPOINT_PATH.key, path.as_str());
+        config.set(options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key, run.allow_non_restored_state.to_string());
     }
-    let job_id = options.job_id.clone().unwrap_or_else(|| job_id_of(entry.name, &entry.command(), &matches));
+    let job_id = run.job_id.clone().unwrap_or_else(|| job_id_of(entry.name, &entry.command(), &matches));
     let mut env = StreamEnv::new(config);
-    if let Some(p) = options.parallelism {
+    if let Some(p) = run.parallelism {
         if p == 0 {
             return Err(Failure::Usage("-p/--parallelism must be at least 1".to_string()));
         }
@@ -279,7 +286,7 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
     }
     entry.build(&env, &matches).map_err(|e| Failure::Usage(format!("{}: {e:#}", entry.name)))?;
 
-    let show_progress = options.progress || (!options.no_progress && std::io::stderr().is_terminal());
+    let show_progress = run.progress || (!run.no_progress && std::io::stderr().is_terminal());
     let cluster = MiniCluster::new(env.config().clone()).with_job_id(job_id);
     let rest = rheo_cluster::rest::serve_for_run(cluster.handle(), env.config(), entry.name);
     let progress = show_progress.then(|| Progress::start(cluster.shared()));

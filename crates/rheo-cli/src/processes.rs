@@ -13,7 +13,9 @@ use crate::jobs::JobRegistry;
 use rheo_cluster::jobmanager::JobManager;
 use rheo_cluster::jobspec::JobSpec;
 use rheo_cluster::taskmanager::{self, TaskManagerSettings};
-use rheo_config::{Configuration, keys};
+use rheo_config::{Configuration, options};
+
+use super::Failure;
 
 /// Configuration flags shared by the process commands.
 #[derive(Debug, Clone, Default, Args)]
@@ -27,8 +29,9 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self) -> Result<Configuration, String> {
-        Configuration::load(self.conf_dir.as_deref(), &self.dynamic).map_err(|e| e.to_string())
+    /// A configuration error is a usage error (exit status 2).
+    fn load(&self) -> Result<Configuration, Failure> {
+        Configuration::load(self.conf_dir.as_deref(), &self.dynamic).map_err(|e| Failure::Usage(e.to_string()))
     }
 }
 
@@ -83,15 +86,15 @@ pub enum ClusterCommand {
 }
 
 /// Runs a JobManager until the process is stopped.
-pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), String> {
+pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Failure> {
     let mut config = args.config.load()?;
-    if config.get(keys::CHECKPOINT_INTERVAL).is_none() {
-        config.set(keys::CHECKPOINT_INTERVAL, super::DEFAULT_CHECKPOINT_INTERVAL);
+    if !config.is_set(&options::CHECKPOINT_INTERVAL) {
+        config.set(options::CHECKPOINT_INTERVAL.key, super::DEFAULT_CHECKPOINT_INTERVAL);
     }
     if let Some(job) = &args.job
         && registry.get(job).is_none()
     {
-        return Err(format!("unknown job '{job}' (see 'rheo jobs')"));
+        return Err(Failure::Usage(format!("unknown job '{job}' (see 'rheo jobs')")));
     }
     let jm = JobManager::start(config.clone(), registry).map_err(|e| format!("{e:#}"))?;
     let rest = rheo_cluster::rest::serve_for_cluster(std::sync::Arc::new(jm.clone()), &config)
@@ -100,14 +103,14 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Str
     if let Some(job) = args.job {
         let mut job_config = config.clone();
         if let Some(path) = &args.from_savepoint {
-            job_config.set("execution.savepoint.path", path.as_str());
-            job_config.set("execution.savepoint.ignore-unclaimed-state", args.allow_non_restored_state.to_string());
+            job_config.set(options::SAVEPOINT_PATH.key, path.as_str());
+            job_config.set(options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key, args.allow_non_restored_state.to_string());
         }
         if args.parallelism == Some(0) {
-            return Err("-p/--parallelism must be at least 1".into());
+            return Err(Failure::Usage("-p/--parallelism must be at least 1".into()));
         }
         let job_id = match args.job_id {
-            Some(id) => super::parse_job_id(&id)?,
+            Some(id) => super::parse_job_id(&id).map_err(Failure::Usage)?,
             None => JobManager::default_job_id(&job, &args.args),
         };
         let spec = JobSpec {
@@ -125,21 +128,23 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Str
 }
 
 /// Runs a TaskManager until the process is stopped.
-pub fn taskmanager(registry: JobRegistry, args: TaskManagerArgs) -> Result<(), String> {
+pub fn taskmanager(registry: JobRegistry, args: TaskManagerArgs) -> Result<(), Failure> {
     let config = args.config.load()?;
-    let settings = TaskManagerSettings::from_config(&config).map_err(|e| e.to_string())?;
-    taskmanager::run(settings, registry).map_err(|e| e.to_string())
+    let settings = TaskManagerSettings::from_config(&config).map_err(|e| Failure::Usage(e.to_string()))?;
+    taskmanager::run(settings, registry).map_err(|e| Failure::Job(e.to_string()))
 }
 
-pub fn cluster(command: ClusterCommand) -> Result<(), String> {
+pub fn cluster(command: ClusterCommand) -> Result<(), Failure> {
     match command {
-        ClusterCommand::Start { taskmanagers, dir, config } => start(taskmanagers, &dir, &config),
-        ClusterCommand::Stop { dir } => stop(&dir),
+        ClusterCommand::Start { taskmanagers, dir, config } => {
+            let loaded = config.load()?;
+            start(taskmanagers, &dir, &config, &loaded).map_err(Failure::Job)
+        }
+        ClusterCommand::Stop { dir } => stop(&dir).map_err(Failure::Job),
     }
 }
 
-fn start(taskmanagers: usize, dir: &Path, config: &ConfigArgs) -> Result<(), String> {
-    let loaded = config.load()?;
+fn start(taskmanagers: usize, dir: &Path, config: &ConfigArgs, loaded: &Configuration) -> Result<(), String> {
     let pid_file = dir.join("pids");
     if let Some(alive) = read_pids(&pid_file).into_iter().find(|&pid| is_alive(pid)) {
         return Err(format!(
@@ -176,11 +181,11 @@ fn start(taskmanagers: usize, dir: &Path, config: &ConfigArgs) -> Result<(), Str
     spawn("jobmanager", "jobmanager.log".into(), &[])?;
     for i in 0..taskmanagers {
         // Each TaskManager of one machine needs its own data port.
-        spawn("taskmanager", format!("taskmanager-{i}.log"), &["-D", "taskmanager.data.port=0"])?;
+        spawn("taskmanager", format!("taskmanager-{i}.log"), &["-D", &format!("{}=0", options::DATA_PORT.key)])?;
     }
     std::fs::write(&pid_file, pids.iter().map(|p| format!("{p}\n")).collect::<String>())
         .map_err(|e| format!("{}: {e}", pid_file.display()))?;
-    let port = loaded.get(keys::REST_PORT).unwrap_or("8081").to_string();
+    let port = loaded.get(&options::REST_PORT).map_err(|e| e.to_string())?.first;
     let url = format!("http://127.0.0.1:{port}");
     wait_ready(&url, taskmanagers, &pids, Duration::from_secs(30))?;
     println!("Cluster ready: {taskmanagers} TaskManager(s), web and REST at {url}");

@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
-use rheo_config::{Configuration, keys};
+use rheo_config::{Configuration, options};
 use rheo_runtime::checkpoint::coordinator::{CheckpointStats, ControlSender, TaskEntry};
+use rheo_runtime::checkpoint::storage::initialize_file_systems;
 use rheo_runtime::driver::handle::{JobHandle, JobState};
-use rheo_runtime::driver::job::{Attempt, AttemptEnd, DEFAULT_SAVEPOINTS_DIR, Deployer, JobDriver, JobError};
+use rheo_runtime::driver::job::{Attempt, AttemptEnd, Deployer, JobDriver, JobError};
 use rheo_runtime::driver::minicluster::job_id_for;
 use rheo_runtime::graph::NodeKind;
 use rheo_runtime::graph::plan::ExecutionPlan;
@@ -88,8 +89,11 @@ pub struct JobManager {
 impl JobManager {
     /// Listens for TaskManagers on `jobmanager.rpc.bind-address`:`jobmanager.rpc.port`.
     pub fn start(config: Configuration, registry: JobRegistry) -> Result<Self, anyhow::Error> {
-        let port: u16 = config.parse_or(keys::JOBMANAGER_PORT, rpc::DEFAULT_RPC_PORT, "a port number")?;
-        let host = config.get("jobmanager.rpc.bind-address").unwrap_or("0.0.0.0");
+        config.validate()?;
+        initialize_file_systems(&config)?;
+        let port = config.get(&options::JOBMANAGER_PORT)?;
+        let host = config.string(&options::JOBMANAGER_BIND_ADDRESS);
+        let host = host.as_str();
         let listener = TcpListener::bind((host, port))
             .map_err(|e| anyhow::anyhow!("cannot listen for TaskManagers on {host}:{port}: {e}"))?;
         let rpc_addr = listener.local_addr()?;
@@ -145,7 +149,7 @@ impl JobManager {
             jobs.remove(ended);
         }
         let config = spec.configuration();
-        let savepoints = config.get(keys::SAVEPOINTS_DIR).unwrap_or(DEFAULT_SAVEPOINTS_DIR).to_string();
+        let savepoints = config.string(&options::SAVEPOINTS_DIR);
         let handle = JobHandle::new(job_id.clone(), spec.name.clone(), savepoints, Arc::new(JobShared::default()));
         jobs.push(handle.clone());
         drop(jobs);
@@ -206,8 +210,8 @@ impl ClusterView for JobManager {
             config.set(key, value.as_str());
         }
         if let Some(path) = &request.savepoint_path {
-            config.set("execution.savepoint.path", path.as_str());
-            config.set("execution.savepoint.ignore-unclaimed-state", request.allow_non_restored_state.to_string());
+            config.set(options::SAVEPOINT_PATH.key, path.as_str());
+            config.set(options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key, request.allow_non_restored_state.to_string());
         }
         if request.parallelism == Some(0) {
             return Err(SubmitError::BadRequest("parallelism must be at least 1".into()));
@@ -347,8 +351,8 @@ impl JobMaster {
             max_parallelism: built.settings.max_parallelism,
             handle: self.handle.clone(),
         };
-        let reactive = config.get(keys::SCHEDULER_MODE) == Some("reactive");
-        let slot_timeout = config.duration(keys::SLOT_REQUEST_TIMEOUT)?.unwrap_or(Duration::from_secs(300));
+        let reactive = config.get(&options::SCHEDULER_MODE)?.is_some_and(|mode| mode.eq_ignore_ascii_case("reactive"));
+        let slot_timeout = config.get(&options::SLOT_REQUEST_TIMEOUT)?;
         let mut deployer = RemoteDeployer { master: self, built, reactive, slot_timeout };
         driver.run(&mut deployer).map(|_| ())
     }
@@ -587,6 +591,14 @@ impl JobMaster {
                         };
                         let failure = match outcome {
                             TaskOutcome::Finished | TaskOutcome::Cancelled => None,
+                            TaskOutcome::OutputClosed => {
+                                // Nobody reads the output anymore: the job ends as finished.
+                                if end.is_none() {
+                                    end = Some(AttemptEnd::Finished);
+                                    cancel_all(&mut cancel_sent);
+                                }
+                                None
+                            }
                             TaskOutcome::Failed(message) => Some(JobError::TaskFailed { task: name(), message }),
                             TaskOutcome::FailedPermanently(message) => {
                                 Some(JobError::InputFailed { task: name(), message })

@@ -95,13 +95,13 @@ impl JobRegistry {
 /// Parses a duration argument in Flink's notation (`500ms`, `5s`, `1 min`).
 pub fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
     match rheo_config::parse_duration(text) {
-        Some(d) if !d.is_zero() => Ok(d),
-        Some(_) => Err("must be longer than zero".to_string()),
-        None => Err("expected a duration such as '500ms', '5s' or '1min'".to_string()),
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be longer than zero".to_string()),
+        Err(expected) => Err(format!("expected {expected}")),
     }
 }
 
 /// Parses a duration argument that may be zero (`0ms`, `500ms`).
 pub fn parse_non_negative_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    rheo_config::parse_duration(text).ok_or_else(|| "expected a duration such as '0ms', '500ms' or '2s'".to_string())
+    rheo_config::parse_duration(text).map_err(|expected| format!("expected {expected}"))
 }

@@ -14,8 +14,6 @@ use crate::jobspec::JobSpec;
 use rheo_runtime::checkpoint::metadata::StateHandle;
 use rheo_runtime::task::{Control, TaskMetrics, TaskOutcome};
 
-/// Flink's default `jobmanager.rpc.port`.
-pub const DEFAULT_RPC_PORT: u16 = 6123;
 /// First bytes a TaskManager sends: protocol name and version.
 const MAGIC: &[u8; 8] = b"RHEORPC1";
 /// Larger messages are refused as malformed instead of allocated.

@@ -18,9 +18,10 @@ use crossbeam_channel::{Receiver, Sender, select, unbounded};
 
 use crate::registry::JobRegistry;
 use crate::rpc::{self, Deployment, Registration, RpcError, ToJobManager, ToTaskManager};
-use rheo_config::{ConfigError, Configuration, keys};
-use rheo_network::{DEFAULT_DATA_PORT, NetworkConfig, NetworkEnvironment};
+use rheo_config::{ConfigError, Configuration, options};
+use rheo_network::{NetworkConfig, NetworkEnvironment};
 use rheo_runtime::checkpoint::coordinator::upload_snapshot;
+use rheo_runtime::checkpoint::storage::initialize_file_systems;
 use rheo_runtime::checkpoint::{CheckpointStorage, discover, io_runtime};
 use rheo_runtime::graph::plan::{ExecutionPlan, Remote};
 use rheo_runtime::task::{Control, CoordinatorLink, JobShared, TaskCounters, TaskEvent, TaskOutcome};
@@ -50,23 +51,18 @@ pub struct TaskManagerSettings {
 
 impl TaskManagerSettings {
     pub fn from_config(config: &Configuration) -> Result<Self, ConfigError> {
-        let host = config.get(keys::JOBMANAGER_ADDRESS).unwrap_or("localhost");
-        let port: u16 = config.parse_or(keys::JOBMANAGER_PORT, rpc::DEFAULT_RPC_PORT, "a port number")?;
-        let data_port: u16 = config.parse_or(keys::DATA_PORT, DEFAULT_DATA_PORT, "a port number")?;
-        let slots: usize = config.parse_or(keys::TASK_SLOTS, 1, "a positive number of slots")?;
-        if slots == 0 {
-            return Err(ConfigError::Invalid {
-                key: keys::TASK_SLOTS.into(),
-                value: "0".into(),
-                expected: "a positive number of slots",
-            });
-        }
+        config.validate()?;
+        initialize_file_systems(config)?;
+        let host = config.string(&options::JOBMANAGER_ADDRESS);
+        let port = config.get(&options::JOBMANAGER_PORT)?;
+        let data_port = config.get(&options::DATA_PORT)?;
+        let slots = config.get(&options::TASK_SLOTS)?;
         let (interval, timeout) = heartbeat(config)?;
         Ok(Self {
             jobmanager: format!("{host}:{port}"),
             slots,
             data_bind: SocketAddr::from(([0, 0, 0, 0], data_port)),
-            host: config.get(keys::TASKMANAGER_HOST).map(str::to_string),
+            host: config.get(&options::TASKMANAGER_HOST)?,
             heartbeat_interval: interval,
             heartbeat_timeout: timeout,
         })
@@ -75,8 +71,8 @@ impl TaskManagerSettings {
 
 /// `heartbeat.interval` and `heartbeat.timeout` (Flink's defaults: 10 s and 50 s).
 pub fn heartbeat(config: &Configuration) -> Result<(Duration, Duration), ConfigError> {
-    let interval = config.duration(keys::HEARTBEAT_INTERVAL)?.unwrap_or(Duration::from_secs(10));
-    let timeout = config.duration(keys::HEARTBEAT_TIMEOUT)?.unwrap_or(Duration::from_secs(50));
+    let interval = config.get(&options::HEARTBEAT_INTERVAL)?;
+    let timeout = config.get(&options::HEARTBEAT_TIMEOUT)?;
     Ok((interval.max(Duration::from_millis(10)), timeout.max(interval)))
 }
 

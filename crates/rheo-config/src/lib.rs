@@ -99,10 +99,9 @@ impl Configuration {
             let (key, value) = flag.split_once('=').ok_or_else(|| ConfigError::Flag(flag.clone()))?;
             let (key, value) = (key.trim(), value.trim());
             if let Some(option) = options::find(key) {
-                option.check(value).map_err(|error| ConfigError::From {
-                    origin: format!("-D {key}"),
-                    error: Box::new(error),
-                })?;
+                option
+                    .check(value)
+                    .map_err(|error| ConfigError::From { origin: format!("-D {key}"), error: Box::new(error) })?;
             }
             config.set(key, value);
         }
@@ -135,6 +134,11 @@ impl Configuration {
             None => Ok(option.default_value()),
             Some(text) => option.parse(text),
         }
+    }
+
+    /// A text option's value: free text cannot be invalid.
+    pub fn string(&self, option: &ConfigOption<String>) -> String {
+        self.values.get(option.key).map_or_else(|| option.default_value(), |v| v.trim().to_string())
     }
 
     /// Every key as given, values as text.

@@ -165,12 +165,8 @@ pub const JOBMANAGER_ADDRESS: ConfigOption<String> = ConfigOption::new(
     "Host name or address of the JobManager, as TaskManagers reach it.",
 );
 
-pub const JOBMANAGER_PORT: ConfigOption<u16> = ConfigOption::new(
-    "jobmanager.rpc.port",
-    Section::JobManager,
-    DEFAULT_RPC_PORT,
-    "The JobManager's RPC port.",
-);
+pub const JOBMANAGER_PORT: ConfigOption<u16> =
+    ConfigOption::new("jobmanager.rpc.port", Section::JobManager, DEFAULT_RPC_PORT, "The JobManager's RPC port.");
 
 pub const JOBMANAGER_BIND_ADDRESS: ConfigOption<String> = ConfigOption::new(
     "jobmanager.rpc.bind-address",
@@ -272,13 +268,9 @@ pub const S3_ACCESS_KEY: ConfigOption<Option<String>> = ConfigOption::new(
 )
 .secret();
 
-pub const S3_SECRET_KEY: ConfigOption<Option<String>> = ConfigOption::new(
-    "s3.secret-key",
-    Section::S3,
-    None,
-    "S3 secret access key; unset: `AWS_SECRET_ACCESS_KEY`.",
-)
-.secret();
+pub const S3_SECRET_KEY: ConfigOption<Option<String>> =
+    ConfigOption::new("s3.secret-key", Section::S3, None, "S3 secret access key; unset: `AWS_SECRET_ACCESS_KEY`.")
+        .secret();
 
 pub const S3_PATH_STYLE_ACCESS: ConfigOption<Option<bool>> = ConfigOption::new(
     "s3.path-style-access",

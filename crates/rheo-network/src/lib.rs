@@ -47,9 +47,6 @@ use serde::de::DeserializeOwned;
 
 use rheo_types::{CHANNEL_CAPACITY, Event};
 
-/// Flink's default `taskmanager.data.port`.
-pub const DEFAULT_DATA_PORT: u16 = 6121;
-
 /// Identifies one logical channel: from subtask `upstream` to subtask `downstream` over the
 /// edge (result partition) `edge` of job `job`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -292,6 +292,8 @@ pub enum TaskOutcome {
     /// An error a source returned (input missing or malformed, nothing listening): the job's
     /// input is bad, and a restart would fail the same way.
     FailedPermanently(String),
+    /// A sink's reader closed its output (a closed pipe): the job ends as finished.
+    OutputClosed,
 }
 
 /// A task ready to run on its own thread.
@@ -592,7 +594,16 @@ fn run_guarded(info: &TaskInfo, body: impl FnOnce(&TaskInfo) -> Result<TaskOutco
         Ok(Ok(outcome)) => outcome,
         Ok(Err(message)) => TaskOutcome::FailedPermanently(message),
         Err(payload) if payload.is::<crate::exchange::DownstreamGone>() => TaskOutcome::Cancelled,
-        Err(payload) => TaskOutcome::Failed(panic_message(payload.as_ref())),
+        Err(payload) => match payload.downcast::<crate::sink::SinkFailed>() {
+            Ok(failed) => match failed.error {
+                crate::sink::SinkError::OutputClosed => {
+                    tracing::info!(sink = %failed.sink, "the output was closed; ending the job");
+                    TaskOutcome::OutputClosed
+                }
+                error => TaskOutcome::Failed(format!("{} failed: {error}", failed.sink)),
+            },
+            Err(payload) => TaskOutcome::Failed(panic_message(payload.as_ref())),
+        },
     };
     if !matches!(outcome, TaskOutcome::Finished) {
         // Stop the sources of the whole job; channels of this task close as it returns.

@@ -24,7 +24,7 @@ pub mod prelude {
     pub use rheo_runtime::keyed::{KeyedContext, KeyedProcessFunction, ProcessFn};
     pub use rheo_runtime::operators::{WatermarkEmission, WatermarkStrategy};
     pub use rheo_runtime::output::{Collector, NO_TIMESTAMP, Timestamp};
-    pub use rheo_runtime::sink::SinkFunction;
+    pub use rheo_runtime::sink::{SinkError, SinkFunction};
     pub use rheo_runtime::state::{KeyedStateBackend, ListState, MapState, ValueState};
     pub use rheo_runtime::task::{SourceFunction, SourceOutput, SourceStatus, TaskInfo};
     pub use rheo_runtime::window::{

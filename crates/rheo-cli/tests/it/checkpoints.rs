@@ -113,7 +113,7 @@ fn run(
     let mut env = StreamEnv::new(Configuration::new());
     env.set_parallelism(parallelism);
     // Waiting for a checkpoint works on local directories; object stores fail at the count.
-    let checkpoints = config.get("state.checkpoints.dir").filter(|d| !d.contains("://")).map(PathBuf::from);
+    let checkpoints = config.raw("state.checkpoints.dir").filter(|d| !d.contains("://")).map(PathBuf::from);
     build(&env, output, fail_at, checkpoints, true);
     let graph = std::mem::take(&mut *env_graph(&env));
     MiniCluster::new(config).with_job_id("0123456789abcdef0123456789abcdef").run(

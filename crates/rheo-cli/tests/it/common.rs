@@ -42,8 +42,9 @@ impl JobDef for SlowSink {
 struct Sleepy(Duration);
 
 impl SinkFunction<u64> for Sleepy {
-    fn invoke(&mut self, _value: u64, _timestamp: Timestamp) {
+    fn invoke(&mut self, _value: u64, _timestamp: Timestamp) -> Result<(), SinkError> {
         std::thread::sleep(self.0);
+        Ok(())
     }
 }
 

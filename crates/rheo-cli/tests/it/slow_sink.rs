@@ -16,13 +16,14 @@ pub struct SlowSink {
 }
 
 impl SinkFunction<u64> for SlowSink {
-    fn invoke(&mut self, _value: u64, _timestamp: Timestamp) {
+    fn invoke(&mut self, _value: u64, _timestamp: Timestamp) -> Result<(), SinkError> {
         let received = self.received.fetch_add(1, Ordering::Relaxed) + 1;
         let emitted = self.job.records_in.load(Ordering::Relaxed);
         self.max_in_flight.fetch_max(emitted.saturating_sub(received), Ordering::Relaxed);
         if received.is_multiple_of(256) {
             std::thread::sleep(Duration::from_millis(2));
         }
+        Ok(())
     }
 }
 

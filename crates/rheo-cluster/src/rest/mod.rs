@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::view::{ClusterView, SingleJob};
-use rheo_config::Configuration;
+use rheo_config::{Configuration, PortRange, options};
 use rheo_runtime::driver::handle::JobHandle;
 
 /// The version of Flink's REST API this server follows (what `flink-version` reports).
@@ -111,7 +111,7 @@ pub fn serve_cluster(
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let address = match options.config.get("rest.address") {
+    let address = match options.config.get(&rheo_config::options::REST_ADDRESS).ok().flatten() {
         Some(host) if addr.ip().is_unspecified() => format!("http://{host}:{}", addr.port()),
         _ => format!("http://{addr}"),
     };
@@ -187,15 +187,9 @@ impl Drop for RestServer {
 
 /// The host and port range of `rest.port` (a port, or a range `50100-50200`), or why not.
 fn bind_range(config: &Configuration, default_host: &str) -> Result<(IpAddr, u16, u16), String> {
-    let host = config.get("rest.bind-address").unwrap_or(default_host);
-    let ports = config.get(rheo_config::keys::REST_PORT).unwrap_or("8081").trim();
-    let range = match ports.split_once('-') {
-        Some((a, b)) => a.trim().parse::<u16>().ok().zip(b.trim().parse::<u16>().ok()),
-        None => ports.parse::<u16>().ok().map(|p| (p, p)),
-    };
-    let Some((first, last)) = range.filter(|(a, b)| a <= b) else {
-        return Err(format!("rest.port '{ports}' is not a port or a range of ports"));
-    };
+    let bind = config.get(&options::REST_BIND_ADDRESS).map_err(|e| e.to_string())?;
+    let host = bind.as_deref().unwrap_or(default_host);
+    let PortRange { first, last } = config.get(&options::REST_PORT).map_err(|e| e.to_string())?;
     let ip = match host.parse::<IpAddr>() {
         Ok(ip) => ip,
         Err(_) => match std::net::ToSocketAddrs::to_socket_addrs(&(host, 0)).ok().and_then(|mut a| a.next()) {
@@ -230,8 +224,8 @@ fn serve_in_range(
 /// `rest.port` (default 8081; a range `50100-50200` takes the first free port). The job runs
 /// without the API when it cannot be served (with a warning).
 pub fn serve_for_run(handle: JobHandle, config: &Configuration, job_name: &str) -> Option<RestServer> {
-    let default_host = config.get("rest.address").unwrap_or("127.0.0.1");
-    let range = match bind_range(config, default_host) {
+    let address = config.get(&options::REST_ADDRESS).ok().flatten();
+    let range = match bind_range(config, address.as_deref().unwrap_or("127.0.0.1")) {
         Ok(range) => range,
         Err(message) => {
             tracing::warn!("{message}; running without the REST API");

@@ -1,10 +1,12 @@
 //! Where checkpoints and exactly-once output live: any store `object_store` supports, chosen by
 //! URL. `file:///abs`, `file://./relative` or a plain path use the local file system; `s3://bucket/prefix`
-//! uses S3 with credentials and endpoint from the standard AWS environment (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT`, `AWS_REGION`, `AWS_ALLOW_HTTP`), path-style by default;
-//! other schemes (`memory://`, `gs://`, `az://`, ...) go through `object_store::parse_url_opts`.
+//! (with the `s3` feature) uses S3 with Flink's `s3.endpoint`, `s3.access-key`, `s3.secret-key`
+//! and `s3.path-style-access` where the process configuration sets them, and otherwise the
+//! standard AWS environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT`,
+//! `AWS_REGION`, `AWS_ALLOW_HTTP`), path-style by default; other schemes (`memory://`, `gs://`,
+//! `az://`, ...) go through `object_store::parse_url_opts`.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -13,6 +15,86 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use rheo_config::{ConfigError, Configuration, options};
+
+/// Flink's `s3.*` options of this process. Like Flink's `FileSystem.initialize`, they are set
+/// once per process from its configuration (see [`initialize_file_systems`]), so that every
+/// place that opens a storage URL (the job driver, TaskManager uploads, file sinks, savepoint
+/// targets) reaches the store the same way.
+#[derive(Clone, Default, PartialEq)]
+pub struct S3Options {
+    pub endpoint: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub path_style_access: Option<bool>,
+}
+
+impl std::fmt::Debug for S3Options {
+    /// Credentials are never shown, so a logged `S3Options` leaks nothing.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |v: &Option<String>| v.as_ref().map(|_| rheo_config::MASK);
+        f.debug_struct("S3Options")
+            .field("endpoint", &self.endpoint)
+            .field("access_key", &masked(&self.access_key))
+            .field("secret_key", &masked(&self.secret_key))
+            .field("path_style_access", &self.path_style_access)
+            .finish()
+    }
+}
+
+impl S3Options {
+    pub fn from_config(config: &Configuration) -> Result<Self, ConfigError> {
+        Ok(Self {
+            endpoint: config.get(&options::S3_ENDPOINT)?,
+            access_key: config.get(&options::S3_ACCESS_KEY)?,
+            secret_key: config.get(&options::S3_SECRET_KEY)?,
+            path_style_access: config.get(&options::S3_PATH_STYLE_ACCESS)?,
+        })
+    }
+
+    /// An S3 store for `bucket`: these options over the AWS environment.
+    #[cfg(feature = "s3")]
+    fn builder(&self, bucket: &str, env: impl Fn(&str) -> Option<String>) -> AmazonS3Builder {
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some(endpoint) = &self.endpoint {
+            // A plain-HTTP endpoint (a store inside the cluster) is asked for by name.
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.trim().to_ascii_lowercase().starts_with("http://"));
+        }
+        if let Some(key) = &self.access_key {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &self.secret_key {
+            builder = builder.with_secret_access_key(secret);
+        }
+        let path_style = match self.path_style_access {
+            Some(path_style) => path_style,
+            None => env("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none(),
+        };
+        if path_style || self.path_style_access.is_some() {
+            builder = builder.with_virtual_hosted_style_request(!path_style);
+        }
+        if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
+            builder = builder.with_region("us-east-1");
+        }
+        builder
+    }
+}
+
+static FILE_SYSTEMS: RwLock<Option<S3Options>> = RwLock::new(None);
+
+/// Sets the `s3.*` options every later storage URL of this process uses (Flink's
+/// `FileSystem.initialize`): called where a process loads its configuration.
+pub fn initialize_file_systems(config: &Configuration) -> Result<(), ConfigError> {
+    let s3 = S3Options::from_config(config)?;
+    *FILE_SYSTEMS.write().unwrap_or_else(PoisonError::into_inner) = Some(s3);
+    Ok(())
+}
+
+fn s3_options() -> S3Options {
+    FILE_SYSTEMS.read().unwrap_or_else(PoisonError::into_inner).clone().unwrap_or_default()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -40,7 +122,13 @@ impl std::fmt::Debug for CheckpointStorage {
 }
 
 impl CheckpointStorage {
+    /// The storage at `url`, with this process's file system options.
     pub fn from_url(url: &str) -> Result<Self, StorageError> {
+        Self::open(url, &s3_options())
+    }
+
+    /// The storage at `url`, reaching S3 with `s3`.
+    pub fn open(url: &str, s3: &S3Options) -> Result<Self, StorageError> {
         let fail = |message: String| StorageError::Url { url: url.to_string(), message };
         let trimmed = url.trim_end_matches('/');
         let local = trimmed.strip_prefix("file://").or_else(|| (!trimmed.contains("://")).then_some(trimmed));
@@ -53,23 +141,20 @@ impl CheckpointStorage {
             return Ok(Self { store: Arc::new(store), root: Path::default(), url, local_dir: Some(absolute) });
         }
         let parsed = url::Url::parse(trimmed).map_err(|e| fail(e.to_string()))?;
-        #[cfg(not(feature = "s3"))]
         if parsed.scheme() == "s3" {
-            return Err(fail("this binary was built without S3 support (the `s3` feature of the `rheo` crate)".into()));
-        }
-        #[cfg(feature = "s3")]
-        if parsed.scheme() == "s3" {
-            let prefix = Path::from(parsed.path().trim_start_matches('/'));
-            let bucket = parsed.host_str().ok_or_else(|| fail("expected s3://bucket/prefix".into()))?;
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            if std::env::var_os("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
-                builder = builder.with_virtual_hosted_style_request(false);
+            #[cfg(feature = "s3")]
+            {
+                let prefix = Path::from(parsed.path().trim_start_matches('/'));
+                let bucket = parsed.host_str().ok_or_else(|| fail("expected s3://bucket/prefix".into()))?;
+                let store =
+                    s3.builder(bucket, |name| std::env::var(name).ok()).build().map_err(|e| fail(e.to_string()))?;
+                return Ok(Self { store: Arc::new(store), root: prefix, url: trimmed.to_string(), local_dir: None });
             }
-            if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-                builder = builder.with_region("us-east-1");
+            #[cfg(not(feature = "s3"))]
+            {
+                let _ = s3;
+                return Err(fail("S3 support is not built in (the `s3` feature of rheo)".into()));
             }
-            let store = builder.build().map_err(|e| fail(e.to_string()))?;
-            return Ok(Self { store: Arc::new(store), root: prefix, url: trimmed.to_string(), local_dir: None });
         }
         let options: Vec<(String, String)> = std::env::vars().collect();
         let (store, path) = object_store::parse_url_opts(&parsed, options).map_err(|e| fail(e.to_string()))?;
@@ -168,5 +253,79 @@ impl CheckpointStorage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.io_error(relative, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3_config(pairs: &[(&str, &str)]) -> S3Options {
+        let mut config = Configuration::new();
+        for (k, v) in pairs {
+            config.set(*k, *v);
+        }
+        S3Options::from_config(&config).unwrap()
+    }
+
+    #[test]
+    fn s3_options_never_show_credentials() {
+        let s3 = s3_config(&[("s3.access-key", "AKIA0000"), ("s3.secret-key", "hunter2")]);
+        let shown = format!("{s3:?}");
+        assert!(!shown.contains("AKIA0000") && !shown.contains("hunter2"), "{shown}");
+        let mut config = Configuration::new();
+        config.set("s3.path-style-access", "sometimes");
+        let err = S3Options::from_config(&config).unwrap_err().to_string();
+        assert!(err.contains("s3.path-style-access") && err.contains("true or false"), "{err}");
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn flink_s3_options_override_the_aws_environment() {
+        use object_store::aws::AmazonS3ConfigKey as Key;
+        let s3 = s3_config(&[
+            ("s3.endpoint", "http://seaweedfs.storage:8333"),
+            ("s3.access-key", "AKIA0000"),
+            ("s3.secret-key", "hunter2"),
+            ("s3.path-style-access", "true"),
+        ]);
+        let builder = s3.builder("bucket", |_| None);
+        let value = |key: Key| builder.get_config_value(&key);
+        assert_eq!(value(Key::Endpoint).as_deref(), Some("http://seaweedfs.storage:8333"));
+        assert_eq!(value(Key::AccessKeyId).as_deref(), Some("AKIA0000"));
+        assert_eq!(value(Key::SecretAccessKey).as_deref(), Some("hunter2"));
+        assert_eq!(value(Key::VirtualHostedStyleRequest).as_deref(), Some("false"));
+        assert_eq!(value(Key::Client(object_store::ClientConfigKey::AllowHttp)).as_deref(), Some("true"));
+
+        let hosted = s3_config(&[("s3.path-style-access", "false")]).builder("bucket", |_| None);
+        assert_eq!(hosted.get_config_value(&Key::VirtualHostedStyleRequest).as_deref(), Some("true"));
+    }
+
+    /// Against the real store of `scripts/with-s3.sh`: the configured credentials are the ones
+    /// used, over the (valid) ones in the environment.
+    #[cfg(feature = "s3")]
+    #[test]
+    fn configured_credentials_reach_the_store() {
+        let (Ok(root), Ok(endpoint), Ok(key), Ok(secret)) = (
+            std::env::var("RHEO_TEST_S3"),
+            std::env::var("AWS_ENDPOINT"),
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) else {
+            eprintln!("RHEO_TEST_S3 not set: skipping (run under scripts/with-s3.sh)");
+            return;
+        };
+        let url = format!("{root}/s3-options-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let good = s3_config(&[("s3.endpoint", &endpoint), ("s3.access-key", &key), ("s3.secret-key", &secret)]);
+        let storage = CheckpointStorage::open(&url, &good).unwrap();
+        runtime.block_on(storage.put("probe", b"ok".to_vec())).unwrap();
+        assert_eq!(runtime.block_on(storage.get("probe")).unwrap(), b"ok");
+
+        let wrong = S3Options { secret_key: Some("not-the-secret".into()), ..good };
+        let denied = CheckpointStorage::open(&url, &wrong).unwrap();
+        let err = runtime.block_on(denied.get("probe")).unwrap_err().to_string();
+        assert!(!err.contains("not-the-secret"), "{err}");
+        runtime.block_on(storage.delete_all("")).unwrap();
     }
 }

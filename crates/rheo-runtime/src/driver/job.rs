@@ -12,9 +12,9 @@
 //! ends the job as CANCELED instead of being forgotten by the next attempt.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rheo_config::{ConfigError, Configuration, keys};
+use rheo_config::{ConfigError, Configuration, options};
 
 use super::handle::{CompletedCheckpoint, JobHandle, JobState, TaskInput, TaskStatus};
 use super::restart::RestartBackoff;
@@ -26,11 +26,6 @@ use crate::graph::plan::{ExecutionPlan, PlanError};
 use crate::graph::{JobGraph, Partitioning};
 use crate::output::NodeId;
 use crate::task::{TaskCounters, TaskEvent, now_ms};
-
-/// Where `rheo run` keeps checkpoints unless `state.checkpoints.dir` says otherwise.
-pub const DEFAULT_CHECKPOINTS_DIR: &str = "file://./rheo-data";
-/// Where savepoints go unless `state.savepoints.dir` or the request says otherwise.
-pub const DEFAULT_SAVEPOINTS_DIR: &str = "file://./rheo-data/savepoints";
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -204,14 +199,17 @@ impl JobDriver {
     }
 
     fn drive(&self, deployer: &mut dyn Deployer, report: &mut DriverReport) -> Result<(), JobError> {
+        // Every known option is checked before anything runs, so code that reads an option
+        // later (in a task) finds it valid.
+        self.config.validate()?;
         let job_id = self.handle.job_id();
         let checkpointing = checkpoint_settings(&self.config, &job_id, &self.job_name, self.max_parallelism)?
             .map(|c| CheckpointSettings { operators: self.operators.clone(), ..c });
         let mut backoff = RestartBackoff::from_config(&self.config, checkpointing.is_some())?;
         let storage = match &checkpointing {
             Some(_) => {
-                let root = self.config.get(keys::CHECKPOINTS_DIR).unwrap_or(DEFAULT_CHECKPOINTS_DIR);
-                Some(CheckpointStorage::from_url(root)?.child(&job_id))
+                let root = self.config.string(&options::CHECKPOINTS_DIR);
+                Some(CheckpointStorage::from_url(&root)?.child(&job_id))
             }
             None => None,
         };
@@ -316,14 +314,14 @@ fn checkpoint_settings(
     job_name: &str,
     max_parallelism: usize,
 ) -> Result<Option<CheckpointSettings>, ConfigError> {
-    let Some(interval) = config.duration(keys::CHECKPOINT_INTERVAL)? else { return Ok(None) };
+    let Some(interval) = config.get(&options::CHECKPOINT_INTERVAL)? else { return Ok(None) };
     if interval.is_zero() {
         return Ok(None);
     }
     Ok(Some(CheckpointSettings {
         interval,
-        timeout: config.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
-        retained: config.parse_or(keys::CHECKPOINTS_RETAINED, 1, "a positive integer")?,
+        timeout: config.get(&options::CHECKPOINT_TIMEOUT)?,
+        retained: config.get(&options::CHECKPOINTS_RETAINED)?,
         job_id: job_id.to_string(),
         job_name: job_name.to_string(),
         max_parallelism,
@@ -337,6 +335,8 @@ mod tests {
     use std::sync::mpsc;
 
     use super::*;
+    use std::time::Duration;
+
     use crate::task::JobShared;
 
     const JOB_ID: &str = "0123456789abcdef0123456789abcdef";

@@ -58,11 +58,13 @@ impl Deployer for LocalDeployer<'_> {
         }
         let mut failure = None;
         let mut cancelled = false;
+        let mut output_closed = false;
         for (name, thread) in threads {
             let outcome = thread.join().unwrap_or_else(|p| TaskOutcome::Failed(panic_message(p.as_ref())));
             match outcome {
                 TaskOutcome::Finished => {}
                 TaskOutcome::Cancelled => cancelled = true,
+                TaskOutcome::OutputClosed => output_closed = true,
                 TaskOutcome::Failed(message) => {
                     tracing::error!(task = %name, %message, "task failed");
                     failure.get_or_insert(JobError::TaskFailed { task: name, message });
@@ -80,6 +82,8 @@ impl Deployer for LocalDeployer<'_> {
         }
         let end = match (failure, cancelled) {
             (Some(failure), _) => AttemptEnd::Failed(failure),
+            // The other tasks stopped because the output was closed.
+            (None, _) if output_closed => AttemptEnd::Finished,
             (None, true) => AttemptEnd::Cancelled,
             (None, false) => AttemptEnd::Finished,
         };

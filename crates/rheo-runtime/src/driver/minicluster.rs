@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rheo_config::{Configuration, keys};
+use rheo_config::{Configuration, options};
+
+use crate::checkpoint::storage::initialize_file_systems;
 
 use super::handle::{JobHandle, JobState};
 use super::job::JobDriver;
-pub use super::job::{DEFAULT_CHECKPOINTS_DIR, DEFAULT_SAVEPOINTS_DIR, JobError};
+pub use super::job::JobError;
 use super::local::LocalDeployer;
 use crate::checkpoint::coordinator::CheckpointStats;
 use crate::graph::JobGraph;
@@ -46,7 +48,11 @@ pub fn job_id_for(name: &str) -> String {
 impl MiniCluster {
     pub fn new(config: Configuration) -> Self {
         let job = Arc::new(JobShared::default());
-        let savepoints = config.get(keys::SAVEPOINTS_DIR).unwrap_or(DEFAULT_SAVEPOINTS_DIR).to_string();
+        let savepoints = config.string(&options::SAVEPOINTS_DIR);
+        if let Err(e) = initialize_file_systems(&config) {
+            // The job driver rejects the configuration with this error when the job starts.
+            tracing::debug!(error = %e, "file system options");
+        }
         let handle = JobHandle::new(String::new(), String::new(), savepoints, job.clone());
         Self { config: Arc::new(config), job, job_id: None, handle }
     }

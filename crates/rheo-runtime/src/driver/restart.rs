@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rheo_config::{ConfigError, Configuration};
+use rheo_config::{ConfigError, Configuration, options};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RestartStrategy {
@@ -14,36 +14,21 @@ pub enum RestartStrategy {
 
 impl RestartStrategy {
     pub fn from_config(config: &Configuration, checkpointing: bool) -> Result<Self, ConfigError> {
-        let kind = config.get("restart-strategy.type").map(|s| s.trim().to_lowercase());
-        let duration = |key: &str, default: Duration| config.duration(key).map(|d| d.unwrap_or(default));
+        let kind = config.get(&options::RESTART_STRATEGY)?.map(|s| s.to_lowercase());
         let kind = kind.unwrap_or_else(|| if checkpointing { "exponential-delay".into() } else { "none".into() });
+        // The registry accepts only these spellings.
         Ok(match kind.as_str() {
-            "none" | "off" | "disable" => RestartStrategy::None,
             "fixed-delay" | "fixeddelay" => RestartStrategy::FixedDelay {
-                attempts: config.parse_or("restart-strategy.fixed-delay.attempts", 1, "a non-negative integer")?,
-                delay: duration("restart-strategy.fixed-delay.delay", Duration::from_secs(1))?,
+                attempts: config.get(&options::FIXED_DELAY_ATTEMPTS)?,
+                delay: config.get(&options::FIXED_DELAY_DELAY)?,
             },
             "exponential-delay" | "exponentialdelay" => RestartStrategy::ExponentialDelay {
-                initial: duration("restart-strategy.exponential-delay.initial-backoff", Duration::from_secs(1))?,
-                max: duration("restart-strategy.exponential-delay.max-backoff", Duration::from_secs(60))?,
-                multiplier: config.parse_or(
-                    "restart-strategy.exponential-delay.backoff-multiplier",
-                    1.5,
-                    "a number",
-                )?,
-                attempts: config.parse_or(
-                    "restart-strategy.exponential-delay.attempts-before-reset-backoff",
-                    u32::MAX,
-                    "a non-negative integer",
-                )?,
+                initial: config.get(&options::EXPONENTIAL_INITIAL_BACKOFF)?,
+                max: config.get(&options::EXPONENTIAL_MAX_BACKOFF)?,
+                multiplier: config.get(&options::EXPONENTIAL_BACKOFF_MULTIPLIER)?,
+                attempts: config.get(&options::EXPONENTIAL_ATTEMPTS_BEFORE_RESET)?,
             },
-            other => {
-                return Err(ConfigError::Invalid {
-                    key: "restart-strategy.type".into(),
-                    value: other.into(),
-                    expected: "one of none, fixed-delay, exponential-delay",
-                });
-            }
+            _ => RestartStrategy::None,
         })
     }
 
@@ -61,10 +46,6 @@ impl RestartStrategy {
         }
     }
 }
-
-/// Flink's `restart-strategy.exponential-delay.reset-backoff-threshold` default: an attempt
-/// that ran this long without failing resets the backoff to its initial delay.
-pub const DEFAULT_RESET_BACKOFF_THRESHOLD: Duration = Duration::from_secs(3600);
 
 /// The restart strategy applied over a job's life: counts failures and decides each delay.
 ///
@@ -87,9 +68,7 @@ impl RestartBackoff {
     }
 
     pub fn from_config(config: &Configuration, checkpointing: bool) -> Result<Self, ConfigError> {
-        let threshold = config
-            .duration("restart-strategy.exponential-delay.reset-backoff-threshold")?
-            .unwrap_or(DEFAULT_RESET_BACKOFF_THRESHOLD);
+        let threshold = config.get(&options::EXPONENTIAL_RESET_BACKOFF_THRESHOLD)?;
         Ok(Self::new(RestartStrategy::from_config(config, checkpointing)?, threshold))
     }
 
@@ -154,9 +133,9 @@ mod tests {
     #[test]
     fn fixed_delay_counts_attempts() {
         let mut config = Configuration::new();
-        config.set("restart-strategy.type", "fixed-delay");
-        config.set("restart-strategy.fixed-delay.attempts", "2");
-        config.set("restart-strategy.fixed-delay.delay", "10 ms");
+        config.set(options::RESTART_STRATEGY.key, "fixed-delay");
+        config.set(options::FIXED_DELAY_ATTEMPTS.key, "2");
+        config.set(options::FIXED_DELAY_DELAY.key, "10 ms");
         let strategy = RestartStrategy::from_config(&config, true).unwrap();
         assert_eq!(strategy.delay(2), Some(Duration::from_millis(10)));
         assert_eq!(strategy.delay(3), None);
@@ -165,7 +144,7 @@ mod tests {
     #[test]
     fn unknown_type_names_the_key() {
         let mut config = Configuration::new();
-        config.set("restart-strategy.type", "sometimes");
+        config.set(options::RESTART_STRATEGY.key, "sometimes");
         let err = RestartStrategy::from_config(&config, true).unwrap_err().to_string();
         assert!(err.contains("restart-strategy.type") && err.contains("sometimes"), "{err}");
     }

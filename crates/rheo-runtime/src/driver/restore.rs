@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rheo_config::Configuration;
+use rheo_config::{Configuration, options};
 
 use super::JobError;
 use crate::checkpoint::discover::{self, FINISHED_MARKER};
@@ -48,7 +48,8 @@ pub fn initial_state(
             return Ok(own);
         }
     }
-    let Some(path) = config.get("execution.savepoint.path") else { return Ok(None) };
+    let Some(path) = config.get(&options::SAVEPOINT_PATH)? else { return Ok(None) };
+    let path = path.as_str();
     let dir = CheckpointStorage::from_url(path)?;
     // A savepoint or checkpoint directory (with `_metadata`), or a job's checkpoint directory
     // (`<state.checkpoints.dir>/<job-id>`): then its newest complete checkpoint. The operator
@@ -75,7 +76,7 @@ pub fn initial_state(
     };
     let unclaimed = state.unclaimed(operators);
     if !unclaimed.is_empty() {
-        if !config.parse_or("execution.savepoint.ignore-unclaimed-state", false, "true or false")? {
+        if !config.get(&options::SAVEPOINT_IGNORE_UNCLAIMED_STATE)? {
             return Err(JobError::Restore {
                 path: path.into(),
                 message: format!(

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use rheo_config::{ConfigError, Configuration, keys};
+use rheo_config::{ConfigError, Configuration, options};
 use rheo_runtime::driver::minicluster::{JobError, JobResult, MiniCluster};
 use rheo_runtime::graph::plan::PlanSettings;
 use rheo_runtime::graph::{Data, JobGraph, Node, NodeKind, OperatorContext, TypeOf, unerase};
@@ -38,7 +38,7 @@ impl StreamEnv {
     pub fn parallelism(&self) -> Result<usize, ConfigError> {
         match self.parallelism {
             Some(p) => Ok(p),
-            None => self.config.default_parallelism(),
+            None => self.config.get(&options::PARALLELISM_DEFAULT),
         }
     }
 
@@ -96,8 +96,8 @@ impl StreamEnv {
     pub fn plan_settings(&self) -> Result<PlanSettings, ConfigError> {
         Ok(PlanSettings {
             default_parallelism: self.parallelism()?,
-            max_parallelism: self.config.max_parallelism()?,
-            chaining: self.config.parse_or(keys::OPERATOR_CHAINING, true, "true or false")?,
+            max_parallelism: self.config.get(&options::MAX_PARALLELISM)?,
+            chaining: self.config.get(&options::OPERATOR_CHAINING)?,
         })
     }
 

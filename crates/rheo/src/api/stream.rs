@@ -159,13 +159,9 @@ impl<T: Data> DataStream<T> {
     /// `assignTimestampsAndWatermarks`).
     pub fn assign_timestamps_and_watermarks(&self, strategy: WatermarkStrategy<T>) -> DataStream<T> {
         self.transform("Timestamps/Watermarks", move |ctx| {
-            let interval = ctx
-                .info
-                .config
-                .duration(rheo_config::keys::AUTO_WATERMARK_INTERVAL)
-                .ok()
-                .flatten()
-                .unwrap_or(Duration::from_millis(200));
+            // The job driver validated the configuration before building any task.
+            let option = &rheo_config::options::AUTO_WATERMARK_INTERVAL;
+            let interval = ctx.info.config.get(option).unwrap_or_else(|_| option.default_value());
             TimestampsAndWatermarks::new(strategy.clone(), WatermarkEmission::Periodic(interval))
         })
     }
@@ -212,11 +208,14 @@ impl<T: Data> DataStream<T> {
         name: &str,
         make: impl Fn(&OperatorContext) -> S + Send + Sync + 'static,
     ) -> DataSink {
+        let node_name = format!("Sink: {name}");
+        let sink_name = node_name.clone();
         let build: Arc<Build> = Arc::new(move |ctx, _outs| {
-            let sink: Box<dyn Output<T>> = Box::new(SinkOutput::new(make(ctx), ctx.node, ctx.info.job.clone()));
+            let sink = SinkOutput::new(make(ctx), sink_name.as_str(), ctx.node, ctx.info.job.clone());
+            let sink: Box<dyn Output<T>> = Box::new(sink);
             erase(sink)
         });
-        let id = self.add_node(format!("Sink: {name}"), Partitioning::Forward, Vec::new(), build);
+        let id = self.add_node(node_name, Partitioning::Forward, Vec::new(), build);
         DataSink { graph: self.graph.clone(), node: id }
     }
 }

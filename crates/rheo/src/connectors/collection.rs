@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use crate::api::{DataStream, StreamEnv};
 use rheo_runtime::graph::Data;
 use rheo_runtime::output::{NO_TIMESTAMP, Timestamp};
-use rheo_runtime::sink::SinkFunction;
+use rheo_runtime::sink::{SinkError, SinkFunction};
 use rheo_runtime::task::{SourceError, SourceFunction, SourceOutput, SourceStatus};
 
 /// Emits a fixed list of records (with optional timestamps), then ends. Its position (how
@@ -83,13 +83,15 @@ struct CollectSink<T> {
 }
 
 impl<T: Send + 'static> SinkFunction<T> for CollectSink<T> {
-    fn invoke(&mut self, value: T, timestamp: Timestamp) {
+    fn invoke(&mut self, value: T, timestamp: Timestamp) -> Result<(), SinkError> {
         self.buffer.push((value, timestamp));
+        Ok(())
     }
-    fn flush(&mut self) {
+    fn flush(&mut self) -> Result<(), SinkError> {
         if !self.buffer.is_empty() {
             self.records.lock().expect("collect sink lock").append(&mut self.buffer);
         }
+        Ok(())
     }
 }
 

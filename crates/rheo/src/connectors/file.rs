@@ -22,7 +22,7 @@ use crate::api::{DataStream, StreamEnv};
 use crate::connectors::emitted::{Layer, Position, emitted_layers};
 use rheo_runtime::graph::Data;
 use rheo_runtime::output::{NO_TIMESTAMP, Timestamp};
-use rheo_runtime::sink::SinkFunction;
+use rheo_runtime::sink::{SinkError, SinkFunction};
 use rheo_runtime::task::{SourceError, SourceFunction, SourceOutput, SourceStatus, TaskInfo};
 
 /// Turns a line into a record and its event timestamp (or [`NO_TIMESTAMP`]); an error is a
@@ -216,38 +216,38 @@ impl TextFileSink {
         Self { path, out: None }
     }
 
-    fn writer(&mut self) -> &mut BufWriter<File> {
+    fn writer(&mut self) -> Result<&mut BufWriter<File>, SinkError> {
         if self.out.is_none() {
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
-                    .unwrap_or_else(|e| panic!("text file sink: cannot create {}: {e}", dir.display()));
+                    .map_err(|e| SinkError::io(format!("cannot create {}", dir.display()), e))?;
             }
             let file = File::create(&self.path)
-                .unwrap_or_else(|e| panic!("text file sink: cannot create {}: {e}", self.path.display()));
+                .map_err(|e| SinkError::io(format!("cannot create {}", self.path.display()), e))?;
             self.out = Some(BufWriter::new(file));
         }
-        self.out.as_mut().expect("opened above")
+        Ok(self.out.as_mut().expect("opened above"))
+    }
+
+    fn write_error(&self, e: std::io::Error) -> SinkError {
+        SinkError::io(format!("cannot write {}", self.path.display()), e)
     }
 }
 
 impl<T: Display> SinkFunction<T> for TextFileSink {
-    fn invoke(&mut self, value: T, _timestamp: Timestamp) {
-        let path = self.path.clone();
-        if let Err(e) = writeln!(self.writer(), "{value}") {
-            panic!("text file sink: cannot write {}: {e}", path.display());
+    fn invoke(&mut self, value: T, _timestamp: Timestamp) -> Result<(), SinkError> {
+        writeln!(self.writer()?, "{value}").map_err(|e| self.write_error(e))
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        match self.out.as_mut().map(|out| out.flush()) {
+            Some(Err(e)) => Err(self.write_error(e)),
+            _ => Ok(()),
         }
     }
-    fn flush(&mut self) {
-        if let Some(out) = self.out.as_mut()
-            && let Err(e) = out.flush()
-        {
-            panic!("text file sink: cannot write {}: {e}", self.path.display());
-        }
-    }
-    fn finish(&mut self) {
+    fn finish(&mut self) -> Result<(), SinkError> {
         // An empty subtask still leaves its (empty) file, so the output is complete.
-        self.writer();
-        SinkFunction::<T>::flush(self);
+        self.writer()?;
+        SinkFunction::<T>::flush(self)
     }
 }
 

@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use crate::api::DataStream;
 use crate::api::stream::DataSink;
-use rheo_config::keys;
+use rheo_config::options;
 use rheo_runtime::checkpoint::{CheckpointStorage, StorageError, io_runtime};
 use rheo_runtime::graph::{Data, OperatorContext};
 use rheo_runtime::output::Timestamp;
-use rheo_runtime::sink::SinkFunction;
+use rheo_runtime::sink::{SinkError, SinkFunction};
 use rheo_runtime::state::restore::encode;
 
 /// Output waiting for its checkpoint to complete.
@@ -51,7 +51,7 @@ pub struct ExactlyOnceFileSink<T> {
 impl<T> ExactlyOnceFileSink<T> {
     fn new(storage: CheckpointStorage, format: LineFormat<T>, ctx: &OperatorContext) -> Self {
         let checkpointing =
-            ctx.info.config.duration(keys::CHECKPOINT_INTERVAL).ok().flatten().is_some_and(|d| !d.is_zero());
+            ctx.info.config.get(&options::CHECKPOINT_INTERVAL).ok().flatten().is_some_and(|d| !d.is_zero());
         let sink = Self {
             storage,
             format,
@@ -64,46 +64,54 @@ impl<T> ExactlyOnceFileSink<T> {
         let restored: Vec<Vec<PendingPart>> = ctx.restore_operator();
         let parts: Vec<PendingPart> = restored.into_iter().flatten().collect();
         for part in &parts {
-            sink.write(&part.file_name(), part.data.clone());
+            // Building a task has no error path; a panic here fails the task as well.
+            if let Err(e) = sink.write(&part.file_name(), part.data.clone()) {
+                panic!("{e}");
+            }
         }
         sink
     }
 
-    fn write(&self, name: &str, data: Vec<u8>) {
-        if let Err(e) = io_runtime().block_on(self.storage.put(name, data)) {
-            panic!("file sink: cannot write {}/{name}: {e}", self.storage.url());
-        }
+    fn write(&self, name: &str, data: Vec<u8>) -> Result<(), SinkError> {
+        io_runtime()
+            .block_on(self.storage.put(name, data))
+            .map_err(|e| SinkError::Other(format!("cannot commit a part file: {e}").into()))
     }
 }
 
 impl<T: Send + 'static> SinkFunction<T> for ExactlyOnceFileSink<T> {
-    fn invoke(&mut self, value: T, _timestamp: Timestamp) {
+    fn invoke(&mut self, value: T, _timestamp: Timestamp) -> Result<(), SinkError> {
         (self.format)(&value, &mut self.buffer);
+        Ok(())
     }
 
-    fn finish(&mut self) {
+    fn finish(&mut self) -> Result<(), SinkError> {
         if !self.checkpointing && !self.buffer.is_empty() {
             let data = std::mem::take(&mut self.buffer).into_bytes();
-            self.write(&format!("part-{}-final.csv", self.subtask), data);
+            self.write(&format!("part-{}-final.csv", self.subtask), data)?;
         }
+        Ok(())
     }
 
-    fn snapshot_state(&mut self, checkpoint_id: u64) -> Option<Vec<u8>> {
+    fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>, SinkError> {
         if !self.buffer.is_empty() {
             let data = std::mem::take(&mut self.buffer).into_bytes();
             self.pending.push(PendingPart { checkpoint_id, subtask: self.subtask, data });
         }
-        Some(encode(&self.pending))
+        Ok(Some(encode(&self.pending)))
     }
 
-    fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+    /// A part that cannot be written fails the task; the restart commits it again from the
+    /// completed checkpoint, which holds it.
+    fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), SinkError> {
         let (ready, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.pending).into_iter().partition(|p| p.checkpoint_id <= checkpoint_id);
         self.pending = waiting;
         for part in ready {
             let name = part.file_name();
-            self.write(&name, part.data);
+            self.write(&name, part.data)?;
         }
+        Ok(())
     }
 }
 

@@ -94,20 +94,15 @@ pub(super) async fn checkpoint_config(
     let Some(interval) = status.checkpoint_interval_ms.filter(|_| status.state != JobState::Created).or_else(|| {
         // Before the job starts the handle does not know the interval yet: read the config.
         let config = &state.options.config;
-        config.duration(rheo_config::keys::CHECKPOINT_INTERVAL).ok().flatten().map(|d| d.as_millis() as u64)
+        config.get(&rheo_config::options::CHECKPOINT_INTERVAL).ok().flatten().map(|d| d.as_millis() as u64)
     }) else {
         return Err(Error(StatusCode::NOT_FOUND, "Checkpointing is not enabled for this job.".into()));
     };
     if interval == 0 {
         return Err(Error(StatusCode::NOT_FOUND, "Checkpointing is not enabled for this job.".into()));
     }
-    let timeout = state
-        .options
-        .config
-        .duration("execution.checkpointing.timeout")
-        .ok()
-        .flatten()
-        .map_or(600_000, |d| d.as_millis() as i64);
+    let option = &rheo_config::options::CHECKPOINT_TIMEOUT;
+    let timeout = state.options.config.get(option).unwrap_or_else(|_| option.default_value()).as_millis() as i64;
     ok(api::CheckpointConfigInfo {
         mode: "exactly_once".into(),
         interval: interval as i64,

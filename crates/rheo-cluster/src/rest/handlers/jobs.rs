@@ -239,7 +239,7 @@ pub(super) async fn job_config(Extract(state): Extract<Shared>, Path(id): Path<S
     let status = handle.status();
     let config = &state.options.config;
     let parallelism = status.tasks.iter().map(|t| t.parallelism as u32).max().unwrap_or(1);
-    let restart_strategy = match config.get("restart-strategy.type").unwrap_or("fixed-delay") {
+    let restart_strategy = match config.raw(rheo_config::options::RESTART_STRATEGY.key).unwrap_or("fixed-delay") {
         "none" | "disable" | "off" => "Restart deactivated.".to_string(),
         other => format!("Restart strategy {other} (restart-strategy.type)"),
     };

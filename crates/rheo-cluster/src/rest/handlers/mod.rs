@@ -191,7 +191,8 @@ pub(super) fn duration(status: &JobStatus, now: i64) -> i64 {
 }
 
 pub(super) fn max_parallelism(state: &State) -> i64 {
-    state.options.config.max_parallelism().map(|p| p as i64).unwrap_or(128)
+    let option = &rheo_config::options::MAX_PARALLELISM;
+    state.options.config.get(option).unwrap_or_else(|_| option.default_value()) as i64
 }
 
 pub(crate) fn text(content_type: &'static str, body: String) -> Response {
