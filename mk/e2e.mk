@@ -1,7 +1,7 @@
 # A real single-node Kubernetes cluster on this machine (scripts/k8s/): Kubernetes built from its
 # Go modules, Debian's containerd/runc/CNI plugins, images built with umoci and loaded into
 # containerd. Needs root. Not in `make test` (yet).
-.PHONY: e2e-tools e2e-up e2e-down e2e-status e2e-cluster-smoke
+.PHONY: e2e e2e-tools e2e-up e2e-down e2e-status e2e-cluster-smoke
 
 ## make e2e-tools: build kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl, etcd, helm (cached)
 e2e-tools:
@@ -21,3 +21,7 @@ e2e-status:
 ## make e2e-cluster-smoke: a Pod from the rheo image runs a job, a Deployment behind a Service, a pod rescheduled
 e2e-cluster-smoke: image-worker e2e-tools
 	scripts/k8s/smoke.sh
+
+## make e2e: the FlinkJob CRD on the real API server: applied, Established, examples accepted, invalid fixtures rejected naming their field, scale subresource
+e2e: e2e-tools
+	scripts/k8s/e2e.sh
