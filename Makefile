@@ -16,8 +16,8 @@ run:
 	$(CARGO) build --release -p rheo-cli --bin rheo
 	$(RHEO) run word-count --input README.md
 
-## make test: everything CI checks
-test: lint test-engine test-operator test-chart
+## make test: everything CI checks (e2e: a real single-node Kubernetes, built once into ~/.cache)
+test: lint test-engine test-operator test-chart e2e
 
 lint:
 	$(CARGO) fmt --all --check
