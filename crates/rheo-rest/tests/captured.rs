@@ -259,7 +259,7 @@ fn web_ui_endpoints() {
 }
 
 #[test]
-fn aggregated_statistics_use_nearest_rank() {
+fn aggregated_statistics_interpolate_percentiles_as_flink() {
     let s = AggregatedStatistics::of(&[1213816, 1231960]);
     assert_eq!(
         (s.min, s.p25, s.median, s.avg, s.p75, s.max, s.sum),
