@@ -368,8 +368,8 @@ def test_notes_example_job_is_built_in():
     """The inline example's job.entry must be a job the worker binary carries (rheo jobs)."""
     notes = render({}).notes
     entry = re.search(r"entry: ([\w-]+)", notes).group(1)
-    sources = "".join(p.read_text() for p in (REPO / "worker" / "src").rglob("*.rs"))
-    assert f'"{entry}"' in sources, f"job {entry} not found in worker/src"
+    sources = "".join(p.read_text() for p in (REPO / "crates" / "rheo-cli" / "src" / "jobs").rglob("*.rs"))
+    assert f'"{entry}"' in sources, f"job {entry} not found in crates/rheo-cli/src/jobs"
 
 
 def test_notes_example_is_a_valid_flinkjob_if_crd_exists():
