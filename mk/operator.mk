@@ -1,4 +1,4 @@
-# The operator (operator/) and the REST types it shares with the engine (worker/rest/).
+# The operator (operator/) and the REST types it shares with the engine (crates/rheo-rest/).
 OPERATOR_BIN := $(CARGO_TARGET_DIR)/debug/rheo-operator
 PYENV_PY = $(shell scripts/pyenv.sh)/python
 
