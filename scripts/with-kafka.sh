@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs a command with a real Apache Kafka broker (one KRaft node on 127.0.0.1) and
+# KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT, then stops the broker again (only if it started it).
+set -euo pipefail
+services=$(cd "$(dirname "$0")" && pwd)/services
+if "$services/kafka.sh" status >/dev/null 2>&1; then
+  eval "$("$services/kafka.sh" env)"
+else
+  env_lines=$("$services/kafka.sh" start)
+  eval "$env_lines"
+  trap '"$services/kafka.sh" stop' EXIT
+fi
+export KAFKA_BOOTSTRAP
+"$@"
