@@ -46,14 +46,17 @@ fetch() {
   rm -rf "$tmp"
   mkdir -p "$cache/m2"
   echo "kafka.sh: fetching Apache Kafka $version jars into $libs" >&2
-  if ! mvn -q -B -Dstyle.color=never -f "$pom" -Dmaven.repo.local="$cache/m2" dependency:copy-dependencies \
-      -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+  mkdir -p "$cache/kafka/$version"
+  local log=$cache/kafka/$version/fetch.log
+  if ! mvn -B -Dstyle.color=never -f "$pom" -Dmaven.repo.local="$cache/m2" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$tmp" >"$log" 2>&1; then
     rm -rf "$tmp"
-    echo "kafka.sh: mvn dependency:copy-dependencies failed for $pom" >&2
+    echo "kafka.sh: mvn dependency:copy-dependencies failed for $pom; the end of $log follows" >&2
+    tail -n 30 "$log" >&2
     exit 1
   fi
   echo "$want" >"$tmp/.pom.sha"
-  rm -rf "$libs"
+  rm -rf "$libs" "$cache/kafka/$version/"*.jsa
   mv "$tmp" "$libs"
 }
 
@@ -66,10 +69,43 @@ check_java() {
   fi
 }
 
+# Class data sharing (AppCDS): the first JVM of a kind dumps the classes it loaded into an archive
+# when it exits (-XX:ArchiveClassesAtExit); later ones map it (-XX:SharedArchiveFile). That halves
+# the broker's CPU time to ready. One archive per kind, Kafka version and JVM build; a stale or
+# foreign one is ignored by the JVM (-Xshare:auto), never fatal.
+cds_archive() { # KIND -> path of the archive
+  local jvm
+  jvm=$("$java" -version 2>&1 | head -2 | sha256sum | cut -c1-12)
+  echo "$cache/kafka/$version/$1-$jvm.jsa"
+}
+
+cds_opts() { # KIND DUMP_PATH -> JVM options
+  local jsa
+  jsa=$(cds_archive "$1")
+  if [[ -f $jsa ]]; then
+    echo "-XX:SharedArchiveFile=$jsa"
+  else
+    echo "-XX:ArchiveClassesAtExit=$2"
+  fi
+}
+
+cds_keep() { # KIND DUMP_PATH: move a dump made at exit into place
+  if [[ -s $2 ]]; then
+    mv -f "$2" "$(cds_archive "$1")"
+  fi
+  rm -f "$2"
+}
+
 # A command-line tool of the Kafka distribution (a short-lived JVM): quiet logs, fast start.
+# JVM log lines (CDS warnings) go to stderr only, so stdout stays the tool's own output.
 kafka_tool() {
+  local dump=$cache/kafka/$version/tools.jsa.$$ rc=0
+  # shellcheck disable=SC2046
   "$java" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$libs/../log4j2-tools.properties" -cp "$libs/*" "$@"
+    -Xlog:disable -Xlog:all=error:stderr $(cds_opts tools "$dump") \
+    -Dlog4j2.configurationFile="$libs/../log4j2-tools.properties" -cp "$libs/*" "$@" || rc=$?
+  cds_keep tools "$dump"
+  return $rc
 }
 
 write_tools_log_config() {
@@ -137,6 +173,13 @@ start() {
     print_env
     return
   fi
+  local p
+  for p in "$port" "$cport"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "kafka.sh: 127.0.0.1:$p is already in use by another process (set KAFKA_PORT / KAFKA_CONTROLLER_PORT)" >&2
+      exit 1
+    fi
+  done
   check_java
   fetch
   write_tools_log_config
@@ -147,16 +190,20 @@ start() {
   local cluster_id
   cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
   echo "$cluster_id" >"$run/cluster-id"
+  local tf
+  tf=$(date +%s%N)
   if ! kafka_tool kafka.tools.StorageTool format --config "$run/server.properties" \
       --cluster-id "$cluster_id" >"$run/logs/format.log" 2>&1; then
     echo "kafka.sh: formatting $run/data failed; $run/logs/format.log follows" >&2
     cat "$run/logs/format.log" >&2
     exit 1
   fi
-  local t0=$SECONDS
+  echo "kafka.sh: formatted $run/data (cluster $cluster_id) in $(((($(date +%s%N) - tf) / 1000000))) ms" >&2
+  local t0
+  t0=$(date +%s%N)
   # shellcheck disable=SC2086
   nohup "$java" ${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -Djava.awt.headless=true -Dkafka.logs.dir="$run/logs" \
+    $(cds_opts broker "$run/broker.jsa") -Djava.awt.headless=true -Dkafka.logs.dir="$run/logs" \
     -Dlog4j2.configurationFile="$run/log4j2.properties" \
     -cp "$libs/*" kafka.Kafka "$run/server.properties" </dev/null >"$run/logs/kafka.out" 2>&1 &
   echo $! >"$run/pid"
@@ -177,7 +224,6 @@ while True:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        print("exited", file=sys.stderr)
         sys.exit(2)
     try:
         md = admin.list_topics(timeout=1)
@@ -186,14 +232,13 @@ while True:
     except KafkaException:
         pass
     if time.monotonic() > deadline:
-        print("timeout", file=sys.stderr)
         sys.exit(3)
     time.sleep(0.1)
 PY
     if ! pid_alive; then
       echo "kafka.sh: the Kafka broker exited during start; see $run/logs/server.log and $run/logs/kafka.out" >&2
       tail -n 30 "$run/logs/kafka.out" >&2 || true
-      grep -E 'ERROR|FATAL' "$run/logs/server.log" 2>/dev/null | tail -n 10 >&2 || true
+      grep -E 'ERROR|FATAL|Exception|Caused by' "$run/logs/server.log" 2>/dev/null | tail -n 12 >&2 || true
     else
       echo "kafka.sh: Kafka did not answer on $bootstrap within ${KAFKA_START_TIMEOUT:-120} s; see $run/logs/server.log" >&2
       stop
@@ -201,7 +246,7 @@ PY
     rm -f "$run/pid"
     exit 1
   fi
-  echo "kafka.sh: Kafka $version ready on $bootstrap in $((SECONDS - t0)) s (pid $(cat "$run/pid"), logs in $run/logs)" >&2
+  echo "kafka.sh: Kafka $version ready on $bootstrap $(((($(date +%s%N) - t0) / 1000000))) ms after launch (pid $(cat "$run/pid"), logs in $run/logs)" >&2
   print_env
 }
 
@@ -211,16 +256,22 @@ stop() {
     pid=$(cat "$run/pid")
     if kill "$pid" 2>/dev/null; then
       # A clean KRaft shutdown takes a few seconds; wait so the ports are free for the next start.
-      local deadline=$((SECONDS + ${KAFKA_STOP_TIMEOUT:-60}))
+      # Dumping the class archive at the first exit takes long on a busy machine: allow more then.
+      local limit=${KAFKA_STOP_TIMEOUT:-60}
+      [[ -f $(cds_archive broker) ]] || limit=$((limit * 3))
+      local deadline=$((SECONDS + limit))
       while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
         sleep 0.1
       done
       if kill -0 "$pid" 2>/dev/null; then
-        echo "kafka.sh: broker pid $pid still alive after ${KAFKA_STOP_TIMEOUT:-60} s; SIGKILL" >&2
+        echo "kafka.sh: broker pid $pid still alive after $limit s; SIGKILL" >&2
         kill -9 "$pid" 2>/dev/null || true
+        rm -f "$run/broker.jsa"
       fi
     fi
     rm -f "$run/pid"
+    # The first broker of this version and JVM wrote its class archive on the way out.
+    cds_keep broker "$run/broker.jsa"
   fi
 }
 
@@ -268,7 +319,7 @@ case $cmd in
     shift
     kafka_tool org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$bootstrap" \
       --topic "$topic" --from-beginning --isolation-level read_committed \
-      --timeout-ms "${KAFKA_CONSUME_TIMEOUT_MS:-5000}" "$@"
+      --timeout-ms "${KAFKA_CONSUME_TIMEOUT_MS:-10000}" "$@"
     ;;
   *) echo "usage: $0 start|stop|status|env|fetch|topic-create NAME PARTS|produce TOPIC|consume TOPIC" >&2; exit 2 ;;
 esac
