@@ -187,8 +187,12 @@ start() {
   mkdir -p "$run/data" "$run/logs"
   write_config
   # A random cluster id: 16 random bytes, base64url without padding (Kafka's Uuid text form).
-  local cluster_id
-  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # Like Kafka's own Uuid.randomUuid, never one that starts with '-': the tool would take it for
+  # an option ("argument --cluster-id/-t: expected one argument").
+  local cluster_id=-
+  while [[ $cluster_id == -* ]]; do
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
   echo "$cluster_id" >"$run/cluster-id"
   local tf
   tf=$(date +%s%N)
