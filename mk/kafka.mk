@@ -4,7 +4,7 @@
 
 ## make kafka-smoke: start the broker, check produce/consume and transactions against it, stop it
 kafka-smoke:
-	scripts/with-kafka.sh $(shell scripts/pyenv.sh)/python scripts/services/kafka_smoke.py
+	scripts/with-kafka.sh python scripts/services/kafka_smoke.py
 
 ## make kafka-fetch: only cache the Kafka jars (e.g. in a CI warm-up step)
 kafka-fetch:
