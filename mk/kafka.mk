@@ -1,0 +1,11 @@
+# A real Apache Kafka broker for tests (scripts/services/kafka.sh): one KRaft node on 127.0.0.1,
+# jars from Maven Central cached under $(RHEO_CACHE)/kafka/<version>/libs. Not in `make test` yet.
+.PHONY: kafka-smoke kafka-fetch
+
+## make kafka-smoke: start the broker, check produce/consume and transactions against it, stop it
+kafka-smoke:
+	scripts/with-kafka.sh python scripts/services/kafka_smoke.py
+
+## make kafka-fetch: only cache the Kafka jars (e.g. in a CI warm-up step)
+kafka-fetch:
+	scripts/services/kafka.sh fetch
