@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
-use std::time::Duration;
 
 use rheo_testkit::{Cluster, JobState};
 use serde_json::Value;
@@ -53,25 +52,13 @@ impl Run {
     }
 }
 
-/// One HTTP/1.1 request; the status and the JSON body (`null` when empty or not JSON).
-fn try_http(port: u16, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, Value)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-}
-
+/// One request to `rheo run`'s REST port; a body that is not JSON reads as `null` (the shape
+/// comparison below skips it).
 fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    try_http(port, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (status, answer) =
+        crate::common::try_http(addr, method, path, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (status, if answer.is_string() { Value::Null } else { answer })
 }
 
 fn rheo(cwd: &Path, args: &[&str]) -> Output {
