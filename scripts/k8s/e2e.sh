@@ -17,23 +17,7 @@ source "$here/lib.sh"
 NS=rheo-e2e
 CRD=$repo/crds/flinkjob.yaml
 CRD_NAME=flinkjobs.rheo.io
-pass=0 fail=0
-ok()  { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; [[ -n ${2:-} ]] && sed 's/^/     | /' <<<"$2" | tail -30; fail=$((fail + 1)); }
-
-t0=$SECONDS
-started=
-if ! "$here/cluster.sh" status >/dev/null 2>&1; then
-  "$here/cluster.sh" up || { echo "FAIL cluster up"; echo "e2e: 0 passed, 1 failed"; exit 1; }
-  started=1
-fi
-finish() {
-  kubectl delete namespace $NS --wait=false >/dev/null 2>&1
-  if [[ -n $started && -z ${RHEO_K8S_KEEP:-} ]]; then "$here/cluster.sh" down; fi
-  echo "e2e ($((SECONDS - t0)) s): $pass passed, $fail failed"
-  [[ $fail -eq 0 && $pass -gt 0 ]]
-}
-trap 'finish; exit $?' EXIT
+begin_checks e2e
 eval "$("$here/cluster.sh" env)"
 
 # --- the CRD -------------------------------------------------------------------------------------

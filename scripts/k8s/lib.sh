@@ -46,3 +46,26 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 }
+
+# A checked run on the cluster (smoke.sh, e2e.sh): `ok NAME` / `bad NAME [OUTPUT]` count checks;
+# starts the cluster unless it runs (and stops it at the end if it started it, unless
+# RHEO_K8S_KEEP=1), deletes namespace $NS and prints "$1 (N s): P passed, F failed" on exit.
+begin_checks() {
+  check_suite=$1
+  pass=0 fail=0
+  t0=$SECONDS
+  started=
+  if ! "$here/cluster.sh" status >/dev/null 2>&1; then
+    "$here/cluster.sh" up || { echo "FAIL cluster up"; echo "$check_suite: 0 passed, 1 failed"; exit 1; }
+    started=1
+  fi
+  trap 'finish_checks; exit $?' EXIT
+}
+ok()  { echo "ok   $1"; pass=$((pass + 1)); }
+bad() { echo "FAIL $1"; [[ -n ${2:-} ]] && sed 's/^/     | /' <<<"$2" | tail -30; fail=$((fail + 1)); }
+finish_checks() {
+  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
+  if [[ -n $started && -z ${RHEO_K8S_KEEP:-} ]]; then "$here/cluster.sh" down; fi
+  echo "$check_suite ($((SECONDS - t0)) s): $pass passed, $fail failed"
+  [[ $fail -eq 0 && $pass -gt 0 ]]
+}

@@ -17,23 +17,7 @@ source "$here/oci.sh"
 NS=rheo-smoke
 VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/{s/^version *= *"\(.*\)"/\1/p}' "$repo/Cargo.toml")
 IMAGE=rheo:$VERSION
-pass=0 fail=0
-ok()  { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; [[ -n ${2:-} ]] && sed 's/^/     | /' <<<"$2" | tail -30; fail=$((fail + 1)); }
-
-t0=$SECONDS
-started=
-if ! "$here/cluster.sh" status >/dev/null 2>&1; then
-  "$here/cluster.sh" up || { echo "FAIL cluster up"; echo "smoke: 0 passed, 1 failed"; exit 1; }
-  started=1
-fi
-finish() {
-  kubectl delete namespace $NS --wait=false >/dev/null 2>&1
-  if [[ -n $started && -z ${RHEO_K8S_KEEP:-} ]]; then "$here/cluster.sh" down; fi
-  echo "smoke ($((SECONDS - t0)) s): $pass passed, $fail failed"
-  [[ $fail -eq 0 ]]
-}
-trap 'finish; exit $?' EXIT
+begin_checks smoke
 eval "$("$here/cluster.sh" env)"
 ok "cluster up (Kubernetes $K8S_VERSION): $(kubectl get node -o jsonpath='{.items[0].metadata.name} {.items[0].status.nodeInfo.kubeletVersion} {.items[0].status.nodeInfo.containerRuntimeVersion}')"
 
