@@ -139,9 +139,9 @@ mod tests {
 
     impl SinkFunction<u32> for Failing {
         fn invoke(&mut self, value: u32, _timestamp: Timestamp) -> Result<(), SinkError> {
-            match (value, self.0.take()) {
-                (3, Some(error)) => Err(error),
-                _ => Ok(()),
+            match self.0.take_if(|_| value == 3) {
+                Some(error) => Err(error),
+                None => Ok(()),
             }
         }
     }
