@@ -399,7 +399,7 @@ pub fn format_duration(duration: Duration) -> String {
         (1_000, "us"),
     ];
     let mut out = String::new();
-    match units.iter().find(|(per, _)| nanos != 0 && nanos % per == 0) {
+    match units.iter().find(|(per, _)| nanos != 0 && nanos.is_multiple_of(*per)) {
         Some((per, unit)) => write!(out, "{} {unit}", nanos / per),
         None if nanos == 0 => write!(out, "0 ms"),
         None => write!(out, "{nanos} ns"),
