@@ -14,8 +14,6 @@ pub(super) async fn jobmanager_config(Extract(state): Extract<Shared>) -> Answer
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn secrets_are_recognised_by_their_keys() {
         for key in [
