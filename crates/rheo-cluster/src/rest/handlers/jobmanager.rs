@@ -12,30 +12,6 @@ pub(super) async fn jobmanager_config(Extract(state): Extract<Shared>) -> Answer
         .collect())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn secrets_are_recognised_by_their_keys() {
-        for key in [
-            "s3.access-key",
-            "s3.secret-key",
-            "s3.access.key",
-            "fs.azure.account.key.acc.blob.core.windows.net",
-            "ssl.keystore-password",
-            "metrics.reporter.dd.apikey",
-            "security.kerberos.token",
-            "gcs.credentials",
-            "my.secret",
-            "S3.ACCESS-KEY",
-        ] {
-            assert!(rheo_config::is_secret(key), "{key}");
-        }
-        for key in ["rest.port", "state.checkpoints.dir", "pipeline.max-parallelism", "execution.keyed-state"] {
-            assert!(!rheo_config::is_secret(key), "{key}");
-        }
-    }
-}
-
 /// `GET /jobmanager/environment`: Rheo runs no JVM, so `jvm` describes the process: the
 /// version, the machine's architecture and the command line; `classpath` is the binary.
 pub(super) async fn environment() -> Answer<api::EnvironmentInfo> {
@@ -75,4 +51,28 @@ pub(super) async fn jobmanager_metrics(
 /// Kubernetes), so there are no log files to list.
 pub(super) async fn logs() -> Answer<api::LogListInfo> {
     ok(api::LogListInfo::default())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_are_recognised_by_their_keys() {
+        for key in [
+            "s3.access-key",
+            "s3.secret-key",
+            "s3.access.key",
+            "fs.azure.account.key.acc.blob.core.windows.net",
+            "ssl.keystore-password",
+            "metrics.reporter.dd.apikey",
+            "security.kerberos.token",
+            "gcs.credentials",
+            "my.secret",
+            "S3.ACCESS-KEY",
+        ] {
+            assert!(rheo_config::is_secret(key), "{key}");
+        }
+        for key in ["rest.port", "state.checkpoints.dir", "pipeline.max-parallelism", "execution.keyed-state"] {
+            assert!(!rheo_config::is_secret(key), "{key}");
+        }
+    }
 }
