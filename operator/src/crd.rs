@@ -18,7 +18,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Flink configuration keys the operator owns: they wire the pods and Services together.
-pub const RESERVED_CONFIG_KEYS: [&str; 3] = ["jobmanager.rpc.address", "jobmanager.rpc.port", "rest.port"];
+pub const RESERVED_CONFIG_KEYS: [&str; 3] = [
+    rheo_config::options::JOBMANAGER_ADDRESS.key,
+    rheo_config::options::JOBMANAGER_PORT.key,
+    rheo_config::options::REST_PORT.key,
+];
 
 /// The longest `FlinkJob` name: child names add at most 13 characters (`-taskmanager`) and must
 /// stay valid 63-character DNS labels, with room for the ReplicaSet/pod suffixes.

@@ -4,6 +4,8 @@
 //! than the operator, and a spec that cannot be deployed must end in a status error and an
 //! Event, never in a crash loop.
 
+use rheo_config::options;
+
 use crate::build::pod_template;
 use crate::crd::{DeletionPolicy, FlinkJob, MAX_NAME_LENGTH, RESERVED_CONFIG_KEYS, UpgradeMode};
 
@@ -42,16 +44,22 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
             &format!("spec.flinkConfiguration: {key} is set by the operator"),
         );
     }
+    // Values the workers would refuse to start with are refused here, before any pod runs.
+    for (key, value) in &spec.flink_configuration {
+        if let Some(Err(e)) = options::find(key).map(|option| option.check(value)) {
+            check(false, &format!("spec.flinkConfiguration: {e}"));
+        }
+    }
     let has = |key: &str| spec.flink_configuration.contains_key(key);
     check(
-        spec.deletion_policy != DeletionPolicy::Savepoint || has("state.savepoints.dir"),
+        spec.deletion_policy != DeletionPolicy::Savepoint || has(options::SAVEPOINTS_DIR.key),
         "spec.deletionPolicy: savepoint needs flinkConfiguration['state.savepoints.dir']",
     );
     check(
-        spec.job.upgrade_mode != UpgradeMode::Savepoint || has("state.savepoints.dir"),
+        spec.job.upgrade_mode != UpgradeMode::Savepoint || has(options::SAVEPOINTS_DIR.key),
         "spec.job.upgradeMode: savepoint needs flinkConfiguration['state.savepoints.dir']",
     );
-    match spec.flink_configuration.get("state.checkpoints.dir") {
+    match spec.flink_configuration.get(options::CHECKPOINTS_DIR.key) {
         None => check(
             false,
             "spec.flinkConfiguration: state.checkpoints.dir must name durable storage shared by all pods \
@@ -75,7 +83,7 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
         "spec.job.periodicSavepointIntervalSeconds: must be at least 60",
     );
     check(
-        spec.job.periodic_savepoint_interval_seconds.is_none() || has("state.savepoints.dir"),
+        spec.job.periodic_savepoint_interval_seconds.is_none() || has(options::SAVEPOINTS_DIR.key),
         "spec.job.periodicSavepointIntervalSeconds: needs flinkConfiguration['state.savepoints.dir']",
     );
     check(spec.job.savepoint_history.max_count >= 1, "spec.job.savepointHistory.maxCount: must be at least 1");
@@ -118,5 +126,31 @@ mod tests {
         assert!(!is_dns_1035_label("w.c"));
         assert!(!is_dns_1035_label("wc-"));
         assert!(!is_dns_1035_label("Wc"));
+    }
+}
+
+#[cfg(test)]
+mod configuration_tests {
+    use super::*;
+
+    fn flink_job(config: &str) -> FlinkJob {
+        let manifest = format!(
+            "apiVersion: rheo.io/v1alpha1\nkind: FlinkJob\nmetadata: {{name: wc, namespace: default}}\n\
+             spec:\n  image: rheo:latest\n  flinkConfiguration: {{state.checkpoints.dir: 's3://rheo/checkpoints', {config}}}\n  \
+             job: {{entry: word-count}}\n"
+        );
+        serde_yaml::from_str(&manifest).unwrap()
+    }
+
+    #[test]
+    fn configuration_values_the_workers_would_refuse_are_refused() {
+        validate(&flink_job("parallelism.default: '4', s3.path-style-access: 'true'")).unwrap();
+        let errors = validate(&flink_job(
+            "taskmanager.numberOfTaskSlots: '0', execution.checkpointing.interval: 'often', metrics.x: 'y'",
+        ))
+        .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| e.contains("taskmanager.numberOfTaskSlots") && e.contains("at least 1")));
+        assert!(errors.iter().any(|e| e.contains("execution.checkpointing.interval") && e.contains("'often'")));
     }
 }

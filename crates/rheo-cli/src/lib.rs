@@ -8,7 +8,7 @@
 //! Logs go to stderr, filtered by `RHEO_LOG` or `RUST_LOG` (default `info`).
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -235,8 +235,12 @@ fn job_id_of(job: &str, command: &clap::Command, matches: &clap::ArgMatches) -> 
 
 fn list_jobs(registry: &JobRegistry) {
     let width = registry.iter().map(|j| j.name.len()).max().unwrap_or(0);
+    let mut out = std::io::stdout().lock();
     for job in registry.iter() {
-        println!("{:width$}  {}", job.name, job.description);
+        // A closed pipe (`rheo jobs | head -1`) has read all it wanted.
+        if writeln!(out, "{:width$}  {}", job.name, job.description).is_err() {
+            break;
+        }
     }
 }
 

@@ -53,6 +53,10 @@ pub struct Configuration {
     values: BTreeMap<String, String>,
 }
 
+/// Prefixes of keys that share the file but are read by others (the operator's autoscaler,
+/// the Flink Kubernetes operator's own keys): not warned about.
+const OTHER_READERS: &[&str] = &["job.autoscaler.", "kubernetes.operator."];
+
 /// The environment variable prefix for configuration keys.
 const ENV_PREFIX: &str = "RHEO_";
 
@@ -165,7 +169,7 @@ impl Configuration {
     pub fn unknown_keys(&self) -> Vec<UnknownKey> {
         self.values
             .keys()
-            .filter(|key| options::find(key).is_none())
+            .filter(|key| options::find(key).is_none() && !OTHER_READERS.iter().any(|p| key.starts_with(p)))
             .map(|key| UnknownKey { key: key.clone(), closest: options::closest(key) })
             .collect()
     }
@@ -362,7 +366,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_kept_and_reported_with_the_closest_known_key() {
-        let flags = ["paralelism.default=4".to_string(), "metrics.reporter.prom.port=9249".to_string()];
+        let flags = [
+            "paralelism.default=4".to_string(),
+            "metrics.reporter.prom.port=9249".to_string(),
+            "job.autoscaler.target.utilization=0.7".to_string(),
+        ];
         let config = Configuration::load_from(None, vars(&[]), &flags).unwrap();
         assert_eq!(config.raw("metrics.reporter.prom.port"), Some("9249"));
         let unknown = config.unknown_keys();

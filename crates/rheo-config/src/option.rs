@@ -277,7 +277,8 @@ impl<T: OptionType> ConfigOption<T> {
         if !self.choices.is_empty() && !self.choices.iter().any(|c| c.eq_ignore_ascii_case(text.trim())) {
             return Err(invalid(format!("one of {}", self.choices.join(", "))));
         }
-        let value = T::parse(text).map_err(invalid)?;
+        let has_range = self.min.is_some() || self.max.is_some();
+        let value = T::parse(text).map_err(|expected| invalid(if has_range { self.range_text() } else { expected }))?;
         if let Some(n) = value.as_number() {
             let low = self.min.is_some_and(|min| n < min);
             let high = self.max.is_some_and(|max| n > max);
@@ -290,11 +291,12 @@ impl<T: OptionType> ConfigOption<T> {
 
     fn range_text(&self) -> String {
         let number = |x: f64| if x.fract() == 0.0 { format!("{}", x as i64) } else { x.to_string() };
+        let kind = if matches!(T::TYPE_NAME, "Integer" | "Long") { "an integer" } else { "a number" };
         match (self.min, self.max) {
-            (Some(min), Some(max)) => format!("a number from {} to {}", number(min), number(max)),
-            (Some(min), None) => format!("a number of at least {}", number(min)),
-            (None, Some(max)) => format!("a number of at most {}", number(max)),
-            (None, None) => "a number".into(),
+            (Some(min), Some(max)) => format!("{kind} from {} to {}", number(min), number(max)),
+            (Some(min), None) => format!("{kind} of at least {}", number(min)),
+            (None, Some(max)) => format!("{kind} of at most {}", number(max)),
+            (None, None) => kind.into(),
         }
     }
 }
@@ -357,7 +359,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if number.is_empty() {
         return Err(EXPECTED.into());
     }
-    let too_long = || format!("{EXPECTED}, of at most {} s", u64::MAX);
+    // Durations are used as milliseconds in a u64.
+    let too_long = || format!("{EXPECTED}, of at most {} s", u64::MAX / 1000);
     let n: u64 = number.parse().map_err(|_| too_long())?;
     let nanos_per: u64 = match unit.trim().to_lowercase().as_str() {
         "ns" | "nano" | "nanos" | "nanosecond" | "nanoseconds" => 1,
@@ -378,8 +381,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (n / per, (n % per) * nanos_per)
     };
     let duration = Duration::new(secs, nanos as u32);
-    // Durations are used as milliseconds in u64 (and added to instants): keep them in range.
-    if duration.as_millis() > u128::from(u64::MAX) || secs > u64::MAX / 1000 {
+    if secs > u64::MAX / 1000 {
         return Err(too_long());
     }
     Ok(duration)
@@ -431,7 +433,8 @@ mod tests {
         assert!(err.contains("at most"), "{err}");
         assert!(parse_duration("99999999999999999999 ms").is_err());
         assert!(parse_duration("999999999999999 d").is_err());
-        assert_eq!(parse_duration("18446744073709 s"), Ok(Duration::from_secs(18_446_744_073_709)));
+        assert_eq!(parse_duration("18446744073709551 s"), Ok(Duration::from_secs(18_446_744_073_709_551)));
+        assert!(parse_duration("18446744073709552 s").unwrap_err().contains("at most 18446744073709551 s"));
     }
 
     #[test]

@@ -17,11 +17,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
+use rheo_config::options;
+
 use crate::crd::{DesiredJobState, FlinkJob, FlinkJobSpec, ImagePullPolicy};
 
-pub const REST_PORT: i32 = 8081;
-pub const RPC_PORT: i32 = 6123;
-pub const DATA_PORT: i32 = 6121;
+pub const REST_PORT: i32 = options::DEFAULT_REST_PORT as i32;
+pub const RPC_PORT: i32 = options::DEFAULT_RPC_PORT as i32;
+pub const DATA_PORT: i32 = options::DEFAULT_DATA_PORT as i32;
 /// The worker image's user (the image runs as uid 10001 with a read-only root filesystem).
 pub const WORKER_UID: i64 = 10001;
 pub const CONFIG_DIR: &str = "/opt/rheo/conf";
@@ -228,21 +230,21 @@ pub fn config(fj: &FlinkJob, plan: &Plan) -> BTreeMap<String, String> {
     let mut set = |k: &str, v: String| {
         c.insert(k.to_string(), v);
     };
-    set("jobmanager.rpc.address", format!("{}.{}.svc", names::rpc_service(fj.name()), fj.namespace()));
-    set("jobmanager.rpc.port", RPC_PORT.to_string());
-    set("rest.port", REST_PORT.to_string());
-    set("taskmanager.numberOfTaskSlots", spec.task_manager.slots.to_string());
+    set(options::JOBMANAGER_ADDRESS.key, format!("{}.{}.svc", names::rpc_service(fj.name()), fj.namespace()));
+    set(options::JOBMANAGER_PORT.key, RPC_PORT.to_string());
+    set(options::REST_PORT.key, REST_PORT.to_string());
+    set(options::TASK_SLOTS.key, spec.task_manager.slots.to_string());
     // No default for state.checkpoints.dir or state.savepoints.dir: a pod's own disk is never
     // a checkpoint store (validation requires durable shared storage).
-    set("execution.checkpointing.interval", "10s".into());
+    set(options::CHECKPOINT_INTERVAL.key, "10s".into());
     if spec.task_manager.autoscaler.is_some() {
-        set("scheduler-mode", "reactive".into());
+        set(options::SCHEDULER_MODE.key, "reactive".into());
         if let Some(p) = spec.job.parallelism {
-            set("parallelism.default", p.to_string());
+            set(options::PARALLELISM_DEFAULT.key, p.to_string());
         }
     } else {
         let p = spec.job.parallelism.unwrap_or((spec.task_manager.replicas * spec.task_manager.slots).max(1));
-        set("parallelism.default", p.to_string());
+        set(options::PARALLELISM_DEFAULT.key, p.to_string());
     }
     for (k, v) in &spec.flink_configuration {
         if !crate::crd::RESERVED_CONFIG_KEYS.contains(&k.as_str()) {

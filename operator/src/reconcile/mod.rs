@@ -242,7 +242,7 @@ fn spec_json(spec: &FlinkJobSpec) -> String {
 /// Where savepoints go: the deployed configuration's `state.savepoints.dir`, if set.
 fn savepoint_dir(fj: &FlinkJob, deployed: &FlinkJobSpec) -> Option<String> {
     let plan = build::Plan::new(fj, deployed.clone(), String::new(), None);
-    build::config(fj, &plan).remove("state.savepoints.dir")
+    build::config(fj, &plan).remove(rheo_config::options::SAVEPOINTS_DIR.key)
 }
 
 /// The checkpoint directory of one job (`<state.checkpoints.dir>/<job-id>`, DESIGN.md's
@@ -251,6 +251,6 @@ fn savepoint_dir(fj: &FlinkJob, deployed: &FlinkJobSpec) -> Option<String> {
 /// storage, nor ask a JobManager that is down.
 fn job_checkpoint_dir(fj: &FlinkJob, deployed: &FlinkJobSpec, job_id: &str) -> Option<String> {
     let plan = build::Plan::new(fj, deployed.clone(), String::new(), None);
-    let base = build::config(fj, &plan).remove("state.checkpoints.dir")?;
+    let base = build::config(fj, &plan).remove(rheo_config::options::CHECKPOINTS_DIR.key)?;
     Some(format!("{}/{job_id}", base.trim_end_matches('/')))
 }

@@ -2,32 +2,13 @@
 
 use super::*;
 
-/// Whether a configuration key names a secret, whose value is never shown: Flink's sensitive
-/// keys (password, secret, token, credentials, ...), and any key or access key (`s3.access-key`,
-/// `fs.azure.account.key.*`, `apikey`), as the words of the key tell.
-pub(crate) fn is_sensitive(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    const SUBSTRINGS: [&str; 8] =
-        ["password", "secret", "token", "credential", "jaas.config", "auth-params", "basic-auth", "http-headers"];
-    if SUBSTRINGS.iter().any(|s| key.contains(s)) {
-        return true;
-    }
-    key.split(|c: char| !c.is_ascii_alphanumeric()).any(|word| word.ends_with("key"))
-}
-
-/// What Flink shows in place of a secret.
-pub(super) const HIDDEN: &str = "******";
-
 /// `GET /jobmanager/config`: the configuration as `{key, value}` entries, secrets masked.
 pub(super) async fn jobmanager_config(Extract(state): Extract<Shared>) -> Answer<Vec<api::ConfigurationEntry>> {
     ok(state
         .options
         .config
-        .entries()
-        .map(|(key, value)| api::ConfigurationEntry {
-            key: key.to_string(),
-            value: if is_sensitive(key) { HIDDEN.to_string() } else { value.to_string() },
-        })
+        .masked_entries()
+        .map(|(key, value)| api::ConfigurationEntry { key: key.to_string(), value: value.to_string() })
         .collect())
 }
 
@@ -74,8 +55,6 @@ pub(super) async fn logs() -> Answer<api::LogListInfo> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn secrets_are_recognised_by_their_keys() {
         for key in [
@@ -90,10 +69,10 @@ mod tests {
             "my.secret",
             "S3.ACCESS-KEY",
         ] {
-            assert!(is_sensitive(key), "{key}");
+            assert!(rheo_config::is_secret(key), "{key}");
         }
         for key in ["rest.port", "state.checkpoints.dir", "pipeline.max-parallelism", "execution.keyed-state"] {
-            assert!(!is_sensitive(key), "{key}");
+            assert!(!rheo_config::is_secret(key), "{key}");
         }
     }
 }
