@@ -431,7 +431,8 @@ impl<T: Send + 'static> SinkFunction<T> for ExactlyOnceWriter<T> {
         self.open()?;
         if !self.checkpointing && !self.buffer.is_empty() {
             // No checkpoints: the end of input is the one commit point.
-            let part = PendingPart { checkpoint_id: 0, writer: self.subtask, records: std::mem::take(&mut self.buffer) };
+            let part =
+                PendingPart { checkpoint_id: 0, writer: self.subtask, records: std::mem::take(&mut self.buffer) };
             self.commit(&part)?;
         }
         Ok(())
@@ -533,7 +534,8 @@ impl<T: Data> KafkaSinkExt<T> for DataStream<T> {
             }
             _ => self.add_sink("Kafka Sink", move |ctx| {
                 // Creating a producer fails only on settings librdkafka rejects.
-                AtLeastOnceWriter::new(sink.clone(), ctx.info.subtask_index).unwrap_or_else(|e| panic!("Kafka sink: {e}"))
+                AtLeastOnceWriter::new(sink.clone(), ctx.info.subtask_index)
+                    .unwrap_or_else(|e| panic!("Kafka sink: {e}"))
             }),
         }
     }
