@@ -1,5 +1,5 @@
 # A real Apache Kafka broker for tests (scripts/services/kafka.sh): one KRaft node on 127.0.0.1,
-# jars from Maven Central cached under $(RHEO_CACHE)/kafka/<version>/libs. Not in `make test` yet.
+# jars from Maven Central cached under $(RHEO_CACHE)/kafka/<version>/libs.
 .PHONY: kafka-smoke kafka-fetch
 
 ## make kafka-smoke: start the broker, check produce/consume and transactions against it, stop it
@@ -9,3 +9,10 @@ kafka-smoke:
 ## make kafka-fetch: only cache the Kafka jars (e.g. in a CI warm-up step)
 kafka-fetch:
 	scripts/services/kafka.sh fetch
+
+## make test-kafka: the Kafka connector's tests against the real broker (kafka-word-count killed
+## ten times, rescaled, fenced zombie, backlog metric); the broker starts and stops around them
+.PHONY: test-kafka
+test-kafka:
+	$(CARGO) test -p rheo-kafka --features rheo/s3
+	scripts/with-kafka.sh $(CARGO) test -p rheo-cli --test kafka

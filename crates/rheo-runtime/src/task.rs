@@ -57,6 +57,9 @@ pub struct TaskCounters {
     /// The current input watermark of each subtask that has one (`Timestamp::MIN`: none yet).
     /// Written when a subtask's watermark advances, not per record.
     pub input_watermarks: std::sync::Mutex<Vec<Timestamp>>,
+    /// Records a source has yet to read (Flink's `pendingRecords`, e.g. a Kafka consumer's
+    /// lag): each source subtask adds the change of its own backlog.
+    pub pending_records: AtomicU64,
 }
 
 /// The values of [`TaskCounters`] at one moment, as TaskManagers report them to the JobManager
@@ -72,6 +75,7 @@ pub struct TaskMetrics {
     /// The lowest current input watermark over the subtasks that have one (Flink's
     /// `currentInputWatermark` of the slowest subtask); `None` before any has.
     pub input_watermark: Option<Timestamp>,
+    pub pending_records: u64,
 }
 
 impl TaskMetrics {
@@ -85,6 +89,7 @@ impl TaskMetrics {
         self.busy_ns += other.busy_ns;
         self.idle_ns += other.idle_ns;
         self.back_pressured_ns += other.back_pressured_ns;
+        self.pending_records += other.pending_records;
     }
 }
 
@@ -104,6 +109,7 @@ impl TaskCounters {
                 .copied()
                 .filter(|&w| w != Timestamp::MIN)
                 .min(),
+            pending_records: self.pending_records.load(Ordering::Relaxed),
         }
     }
 
@@ -125,6 +131,7 @@ impl TaskCounters {
         self.back_pressured_ns.store(metrics.back_pressured_ns, Ordering::Relaxed);
         *self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner()) =
             metrics.input_watermark.into_iter().collect();
+        self.pending_records.store(metrics.pending_records, Ordering::Relaxed);
     }
 
     /// Counts `ns` of back pressure: called by the channel writer after a blocked send.
@@ -237,6 +244,14 @@ pub trait SourceFunction<T>: Send + 'static {
     fn snapshot_state(&mut self) -> Option<Vec<u8>> {
         None
     }
+    /// The position for checkpoint `checkpoint_id`, for sources that act when that checkpoint
+    /// completes (e.g. commit offsets to a consumer group). Defaults to [`snapshot_state`](Self::snapshot_state).
+    fn snapshot_state_for(&mut self, checkpoint_id: u64) -> Option<Vec<u8>> {
+        let _ = checkpoint_id;
+        self.snapshot_state()
+    }
+    /// Checkpoint `checkpoint_id` completed (and with it every earlier one).
+    fn checkpoint_complete(&mut self, _checkpoint_id: u64) {}
 }
 
 /// Where a source emits its records.
@@ -435,7 +450,7 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                     match message {
                         Control::Trigger { barrier, stop } => {
                             let mut snapshot = TaskSnapshot::default();
-                            if let Some(state) = source.snapshot_state() {
+                            if let Some(state) = source.snapshot_state_for(barrier.id) {
                                 snapshot.put(node, state);
                             }
                             checkpoint(info, &link, &mut *chain, &barrier, snapshot);
@@ -443,7 +458,10 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                             stopping |= stop;
                             at_end |= stop;
                         }
-                        Control::Complete(id) => chain.checkpoint_complete(id),
+                        Control::Complete(id) => {
+                            chain.checkpoint_complete(id);
+                            source.checkpoint_complete(id);
+                        }
                         Control::Finish => {
                             chain.close();
                             return Ok(TaskOutcome::Finished);

@@ -4,6 +4,7 @@
 pub use rheo_cluster::registry::*;
 
 pub mod datagen_word_count;
+pub mod kafka_word_count;
 pub mod socket_window_word_count;
 pub mod word_count;
 pub mod words;
@@ -14,4 +15,5 @@ pub fn builtin() -> JobRegistry {
         .register::<socket_window_word_count::SocketWindowWordCount>()
         .register::<word_count::WordCount>()
         .register::<datagen_word_count::DatagenWordCount>()
+        .register::<kafka_word_count::KafkaWordCount>()
 }

@@ -26,7 +26,7 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 /// Per-vertex gauges: (name, help, value).
 type VertexGauge = (&'static str, &'static str, fn(&TaskMetrics, &VertexRates) -> f64);
 
-const VERTEX_GAUGES: [VertexGauge; 7] = [
+const VERTEX_GAUGES: [VertexGauge; 8] = [
     ("numRecordsIn", "Records a task read from upstream tasks (all its subtasks)", |m, _| m.records_in as f64),
     ("numRecordsOut", "Records a source task emitted (all its subtasks)", |m, _| m.records_out as f64),
     ("numRecordsInPerSecond", "Records read per second since the previous sample", |_, r| r.records_in_per_second),
@@ -34,6 +34,9 @@ const VERTEX_GAUGES: [VertexGauge; 7] = [
     ("busyTimeMsPerSecond", "Milliseconds per second the subtasks were busy (average)", |_, r| r.busy_ms_per_second),
     ("idleTimeMsPerSecond", "Milliseconds per second the subtasks waited for input (average)", |_, r| {
         r.idle_ms_per_second
+    }),
+    ("pendingRecords", "Records the source subtasks have yet to read (e.g. Kafka consumer lag)", |m, _| {
+        m.pending_records as f64
     }),
     ("backPressuredTimeMsPerSecond", "Milliseconds per second the subtasks were back-pressured (average)", |_, r| {
         r.back_pressured_ms_per_second

@@ -356,6 +356,7 @@ impl CheckpointCoordinator {
             path = dir.url(),
             "completed checkpoint"
         );
+        abort_if_failpoint(id);
         // Non-sources first: by the time a source closes its stream, every completion is queued.
         let order = (0..self.tasks.len()).filter(|t| !sources.contains(t)).chain(sources.iter().copied());
         for task in order {
@@ -435,6 +436,23 @@ async fn upload(dir: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Res
     };
     dir.put(&file, bytes).await?;
     Ok(handle)
+}
+
+/// A test hook: with `RHEO_FAILPOINT_ABORT_AFTER_CHECKPOINT=N`, the process aborts once
+/// checkpoint N (or a later one) is complete and before any task hears of it: the crash between
+/// a checkpoint and the commit of its two-phase-commit sinks, which a restore must repair.
+fn abort_if_failpoint(checkpoint_id: u64) {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        std::env::var("RHEO_FAILPOINT_ABORT_AFTER_CHECKPOINT").ok().and_then(|v| v.trim().parse().ok())
+    });
+    if at.is_some_and(|at| checkpoint_id >= at) {
+        tracing::error!(
+            checkpoint = checkpoint_id,
+            "failpoint: aborting after the checkpoint completed, before commits"
+        );
+        std::process::abort();
+    }
 }
 
 #[cfg(test)]

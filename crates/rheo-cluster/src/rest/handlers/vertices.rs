@@ -62,7 +62,7 @@ pub(super) async fn backpressure(
 }
 
 /// The metrics of a vertex that `/jobs/:id/vertices/:vid/metrics` serves.
-pub(super) const VERTEX_METRICS: [&str; 10] = [
+pub(super) const VERTEX_METRICS: [&str; 11] = [
     "numRecordsIn",
     "numRecordsOut",
     "numRecordsInPerSecond",
@@ -73,6 +73,7 @@ pub(super) const VERTEX_METRICS: [&str; 10] = [
     "accumulateBusyTimeMs",
     "accumulateIdleTimeMs",
     "accumulateBackPressuredTimeMs",
+    "pendingRecords",
 ];
 
 /// The value of a vertex metric as Flink prints it: doubles as Java's `Double.toString`, longs
@@ -90,6 +91,7 @@ pub(super) fn vertex_metric(name: &str, metrics: &TaskMetrics, rates: &VertexRat
         "accumulateBusyTimeMs" => (metrics.busy_ns / 1_000_000).to_string(),
         "accumulateIdleTimeMs" => (metrics.idle_ns / 1_000_000).to_string(),
         "accumulateBackPressuredTimeMs" => (metrics.back_pressured_ns / 1_000_000).to_string(),
+        "pendingRecords" => metrics.pending_records.to_string(),
         _ => return None,
     })
 }

@@ -1,0 +1,409 @@
+//! `kafka-word-count` against a real Apache Kafka broker (run under `scripts/with-kafka.sh`,
+//! which sets `KAFKA_BOOTSTRAP`; `make test-kafka`).
+//!
+//! - Exactly once across crashes: the job is killed with SIGKILL ten times, each time after it
+//!   completed a few more checkpoints (one of the crashes is the failpoint that aborts the
+//!   process after a checkpoint completed and before any sink heard of it, so the restored job
+//!   must commit that checkpoint's pre-committed transactions), with a zombie producer holding an
+//!   open transaction under one of the job's transactional ids; then it is run to the end at a
+//!   higher parallelism (2 → 3). A `read_committed` consumer must see exactly the reference
+//!   counts, and nothing of the zombie's aborted transaction.
+//! - The backlog metric (`pendingRecords`) is above zero while the job is behind and falls to
+//!   zero once it has caught up.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// 2 s of event time per 1000 lines over 4 partitions.
+const LINES: u64 = 40_000;
+const PARTITIONS: i32 = 4;
+const BASE_TS: i64 = 1_700_000_000_000;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn bootstrap() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(b) => Some(b),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("KAFKA_BOOTSTRAP is not set: run under scripts/with-kafka.sh")
+        }
+        Err(_) => {
+            eprintln!("KAFKA_BOOTSTRAP not set: skipping (run `make test-kafka`)");
+            None
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}-{}", std::process::id(), rheo::runtime::task::now_ms())
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let results = rheo::runtime::checkpoint::io_runtime()
+        .block_on(admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))))
+        .unwrap();
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+fn line(rng: &mut impl Rng) -> String {
+    (0..4).map(|_| format!("w{}", rng.random_range(0..50))).collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `LINES` lines round-robin over the partitions; line `i` has timestamp `BASE_TS + 2i`
+/// ms. Returns the reference counts: (window end, word) → count for 1 s windows.
+fn produce_input(bootstrap: &str, topic: &str, partitions: i32, lines: u64) -> BTreeMap<(i64, String), u64> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
+    let mut reference = BTreeMap::new();
+    for i in 0..lines {
+        let text = line(&mut rng);
+        let ts = BASE_TS + 2 * i as i64;
+        let window_end = ts - ts.rem_euclid(1000) + 1000;
+        for word in text.split(' ') {
+            *reference.entry((window_end, word.to_string())).or_insert(0) += 1;
+        }
+        let mut record =
+            BaseRecord::<(), String>::to(topic).payload(&text).partition((i % partitions as u64) as i32).timestamp(ts);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    r,
+                )) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    reference
+}
+
+/// Every record of `topic` up to its end, as `(key, value)`.
+fn read_all(bootstrap: &str, topic: &str, isolation: &str) -> Vec<(String, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "false")
+        // position() needs a group; it never joins it (assign only).
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let mut list = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in metadata.topics()[0].partitions() {
+        list.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+        // Under read_committed: the last stable offset.
+        let (_, end) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap();
+        ends.insert(p.id(), end);
+    }
+    consumer.assign(&list).unwrap();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    let done = |consumer: &BaseConsumer| {
+        ends.iter().all(|(p, end)| match consumer.position().unwrap().find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o >= *end,
+            _ => *end == 0,
+        })
+    };
+    while !done(&consumer) {
+        assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+            records.push((text(message.key()), text(message.payload())));
+        }
+    }
+    // Dropping a consumer with a group id can block in librdkafka's close.
+    std::mem::forget(consumer);
+    records
+}
+
+/// The counts in the output, failing on a count that appears twice.
+fn counts_of(records: &[(String, String)]) -> BTreeMap<(i64, String), u64> {
+    let mut counts = BTreeMap::new();
+    for (_, value) in records.iter().filter(|(key, _)| key != "zombie") {
+        let fields: Vec<&str> = value.split(',').collect();
+        assert_eq!(fields.len(), 3, "output record '{value}'");
+        let key = (fields[0].parse().unwrap(), fields[1].to_string());
+        let previous = counts.insert(key.clone(), fields[2].parse().unwrap());
+        assert!(previous.is_none(), "{key:?} is in the output twice");
+    }
+    counts
+}
+
+/// The newest completed checkpoint under `dir` (any job id), by its `_metadata`.
+fn latest_checkpoint(dir: &Path) -> u64 {
+    let mut latest = 0;
+    for job in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for chk in std::fs::read_dir(job.path()).into_iter().flatten().flatten() {
+            let name = chk.file_name().to_string_lossy().to_string();
+            if let Some(n) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok())
+                && chk.path().join("_metadata").exists()
+            {
+                latest = latest.max(n);
+            }
+        }
+    }
+    latest
+}
+
+struct Job {
+    args: Vec<String>,
+    dir: std::path::PathBuf,
+}
+
+impl Job {
+    fn spawn(&self, parallelism: usize, env: &[(&str, String)], log: &Path) -> Child {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rheo"));
+        command
+            .current_dir(&self.dir)
+            .args(&self.args)
+            .args(["-p", &parallelism.to_string()])
+            .env("RHEO_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.spawn().unwrap()
+    }
+}
+
+fn log_of(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+#[test]
+fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let (input, output, prefix) = (unique("words"), unique("counts"), unique("wc-txn"));
+    create_topic(&bootstrap, &input, PARTITIONS);
+    create_topic(&bootstrap, &output, 3);
+    let reference = produce_input(&bootstrap, &input, PARTITIONS, LINES);
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("chk");
+    let job = Job {
+        args: [
+            "run",
+            "kafka-word-count",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--input-topic",
+            &input,
+            "--output-topic",
+            &output,
+            "--group-id",
+            &unique("wc-group"),
+            "--transactional-id-prefix",
+            &prefix,
+            "--bounded",
+            "--rate",
+            "4000",
+            "-D",
+            "execution.checkpointing.interval=200ms",
+            "-D",
+            &format!("state.checkpoints.dir=file://{}", checkpoints.display()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        dir: dir.path().to_path_buf(),
+    };
+    let seed: u64 = std::env::var("RHEO_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rheo::runtime::task::now_ms() as u64);
+    eprintln!("kill schedule seed {seed}");
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    const KILLS: usize = 10;
+    const FAILPOINT_RUN: usize = 4;
+    let mut zombie: Option<BaseProducer> = None;
+    let mut failpoint_checkpoint = 0;
+    let mut resumed = 0;
+    for run in 0..KILLS {
+        let log = dir.path().join(format!("run-{run}.log"));
+        let start = latest_checkpoint(&checkpoints);
+        let progress = rng.random_range(1..=3);
+        let env = if run == FAILPOINT_RUN {
+            failpoint_checkpoint = start + 3;
+            vec![("RHEO_FAILPOINT_ABORT_AFTER_CHECKPOINT", failpoint_checkpoint.to_string())]
+        } else {
+            Vec::new()
+        };
+        let mut child = job.spawn(2, &env, &log);
+        let deadline = Instant::now() + DEADLINE;
+        let ended = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if run != FAILPOINT_RUN && latest_checkpoint(&checkpoints) >= start + progress {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                break None;
+            }
+            assert!(Instant::now() < deadline, "run {run} made no progress:\n{}", log_of(&log));
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let text = log_of(&log);
+        if run == FAILPOINT_RUN {
+            let status = ended.expect("the failpoint run ends by itself");
+            assert!(!status.success() && text.contains("failpoint: aborting"), "failpoint run:\n{text}");
+        } else {
+            assert!(ended.is_none(), "run {run} ended before its kill ({ended:?}):\n{text}");
+        }
+        resumed += usize::from(text.contains("resuming from checkpoint"));
+        if run == FAILPOINT_RUN + 1 {
+            assert!(
+                text.contains("committed the pre-committed Kafka transaction of the restored checkpoint"),
+                "the run after the failpoint did not commit checkpoint {failpoint_checkpoint}'s transactions:\n{text}"
+            );
+        }
+        if run == 6 {
+            // A zombie of writer 0: an open transaction with records, as a failed attempt leaves.
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("transactional.id", format!("{prefix}-0"))
+                .create()
+                .unwrap();
+            producer.init_transactions(Duration::from_secs(30)).unwrap();
+            producer.begin_transaction().unwrap();
+            for i in 0..5 {
+                producer.send(BaseRecord::to(&output).key("zombie").payload(&format!("zombie-{i}"))).unwrap();
+            }
+            producer.flush(Duration::from_secs(30)).unwrap();
+            zombie = Some(producer);
+        }
+    }
+    assert!(resumed >= KILLS - 1, "only {resumed} of {KILLS} runs resumed from a checkpoint");
+    // The rest at parallelism 3, to the end.
+    let log = dir.path().join("final.log");
+    let mut child = job.spawn(3, &[], &log);
+    let status = child.wait().unwrap();
+    let text = log_of(&log);
+    assert!(status.success() && text.contains("resuming from checkpoint"), "final run:\n{text}");
+
+    let zombie = zombie.unwrap();
+    let fenced = zombie.commit_transaction(Duration::from_secs(30));
+    assert!(fenced.is_err(), "the zombie producer could still commit after the job took its transactional id");
+    let committed = read_all(&bootstrap, &output, "read_committed");
+    assert!(!committed.iter().any(|(k, _)| k == "zombie"), "records of an aborted transaction are visible");
+    let uncommitted = read_all(&bootstrap, &output, "read_uncommitted");
+    assert!(uncommitted.iter().any(|(k, _)| k == "zombie"), "control: the zombie's records are in the log");
+    let counts = counts_of(&committed);
+    assert_eq!(counts.len(), reference.len(), "windows and words in the output (seed {seed})");
+    assert_eq!(counts, reference, "seed {seed}");
+    std::mem::forget(zombie);
+}
+
+/// `GET path` on 127.0.0.1:port; the JSON body.
+fn get_json(port: u16, path: &str) -> Option<serde_json::Value> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    // HTTP/1.0 or 1.1, whichever the server answers a 1.0 request with.
+    (head.split_whitespace().nth(1) == Some("200")).then(|| serde_json::from_str(body).ok())?
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn pending_records_fall_to_zero_when_the_job_catches_up() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let (input, output) = (unique("lag-in"), unique("lag-out"));
+    create_topic(&bootstrap, &input, 2);
+    create_topic(&bootstrap, &output, 1);
+    produce_input(&bootstrap, &input, 2, 12_000);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("lag.log");
+    let job = Job {
+        args: [
+            "run",
+            "kafka-word-count",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--input-topic",
+            &input,
+            "--output-topic",
+            &output,
+            "--transactional-id-prefix",
+            &unique("lag-txn"),
+            "--rate",
+            "3000",
+            "-D",
+            "execution.checkpointing.interval=500ms",
+            "-D",
+            &format!("state.checkpoints.dir=file://{}", dir.path().join("chk").display()),
+            "-D",
+            &format!("rest.port={port}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut child = job.spawn(2, &[], &log);
+    let pending = || -> Option<u64> {
+        let jobs = get_json(port, "/jobs/overview")?;
+        let id = jobs["jobs"][0]["jid"].as_str()?.to_string();
+        let detail = get_json(port, &format!("/jobs/{id}"))?;
+        let source = detail["vertices"]
+            .as_array()?
+            .iter()
+            .find(|v| v["name"].as_str().is_some_and(|n| n.starts_with("Source")))?;
+        let vid = source["id"].as_str()?;
+        let metrics = get_json(port, &format!("/jobs/{id}/vertices/{vid}/metrics?get=pendingRecords"))?;
+        metrics[0]["value"].as_str()?.parse().ok()
+    };
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    let caught_up = loop {
+        if let Some(p) = pending() {
+            seen.push(p);
+            if p == 0 && seen.iter().any(|&p| p > 0) {
+                break true;
+            }
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(caught_up, "pendingRecords went {seen:?}:\n{}", log_of(&log));
+    let max = *seen.iter().max().unwrap();
+    assert!(max > 1000, "the backlog at the start was {max} records");
+}
