@@ -11,7 +11,7 @@
 //! - The backlog metric (`pendingRecords`) is above zero while the job is behind and falls to
 //!   zero once it has caught up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -29,6 +29,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 /// 2 s of event time per 1000 lines over 4 partitions.
 const LINES: u64 = 40_000;
 const PARTITIONS: i32 = 4;
+/// Windows of 200 ms event time close every 100 ms at the test's rate of 1000 lines a second, so
+/// every 200 ms checkpoint pre-commits output (the failpoint run needs some to commit).
+const WINDOW_MS: i64 = 200;
 const BASE_TS: i64 = 1_700_000_000_000;
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -52,7 +55,9 @@ fn unique(name: &str) -> String {
 fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    // The records carry event times from 2023: under the broker's default time-based retention
+    // (7 days) it would delete them within minutes (at its next retention check).
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1")];
     let results = rheo::runtime::checkpoint::io_runtime()
         .block_on(admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))))
         .unwrap();
@@ -66,7 +71,7 @@ fn line(rng: &mut impl Rng) -> String {
 }
 
 /// Writes `LINES` lines round-robin over the partitions; line `i` has timestamp `BASE_TS + 2i`
-/// ms. Returns the reference counts: (window end, word) → count for 1 s windows.
+/// ms. Returns the reference counts: (window end, word) → count for windows of WINDOW_MS.
 fn produce_input(bootstrap: &str, topic: &str, partitions: i32, lines: u64) -> BTreeMap<(i64, String), u64> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -79,7 +84,7 @@ fn produce_input(bootstrap: &str, topic: &str, partitions: i32, lines: u64) -> B
     for i in 0..lines {
         let text = line(&mut rng);
         let ts = BASE_TS + 2 * i as i64;
-        let window_end = ts - ts.rem_euclid(1000) + 1000;
+        let window_end = ts - ts.rem_euclid(WINDOW_MS) + WINDOW_MS;
         for word in text.split(' ') {
             *reference.entry((window_end, word.to_string())).or_insert(0) += 1;
         }
@@ -224,8 +229,12 @@ fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
             "--transactional-id-prefix",
             &prefix,
             "--bounded",
+            // 40 s of input: ten runs, each killed one to three checkpoints after its start, must
+            // not reach its end even on a quiet machine.
             "--rate",
-            "4000",
+            "1000",
+            "--window",
+            "200ms",
             "-D",
             "execution.checkpointing.interval=200ms",
             "-D",
@@ -317,7 +326,14 @@ fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
     let uncommitted = read_all(&bootstrap, &output, "read_uncommitted");
     assert!(uncommitted.iter().any(|(k, _)| k == "zombie"), "control: the zombie's records are in the log");
     let counts = counts_of(&committed);
-    assert_eq!(counts.len(), reference.len(), "windows and words in the output (seed {seed})");
+    let missing: BTreeSet<i64> = reference.keys().filter(|k| !counts.contains_key(k)).map(|(w, _)| *w).collect();
+    let extra: BTreeSet<i64> = counts.keys().filter(|k| !reference.contains_key(k)).map(|(w, _)| *w).collect();
+    assert_eq!(
+        counts.len(),
+        reference.len(),
+        "windows and words in the output (seed {seed}); windows with missing words: {missing:?}, with extra words: {extra:?}; logs in {}",
+        dir.keep().display()
+    );
     assert_eq!(counts, reference, "seed {seed}");
     std::mem::forget(zombie);
 }

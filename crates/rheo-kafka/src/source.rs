@@ -601,7 +601,12 @@ impl<T: Data> SourceFunction<T> for KafkaSourceReader<T> {
             .client_config(
                 &[
                     ("isolation.level", "read_committed"),
-                    ("auto.offset.reset", "earliest"),
+                    // Every partition is assigned at an explicit offset (from the checkpoint or
+                    // the starting-offsets choice); if that offset is gone from the broker
+                    // (retention deleted it), jumping elsewhere would silently drop or repeat
+                    // records, so the job fails instead, naming the partition (a user may still
+                    // choose `auto.offset.reset` as a property).
+                    ("auto.offset.reset", "error"),
                     // librdkafka hands out records in the order fetches bring them; smaller
                     // per-partition fetches interleave partitions, which the per-partition
                     // watermark needs (one partition's megabyte would otherwise hold the others
@@ -759,6 +764,14 @@ impl<T> RecordReader<'_, '_, T> {
             Err(e) => {
                 if e.rdkafka_error_code().is_some_and(|c| c == rdkafka::types::RDKafkaErrorCode::Fatal) {
                     return Err(KafkaError::Client(format!("Kafka consumer failed: {e}")).into());
+                }
+                if e.rdkafka_error_code().is_some_and(|c| c == rdkafka::types::RDKafkaErrorCode::AutoOffsetReset) {
+                    return Err(KafkaError::Client(format!(
+                        "a partition's position is no longer on the broker (deleted by retention?): {e}; \
+                         reading on from another offset would lose or repeat records, so the job stops \
+                         (set the Kafka property auto.offset.reset=earliest or latest to skip instead)"
+                    ))
+                    .into());
                 }
                 // Transient (a broker went away): librdkafka retries.
                 tracing::warn!(error = %e, "Kafka consumer error");
