@@ -1,0 +1,150 @@
+//! Records and busy, idle and back-pressured time per task, as Flink reports them per vertex.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::output::Timestamp;
+
+/// Records and time through one task (all its subtasks), for the REST API and metrics.
+///
+/// The times split each subtask's wall time three ways, as Flink's `busyTimeMsPerSecond`,
+/// `idleTimeMsPerSecond` and `backPressuredTimeMsPerSecond` do: idle is waiting for input (in the
+/// input gate, or a source with nothing to read), back-pressured is blocked sending into a full
+/// channel (in the channel writer), busy is the rest. They are sums over the subtasks, so a
+/// vertex of parallelism p accumulates up to p seconds of them per second.
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    /// Records read from upstream tasks.
+    pub records_in: AtomicU64,
+    /// Records a source emitted.
+    pub records_out: AtomicU64,
+    /// Nanoseconds spent processing.
+    pub busy_ns: AtomicU64,
+    /// Nanoseconds spent waiting for input.
+    pub idle_ns: AtomicU64,
+    /// Nanoseconds spent blocked on a full output channel.
+    pub back_pressured_ns: AtomicU64,
+    /// The current input watermark of each subtask that has one (`Timestamp::MIN`: none yet).
+    /// Written when a subtask's watermark advances, not per record.
+    pub input_watermarks: std::sync::Mutex<Vec<Timestamp>>,
+    /// Records a source has yet to read (Flink's `pendingRecords`, e.g. a Kafka consumer's
+    /// lag): each source subtask adds the change of its own backlog.
+    pub pending_records: AtomicU64,
+}
+
+/// The values of [`TaskCounters`] at one moment, as TaskManagers report them to the JobManager
+/// in heartbeats (absolute values since the attempt started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct TaskMetrics {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub busy_ns: u64,
+    pub idle_ns: u64,
+    pub back_pressured_ns: u64,
+    /// The lowest current input watermark over the subtasks that have one (Flink's
+    /// `currentInputWatermark` of the slowest subtask); `None` before any has.
+    pub input_watermark: Option<Timestamp>,
+    pub pending_records: u64,
+}
+
+impl TaskMetrics {
+    pub fn add(&mut self, other: &TaskMetrics) {
+        self.input_watermark = match (self.input_watermark, other.input_watermark) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.records_in += other.records_in;
+        self.records_out += other.records_out;
+        self.busy_ns += other.busy_ns;
+        self.idle_ns += other.idle_ns;
+        self.back_pressured_ns += other.back_pressured_ns;
+        self.pending_records += other.pending_records;
+    }
+}
+
+impl TaskCounters {
+    pub fn metrics(&self) -> TaskMetrics {
+        TaskMetrics {
+            records_in: self.records_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            busy_ns: self.busy_ns.load(Ordering::Relaxed),
+            idle_ns: self.idle_ns.load(Ordering::Relaxed),
+            back_pressured_ns: self.back_pressured_ns.load(Ordering::Relaxed),
+            input_watermark: self
+                .input_watermarks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .filter(|&w| w != Timestamp::MIN)
+                .min(),
+            pending_records: self.pending_records.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records that subtask `subtask`'s input watermark advanced to `watermark`.
+    pub fn set_input_watermark(&self, subtask: usize, watermark: Timestamp) {
+        let mut watermarks = self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        if watermarks.len() <= subtask {
+            watermarks.resize(subtask + 1, Timestamp::MIN);
+        }
+        watermarks[subtask] = watermark;
+    }
+
+    /// Overwrites the counters with reported values (the JobManager's view of remote tasks).
+    pub fn set(&self, metrics: &TaskMetrics) {
+        self.records_in.store(metrics.records_in, Ordering::Relaxed);
+        self.records_out.store(metrics.records_out, Ordering::Relaxed);
+        self.busy_ns.store(metrics.busy_ns, Ordering::Relaxed);
+        self.idle_ns.store(metrics.idle_ns, Ordering::Relaxed);
+        self.back_pressured_ns.store(metrics.back_pressured_ns, Ordering::Relaxed);
+        *self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner()) =
+            metrics.input_watermark.into_iter().collect();
+        self.pending_records.store(metrics.pending_records, Ordering::Relaxed);
+    }
+
+    /// Counts `ns` of back pressure: called by the channel writer after a blocked send.
+    pub(crate) fn add_back_pressured(&self, ns: u64) {
+        self.back_pressured_ns.fetch_add(ns, Ordering::Relaxed);
+        BACK_PRESSURED_NS.with(|total| total.set(total.get() + ns));
+    }
+}
+
+thread_local! {
+    /// Back-pressured nanoseconds of the subtask on this thread (a chain runs on its subtask's
+    /// thread), so that its loop can tell its own busy time from the vertex's shared counters.
+    static BACK_PRESSURED_NS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Splits a subtask's wall time into busy, idle and back-pressured time, one loop iteration
+/// (one poll, one batch) at a time: one clock read per iteration, no lock.
+pub(crate) struct TimeAccount {
+    counters: Arc<TaskCounters>,
+    mark: Instant,
+    back_pressured_mark: u64,
+}
+
+impl TimeAccount {
+    pub(crate) fn new(counters: Arc<TaskCounters>) -> Self {
+        Self { counters, mark: Instant::now(), back_pressured_mark: BACK_PRESSURED_NS.with(Cell::get) }
+    }
+
+    /// Ends an iteration that spent `idle` waiting for input (`None`: all of it).
+    pub(crate) fn account(&mut self, idle: Option<Duration>) {
+        let now = Instant::now();
+        let wall = now.saturating_duration_since(self.mark).as_nanos() as u64;
+        self.mark = now;
+        let back_pressured_total = BACK_PRESSURED_NS.with(Cell::get);
+        let back_pressured = back_pressured_total.saturating_sub(self.back_pressured_mark);
+        self.back_pressured_mark = back_pressured_total;
+        let rest = wall.saturating_sub(back_pressured);
+        let idle = idle.map_or(rest, |idle| (idle.as_nanos() as u64).min(rest));
+        if idle > 0 {
+            self.counters.idle_ns.fetch_add(idle, Ordering::Relaxed);
+        }
+        self.counters.busy_ns.fetch_add(rest - idle, Ordering::Relaxed);
+    }
+}
