@@ -112,7 +112,13 @@ pub(super) async fn run_jar(
 
 /// `POST /jobs` (a JobGraph from `flink run`) and `POST /jars/upload`: Rheo names jobs, it
 /// does not ship them, so it refuses with what to do instead.
-pub(super) async fn refuse_upload(Extract(state): Extract<Shared>, uri: Uri) -> Error {
+///
+/// The upload (the jar and the serialized JobGraph, megabytes) is read to its end and dropped
+/// first: answering while the client is still sending makes the server close the connection,
+/// and the Flink client then reports "Channel became inactive" instead of this message.
+pub(super) async fn refuse_upload(Extract(state): Extract<Shared>, uri: Uri, body: axum::body::Body) -> Error {
+    let mut frames = body.into_data_stream();
+    while let Some(Ok(_)) = futures::StreamExt::next(&mut frames).await {}
     let jobs: Vec<String> = state.view.available_jobs().into_iter().map(|(name, _)| name).collect();
     let jobs = if jobs.is_empty() { "none".to_string() } else { jobs.join(", ") };
     Error(
