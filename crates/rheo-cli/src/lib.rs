@@ -99,6 +99,10 @@ struct RunOptions {
     /// Drop savepoint state that belongs to no operator of this job instead of failing.
     #[arg(short = 'n', long, requires = "from_savepoint")]
     allow_non_restored_state: bool,
+    /// Start from the beginning even though the job has checkpoints: they are deleted and its
+    /// exactly-once file outputs roll back what they committed (execution.fresh-start).
+    #[arg(long)]
+    fresh_start: bool,
 }
 
 /// A Flink job id: 32 hexadecimal digits.
@@ -122,6 +126,7 @@ impl RunOptions {
         self.job_id = later.job_id.or(self.job_id);
         self.from_savepoint = later.from_savepoint.or(self.from_savepoint);
         self.allow_non_restored_state |= later.allow_non_restored_state;
+        self.fresh_start |= later.fresh_start;
         self
     }
 }
@@ -218,7 +223,9 @@ fn init_logging() {
 }
 
 /// The job id of a job run: derived from the job's name and its own arguments (not `-p` or
-/// `-D`, so a rerun at another parallelism resumes the same job).
+/// `-D`, so a rerun at another parallelism resumes the same job). Paths count by what they
+/// name, not how they are spelled: `./in.tsv`, `/tmp/in/./in.tsv` and `file:///tmp/in/in.tsv`
+/// are the same input.
 fn job_id_of(job: &str, command: &clap::Command, matches: &clap::ArgMatches) -> String {
     let mut identity = job.to_string();
     for arg in command.get_arguments() {
@@ -226,11 +233,41 @@ fn job_id_of(job: &str, command: &clap::Command, matches: &clap::ArgMatches) -> 
         if let Ok(Some(values)) = matches.try_get_raw(id) {
             identity.push_str(&format!("\u{0}{id}"));
             for value in values {
-                identity.push_str(&format!("\u{0}{}", value.to_string_lossy()));
+                identity.push_str(&format!("\u{0}{}", canonical_arg(&value.to_string_lossy())));
             }
         }
     }
     rheo_runtime::driver::minicluster::job_id_for(&identity)
+}
+
+/// A path-like argument (one holding a `/`, naming an existing file, or a `file://` URL) as
+/// the absolute path it names, with `.`, `..` and symbolic links resolved (lexically for a path
+/// that does not exist yet); any other argument as it is.
+fn canonical_arg(value: &str) -> String {
+    use std::path::{Component, Path};
+    let (scheme, path) = match value.strip_prefix("file://") {
+        Some(path) => ("file://", path),
+        None if value.contains("://") => return value.to_string(),
+        None => ("", value),
+    };
+    if path.is_empty() || (scheme.is_empty() && !path.contains('/') && !Path::new(path).exists()) {
+        return value.to_string();
+    }
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        return format!("{scheme}{}", canonical.display());
+    }
+    let Ok(absolute) = std::path::absolute(path) else { return value.to_string() };
+    let mut normal = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    format!("{scheme}{}", normal.display())
 }
 
 fn list_jobs(registry: &JobRegistry) {
@@ -276,6 +313,9 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
     if !config.is_set(&options::CHECKPOINT_INTERVAL) {
         config.set(options::CHECKPOINT_INTERVAL.key, DEFAULT_CHECKPOINT_INTERVAL);
     }
+    if run.fresh_start {
+        config.set(options::FRESH_START.key, "true");
+    }
     if let Some(path) = &run.from_savepoint {
         config.set(options::SAVEPOINT_PATH.key, path.as_str());
         config.set(options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key, run.allow_non_restored_state.to_string());
@@ -294,7 +334,9 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
     let cluster = MiniCluster::new(env.config().clone()).with_job_id(job_id);
     let rest = rheo_cluster::rest::serve_for_run(cluster.handle(), env.config(), entry.name);
     let progress = show_progress.then(|| Progress::start(cluster.shared()));
+    let terminated = cancel_on_sigterm(cluster.handle());
     let outcome = env.execute_on(&cluster, entry.name);
+    terminated.abort();
     if let Some(progress) = progress {
         progress.finish();
     }
@@ -316,13 +358,49 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Err(rheo_runtime::driver::JobError::Cancelled) => {
+            Err(Failure::Job(format!("job '{}' was cancelled (SIGTERM); its checkpoints are kept", entry.name)))
+        }
         Err(e) => Err(Failure::Job(format!("job '{}' failed: {e}", entry.name))),
     }
+}
+
+/// Cancels the job on SIGTERM (what `kill` and Kubernetes send), so that `rheo run` stops
+/// within moments instead of waiting for a SIGKILL.
+fn cancel_on_sigterm(handle: rheo_runtime::driver::handle::JobHandle) -> tokio::task::JoinHandle<()> {
+    rheo_runtime::checkpoint::io_runtime().spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                if terminate.recv().await.is_some() {
+                    tracing::info!("SIGTERM: cancelling the job");
+                    handle.cancel();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot handle SIGTERM"),
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_arguments_count_by_what_they_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.tsv");
+        std::fs::write(&file, "x").unwrap();
+        let plain = canonical_arg(file.to_str().unwrap());
+        let dotted = canonical_arg(&format!("{}/./in.tsv", dir.path().display()));
+        let up = canonical_arg(&format!("{}/sub/../in.tsv", dir.path().display()));
+        assert_eq!(plain, dotted);
+        assert_eq!(plain, up);
+        let out = canonical_arg(&format!("file://{}/./out/", dir.path().display()));
+        assert_eq!(out, format!("file://{}/out", std::fs::canonicalize(dir.path()).unwrap().display()));
+        assert_eq!(canonical_arg("1s"), "1s");
+        assert_eq!(canonical_arg("s3://bucket/./x"), "s3://bucket/./x");
+    }
 
     #[test]
     fn cli_definition_is_valid() {

@@ -122,9 +122,37 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Fai
         let handle = jm.submit_spec(spec, job_id).map_err(|e| e.to_string())?;
         tracing::info!(job_id = %handle.job_id(), "submitted the job");
     }
-    loop {
-        std::thread::park();
+    wait_for_sigterm();
+    // Stop the tasks (their checkpoints stay: a JobManager started again resumes the job),
+    // then exit, well within a pod's termination grace period.
+    tracing::info!("SIGTERM: stopping the running job's tasks");
+    let running: Vec<_> = rheo_cluster::view::ClusterView::jobs(&jm)
+        .into_iter()
+        .filter(|job| !job.status().state.is_terminal())
+        .collect();
+    running.iter().for_each(|job| job.cancel());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running.iter().any(|job| !job.status().state.is_terminal()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    rest.shutdown();
+    Ok(())
+}
+
+/// Blocks until the process gets SIGTERM (forever when it cannot be watched).
+fn wait_for_sigterm() {
+    rheo_runtime::checkpoint::io_runtime().block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                terminate.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot handle SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    });
 }
 
 /// Runs a TaskManager until the process is stopped.

@@ -270,6 +270,10 @@ fn serve_taskmanager(inner: Arc<Inner>, stream: std::net::TcpStream) {
     let cause = loop {
         match reader.recv::<ToJobManager>() {
             Ok(Some(message)) => {
+                if let ToJobManager::Leaving = message {
+                    tracing::info!(taskmanager = %resource_id, "TaskManager leaving (SIGTERM); scheduling nothing more on it");
+                    lock(&inner.taskmanagers).retain(|t| t.resource_id != resource_id);
+                }
                 if let ToJobManager::Heartbeat { .. } = message {
                     if let Some(tm) = lock(&inner.taskmanagers).iter_mut().find(|t| t.resource_id == resource_id) {
                         tm.last_heartbeat = now_ms();
@@ -350,6 +354,8 @@ impl JobMaster {
             operators: built.graph.nodes.iter().map(|n| n.name.clone()).collect(),
             max_parallelism: built.settings.max_parallelism,
             handle: self.handle.clone(),
+            output_checks: built.graph.output_checks.clone(),
+            rerun_finished: false,
         };
         let reactive = config.get(&options::SCHEDULER_MODE)?.is_some_and(|mode| mode.eq_ignore_ascii_case("reactive"));
         let slot_timeout = config.get(&options::SLOT_REQUEST_TIMEOUT)?;
@@ -560,6 +566,11 @@ impl JobMaster {
                     cancel_all(&mut cancel_sent);
                 }
                 ClusterEvent::Message { resource_id, message } => match message {
+                    ToJobManager::Leaving if in_attempt.contains(&resource_id) && end.is_none() => {
+                        tracing::info!(attempt, taskmanager = %resource_id, "a TaskManager leaves; redeploying the job");
+                        end = Some(AttemptEnd::Rescale);
+                        cancel_all(&mut cancel_sent);
+                    }
                     ToJobManager::Heartbeat { attempt: Some(a), vertices } if a == attempt => {
                         for (vertex, m) in vertices {
                             metrics.insert((resource_id.clone(), vertex), m);

@@ -50,6 +50,9 @@ pub enum ToJobManager {
         attempt: u64,
         message: String,
     },
+    /// The TaskManager is shutting down (SIGTERM): schedule nothing more on it and move its
+    /// tasks elsewhere; this is no failure of the job.
+    Leaving,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

@@ -81,9 +81,15 @@ pub fn run(settings: TaskManagerSettings, registry: JobRegistry) -> Result<(), T
     let net = NetworkEnvironment::start(settings.data_bind, NetworkConfig::default())
         .map_err(|source| TaskManagerError::DataPort { addr: settings.data_bind.to_string(), source })?;
     tracing::info!(slots = settings.slots, data_port = net.local_addr().port(), "TaskManager started");
-    let tm = TaskManager { settings, registry, net };
+    let leave = Arc::new(Leave::default());
+    watch_sigterm(leave.clone());
+    let tm = TaskManager { settings, registry, net, leave };
     let mut failures = 0u32;
     loop {
+        if tm.leave.requested.load(Ordering::SeqCst) {
+            tracing::info!("TaskManager left the cluster");
+            return Ok(());
+        }
         match rpc::connect(&tm.settings.jobmanager, Duration::from_secs(5)) {
             Ok((reader, writer)) => {
                 failures = 0;
@@ -109,6 +115,50 @@ struct TaskManager {
     settings: TaskManagerSettings,
     registry: JobRegistry,
     net: NetworkEnvironment,
+    leave: Arc<Leave>,
+}
+
+/// A SIGTERM (a pod being deleted, a scale-down): tell the JobManager, let it move the tasks
+/// elsewhere, and exit once none runs here, instead of ending as a failure.
+#[derive(Default)]
+struct Leave {
+    requested: AtomicBool,
+    /// The current session's messages to the JobManager.
+    outbox: Mutex<Option<Sender<ToJobManager>>>,
+    since: Mutex<Option<Instant>>,
+}
+
+/// How long a leaving TaskManager waits for the JobManager to take its tasks away.
+const LEAVE_GRACE: Duration = Duration::from_secs(20);
+
+impl Leave {
+    /// Whether the TaskManager may exit now: leaving, and nothing of `attempt` runs here.
+    fn may_exit(&self, attempt: &Mutex<Option<Attempt>>) -> bool {
+        if !self.requested.load(Ordering::SeqCst) {
+            return false;
+        }
+        let idle = lock(attempt).as_ref().is_none_or(|a| a.running.load(Ordering::SeqCst) == 0);
+        idle || lock(&self.since).is_some_and(|since| since.elapsed() > LEAVE_GRACE)
+    }
+}
+
+fn watch_sigterm(leave: Arc<Leave>) {
+    rheo_runtime::checkpoint::io_runtime().spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = match signal(SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(e) => return tracing::warn!(error = %e, "cannot handle SIGTERM"),
+        };
+        if terminate.recv().await.is_none() {
+            return;
+        }
+        tracing::info!("SIGTERM: leaving the cluster once the JobManager moved the tasks away");
+        *lock(&leave.since) = Some(Instant::now());
+        leave.requested.store(true, Ordering::SeqCst);
+        if let Some(outbox) = lock(&leave.outbox).as_ref() {
+            let _ = outbox.send(ToJobManager::Leaving);
+        }
+    });
 }
 
 /// What the TaskManager runs of one attempt.
@@ -142,6 +192,10 @@ impl TaskManager {
         }))?;
         reader.set_timeout(Some(self.settings.heartbeat_timeout));
         let (outbox, outbox_rx) = unbounded::<ToJobManager>();
+        *lock(&self.leave.outbox) = Some(outbox.clone());
+        if self.leave.requested.load(Ordering::SeqCst) {
+            let _ = outbox.send(ToJobManager::Leaving);
+        }
         let session_over = Arc::new(AtomicBool::new(false));
         let writer_thread = {
             let session_over = session_over.clone();
@@ -186,7 +240,8 @@ impl TaskManager {
                 .expect("cannot start the heartbeat thread")
         };
         let result = self.serve(&mut reader, data_address, &outbox, &attempt);
-        // The JobManager is gone: stop what runs for it, as nothing can checkpoint or commit it.
+        *lock(&self.leave.outbox) = None;
+        // The JobManager is gone (or this TaskManager leaves): stop what runs for it, as nothing can checkpoint or commit it.
         session_over.store(true, Ordering::SeqCst);
         if let Some(current) = lock(&attempt).take() {
             cancel(&current);
@@ -206,6 +261,10 @@ impl TaskManager {
         attempt: &Arc<Mutex<Option<Attempt>>>,
     ) -> Result<(), RpcError> {
         while let Some(message) = reader.recv::<ToTaskManager>()? {
+            // Heartbeat acknowledgements wake this loop regularly.
+            if self.leave.may_exit(attempt) {
+                return Ok(());
+            }
             match message {
                 ToTaskManager::Registered { resource_id } => {
                     tracing::info!(%resource_id, jobmanager = %self.settings.jobmanager, "registered with the JobManager")

@@ -17,11 +17,12 @@ pub enum Section {
     TaskManager,
     Rest,
     Scheduler,
+    FileSystems,
     S3,
 }
 
 impl Section {
-    pub const ALL: [Section; 8] = [
+    pub const ALL: [Section; 9] = [
         Section::Pipeline,
         Section::Checkpointing,
         Section::RestartStrategy,
@@ -29,6 +30,7 @@ impl Section {
         Section::TaskManager,
         Section::Rest,
         Section::Scheduler,
+        Section::FileSystems,
         Section::S3,
     ];
 
@@ -41,6 +43,7 @@ impl Section {
             Section::TaskManager => "TaskManager",
             Section::Rest => "REST endpoint",
             Section::Scheduler => "Scheduling",
+            Section::FileSystems => "File systems",
             Section::S3 => "S3 file system",
         }
     }

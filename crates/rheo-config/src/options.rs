@@ -96,6 +96,13 @@ pub const SAVEPOINT_IGNORE_UNCLAIMED_STATE: ConfigOption<bool> = ConfigOption::n
     "Start from `execution.savepoint.path` even if some of its state belongs to no operator of the job.",
 );
 
+pub const FRESH_START: ConfigOption<bool> = ConfigOption::new(
+    "execution.fresh-start",
+    Section::Checkpointing,
+    false,
+    "Start the job from nothing even though it has checkpoints: they are deleted and its exactly-once sinks roll back what they committed (`rheo run --fresh-start`). Without it, a job whose checkpoints exist but cannot be restored fails.",
+);
+
 // Restart strategy
 
 pub const RESTART_STRATEGY: ConfigOption<Option<String>> = ConfigOption::new(
@@ -251,6 +258,15 @@ pub const REST_BIND_ADDRESS: ConfigOption<Option<String>> = ConfigOption::new(
     "The local address the REST server listens on; unset: `rest.address`, else all interfaces for a cluster and 127.0.0.1 for `rheo run`.",
 );
 
+// File systems
+
+pub const OVERWRITE_FILES: ConfigOption<bool> = ConfigOption::new(
+    "fs.overwrite-files",
+    Section::FileSystems,
+    false,
+    "Let an exactly-once file sink take over an output location another job owns, deleting that job's part files; without it such a sink fails at start.",
+);
+
 // S3
 
 pub const S3_ENDPOINT: ConfigOption<Option<String>> = ConfigOption::new(
@@ -292,6 +308,7 @@ pub static ALL: &[&dyn AnyOption] = &[
     &CHECKPOINTS_RETAINED,
     &SAVEPOINT_PATH,
     &SAVEPOINT_IGNORE_UNCLAIMED_STATE,
+    &FRESH_START,
     &RESTART_STRATEGY,
     &FIXED_DELAY_ATTEMPTS,
     &FIXED_DELAY_DELAY,
@@ -313,6 +330,7 @@ pub static ALL: &[&dyn AnyOption] = &[
     &REST_PORT,
     &REST_ADDRESS,
     &REST_BIND_ADDRESS,
+    &OVERWRITE_FILES,
     &S3_ENDPOINT,
     &S3_ACCESS_KEY,
     &S3_SECRET_KEY,

@@ -9,7 +9,6 @@
 //! that does not parse fails the job with the file's line number and what was expected; blank
 //! lines are skipped.
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +16,7 @@ use std::time::Duration;
 use compact_str::CompactString;
 
 use rheo::api::StreamEnv;
+use rheo::connectors::filesink::write_csv_record;
 use rheo_runtime::operators::WatermarkStrategy;
 use rheo_runtime::output::{Collector, NO_TIMESTAMP, Timestamp};
 use rheo_runtime::window::{TimeWindow, TumblingEventTimeWindows};
@@ -38,7 +38,8 @@ pub struct WordCount {
     /// How far timestamps may go back behind the largest seen (e.g. `500ms`).
     #[arg(long, default_value = "0ms", value_parser = parse_non_negative_duration_arg, requires = "event_time")]
     pub out_of_orderness: Duration,
-    /// Write CSV lines `window_end_ms,word,count` (empty window end for final counts)
+    /// Write CSV records `window_end_ms,word,count` (empty window end for final counts; words
+    /// holding `,` or `"` quoted)
     /// exactly once into part files under this URL (`file:///dir`, `s3://bucket/prefix`, ...)
     /// instead of printing; a part appears when the checkpoint covering it completes.
     #[arg(long, value_name = "URL")]
@@ -101,7 +102,7 @@ impl JobDef for WordCount {
             match &self.output {
                 Some(url) => {
                     counts.sink_to_files(url, |wc: &WordWithCount, csv: &mut String| {
-                        let _ = writeln!(csv, ",{},{}", wc.word, wc.count);
+                        write_csv_record(csv, ["", wc.word.as_str(), &wc.count.to_string()]);
                     })?;
                 }
                 None => {
@@ -137,7 +138,7 @@ impl JobDef for WordCount {
         match &self.output {
             Some(url) => {
                 counts.sink_to_files(url, |c: &WindowedWordCount, csv: &mut String| {
-                    let _ = writeln!(csv, "{},{},{}", c.window.end, c.word, c.count);
+                    write_csv_record(csv, [&c.window.end.to_string(), c.word.as_str(), &c.count.to_string()]);
                 })?;
             }
             None => {

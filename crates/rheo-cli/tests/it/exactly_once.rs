@@ -40,6 +40,9 @@ fn committed(url: &str) -> BTreeMap<(String, String), u64> {
     let storage = CheckpointStorage::from_url(url).unwrap();
     let mut counts = BTreeMap::new();
     for file in io_runtime().block_on(storage.list_files("")).unwrap() {
+        if !file.starts_with("part-") {
+            continue; // _rheo_owner
+        }
         let text = String::from_utf8(io_runtime().block_on(storage.get(&file)).unwrap()).unwrap();
         for line in text.lines() {
             let fields: Vec<&str> = line.split(',').collect();

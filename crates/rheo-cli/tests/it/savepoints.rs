@@ -65,7 +65,11 @@ fn config(dir: &std::path::Path) -> Configuration {
 fn committed(dir: &std::path::Path) -> BTreeMap<String, u64> {
     let mut counts = BTreeMap::new();
     for entry in std::fs::read_dir(dir).unwrap() {
-        for line in std::fs::read_to_string(entry.unwrap().path()).unwrap().lines() {
+        let path = entry.unwrap().path();
+        if !path.file_name().unwrap().to_string_lossy().starts_with("part-") {
+            continue; // _rheo_owner
+        }
+        for line in std::fs::read_to_string(path).unwrap().lines() {
             let (w, c) = line.split_once(',').unwrap();
             assert!(counts.insert(w.to_string(), c.parse().unwrap()).is_none(), "{w} committed twice");
         }

@@ -108,6 +108,19 @@ pub struct CheckpointCoordinator {
     next_id: u64,
     stats: CheckpointStats,
     announce: Option<Announce>,
+    /// Checkpoints that failed in a row, and when the next may be triggered: failures back off
+    /// (a full disk is not hammered, nor the log flooded, by the final checkpoint's retries).
+    consecutive_failures: u32,
+    retry_at: Option<Instant>,
+    /// Deletions of failed checkpoints' files, awaited before the coordinator ends.
+    cleanups: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The wait before the next checkpoint after `failures` failed in a row.
+fn retry_delay(failures: u32) -> Duration {
+    const FIRST: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(10);
+    FIRST.saturating_mul(1u32 << failures.saturating_sub(1).min(16)).min(MAX)
 }
 
 impl CheckpointCoordinator {
@@ -131,6 +144,9 @@ impl CheckpointCoordinator {
             next_id,
             stats: CheckpointStats::default(),
             announce: None,
+            consecutive_failures: 0,
+            retry_at: None,
+            cleanups: Vec::new(),
         }
     }
 
@@ -176,7 +192,7 @@ impl CheckpointCoordinator {
                         Err(cause) => {
                             tracing::warn!(checkpoint = checkpoint_id, %cause, "a TaskManager could not upload its state");
                             let failed = pending.take().expect("pending checkpoint");
-                            self.failed(&failed, &cause);
+                            self.failed(failed, &cause);
                             next_trigger = Instant::now() + self.settings.interval;
                             continue;
                         }
@@ -199,10 +215,10 @@ impl CheckpointCoordinator {
             {
                 tracing::warn!(checkpoint = current.barrier.id, "checkpoint expired before completing");
                 let expired = pending.take().expect("pending checkpoint");
-                self.failed(&expired, "the checkpoint expired (execution.checkpointing.timeout)");
+                self.failed(expired, "the checkpoint expired (execution.checkpointing.timeout)");
             }
             let all_at_end = !sources.is_empty() && at_end.len() == sources.len();
-            if pending.is_some() || closing {
+            if pending.is_some() || closing || self.retry_at.is_some_and(|at| Instant::now() < at) {
                 continue;
             }
             if all_at_end {
@@ -222,11 +238,15 @@ impl CheckpointCoordinator {
             }
         }
         if let Some(current) = pending {
-            self.failed(&current, "the job attempt ended before it completed");
+            self.failed(current, "the job attempt ended before it completed");
         }
         for request in queued_savepoints.into_iter().chain(self.savepoints.try_iter()) {
             let cause = "the job attempt ended before the savepoint was taken".to_string();
             self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause });
+        }
+        // The next attempt (or process) finds only complete checkpoints.
+        for cleanup in std::mem::take(&mut self.cleanups) {
+            let _ = io_runtime().block_on(cleanup);
         }
         self.stats
     }
@@ -265,7 +285,35 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn failed(&mut self, pending: &Pending, cause: &str) {
+    /// Counts a failed checkpoint, backs off the next, and deletes what it wrote: without its
+    /// `_metadata` it can never be restored, and its files only take space.
+    fn failed(&mut self, pending: Pending, cause: &str) {
+        self.consecutive_failures += 1;
+        self.retry_at = Some(Instant::now() + retry_delay(self.consecutive_failures));
+        let (root, relative) = match &pending.kind {
+            // The job's directory, so that the emptied chk-<n> directory goes too.
+            Kind::Checkpoint { .. } => (self.storage.clone(), checkpoint_dir(pending.barrier.id)),
+            Kind::Savepoint(_) => (pending.dir.clone(), String::new()),
+        };
+        let running: Vec<_> = pending
+            .uploads
+            .into_iter()
+            .filter_map(|u| match u {
+                Upload::Running(upload) => Some(upload),
+                Upload::Done(_) => None,
+            })
+            .collect();
+        let id = pending.barrier.id;
+        self.cleanups.retain(|c| !c.is_finished());
+        self.cleanups.push(io_runtime().spawn(async move {
+            for upload in running {
+                upload.abort();
+                let _ = upload.await;
+            }
+            if let Err(e) = root.delete_all(&relative).await {
+                tracing::warn!(checkpoint = id, error = %e, "cannot delete the files of a failed checkpoint");
+            }
+        }));
         self.stats.failed += 1;
         self.handle.update(|s| {
             s.checkpoints.failed += 1;
@@ -284,11 +332,24 @@ impl CheckpointCoordinator {
         let dir = pending.dir.clone();
         let result: Result<CheckpointMetadata, StorageError> = io_runtime().block_on(async {
             let mut states = Vec::with_capacity(pending.uploads.len());
+            let mut failure = None;
             for upload in pending.uploads {
-                states.push(match upload {
-                    Upload::Running(upload) => upload.await.expect("upload task panicked")?,
-                    Upload::Done(state) => state,
-                });
+                match upload {
+                    // After one failed, the others are stopped, so none writes into the
+                    // directory once the failed checkpoint's files are deleted.
+                    Upload::Running(upload) if failure.is_some() => {
+                        upload.abort();
+                        let _ = upload.await;
+                    }
+                    Upload::Running(upload) => match upload.await.expect("upload task panicked") {
+                        Ok(state) => states.push(state),
+                        Err(e) => failure = Some(e),
+                    },
+                    Upload::Done(state) => states.push(state),
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
             }
             states.sort_by_key(|s| (s.node, s.subtask));
             let metadata = CheckpointMetadata {
@@ -310,10 +371,12 @@ impl CheckpointCoordinator {
             Err(e) => {
                 tracing::warn!(checkpoint = id, error = %e, "checkpoint could not be written");
                 let failed = Pending { uploads: Vec::new(), ..pending };
-                self.failed(&failed, &e.to_string());
+                self.failed(failed, &e.to_string());
                 return false;
             }
         };
+        self.consecutive_failures = 0;
+        self.retry_at = None;
         let duration = pending.started.elapsed();
         let size = metadata.total_size();
         self.stats.completed += 1;

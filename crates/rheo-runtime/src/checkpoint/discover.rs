@@ -24,33 +24,70 @@ pub async fn checkpoint_ids(job: &CheckpointStorage) -> Result<Vec<u64>, Storage
     Ok(ids)
 }
 
+/// What listing a job's checkpoints found: the newest valid one, and the newer ones that
+/// exist (their `_metadata` was written) but cannot be restored.
+pub struct Scan {
+    pub found: Option<Discovered>,
+    /// `(checkpoint id, what is wrong)`, newest first.
+    pub unreadable: Vec<(u64, String)>,
+}
+
 /// The newest valid checkpoint of the job, if any.
 pub async fn latest(job: &CheckpointStorage) -> Result<Option<Discovered>, StorageError> {
+    Ok(scan(job).await?.found)
+}
+
+/// Looks for the newest valid checkpoint, remembering the unreadable ones it skipped. An
+/// incomplete checkpoint (no `_metadata`: the job stopped while taking it) is no loss and is
+/// not reported.
+pub async fn scan(job: &CheckpointStorage) -> Result<Scan, StorageError> {
+    let mut unreadable = Vec::new();
     for id in checkpoint_ids(job).await? {
-        match load(&job.child(&checkpoint_dir(id))).await {
-            Ok(Some(found)) => return Ok(Some(found)),
+        match load_checked(&job.child(&checkpoint_dir(id))).await {
+            Ok(Some(found)) => return Ok(Scan { found: Some(found), unreadable }),
             Ok(None) => tracing::info!(checkpoint = id, "checkpoint is incomplete (no _metadata); skipping it"),
-            Err(problem) => {
-                tracing::warn!(checkpoint = id, %problem, "checkpoint is corrupt; trying the one before it")
+            // The store is unreachable: that says nothing about the checkpoint.
+            Err(LoadError::Storage(e)) => return Err(e),
+            Err(LoadError::Corrupt(problem)) => {
+                tracing::warn!(checkpoint = id, %problem, "checkpoint is corrupt; trying the one before it");
+                unreadable.push((id, problem));
             }
         }
     }
-    Ok(None)
+    Ok(Scan { found: None, unreadable })
+}
+
+/// Why a checkpoint could not be loaded.
+enum LoadError {
+    /// The store did not answer: retry later.
+    Storage(StorageError),
+    /// The checkpoint is damaged: it will never load.
+    Corrupt(String),
 }
 
 /// Loads and verifies one checkpoint or savepoint directory. `Ok(None)`: no `_metadata`.
 pub async fn load(dir: &CheckpointStorage) -> Result<Option<Discovered>, String> {
-    let Some(raw) = dir.get_if_exists(METADATA_FILE).await.map_err(|e| e.to_string())? else {
+    load_checked(dir).await.map_err(|e| match e {
+        LoadError::Storage(e) => e.to_string(),
+        LoadError::Corrupt(problem) => problem,
+    })
+}
+
+async fn load_checked(dir: &CheckpointStorage) -> Result<Option<Discovered>, LoadError> {
+    let Some(raw) = dir.get_if_exists(METADATA_FILE).await.map_err(LoadError::Storage)? else {
         return Ok(None);
     };
     let metadata: CheckpointMetadata =
-        serde_json::from_slice(&raw).map_err(|e| format!("{}/{METADATA_FILE}: {e}", dir.url()))?;
+        serde_json::from_slice(&raw).map_err(|e| LoadError::Corrupt(format!("{}/{METADATA_FILE}: {e}", dir.url())))?;
     let mut nodes: HashMap<usize, Vec<SubtaskState>> = HashMap::new();
     let mut operators: HashMap<usize, String> = HashMap::new();
     for handle in &metadata.states {
-        let bytes = dir.get(&handle.file).await.map_err(|e| e.to_string())?;
+        let bytes = match dir.get_if_exists(&handle.file).await.map_err(LoadError::Storage)? {
+            Some(bytes) => bytes,
+            None => return Err(LoadError::Corrupt(format!("{}/{}: the file is missing", dir.url(), handle.file))),
+        };
         if bytes.len() as u64 != handle.size || crc32fast::hash(&bytes) != handle.crc32 {
-            return Err(format!(
+            return Err(LoadError::Corrupt(format!(
                 "{}/{}: expected {} bytes with CRC32 {:08x}, found {} bytes with CRC32 {:08x}",
                 dir.url(),
                 handle.file,
@@ -58,7 +95,7 @@ pub async fn load(dir: &CheckpointStorage) -> Result<Option<Discovered>, String>
                 handle.crc32,
                 bytes.len(),
                 crc32fast::hash(&bytes)
-            ));
+            )));
         }
         operators.insert(handle.node, handle.operator.clone());
         nodes.entry(handle.node).or_default().push(SubtaskState {

@@ -12,7 +12,7 @@
 //! ends the job as CANCELED instead of being forgotten by the next attempt.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rheo_config::{ConfigError, Configuration, options};
 
@@ -23,7 +23,7 @@ use crate::checkpoint::coordinator::{Announce, CheckpointCoordinator, Checkpoint
 use crate::checkpoint::discover::FINISHED_MARKER;
 use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
 use crate::graph::plan::{ExecutionPlan, PlanError};
-use crate::graph::{JobGraph, Partitioning};
+use crate::graph::{JobGraph, OutputCheck, Partitioning};
 use crate::output::NodeId;
 use crate::task::{TaskCounters, TaskEvent, now_ms};
 
@@ -46,6 +46,17 @@ pub enum JobError {
     Spawn { task: String, source: std::io::Error },
     #[error("cannot restore from {path}: {message}")]
     Restore { path: String, message: String },
+    /// The job's checkpoints exist but none can be restored.
+    #[error(
+        "checkpoint {path} cannot be restored ({problem}) and the job has no older one; starting from nothing \
+         would commit its output a second time. Resume from a savepoint or retained checkpoint with \
+         `-s PATH` (execution.savepoint.path), or start over with `--fresh-start` (execution.fresh-start: true), \
+         which deletes the job's checkpoints and rolls back the output it committed"
+    )]
+    Unrestorable { path: String, problem: String },
+    /// An output of the job cannot be written to, or belongs to another job.
+    #[error("{0}")]
+    Output(String),
 }
 
 /// How one attempt ended.
@@ -176,6 +187,12 @@ pub struct JobDriver {
     pub operators: Vec<String>,
     pub max_parallelism: usize,
     pub handle: JobHandle,
+    /// Checks of the job's outputs (writable, owned by this job), run once before the first
+    /// attempt; a failed check fails the job without a restart.
+    pub output_checks: Vec<OutputCheck>,
+    /// Whether a job that finished last time runs again from the start (`rheo run`: the user
+    /// ran the command again), or stays FINISHED (a JobManager restarted after its job ended).
+    pub rerun_finished: bool,
 }
 
 impl JobDriver {
@@ -213,7 +230,17 @@ impl JobDriver {
             }
             None => None,
         };
+        if let Some(storage) = &storage
+            && !self.rerun_finished
+            && io_runtime().block_on(storage.get_if_exists(FINISHED_MARKER))?.is_some()
+        {
+            tracing::info!(job_id = %job_id, "the job finished before; it stays finished");
+            return Ok(());
+        }
         let mut restore = initial_state(&self.config, storage.as_ref(), &self.operators)?;
+        for check in &self.output_checks {
+            check(&job_id, &self.config).map_err(JobError::Output)?;
+        }
         if let Some(r) = &restore {
             let id = r.state.checkpoint_id;
             tracing::info!(job_id = %job_id, checkpoint = id, path = %r.url, "resuming from checkpoint");
@@ -289,7 +316,33 @@ impl JobDriver {
                 AttemptEnd::Failed(other) => return Err(other),
             }
             if let Some(storage) = &storage {
-                restore = io_runtime().block_on(latest_checkpoint(storage))?.or(restore);
+                // The store may be down as long as whatever failed the attempt: a storage
+                // error here is one more failure for the restart strategy.
+                loop {
+                    match io_runtime().block_on(latest_checkpoint(storage)) {
+                        Ok(found) => {
+                            restore = found.or(restore);
+                            break;
+                        }
+                        Err(error) => {
+                            let message = format!("cannot list the job's checkpoints: {error}");
+                            self.handle.record_exception(&message, None, now_ms());
+                            let Some(delay) = backoff.on_failure(Duration::ZERO) else {
+                                return Err(JobError::Storage(error));
+                            };
+                            report.restarts = backoff.restarts();
+                            tracing::warn!(%message, restart = report.restarts, delay_ms = delay.as_millis() as u64,
+                                "restarting the job");
+                            self.handle.update(|s| {
+                                s.state = JobState::Restarting;
+                                s.restarts = report.restarts;
+                            });
+                            if self.handle.wait_for_cancel(delay) {
+                                return Err(JobError::Cancelled);
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -383,6 +436,8 @@ mod tests {
             operators: vec!["Source".into(), "Map".into()],
             max_parallelism: 128,
             handle,
+            output_checks: Vec::new(),
+            rerun_finished: true,
         }
     }
 
@@ -485,5 +540,61 @@ mod tests {
         driver.run(&mut deployer).unwrap();
         let marker = dir.path().join(JOB_ID).join(FINISHED_MARKER);
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), JOB_ID);
+    }
+
+    /// Fails its first attempt after making the job's checkpoint directory unlistable (a
+    /// symbolic link to itself), as a store that went down with the attempt; finishes the next.
+    struct StoreDownWithTheAttempt {
+        job_dir: std::path::PathBuf,
+        attempts: Vec<u64>,
+    }
+
+    impl Deployer for StoreDownWithTheAttempt {
+        fn run_attempt(&mut self, attempt: &Attempt<'_>) -> Result<(AttemptEnd, CheckpointStats), JobError> {
+            self.attempts.push(attempt.number);
+            if attempt.number > 1 {
+                return Ok((AttemptEnd::Finished, CheckpointStats::default()));
+            }
+            let _ = std::fs::remove_dir_all(&self.job_dir);
+            std::os::unix::fs::symlink(&self.job_dir, &self.job_dir).unwrap();
+            attempt.handle.shared().stop();
+            Ok((failed("TaskManager lost"), CheckpointStats::default()))
+        }
+    }
+
+    #[test]
+    fn a_storage_error_while_restarting_goes_through_the_restart_strategy() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let driver = driver(&[
+            ("execution.checkpointing.interval", "1h"),
+            ("state.checkpoints.dir", &url),
+            ("restart-strategy.type", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "1000"),
+            ("restart-strategy.fixed-delay.delay", "5ms"),
+        ]);
+        let handle = driver.handle.clone();
+        let job_dir = dir.path().join(JOB_ID);
+        let (done_tx, done_rx) = mpsc::channel();
+        let deployer_dir = job_dir.clone();
+        std::thread::spawn(move || {
+            let mut deployer = StoreDownWithTheAttempt { job_dir: deployer_dir, attempts: Vec::new() };
+            let result = driver.run(&mut deployer);
+            let _ = done_tx.send((result.map(|r| r.restarts), deployer.attempts));
+        });
+        // The store stays down for a few listings; then it is back.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while handle.status().exceptions.iter().filter(|e| e.message.contains("cannot list")).count() < 3 {
+            assert!(handle.status().state != JobState::Failed, "the job failed: {:?}", handle.status().failure);
+            assert!(Instant::now() < deadline, "no listing failed: {:?}", handle.status().exceptions);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::fs::remove_file(&job_dir).unwrap();
+        std::fs::create_dir(&job_dir).unwrap();
+        let (result, attempts) = done_rx.recv_timeout(Duration::from_secs(30)).expect("the job ended");
+        let restarts = result.expect("the job finishes once the store is back");
+        assert_eq!(attempts, vec![1, 2]);
+        assert!(restarts >= 4, "the task failure and each failed listing count: {restarts}");
+        assert_eq!(handle.status().state, JobState::Finished);
     }
 }

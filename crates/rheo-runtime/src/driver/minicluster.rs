@@ -88,6 +88,8 @@ impl MiniCluster {
             operators: graph.nodes.iter().map(|n| n.name.clone()).collect(),
             max_parallelism: settings.max_parallelism,
             handle: self.handle.clone(),
+            output_checks: graph.output_checks.clone(),
+            rerun_finished: true,
         };
         let plan = match planned {
             Ok(plan) => plan,

@@ -29,27 +29,45 @@ pub struct Restore {
 /// The state to start from, as Flink decides it: the job's own newest checkpoint (so a
 /// restarted JobManager never rewinds to the savepoint it was first started from), else the
 /// savepoint given by `execution.savepoint.path`, else nothing. A job that finished last
-/// time starts fresh.
+/// time, or one told to with `execution.fresh-start`, starts fresh: its checkpoints are
+/// deleted (its exactly-once sinks roll back their output when they start from nothing).
+///
+/// A job whose checkpoints exist but none can be restored never starts from nothing
+/// silently: that would commit again what its sinks committed before. It fails naming the
+/// checkpoint and the ways out, unless a savepoint was given.
 pub fn initial_state(
     config: &Configuration,
     storage: Option<&CheckpointStorage>,
     operators: &[String],
 ) -> Result<Option<Restore>, JobError> {
+    let fresh_start = config.get(&options::FRESH_START)?;
+    let savepoint = config.get(&options::SAVEPOINT_PATH)?;
     if let Some(storage) = storage {
-        let own = io_runtime().block_on(async {
-            if storage.get_if_exists(FINISHED_MARKER).await?.is_some() {
-                tracing::info!(dir = storage.url(), "the job finished last time; starting fresh");
+        let scan = io_runtime().block_on(async {
+            if storage.get_if_exists(FINISHED_MARKER).await?.is_some() || fresh_start {
+                tracing::info!(dir = storage.url(), fresh_start, "starting fresh: deleting the job's checkpoints");
                 storage.delete_all("").await?;
                 return Ok::<_, StorageError>(None);
             }
-            latest_checkpoint(storage).await
+            discover::scan(storage).await.map(Some)
         })?;
-        if own.is_some() {
-            return Ok(own);
+        if let Some(scan) = scan {
+            if let Some(found) = scan.found {
+                return Ok(Some(Restore {
+                    url: storage.child(&checkpoint_dir(found.state.checkpoint_id)).url().to_string(),
+                    state: Arc::new(found.state),
+                }));
+            }
+            if let Some((id, problem)) = scan.unreadable.into_iter().next() {
+                let path = storage.child(&checkpoint_dir(id)).url().to_string();
+                if savepoint.is_none() {
+                    return Err(JobError::Unrestorable { path, problem });
+                }
+                tracing::warn!(checkpoint = %path, %problem, "the job's own checkpoints cannot be restored; using the savepoint");
+            }
         }
     }
-    let Some(path) = config.get(&options::SAVEPOINT_PATH)? else { return Ok(None) };
-    let path = path.as_str();
+    let Some(path) = savepoint.as_deref() else { return Ok(None) };
     let dir = CheckpointStorage::from_url(path)?;
     // A savepoint or checkpoint directory (with `_metadata`), or a job's checkpoint directory
     // (`<state.checkpoints.dir>/<job-id>`): then its newest complete checkpoint. The operator

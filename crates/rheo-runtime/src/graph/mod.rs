@@ -124,10 +124,16 @@ pub struct Node {
     pub ports: Vec<Arc<dyn StreamType>>,
 }
 
+/// Checks one output of a job before it starts (given the job id and configuration): that it
+/// can be written and belongs to this job. The error says what is wrong and what to do.
+pub type OutputCheck = Arc<dyn Fn(&str, &rheo_config::Configuration) -> Result<(), String> + Send + Sync>;
+
 /// A logical job graph under construction.
 #[derive(Default)]
 pub struct JobGraph {
     pub nodes: Vec<Node>,
+    /// Run by the job driver before the first attempt.
+    pub output_checks: Vec<OutputCheck>,
 }
 
 impl JobGraph {

@@ -54,6 +54,9 @@ pub struct WindowOperator<K, I, O, A: WindowAggregation<K, I, O>> {
     late_out: Box<dyn Output<I>>,
     watermark: Timestamp,
     processing_now: Timestamp,
+    /// Processing-time windows ending at or before this time have fired: a record is never
+    /// assigned to one of them again, however stale the clock it reads.
+    fired_through: Timestamp,
     fixed: BTreeMap<TimeWindow, Pane<K, A::Acc>>,
     sessions: KeyMap<K, Vec<Session<A::Acc>>>,
     /// When some session of these keys may fire or expire (entries can be stale after merges).
@@ -83,6 +86,7 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             late_out,
             watermark: Timestamp::MIN,
             processing_now: now_ms(),
+            fired_through: Timestamp::MIN,
             fixed: BTreeMap::new(),
             sessions: KeyMap::default(),
             session_timers: BTreeMap::new(),
@@ -315,7 +319,9 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> Output<I> for W
             }
             timestamp
         } else {
-            self.processing_now
+            // The clock read at the last tick may be the very millisecond whose windows just
+            // fired; such a record belongs to the next one.
+            self.processing_now.max(self.fired_through.saturating_add(1))
         };
         let key = (self.key_of)(&value);
         if self.assigner.is_merging() {
@@ -343,6 +349,7 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> Output<I> for W
         self.processing_now = now;
         if !self.event_time() {
             self.fire(now);
+            self.fired_through = self.fired_through.max(now);
         }
         let downstream = earliest(self.out.tick(now), self.late_out.tick(now));
         earliest(self.next_processing_timer(), downstream)

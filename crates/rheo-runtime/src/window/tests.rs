@@ -289,8 +289,11 @@ fn processing_time_windows_fire_on_the_clock() {
     assert_eq!(h.take_records(), vec![], "watermarks do not fire processing-time windows");
     assert_eq!(h.set_processing_time(9), None);
     assert_eq!(h.take_records(), vec![(ev("a", 3), 9)]);
-    // At processing time 9 a record still belongs to [0, 10): it fires at the next tick.
+    // [0, 10) fired at 9: a record handled before the clock moves on never brings it back (a
+    // second, partial result); it belongs to the next window, [10, 20).
     h.process(ev("a", 4), NO_TIMESTAMP);
-    assert_eq!(h.set_processing_time(12), None);
-    assert_eq!(h.take_records(), vec![(ev("a", 4), 9)]);
+    assert_eq!(h.set_processing_time(12), Some(19));
+    assert_eq!(h.take_records(), vec![], "the fired window [0, 10) came back");
+    assert_eq!(h.set_processing_time(19), None);
+    assert_eq!(h.take_records(), vec![(ev("a", 4), 19)]);
 }

@@ -62,6 +62,11 @@ impl<T: Data> DataStream<T> {
         Self { graph, node, port, _type: PhantomData }
     }
 
+    /// Registers a check of an output this stream is written to, run before the job starts.
+    pub fn add_output_check(&self, check: rheo_runtime::graph::OutputCheck) {
+        self.graph.borrow_mut().output_checks.push(check);
+    }
+
     fn add_node(
         &self,
         name: String,

@@ -32,6 +32,59 @@ pub type LineParser<T> = Arc<dyn Fn(&str) -> Result<(T, Timestamp), String> + Se
 /// Lines per `poll`.
 const BATCH: usize = 1024;
 
+/// How much of the file's head its fingerprint covers.
+const FINGERPRINT_BYTES: u64 = 64 * 1024;
+
+/// What a checkpointed read position is valid for: the file as it was when read. A file
+/// rewritten under the same path (another size, other first bytes, or a newer modification
+/// time) makes the saved byte offset meaningless.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileIdentity {
+    pub size: u64,
+    /// Modification time, nanoseconds since the epoch (0 when the file system has none).
+    pub modified_ns: u64,
+    /// CRC32 of the first 64 KiB.
+    pub head_crc32: u32,
+}
+
+impl FileIdentity {
+    fn of(file: &mut File) -> std::io::Result<Self> {
+        use std::io::Read;
+        let metadata = file.metadata()?;
+        let modified_ns = metadata
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut head = Vec::with_capacity(FINGERPRINT_BYTES as usize);
+        Read::take(&mut *file, FINGERPRINT_BYTES).read_to_end(&mut head)?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(Self { size: metadata.len(), modified_ns, head_crc32: crc32fast::hash(&head) })
+    }
+
+    /// What differs from `earlier`, for the error message.
+    fn changes_since(&self, earlier: &FileIdentity) -> Option<String> {
+        let mut changes = Vec::new();
+        if self.size != earlier.size {
+            changes.push(format!("its size was {} bytes, now {}", earlier.size, self.size));
+        }
+        if self.head_crc32 != earlier.head_crc32 {
+            changes.push("its first 64 KiB differ".to_string());
+        }
+        if self.modified_ns != earlier.modified_ns {
+            changes.push("it was modified since".to_string());
+        }
+        (!changes.is_empty()).then(|| changes.join(", "))
+    }
+}
+
+/// A file source subtask's checkpointed state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FileSourceState {
+    position: Position,
+    input: FileIdentity,
+}
+
 /// One subtask of the text file source.
 pub struct TextFileSource<T> {
     path: PathBuf,
@@ -48,6 +101,10 @@ pub struct TextFileSource<T> {
     restored: Vec<Layer>,
     /// Lines per second this subtask reads at most, and since when it counts.
     throttle: Option<Throttle>,
+    /// The file as the restored checkpoint saw it.
+    restored_input: Option<(u64, FileIdentity)>,
+    /// The file as this run opened it.
+    input: Option<FileIdentity>,
 }
 
 /// Paces a source to a rate (lines per second), for demos and failure tests that need a job
@@ -71,6 +128,8 @@ impl<T> TextFileSource<T> {
             parallelism: parallelism.max(1) as u64,
             restored: Vec::new(),
             throttle: None,
+            restored_input: None,
+            input: None,
         }
     }
 
@@ -109,6 +168,19 @@ impl<T> TextFileSource<T> {
 impl<T: Data> SourceFunction<T> for TextFileSource<T> {
     fn open(&mut self, _info: &TaskInfo) -> Result<(), SourceError> {
         let mut file = File::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        let input = FileIdentity::of(&mut file).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        if let Some((checkpoint, earlier)) = &self.restored_input
+            && let Some(changes) = input.changes_since(earlier)
+        {
+            return Err(format!(
+                "input {} changed since checkpoint {checkpoint} was taken ({changes}): the read position saved \
+                 there does not apply to it. Restore the file, or read it from the start with `--fresh-start` \
+                 (execution.fresh-start: true)",
+                self.path.display()
+            )
+            .into());
+        }
+        self.input = Some(input);
         if self.offset > 0 {
             file.seek(SeekFrom::Start(self.offset))
                 .map_err(|e| format!("cannot seek in {}: {e}", self.path.display()))?;
@@ -126,7 +198,8 @@ impl<T: Data> SourceFunction<T> for TextFileSource<T> {
             offset: self.offset,
             earlier: self.restored.clone(),
         };
-        Some(rheo_runtime::state::restore::encode(&position))
+        let input = self.input.clone().or_else(|| self.restored_input.as_ref().map(|(_, i)| i.clone()))?;
+        Some(rheo_runtime::state::restore::encode(&FileSourceState { position, input }))
     }
 
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
@@ -194,11 +267,17 @@ impl StreamEnv {
         let path = path.as_ref().to_path_buf();
         let name = format!("File {}", path.display());
         self.add_source(&name, move |ctx| {
-            let positions: Vec<Position> = ctx.restore_operator_all();
+            let states: Vec<FileSourceState> = ctx.restore_operator_all();
+            let positions: Vec<Position> = states.iter().map(|s| s.position.clone()).collect();
             let share = lines_per_second.map(|r| r / ctx.info.parallelism as f64);
-            TextFileSource::new(path.clone(), parse.clone(), ctx.info.subtask_index, ctx.info.parallelism)
-                .restore(&positions)
-                .with_rate(share)
+            let mut source =
+                TextFileSource::new(path.clone(), parse.clone(), ctx.info.subtask_index, ctx.info.parallelism)
+                    .restore(&positions)
+                    .with_rate(share);
+            if let (Some(state), Some(restored)) = (states.first(), &ctx.info.restored) {
+                source.restored_input = Some((restored.checkpoint_id, state.input.clone()));
+            }
+            source
         })
     }
 }

@@ -9,12 +9,21 @@
 //! rename is needed, which object stores do not have.
 //!
 //! Without checkpointing, the sink writes its part at the end of input (`part-<subtask>-final.csv`).
+//!
+//! The sink fences its own output. The location records the job that owns it (`_rheo_owner`,
+//! written before the job starts, which also proves the store writable); another job writing
+//! there fails unless `fs.overwrite-files` lets it replace that job's parts. And a sink that
+//! starts from checkpoint `N` first deletes the parts committed after `N` (all of them when it
+//! starts from nothing): they came from a run whose later checkpoints are lost or were
+//! discarded, and the rerun commits that output again, cut at other checkpoints. So the
+//! committed output always equals one failure-free run, whatever parallelism or checkpoint
+//! interval each run used.
 
 use std::sync::Arc;
 
 use crate::api::DataStream;
 use crate::api::stream::DataSink;
-use rheo_config::options;
+use rheo_config::{Configuration, options};
 use rheo_runtime::checkpoint::{CheckpointStorage, StorageError, io_runtime};
 use rheo_runtime::graph::{Data, OperatorContext};
 use rheo_runtime::output::Timestamp;
@@ -34,6 +43,77 @@ impl PendingPart {
     fn file_name(&self) -> String {
         format!("part-{}-{}.csv", self.subtask, self.checkpoint_id)
     }
+}
+
+/// The file naming the job that owns an output location.
+pub const OWNER_FILE: &str = "_rheo_owner";
+
+/// What `_rheo_owner` holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Owner {
+    job_id: String,
+}
+
+/// The checkpoint a committed part belongs to: `Some(None)` for a final part (written without
+/// checkpointing), `None` for a file that is no part.
+fn part_checkpoint(name: &str) -> Option<Option<u64>> {
+    let (_subtask, id) = name.strip_prefix("part-")?.strip_suffix(".csv")?.rsplit_once('-')?;
+    if id == "final" { Some(None) } else { id.parse().ok().map(Some) }
+}
+
+/// Deletes the parts committed after checkpoint `after` (every part when `None`).
+async fn roll_back(storage: &CheckpointStorage, after: Option<u64>) -> Result<usize, StorageError> {
+    let mut deleted = 0;
+    for name in storage.list_files("").await? {
+        let Some(checkpoint) = part_checkpoint(&name) else { continue };
+        let later = match (checkpoint, after) {
+            (Some(id), Some(after)) => id > after,
+            _ => true,
+        };
+        if later {
+            storage.delete(&name).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Claims `storage` for `job_id` before the job starts; see the module docs.
+async fn claim(storage: &CheckpointStorage, job_id: &str, overwrite: bool) -> Result<(), String> {
+    let url = storage.url();
+    let unreadable = |e: StorageError| format!("cannot read output {url}: {e}");
+    let owner = match storage.get_if_exists(OWNER_FILE).await.map_err(unreadable)? {
+        Some(bytes) => Some(
+            serde_json::from_slice::<Owner>(&bytes)
+                .map(|o| o.job_id)
+                .unwrap_or_else(|_| "(unreadable _rheo_owner)".to_string()),
+        ),
+        None => {
+            let files = storage.list_files("").await.map_err(unreadable)?;
+            files.iter().any(|f| part_checkpoint(f).is_some()).then(|| "(unknown: no _rheo_owner)".to_string())
+        }
+    };
+    if let Some(other) = owner.filter(|o| o != job_id) {
+        if !overwrite {
+            return Err(format!(
+                "output {url} holds the part files of job {other}, not of this job ({job_id}); jobs never \
+                 mix their output. Write somewhere else, or replace that output with -D fs.overwrite-files=true"
+            ));
+        }
+        let deleted = roll_back(storage, None).await.map_err(|e| format!("cannot replace output {url}: {e}"))?;
+        tracing::warn!(output = url, previous_owner = %other, deleted, "replacing another job's output (fs.overwrite-files)");
+    }
+    let owner = serde_json::to_vec(&Owner { job_id: job_id.to_string() }).expect("owner serializes");
+    storage.put(OWNER_FILE, owner).await.map_err(|e| format!("cannot write to output {url}: {e}"))
+}
+
+/// Appends one CSV record and a line break: fields holding `,`, `"` or a line break are quoted
+/// (RFC 4180), so any CSV reader gets the fields back.
+pub fn write_csv_record<F: AsRef<[u8]>>(out: &mut String, fields: impl IntoIterator<Item = F>) {
+    let mut writer = csv::WriterBuilder::new().buffer_capacity(256).from_writer(Vec::with_capacity(64));
+    writer.write_record(fields).expect("writing to memory cannot fail");
+    let bytes = writer.into_inner().expect("writing to memory cannot fail");
+    out.push_str(&String::from_utf8_lossy(&bytes));
 }
 
 /// Formats one record as one or more lines appended to the buffer.
@@ -60,6 +140,21 @@ impl<T> ExactlyOnceFileSink<T> {
             pending: Vec::new(),
             checkpointing,
         };
+        if ctx.info.subtask_index == 0 {
+            // Before any part of this run can be committed (that needs every subtask's
+            // acknowledgement of a checkpoint, so this constructor has returned).
+            let after = ctx.info.restored.as_ref().map(|r| r.checkpoint_id);
+            match io_runtime().block_on(roll_back(&sink.storage, after)) {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(
+                    output = sink.storage.url(),
+                    deleted,
+                    after_checkpoint = ?after,
+                    "rolled back parts committed after the checkpoint this run starts from"
+                ),
+                Err(e) => panic!("file sink: cannot roll back {}: {e}", sink.storage.url()),
+            }
+        }
         // Parts pending in the restored checkpoint belong to a completed checkpoint: commit.
         let restored: Vec<Vec<PendingPart>> = ctx.restore_operator();
         let parts: Vec<PendingPart> = restored.into_iter().flatten().collect();
@@ -124,9 +219,48 @@ impl<T: Data> DataStream<T> {
         format: impl Fn(&T, &mut String) + Send + Sync + 'static,
     ) -> Result<DataSink, StorageError> {
         let storage = CheckpointStorage::from_url(url)?;
+        let claimed = storage.clone();
+        self.add_output_check(Arc::new(move |job_id: &str, config: &Configuration| {
+            let overwrite = config.get(&options::OVERWRITE_FILES).map_err(|e| e.to_string())?;
+            io_runtime().block_on(claim(&claimed, job_id, overwrite))
+        }));
         let format: LineFormat<T> = Arc::new(format);
         Ok(self.add_sink("Exactly-once File Sink", move |ctx| {
             ExactlyOnceFileSink::new(storage.clone(), format.clone(), ctx)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_records_quote_commas_and_quotes() {
+        let mut out = String::new();
+        write_csv_record(&mut out, ["", "a,b", "say \"hi\"", "7"]);
+        assert_eq!(out, r#","a,b","say ""hi""",7"#.to_string() + "\n");
+    }
+
+    #[test]
+    fn part_names_give_their_checkpoint() {
+        assert_eq!(part_checkpoint("part-3-17.csv"), Some(Some(17)));
+        assert_eq!(part_checkpoint("part-0-final.csv"), Some(None));
+        assert_eq!(part_checkpoint("_rheo_owner"), None);
+    }
+
+    #[test]
+    fn a_location_of_another_job_is_refused_unless_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::from_url(dir.path().to_str().unwrap()).unwrap();
+        io_runtime().block_on(async {
+            claim(&storage, "a", false).await.unwrap();
+            storage.put("part-0-1.csv", b"x\n".to_vec()).await.unwrap();
+            claim(&storage, "a", false).await.expect("its own output");
+            let error = claim(&storage, "b", false).await.unwrap_err();
+            assert!(error.contains("job a") && error.contains("fs.overwrite-files"), "{error}");
+            claim(&storage, "b", true).await.unwrap();
+            assert_eq!(storage.list_files("").await.unwrap(), vec![OWNER_FILE.to_string()]);
+        });
     }
 }
