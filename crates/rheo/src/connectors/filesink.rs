@@ -126,45 +126,62 @@ pub struct ExactlyOnceFileSink<T> {
     buffer: String,
     pending: Vec<PendingPart>,
     checkpointing: bool,
+    /// What this run must do to the output before anything else, done on the first call so
+    /// that a store error fails the task (and goes through the restart strategy) instead of
+    /// panicking while the task is built.
+    start: Option<Start>,
+}
+
+/// The output's repair at the start of a run.
+struct Start {
+    /// Roll back the parts committed after this checkpoint (`Some(None)`: every part), which
+    /// subtask 0 alone does.
+    roll_back_after: Option<Option<u64>>,
+    /// Parts pending in the restored checkpoint: it completed, so they are committed.
+    restored: Vec<PendingPart>,
 }
 
 impl<T> ExactlyOnceFileSink<T> {
     fn new(storage: CheckpointStorage, format: LineFormat<T>, ctx: &OperatorContext) -> Self {
         let checkpointing =
             ctx.info.config.get(&options::CHECKPOINT_INTERVAL).ok().flatten().is_some_and(|d| !d.is_zero());
-        let sink = Self {
+        let roll_back_after =
+            (ctx.info.subtask_index == 0).then(|| ctx.info.restored.as_ref().map(|r| r.checkpoint_id));
+        let restored: Vec<Vec<PendingPart>> = ctx.restore_operator();
+        Self {
             storage,
             format,
             subtask: ctx.info.subtask_index,
             buffer: String::new(),
             pending: Vec::new(),
             checkpointing,
-        };
-        if ctx.info.subtask_index == 0 {
-            // Before any part of this run can be committed (that needs every subtask's
-            // acknowledgement of a checkpoint, so this constructor has returned).
-            let after = ctx.info.restored.as_ref().map(|r| r.checkpoint_id);
-            match io_runtime().block_on(roll_back(&sink.storage, after)) {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(
-                    output = sink.storage.url(),
+            start: Some(Start { roll_back_after, restored: restored.into_iter().flatten().collect() }),
+        }
+    }
+
+    /// Repairs the output once, before this subtask writes or acknowledges anything: no part
+    /// of this run can be committed before then, as that needs every subtask's
+    /// acknowledgement of a checkpoint. Kept for a retry if it fails.
+    fn started(&mut self) -> Result<(), SinkError> {
+        let Some(start) = &self.start else { return Ok(()) };
+        if let Some(after) = start.roll_back_after {
+            let deleted = io_runtime().block_on(roll_back(&self.storage, after)).map_err(|e| {
+                SinkError::Other(format!("cannot roll back the output {}: {e}", self.storage.url()).into())
+            })?;
+            if deleted > 0 {
+                tracing::info!(
+                    output = self.storage.url(),
                     deleted,
                     after_checkpoint = ?after,
                     "rolled back parts committed after the checkpoint this run starts from"
-                ),
-                Err(e) => panic!("file sink: cannot roll back {}: {e}", sink.storage.url()),
+                );
             }
         }
-        // Parts pending in the restored checkpoint belong to a completed checkpoint: commit.
-        let restored: Vec<Vec<PendingPart>> = ctx.restore_operator();
-        let parts: Vec<PendingPart> = restored.into_iter().flatten().collect();
-        for part in &parts {
-            // Building a task has no error path; a panic here fails the task as well.
-            if let Err(e) = sink.write(&part.file_name(), part.data.clone()) {
-                panic!("{e}");
-            }
+        for part in &start.restored {
+            self.write(&part.file_name(), part.data.clone())?;
         }
-        sink
+        self.start = None;
+        Ok(())
     }
 
     fn write(&self, name: &str, data: Vec<u8>) -> Result<(), SinkError> {
@@ -176,11 +193,15 @@ impl<T> ExactlyOnceFileSink<T> {
 
 impl<T: Send + 'static> SinkFunction<T> for ExactlyOnceFileSink<T> {
     fn invoke(&mut self, value: T, _timestamp: Timestamp) -> Result<(), SinkError> {
+        if self.start.is_some() {
+            self.started()?;
+        }
         (self.format)(&value, &mut self.buffer);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<(), SinkError> {
+        self.started()?;
         if !self.checkpointing && !self.buffer.is_empty() {
             let data = std::mem::take(&mut self.buffer).into_bytes();
             self.write(&format!("part-{}-final.csv", self.subtask), data)?;
@@ -189,6 +210,7 @@ impl<T: Send + 'static> SinkFunction<T> for ExactlyOnceFileSink<T> {
     }
 
     fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<Option<Vec<u8>>, SinkError> {
+        self.started()?;
         if !self.buffer.is_empty() {
             let data = std::mem::take(&mut self.buffer).into_bytes();
             self.pending.push(PendingPart { checkpoint_id, subtask: self.subtask, data });
@@ -199,6 +221,7 @@ impl<T: Send + 'static> SinkFunction<T> for ExactlyOnceFileSink<T> {
     /// A part that cannot be written fails the task; the restart commits it again from the
     /// completed checkpoint, which holds it.
     fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), SinkError> {
+        self.started()?;
         let (ready, waiting): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.pending).into_iter().partition(|p| p.checkpoint_id <= checkpoint_id);
         self.pending = waiting;
