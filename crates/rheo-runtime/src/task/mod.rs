@@ -10,6 +10,7 @@
 
 mod loops;
 mod metrics;
+mod panics;
 mod source;
 
 pub use loops::{InputTask, SourceTask};
@@ -153,7 +154,8 @@ impl CoordinatorLink {
 /// Runs a task body, turning a panic in user code or an operator into a task failure. A
 /// downstream task that went away means the job is already failing or cancelled.
 pub(crate) fn run_guarded(info: &TaskInfo, body: impl FnOnce(&TaskInfo) -> Result<TaskOutcome, String>) -> TaskOutcome {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(info)));
+    let name = format!("{} ({}/{})", info.task_name, info.subtask_index + 1, info.parallelism);
+    let outcome = panics::as_task(&name, || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(info))));
     let outcome = match outcome {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(message)) => TaskOutcome::FailedPermanently(message),
