@@ -285,3 +285,40 @@ fn configuration_from_conf_dir_and_dynamic_flags() {
     assert!(prefixes(&out).iter().all(|p| ["1", "2"].contains(&p.as_str())), "{}", stdout(&out));
     assert_eq!(counts(&stdout(&out)), text_counts());
 }
+
+/// `rheo run ... | head -3`: once the reader has closed the pipe, the job ends at once and
+/// cleanly, instead of restarting to write into a pipe nobody reads.
+#[test]
+fn a_closed_stdout_ends_an_unbounded_job_within_seconds() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let log = cwd.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rheo"))
+        .current_dir(cwd.path())
+        .args(["run", "datagen-word-count", "--window", "50ms", "--vocabulary", "100"])
+        .env("RHEO_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("run rheo");
+    let lines: Vec<String> =
+        std::io::BufReader::new(child.stdout.take().unwrap()).lines().take(3).map(|l| l.unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    // The reader (and with it the pipe) is gone here, as `head` exits.
+    let closed = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if closed.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("rheo run still runs 20 s after its stdout closed:\n{}", std::fs::read_to_string(&log).unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let err = std::fs::read_to_string(&log).unwrap();
+    eprintln!("rheo run ended {:?} after its stdout closed ({status})", closed.elapsed());
+    assert!(status.success(), "{status}:\n{err}");
+    assert!(!err.contains("restarting") && !err.contains("error:") && !err.contains("panicked"), "{err}");
+}

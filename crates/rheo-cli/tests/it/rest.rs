@@ -182,6 +182,11 @@ fn rest_api_savepoint_stop_and_resume() {
     assert!(body["errors"][0].as_str().unwrap().contains("'cancel-job'"), "{body}");
     let (status, body) = http(run.port, "POST", &format!("/jobs/{id}/stop"), Some("not json"));
     assert_eq!(status, 400, "{body}");
+    // A store Rheo cannot write to is refused before anything is triggered.
+    let (status, body) =
+        http(run.port, "POST", &format!("/jobs/{id}/savepoints"), Some(r#"{"target-directory":"ftp://host/sp"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("unsupported scheme 'ftp'"), "{body}");
     let (status, body) = http(run.port, "GET", &format!("/jobs/{id}/savepoints/nosuchtrigger"), None);
     assert_eq!(status, 404, "{body}");
     let (status, _) = http(run.port, "GET", "/jobs/not-a-job-id", None);

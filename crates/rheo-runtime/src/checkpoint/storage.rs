@@ -127,6 +127,23 @@ impl CheckpointStorage {
         Self::open(url, &s3_options())
     }
 
+    /// Checks, without touching the store, that `url` names one Rheo can write to: a path,
+    /// `file://...` or (with S3 support built in) `s3://bucket/prefix`.
+    pub fn check_scheme(url: &str) -> Result<(), StorageError> {
+        let Some((scheme, _)) = url.split_once("://") else { return Ok(()) };
+        let supported: &[&str] = if cfg!(feature = "s3") { &["file", "s3"] } else { &["file"] };
+        if supported.contains(&scheme.to_ascii_lowercase().as_str()) {
+            return Ok(());
+        }
+        Err(StorageError::Url {
+            url: url.to_string(),
+            message: format!(
+                "unsupported scheme '{scheme}': expected a path, file://{}",
+                if cfg!(feature = "s3") { " or s3://bucket/prefix" } else { "" }
+            ),
+        })
+    }
+
     /// The storage at `url`, reaching S3 with `s3`.
     pub fn open(url: &str, s3: &S3Options) -> Result<Self, StorageError> {
         let fail = |message: String| StorageError::Url { url: url.to_string(), message };

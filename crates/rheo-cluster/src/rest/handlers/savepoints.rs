@@ -9,6 +9,10 @@ pub(super) fn trigger(
     stop: bool,
 ) -> Result<Response, Error> {
     let target_dir = target_dir.filter(|d| !d.trim().is_empty());
+    if let Some(dir) = &target_dir {
+        rheo_runtime::checkpoint::CheckpointStorage::check_scheme(dir)
+            .map_err(|e| Error(StatusCode::BAD_REQUEST, format!("target directory: {e}")))?;
+    }
     match handle.trigger_savepoint(target_dir, stop) {
         Ok(trigger_id) => {
             tracing::info!(trigger = %trigger_id, stop, "savepoint triggered (REST request)");
