@@ -1,14 +1,15 @@
 //! Lifecycles as a cluster manager drives them: a TaskManager sent SIGTERM (a pod deleted, a
 //! scale-down) leaves gracefully and the job is redeployed without counting a failure; a
+//! JobManager sent SIGTERM stops the job's tasks and exits, and one started again resumes; a
 //! JobManager started again after its job FINISHED keeps it finished and rewrites nothing.
 //! Every check compares the committed output with counts computed here from the input.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
+use rheo_testkit::{Cluster, JobState};
 
 const LINES: usize = 120_000;
 /// Lines per second over all sources: the job runs for ~6 s, long enough to kill things.
@@ -58,140 +59,21 @@ fn committed(dir: &Path) -> BTreeMap<(String, String), u64> {
     counts
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A JobManager and its TaskManagers, each a `rheo` process logging to a file; all are killed
-/// when the cluster is dropped.
-struct Cluster {
-    dir: PathBuf,
-    rest_port: u16,
-    config: Vec<String>,
-    jobmanager: Option<(Child, PathBuf)>,
-    jm_starts: usize,
-    taskmanagers: Vec<(Child, PathBuf)>,
-}
-
-impl Cluster {
-    fn new(dir: &Path, extra: &[&str]) -> Self {
-        let (rpc_port, rest_port) = (free_port(), free_port());
-        let mut config: Vec<String> = vec![
-            format!("jobmanager.rpc.port={rpc_port}"),
-            "jobmanager.rpc.address=127.0.0.1".into(),
-            format!("rest.port={rest_port}"),
-            "execution.checkpointing.interval=300ms".into(),
-            format!("state.checkpoints.dir=file://{}/chk", dir.display()),
-            "heartbeat.interval=200ms".into(),
-            "heartbeat.timeout=3s".into(),
-            "restart-strategy.type=fixed-delay".into(),
-            "restart-strategy.fixed-delay.attempts=20".into(),
-            "restart-strategy.fixed-delay.delay=100ms".into(),
-            "taskmanager.data.port=0".into(),
-        ];
-        config.extend(extra.iter().map(|s| s.to_string()));
-        Self { dir: dir.to_path_buf(), rest_port, config, jobmanager: None, jm_starts: 0, taskmanagers: Vec::new() }
-    }
-
-    fn spawn(&self, name: &str, args: &[String]) -> (Child, PathBuf) {
-        let log = self.dir.join(format!("{name}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rheo"));
-        command.current_dir(&self.dir).arg(&args[0]);
-        for kv in &self.config {
-            command.arg("-D").arg(kv);
-        }
-        let child = command
-            .args(&args[1..])
-            .env("RHEO_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        (child, log)
-    }
-
-    fn start_jobmanager(&mut self, job_args: &[String]) {
-        self.jm_starts += 1;
-        let mut args = vec!["jobmanager".to_string()];
-        args.extend(job_args.iter().cloned());
-        self.jobmanager = Some(self.spawn(&format!("jobmanager-{}", self.jm_starts), &args));
-    }
-
-    fn start_taskmanager(&mut self) {
-        let name = format!("taskmanager-{}", self.taskmanagers.len());
-        let tm = self.spawn(&name, &["taskmanager".to_string()]);
-        self.taskmanagers.push(tm);
-    }
-
-    #[allow(dead_code)]
-    fn kill_taskmanager(&mut self, index: usize) {
-        let child = &mut self.taskmanagers[index].0;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-    }
-
-    fn kill_jobmanager(&mut self) {
-        let (child, _) = self.jobmanager.as_mut().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn jm_log(&self) -> String {
-        std::fs::read_to_string(&self.jobmanager.as_ref().unwrap().1).unwrap_or_default()
-    }
-
-    /// Waits until the JobManager's log has `count` lines containing `pattern`.
-    fn await_jm_log(&self, pattern: &str, count: usize, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let log = self.jm_log();
-            if log.matches(pattern).count() >= count {
-                return;
-            }
-            if log.contains("job ended") {
-                panic!("the job ended while waiting for '{pattern}':\n{}", self.logs());
-            }
-            assert!(Instant::now() < deadline, "no '{pattern}' (x{count}) within {within:?}:\n{}", self.logs());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// A GET on the JobManager's REST API: the JSON body.
-    fn rest(&self, path: &str) -> serde_json::Value {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.rest_port)).unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {response}"))
-    }
-
-    fn logs(&self) -> String {
-        let mut all = String::new();
-        for entry in std::fs::read_dir(&self.dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "log") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                all.push_str(&format!("==> {} <==\n", path.display()));
-                for line in tail.into_iter().rev() {
-                    all.push_str(line);
-                    all.push('\n');
-                }
-            }
-        }
-        all
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (child, _) in self.taskmanagers.iter_mut().chain(self.jobmanager.as_mut()) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A JobManager and its TaskManagers, checkpointing often, restarting quickly.
+fn cluster(dir: &Path, extra: &[&str]) -> Cluster {
+    Cluster::new(env!("CARGO_BIN_EXE_rheo"), &dir.join("cluster"))
+        .unwrap()
+        .with_config(&[
+            "execution.checkpointing.interval=300ms",
+            &format!("state.checkpoints.dir=file://{}/chk", dir.display()),
+            "heartbeat.interval=200ms",
+            "heartbeat.timeout=3s",
+            "restart-strategy.type=fixed-delay",
+            "restart-strategy.fixed-delay.attempts=20",
+            "restart-strategy.fixed-delay.delay=100ms",
+        ])
+        .with_config(extra)
+        .with_timeout(Duration::from_secs(120))
 }
 
 fn job_args(input: &Path, output: &Path, parallelism: Option<usize>) -> Vec<String> {
@@ -209,9 +91,9 @@ fn job_args(input: &Path, output: &Path, parallelism: Option<usize>) -> Vec<Stri
     args
 }
 
-/// The output, once the job finished, must be exactly the expected counts.
-fn assert_exact(cluster: &Cluster, output: &Path, expected: &BTreeMap<(String, String), u64>) {
-    cluster.await_jm_log("job finished", 1, Duration::from_secs(120));
+/// Waits for the job to finish; its output must then be exactly the expected counts.
+fn assert_finishes_exact(cluster: &mut Cluster, job: &str, output: &Path, expected: &BTreeMap<(String, String), u64>) {
+    cluster.await_state(job, JobState::Finished).unwrap();
     let got = committed(output);
     let missing = expected.iter().filter(|(k, v)| got.get(*k) != Some(v)).count();
     let extra = got.keys().filter(|k| !expected.contains_key(*k)).count();
@@ -223,33 +105,42 @@ fn a_taskmanager_sent_sigterm_leaves_and_the_job_moves_without_a_failure() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("input.tsv"), dir.path().join("out"));
     let expected = write_input(&input);
-    let mut cluster = Cluster::new(dir.path(), &["taskmanager.numberOfTaskSlots=1", "restart-strategy.type=none"]);
-    cluster.start_jobmanager(&job_args(&input, &output, Some(2)));
+    // With restart-strategy none, a leave counted as a failure would end the job FAILED.
+    let mut cluster = cluster(dir.path(), &["taskmanager.numberOfTaskSlots=1", "restart-strategy.type=none"]);
+    cluster.start_jobmanager(&job_args(&input, &output, Some(2))).unwrap();
     // Two TaskManagers of one slot each: both run a subtask of the job.
     for _ in 0..2 {
-        cluster.start_taskmanager();
+        cluster.start_taskmanager().unwrap();
     }
-    cluster.await_jm_log("deploying the job", 1, Duration::from_secs(60));
-    cluster.await_jm_log("completed checkpoint", 2, Duration::from_secs(60));
-    let pid = cluster.taskmanagers[0].0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let sent = Instant::now();
-    let status = loop {
-        if let Some(status) = cluster.taskmanagers[0].0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(15), "the TaskManager ignored SIGTERM:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    eprintln!("TaskManager left {:?} after SIGTERM ({status})", sent.elapsed());
+    let job = cluster.await_job().unwrap();
+    cluster.await_checkpoints(&job, 2).unwrap();
+    cluster.taskmanager(0).terminate().unwrap();
+    let status = cluster.taskmanager(0).await_exit(Duration::from_secs(15)).unwrap();
     assert!(status.success(), "a leaving TaskManager exits cleanly: {status}");
-    cluster.start_taskmanager();
-    cluster.await_jm_log("deploying the job", 2, Duration::from_secs(60));
-    // With restart-strategy none, a failure would end the job: it must finish, exact.
-    assert_exact(&cluster, &output, &expected);
-    let log = cluster.jm_log();
-    assert!(log.contains("a TaskManager leaves; redeploying the job"), "{log}");
-    assert!(!log.contains("restarting the job"), "the leave counted as a failure:\n{log}");
+    cluster.start_taskmanager().unwrap();
+    assert_finishes_exact(&mut cluster, &job, &output, &expected);
+    let exceptions = cluster.rest().exceptions(&job).unwrap();
+    assert!(exceptions.exception_history.entries.is_empty(), "the leave counted as a failure: {exceptions:?}");
+}
+
+#[test]
+fn a_jobmanager_sent_sigterm_stops_and_one_started_again_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("input.tsv"), dir.path().join("out"));
+    let expected = write_input(&input);
+    let mut cluster = cluster(dir.path(), &["taskmanager.numberOfTaskSlots=2"]);
+    let args = job_args(&input, &output, Some(2));
+    cluster.start_jobmanager(&args).unwrap();
+    cluster.start_taskmanager().unwrap();
+    let job = cluster.await_job().unwrap();
+    cluster.await_checkpoints(&job, 2).unwrap();
+    cluster.jobmanager().terminate().unwrap();
+    let status = cluster.jobmanager().await_exit(Duration::from_secs(15)).unwrap();
+    assert!(status.success(), "a JobManager stopped by SIGTERM exits cleanly: {status}");
+    assert!(committed(&output) != expected, "the job had finished before SIGTERM: nothing was tested");
+    // Its checkpoints are kept: the JobManager started again resumes the job.
+    cluster.start_jobmanager(&args).unwrap();
+    assert_finishes_exact(&mut cluster, &job, &output, &expected);
 }
 
 #[test]
@@ -257,11 +148,12 @@ fn a_jobmanager_started_again_after_its_job_finished_keeps_it_finished() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("input.tsv"), dir.path().join("out"));
     let expected = write_input(&input);
-    let mut cluster = Cluster::new(dir.path(), &["taskmanager.numberOfTaskSlots=2"]);
+    let mut cluster = cluster(dir.path(), &["taskmanager.numberOfTaskSlots=2"]);
     let args = job_args(&input, &output, Some(2));
-    cluster.start_jobmanager(&args);
-    cluster.start_taskmanager();
-    assert_exact(&cluster, &output, &expected);
+    cluster.start_jobmanager(&args).unwrap();
+    cluster.start_taskmanager().unwrap();
+    let job = cluster.await_job().unwrap();
+    assert_finishes_exact(&mut cluster, &job, &output, &expected);
     let parts = |dir: &Path| -> Vec<(PathBuf, std::time::SystemTime)> {
         let mut parts: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -273,28 +165,12 @@ fn a_jobmanager_started_again_after_its_job_finished_keeps_it_finished() {
         parts
     };
     let before = parts(&output);
-    cluster.kill_jobmanager();
-    cluster.start_jobmanager(&args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let log = cluster.jm_log();
-        if log.contains("it stays finished") {
-            break;
-        }
-        assert!(!log.contains("deploying the job"), "the finished job ran again:\n{log}");
-        assert!(Instant::now() < deadline, "{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(jobs) = std::panic::catch_unwind(|| cluster.rest("/jobs/overview"))
-            && jobs["jobs"][0]["state"] == "FINISHED"
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not FINISHED over REST:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(parts(&output), before, "committed part files were rewritten");
+    cluster.kill_jobmanager().unwrap();
+    cluster.start_jobmanager(&args).unwrap();
+    // Were the job run again, it would be FINISHED only after rewriting its parts.
+    let again = cluster.await_job().unwrap();
+    assert_eq!(again, job);
+    cluster.await_state(&job, JobState::Finished).unwrap();
+    assert_eq!(parts(&output), before, "committed part files were rewritten\n{}", cluster.logs());
     assert_eq!(committed(&output), expected);
 }
