@@ -116,6 +116,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         r = http => {
             r.context("metrics server task")?.context("metrics server")?;
         }
+        _ = shutdown_signal() => {
+            info!("shutting down");
+            if let Some(elector) = &elector {
+                // The next replica takes over now rather than when the Lease expires.
+                if let Err(e) = elector.release().await {
+                    error!(error = %e, "could not release the leader Lease");
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("cannot install the SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

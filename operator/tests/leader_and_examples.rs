@@ -54,3 +54,25 @@ fn every_example_flinkjob_deserializes_and_validates() {
     }
     assert!(seen >= 3, "expected the three example FlinkJobs, saw {seen}");
 }
+
+#[tokio::test]
+async fn a_leader_that_shuts_down_releases_the_lease_and_the_next_replica_takes_over_at_once() {
+    let env = Env::new("spec: {image: x, job: {entry: y}}");
+    let api: Api<Lease> = Api::namespaced(env.ctx.client.clone(), NS);
+    let a = LeaderElector::new(api.clone(), "rheo-operator-leader", "pod-a");
+    let b = LeaderElector::new(api, "rheo-operator-leader", "pod-b");
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    env.take_calls();
+
+    a.release().await.unwrap();
+    let calls = env.take_calls();
+    assert_eq!(lines(&calls), [format!("GET {LEASE}"), format!("PUT {LEASE}")]);
+    assert!(calls[1].body["spec"]["holderIdentity"].is_null(), "released: {}", calls[1].body);
+
+    // Without the release, b would wait LEASE_DURATION (15 s) on its own clock.
+    assert!(b.try_acquire_or_renew().await.unwrap(), "pod-b takes the released lease at once");
+    let calls = env.take_calls();
+    assert_eq!(calls.last().unwrap().body["spec"]["holderIdentity"], "pod-b");
+    assert_eq!(calls.last().unwrap().body["spec"]["leaseTransitions"], 1);
+}

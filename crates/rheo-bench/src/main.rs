@@ -206,28 +206,46 @@ fn bare_loop(lines: u64) {
     assert_eq!(emitted, lines * WORDS_PER_LINE as u64);
 }
 
-/// Window results' latency: how long after its window's end each result reached the sink.
+/// Window results' latency: how long after its window's end each result reached the sink; and
+/// each result's (window end, word hash), so the run can check that every (window, word) was
+/// emitted once (the sum of counts alone cannot see a window that fires twice with a split count).
 struct LatencySink {
     latencies: Arc<Mutex<Vec<i64>>>,
     local: Vec<i64>,
+    results: Arc<Mutex<Vec<(i64, u64)>>>,
+    local_results: Vec<(i64, u64)>,
     words: Arc<AtomicU64>,
 }
 
-impl SinkFunction<(u64, i64)> for LatencySink {
-    fn invoke(&mut self, (count, window_end): (u64, i64), _timestamp: Timestamp) -> Result<(), SinkError> {
+impl SinkFunction<(u64, i64, u64)> for LatencySink {
+    fn invoke(&mut self, (count, window_end, word): (u64, i64, u64), _timestamp: Timestamp) -> Result<(), SinkError> {
         self.words.fetch_add(count, Ordering::Relaxed);
         if self.local.len() < 1_000_000 {
             self.local.push(now_ms() - window_end);
         }
+        self.local_results.push((window_end, word));
         Ok(())
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         self.latencies.lock().expect("latencies").append(&mut self.local);
+        self.results.lock().expect("results").append(&mut self.local_results);
         Ok(())
     }
 }
 
-fn word_count_job(env: &StreamEnv, lines: u64, latencies: Arc<Mutex<Vec<i64>>>, words: Arc<AtomicU64>) {
+/// A word's hash, for telling results apart without keeping every word.
+fn word_hash(word: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(7).hash_one(word)
+}
+
+fn word_count_job(
+    env: &StreamEnv,
+    lines: u64,
+    latencies: Arc<Mutex<Vec<i64>>>,
+    results: Arc<Mutex<Vec<(i64, u64)>>>,
+    words: Arc<AtomicU64>,
+) {
     let config = DatagenConfig { count: Some(lines), ..Default::default() };
     env.datagen(config, word_lines(SEED, VOCABULARY, WORDS_PER_LINE))
         .flat_map(|line: String, out: &mut Collector<'_, WordWithCount>| tokenize(&line, out))
@@ -235,14 +253,16 @@ fn word_count_job(env: &StreamEnv, lines: u64, latencies: Arc<Mutex<Vec<i64>>>, 
         .window(TumblingProcessingTimeWindows::of(Duration::from_secs(1)))
         .aggregate_with(
             CountAggregate,
-            |_word: &compact_str::CompactString,
+            |word: &compact_str::CompactString,
              w: &TimeWindow,
              counts: &[u64],
-             out: &mut Collector<'_, (u64, i64)>| { out.collect((counts[0], w.end)) },
+             out: &mut Collector<'_, (u64, i64, u64)>| { out.collect((counts[0], w.end, word_hash(word))) },
         )
         .add_sink("Latency", move |_| LatencySink {
             latencies: latencies.clone(),
             local: Vec::new(),
+            results: results.clone(),
+            local_results: Vec::new(),
             words: words.clone(),
         });
 }
@@ -257,10 +277,20 @@ fn engine(report: &mut Report, lines: u64, parallelism: usize, checkpoints: Opti
     env.set_parallelism(parallelism);
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let words = Arc::new(AtomicU64::new(0));
-    word_count_job(&env, lines, latencies.clone(), words.clone());
+    let results = Arc::new(Mutex::new(Vec::new()));
+    word_count_job(&env, lines, latencies.clone(), results.clone(), words.clone());
     let graph = std::mem::take(&mut *env.graph());
     let result = MiniCluster::new(config).run(&report.case, graph, &env.plan_settings()?)?;
     anyhow::ensure!(words.load(Ordering::Relaxed) == lines * WORDS_PER_LINE as u64, "every word counted once");
+    let mut results = std::mem::take(&mut *results.lock().expect("results"));
+    let emitted = results.len();
+    results.sort_unstable();
+    results.dedup();
+    anyhow::ensure!(
+        results.len() == emitted,
+        "every (window, word) emitted once: {} of {emitted} results repeat an earlier one",
+        emitted - results.len()
+    );
     let mut latencies = std::mem::take(&mut *latencies.lock().expect("latencies"));
     latencies.sort_unstable();
     if !latencies.is_empty() {

@@ -91,8 +91,25 @@ impl FakeApi {
             "GET" => objects.get(&path).cloned().map(|o| (StatusCode::OK, o)).unwrap_or_else(not_found),
             "POST" => {
                 let name = call.body["metadata"]["name"].as_str().unwrap_or("x").to_string();
-                objects.insert(format!("{path}/{name}"), call.body.clone());
-                (StatusCode::CREATED, call.body.clone())
+                let mut obj = call.body.clone();
+                obj["metadata"]["resourceVersion"] = json!("1");
+                objects.insert(format!("{path}/{name}"), obj.clone());
+                (StatusCode::CREATED, obj)
+            }
+            // A replace, with the API server's optimistic concurrency on resourceVersion.
+            "PUT" => {
+                let Some(existing) = objects.get(&path) else { return not_found() };
+                let stored = existing["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
+                if call.body["metadata"]["resourceVersion"].as_str().is_some_and(|v| v != stored) {
+                    return (
+                        StatusCode::CONFLICT,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409, "message": "the object has been modified", "metadata": {}}),
+                    );
+                }
+                let mut obj = call.body.clone();
+                obj["metadata"]["resourceVersion"] = json!((stored.parse::<u64>().unwrap_or(0) + 1).to_string());
+                objects.insert(path, obj.clone());
+                (StatusCode::OK, obj)
             }
             "PATCH" if call.content_type.contains("apply-patch") => {
                 if status_sub {
