@@ -6,6 +6,7 @@
 //! a restored snapshot is split by key group for rescaling.
 
 pub mod restore;
+pub(crate) mod timers;
 
 use std::any::Any;
 use std::collections::HashMap;
