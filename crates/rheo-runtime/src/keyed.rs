@@ -189,6 +189,56 @@ enum ProcessEntry<K> {
     ProcessingTimer { key: K, at: Timestamp },
 }
 
+/// [`ProcessEntry`] by reference, encoded the same way (postcard writes a byte string as it
+/// writes a `Vec<u8>`: its length, then the bytes), so a snapshot is written straight from the
+/// state without a copy of every entry first.
+#[derive(serde::Serialize)]
+enum ProcessEntryRef<'a, K> {
+    State { table: &'a str, key: &'a K, value: Bytes<'a> },
+    EventTimer { key: &'a K, at: Timestamp },
+    ProcessingTimer { key: &'a K, at: Timestamp },
+}
+
+struct Bytes<'a>(&'a [u8]);
+
+impl serde::Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// A keyed process operator's state and timers as the sequence of [`ProcessEntry`] its
+/// snapshot is.
+struct ProcessSnapshot<'a, K> {
+    state: &'a KeyedStateBackend<K>,
+    timers: &'a Timers<K>,
+}
+
+impl<K: Key> serde::Serialize for ProcessSnapshot<'_, K> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let (event, processing) = (&self.timers.event, &self.timers.processing);
+        let len = self.state.entry_count() + event.len() + processing.len();
+        let mut seq = serializer.serialize_seq(Some(len))?;
+        let mut failed = None;
+        self.state.for_each_entry(|table, key, value| {
+            if failed.is_none() {
+                failed = seq.serialize_element(&ProcessEntryRef::State { table, key, value: Bytes(value) }).err();
+            }
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        for (at, key) in event.iter() {
+            seq.serialize_element(&ProcessEntryRef::EventTimer { key, at })?;
+        }
+        for (at, key) in processing.iter() {
+            seq.serialize_element(&ProcessEntryRef::ProcessingTimer { key, at })?;
+        }
+        seq.end()
+    }
+}
+
 impl<K> ProcessEntry<K> {
     fn key(&self) -> &K {
         match self {
@@ -250,17 +300,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     for KeyedProcessOperator<K, I, O, F>
 {
     fn snapshot(&mut self) -> Option<Vec<u8>> {
-        let mut entries: Vec<ProcessEntry<K>> = self
-            .state
-            .snapshot_entries()
-            .into_iter()
-            .map(|(table, key, value)| ProcessEntry::State { table, key, value })
-            .collect();
-        entries.extend(self.timers.event.iter().map(|(at, key)| ProcessEntry::EventTimer { key: key.clone(), at }));
-        entries.extend(
-            self.timers.processing.iter().map(|(at, key)| ProcessEntry::ProcessingTimer { key: key.clone(), at }),
-        );
-        Some(encode(&entries))
+        Some(encode(&ProcessSnapshot { state: &self.state, timers: &self.timers }))
     }
 
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
