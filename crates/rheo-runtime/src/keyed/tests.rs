@@ -209,29 +209,32 @@ fn fire_time(keys: u64, time_of: impl Fn(u64) -> Timestamp + Copy) -> f64 {
     fire_many(keys, time_of).min(fire_many(keys, time_of)).as_secs_f64()
 }
 
+/// Firing 4x the timers takes about 4x the time when firing is linear (or N log N), 16x when
+/// quadratic, as it was when each timer was taken out of a hash set with iter().next(). A load
+/// spike on a busy machine can stretch one measurement, so up to three tries; a quadratic
+/// queue fails all of them.
+fn assert_scales_linearly(time_of: impl Fn(u64) -> Timestamp + Copy) {
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        let small = fire_time(100_000, time_of);
+        let large = fire_time(400_000, time_of);
+        ratios.push(large / small);
+        if large < 9.0 * small {
+            return;
+        }
+    }
+    panic!("firing 4x the timers took {ratios:.1?} times as long");
+}
+
 #[test]
 fn many_timers_at_one_time_fire_once_each_in_linear_time() {
-    // 4x the timers: about 4x the time when firing is linear (or N log N), 16x when quadratic,
-    // as it was when each timer was taken out of a hash set with iter().next().
-    let small = fire_time(100_000, |_| 1_000);
-    let large = fire_time(400_000, |_| 1_000);
-    assert!(
-        large < 9.0 * small,
-        "firing 4x the timers took {:.1}x the time ({small:.3} s, {large:.3} s)",
-        large / small
-    );
+    assert_scales_linearly(|_| 1_000);
 }
 
 #[test]
 fn many_timers_at_distinct_times_fire_in_order_in_n_log_n_time() {
     // Registered in descending time order, fired ascending.
-    let small = fire_time(100_000, |key| 1_000_000 - key as Timestamp);
-    let large = fire_time(400_000, |key| 1_000_000 - key as Timestamp);
-    assert!(
-        large < 9.0 * small,
-        "firing 4x the timers took {:.1}x the time ({small:.3} s, {large:.3} s)",
-        large / small
-    );
+    assert_scales_linearly(|key| 1_000_000 - key as Timestamp);
 }
 
 #[test]
