@@ -17,6 +17,9 @@
 //!   checkpoints every second, a third stands by; one of the two is killed with SIGKILL, and
 //!   the time to the redeployment and to the first checkpoint completed after it is measured
 //!   (processing resumed and consistent; bounded below by the 1 s checkpoint interval).
+//! - `state-scale-1m`, `state-scale-10m`: the final-count word count (`rheo run word-count`:
+//!   a count per word in keyed state and a timer per word at the end of input) with 1M or 10M
+//!   distinct short words, each seen twice. See [`state_scale`] for what is measured.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -64,11 +67,41 @@ struct Report {
     checkpoint_ms: Option<f64>,
     checkpoint_bytes: Option<u64>,
     recovery_ms: Option<f64>,
+    #[serde(default)]
+    state: Option<StateScale>,
+}
+
+/// What the state-scale cases measure (see [`state_scale`]).
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
+struct StateScale {
+    keys: u64,
+    /// Resident memory added by the loaded state, per key.
+    bytes_per_key: Option<f64>,
+    /// The synchronous part of one checkpoint of the operator with all keys loaded: the task
+    /// thread stops processing for this long.
+    sync_pause_ms: Option<f64>,
+    /// The size of that snapshot.
+    snapshot_bytes: Option<u64>,
+    /// The end of input firing every key's timer (all at one timestamp), until the last count
+    /// is out.
+    fire_seconds: Option<f64>,
+    /// The same with every key's timer at a timestamp of its own.
+    fire_distinct_seconds: Option<f64>,
+    /// The job on the mini-cluster with checkpoints every second while it reads: completed
+    /// checkpoints, their mean duration (trigger to complete) and their largest size.
+    job_seconds: Option<f64>,
+    job_checkpoints: Option<u64>,
+    job_checkpoint_ms: Option<f64>,
+    job_checkpoint_bytes: Option<u64>,
+    /// A phase that did not finish within `RHEO_BENCH_STATE_LIMIT_S` (default 600 s).
+    timed_out: Option<String>,
 }
 
 fn orchestrate() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let lines: u64 = std::env::var("RHEO_BENCH_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    // e.g. RHEO_BENCH_CASES=state-scale-1m,state-scale-10m: only these cases.
+    let only = std::env::var("RHEO_BENCH_CASES").ok();
     let mut cases = vec!["bare", "engine-p1", "engine-p2", "checkpoint-file"];
     if std::env::var_os("RHEO_TEST_S3").is_some() {
         cases.push("checkpoint-s3");
@@ -76,6 +109,13 @@ fn orchestrate() -> anyhow::Result<()> {
         eprintln!("RHEO_TEST_S3 not set: skipping checkpoint-s3 (make bench starts SeaweedFS)");
     }
     cases.extend(["recovery", "cluster-1tm", "cluster-2tm", "cluster-recovery"]);
+    if let Some(only) = &only {
+        let only: Vec<&str> = only.split(',').map(str::trim).collect();
+        cases.retain(|c| only.contains(c));
+        cases.extend(only.iter().filter(|c| c.starts_with("state-scale-")).copied());
+    } else {
+        cases.extend(["state-scale-1m", "state-scale-10m"]);
+    }
     println!(
         "word count: lines of {WORDS_PER_LINE} words from a {VOCABULARY}-word vocabulary, key by word, 1 s tumbling window, sum; {lines} lines per case; {} cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -140,7 +180,56 @@ fn orchestrate() -> anyhow::Result<()> {
             r.recovery_ms.unwrap_or(f64::NAN)
         );
     }
+    let scale: Vec<&Report> = reports.iter().filter(|r| r.state.is_some()).collect();
+    if !scale.is_empty() {
+        println!(
+            "state scale (final-count word count, short words each seen twice; see crates/rheo-bench/src/main.rs):"
+        );
+        println!(
+            "{:<16} {:>10} {:>10} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
+            "case",
+            "keys",
+            "bytes/key",
+            "sync ms",
+            "snap MiB",
+            "fire s",
+            "fire dist s",
+            "chks",
+            "chk ms",
+            "max chk MiB"
+        );
+        let f = |v: Option<f64>, p: usize| v.map(|v| format!("{v:.p$}")).unwrap_or_else(|| "-".into());
+        let mib = |v: Option<u64>| f(v.map(|b| b as f64 / (1024.0 * 1024.0)), 1);
+        for r in scale {
+            let s = r.state.as_ref().expect("state report");
+            println!(
+                "{:<16} {:>10} {:>10} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
+                r.case,
+                s.keys,
+                f(s.bytes_per_key, 0),
+                f(s.sync_pause_ms, 0),
+                mib(s.snapshot_bytes),
+                f(s.fire_seconds, 2),
+                f(s.fire_distinct_seconds, 2),
+                s.job_checkpoints.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                f(s.job_checkpoint_ms, 0),
+                mib(s.job_checkpoint_bytes),
+            );
+            if let Some(phase) = &s.timed_out {
+                println!("  {}: {phase} did not finish within the limit", r.case);
+            }
+        }
+    }
     Ok(())
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -172,6 +261,8 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "cluster-1tm" => return cluster::throughput(report, lines, 1, 2),
         "cluster-2tm" => return cluster::throughput(report, lines, 2, 1),
         "cluster-recovery" => return cluster::recovery(report),
+        "state-scale-1m" => state_scale::run(&mut report, 1_000_000)?,
+        "state-scale-10m" => state_scale::run(&mut report, 10_000_000)?,
         other => bail!("unknown case '{other}'"),
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -355,6 +446,214 @@ fn recovery(report: &mut Report, lines: u64) -> anyhow::Result<()> {
 
 fn rheo_now_micros() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+/// The state-scale cases: `keys` distinct words, each seen twice, counted by the final-count
+/// word count's function ([`CountAtEnd`](rheo_cli::jobs::words::CountAtEnd): a count in keyed
+/// state and an event-time timer at the end of input per word).
+///
+/// - On the operator alone (driven as the task loop drives it, in this thread): resident memory
+///   per key after loading (RSS before and after, divided by the keys), the synchronous part of
+///   a checkpoint (the time `barrier` holds the task thread) and its size, then the end of
+///   input firing every timer. Again with every key's timer at a time of its own.
+/// - The job on the mini-cluster at parallelism 1 with checkpoints every second to a local
+///   directory: how many complete while it reads, their mean duration and largest size.
+///
+/// A phase that takes longer than `RHEO_BENCH_STATE_LIMIT_S` seconds (default 600) ends the case
+/// with what was measured so far (main's quadratic timers took hours for 10M keys).
+mod state_scale {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use compact_str::{CompactString, format_compact};
+    use rheo::config::options;
+    use rheo::connectors::datagen::DatagenConfig;
+    use rheo::prelude::*;
+    use rheo::runtime::driver::minicluster::MiniCluster;
+    use rheo::runtime::keyed::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator};
+    use rheo::runtime::output::{Chained, CheckpointBarrier, Output, TaskSnapshot};
+    use rheo::runtime::state::KeyedStateBackend;
+    use rheo_cli::jobs::words::{CountAtEnd, WordWithCount, tokenize};
+    use rheo_runtime::testing::OneInputHarness;
+
+    use super::{Report, StateScale, WORDS_PER_LINE, rss_bytes};
+
+    /// Key `index` of `keys`: short words, as a vocabulary's are.
+    fn word(index: u64) -> CompactString {
+        format_compact!("w{index:x}")
+    }
+
+    /// Counts what reaches it: the firing's output, without keeping 10M records.
+    struct Count(Arc<Mutex<u64>>);
+
+    impl Output<WordWithCount> for Count {
+        fn collect(&mut self, value: WordWithCount, _timestamp: Timestamp) {
+            *self.0.lock().expect("count") += value.count;
+        }
+        fn watermark(&mut self, _watermark: Timestamp) {}
+        fn idle(&mut self, _idle: bool) {}
+        fn tick(&mut self, _now: Timestamp) -> Option<Timestamp> {
+            None
+        }
+        fn flush(&mut self) {}
+        fn finish(&mut self) {}
+        fn barrier(&mut self, _barrier: &CheckpointBarrier, _snapshot: &mut TaskSnapshot) {}
+        fn checkpoint_complete(&mut self, _checkpoint_id: u64) {}
+        fn close(&mut self) {}
+    }
+
+    /// The final-count function, with each key's timer at a time of its own (its index).
+    #[derive(Clone, Default)]
+    struct CountAtDistinctTimes(CountAtEnd);
+
+    impl KeyedProcessFunction<CompactString, (WordWithCount, Timestamp), WordWithCount> for CountAtDistinctTimes {
+        fn open(&mut self, state: &mut KeyedStateBackend<CompactString>) {
+            self.0.open(state);
+        }
+        fn process_element(
+            &mut self,
+            (value, at): (WordWithCount, Timestamp),
+            ctx: &mut KeyedContext<'_, CompactString, WordWithCount>,
+        ) {
+            ctx.register_event_time_timer(at);
+            self.0.process_element(value, ctx);
+        }
+        fn on_timer(&mut self, timestamp: Timestamp, ctx: &mut KeyedContext<'_, CompactString, WordWithCount>) {
+            self.0.on_timer(timestamp, ctx);
+        }
+    }
+
+    struct Limit {
+        case: String,
+        state: Arc<Mutex<StateScale>>,
+    }
+
+    impl Limit {
+        /// Ends the process with what was measured if `phase` is not done within the limit.
+        fn phase<T>(&self, phase: &str, run: impl FnOnce() -> T) -> T {
+            let limit = std::env::var("RHEO_BENCH_STATE_LIMIT_S").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+            let done = Arc::new(Mutex::new(false));
+            let (watch_done, state, phase_name, case) =
+                (done.clone(), self.state.clone(), phase.to_string(), self.case.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(limit);
+                while Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(200));
+                    if *watch_done.lock().expect("done") {
+                        return;
+                    }
+                }
+                let mut state = state.lock().expect("state").clone();
+                state.timed_out = Some(format!("{phase_name} (limit {limit} s)"));
+                let report = super::Report { case, state: Some(state), ..Default::default() };
+                println!("{}", serde_json::to_string(&report).expect("report"));
+                std::process::exit(0);
+            });
+            let result = run();
+            *done.lock().expect("done") = true;
+            result
+        }
+    }
+
+    pub fn run(report: &mut Report, keys: u64) -> anyhow::Result<()> {
+        let state = Arc::new(Mutex::new(StateScale { keys, ..Default::default() }));
+        let limit = Limit { case: report.case.clone(), state: state.clone() };
+        let counted = Arc::new(Mutex::new(0u64));
+
+        // One timestamp for all timers, as the word count's.
+        let rss_before = rss_bytes();
+        let out = counted.clone();
+        let mut harness = OneInputHarness::<WordWithCount, WordWithCount>::new(move |ctx, _| {
+            let op =
+                KeyedProcessOperator::new(Arc::new(|wc: &WordWithCount| wc.word.clone()), CountAtEnd::default(), ctx);
+            Box::new(Chained { op, node: ctx.node, out: Box::new(Count(out.clone())) })
+        });
+        limit.phase("loading", || {
+            for _ in 0..2 {
+                for index in 0..keys {
+                    harness.process(WordWithCount { word: word(index), count: 1 }, 0);
+                }
+            }
+        });
+        let loaded = rss_bytes().saturating_sub(rss_before);
+        state.lock().expect("state").bytes_per_key = Some(loaded as f64 / keys as f64);
+        let started = Instant::now();
+        let snapshot = limit.phase("snapshot", || harness.snapshot(1));
+        let sync = started.elapsed();
+        {
+            let mut state = state.lock().expect("state");
+            state.sync_pause_ms = Some(sync.as_secs_f64() * 1000.0);
+            state.snapshot_bytes = Some(snapshot.states.iter().map(|(_, b)| b.len() as u64).sum());
+        }
+        drop(snapshot);
+        let started = Instant::now();
+        limit.phase("firing", || harness.finish());
+        state.lock().expect("state").fire_seconds = Some(started.elapsed().as_secs_f64());
+        anyhow::ensure!(*counted.lock().expect("count") == 2 * keys, "every word counted");
+        drop(harness);
+
+        // A timestamp per timer.
+        *counted.lock().expect("count") = 0;
+        let out = counted.clone();
+        let mut harness = OneInputHarness::<(WordWithCount, Timestamp), WordWithCount>::new(move |ctx, _| {
+            let op = KeyedProcessOperator::new(
+                Arc::new(|(wc, _): &(WordWithCount, Timestamp)| wc.word.clone()),
+                CountAtDistinctTimes::default(),
+                ctx,
+            );
+            Box::new(Chained { op, node: ctx.node, out: Box::new(Count(out.clone())) })
+        });
+        for index in 0..keys {
+            harness.process((WordWithCount { word: word(index), count: 2 }, index as Timestamp), 0);
+        }
+        let started = Instant::now();
+        limit.phase("firing at distinct times", || harness.finish());
+        state.lock().expect("state").fire_distinct_seconds = Some(started.elapsed().as_secs_f64());
+        anyhow::ensure!(*counted.lock().expect("count") == 2 * keys, "every word counted");
+        drop(harness);
+
+        // The job, with checkpoints while it reads.
+        let dir = std::env::temp_dir().join(format!("rheo-bench-state-{}", std::process::id()));
+        let mut config = Configuration::new();
+        config.set(options::CHECKPOINT_INTERVAL.key, "1 s");
+        config.set(options::CHECKPOINTS_DIR.key, dir.to_str().context("temp dir")?);
+        let mut env = StreamEnv::new(config.clone());
+        env.set_parallelism(1);
+        let per_line = WORDS_PER_LINE as u64;
+        let lines = 2 * keys / per_line;
+        let generate: Arc<dyn Fn(u64) -> String + Send + Sync> = Arc::new(move |line: u64| {
+            let mut text = String::with_capacity(WORDS_PER_LINE * 8);
+            for k in 0..per_line {
+                if k > 0 {
+                    text.push(' ');
+                }
+                text.push_str(&word((line * per_line + k) % keys));
+            }
+            text
+        });
+        env.datagen(DatagenConfig { count: Some(lines), ..Default::default() }, generate)
+            .flat_map(|line: String, out: &mut Collector<'_, WordWithCount>| tokenize(&line, out))
+            .key_by(|wc: &WordWithCount| wc.word.clone())
+            .process(CountAtEnd::default())
+            .discard();
+        let graph = std::mem::take(&mut *env.graph());
+        let started = Instant::now();
+        let result = limit.phase("job", || MiniCluster::new(config).run(&report.case, graph, &env.plan_settings()?))?;
+        let _ = std::fs::remove_dir_all(dir);
+        {
+            let mut state = state.lock().expect("state");
+            state.job_seconds = Some(started.elapsed().as_secs_f64());
+            let stats = &result.checkpoints;
+            state.job_checkpoints = Some(stats.completed);
+            if stats.completed > 0 {
+                state.job_checkpoint_ms = Some(stats.total_duration.as_secs_f64() * 1000.0 / stats.completed as f64);
+                state.job_checkpoint_bytes = Some(stats.max_size);
+            }
+        }
+        report.state = Some(state.lock().expect("state").clone());
+        Ok(())
+    }
 }
 
 /// Cases on a standalone cluster of `rheo` processes (the binary next to this one), observed

@@ -1,12 +1,12 @@
 //! Operators on keyed streams that are not windows: rolling reduce and aggregate, and the
 //! general keyed process function with keyed state and timers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::graph::{Data, OperatorContext};
 use crate::output::{Operator, Output, Timestamp};
 use crate::state::restore::encode;
+use crate::state::timers::TimerQueue;
 use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
 use crate::window::AggregateFunction;
@@ -83,38 +83,13 @@ pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
 
 /// Timers of one keyed operator, per time domain, at most one per key and time.
 pub struct Timers<K> {
-    event: BTreeMap<Timestamp, foldhash::HashSet<K>>,
-    processing: BTreeMap<Timestamp, foldhash::HashSet<K>>,
+    event: TimerQueue<K>,
+    processing: TimerQueue<K>,
 }
 
 impl<K: Key> Default for Timers<K> {
     fn default() -> Self {
-        Self { event: BTreeMap::new(), processing: BTreeMap::new() }
-    }
-}
-
-impl<K: Key> Timers<K> {
-    fn pop_due(queue: &mut BTreeMap<Timestamp, foldhash::HashSet<K>>, time: Timestamp) -> Option<(Timestamp, K)> {
-        let mut entry = queue.first_entry()?;
-        let at = *entry.key();
-        if at > time {
-            return None;
-        }
-        let key = entry.get().iter().next().cloned().expect("timer sets are never empty");
-        entry.get_mut().remove(&key);
-        if entry.get().is_empty() {
-            entry.remove();
-        }
-        Some((at, key))
-    }
-
-    fn remove(queue: &mut BTreeMap<Timestamp, foldhash::HashSet<K>>, at: Timestamp, key: &K) {
-        if let Some(set) = queue.get_mut(&at) {
-            set.remove(key);
-            if set.is_empty() {
-                queue.remove(&at);
-            }
-        }
+        Self { event: TimerQueue::default(), processing: TimerQueue::default() }
     }
 }
 
@@ -151,17 +126,17 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     }
     /// Calls `on_timer` once the watermark reaches `time`.
     pub fn register_event_time_timer(&mut self, time: Timestamp) {
-        self.timers.event.entry(time).or_default().insert(self.key.clone());
+        self.timers.event.register(time, self.key.clone());
     }
     /// Calls `on_timer` once the clock reaches `time`.
     pub fn register_processing_time_timer(&mut self, time: Timestamp) {
-        self.timers.processing.entry(time).or_default().insert(self.key.clone());
+        self.timers.processing.register(time, self.key.clone());
     }
     pub fn delete_event_time_timer(&mut self, time: Timestamp) {
-        Timers::remove(&mut self.timers.event, time, self.key);
+        self.timers.event.delete(time, self.key);
     }
     pub fn delete_processing_time_timer(&mut self, time: Timestamp) {
-        Timers::remove(&mut self.timers.processing, time, self.key);
+        self.timers.processing.delete(time, self.key);
     }
     pub fn value<V: 'static>(&mut self, handle: &ValueState<V>) -> Option<&V> {
         self.state.value(handle, self.key)
@@ -214,6 +189,56 @@ enum ProcessEntry<K> {
     ProcessingTimer { key: K, at: Timestamp },
 }
 
+/// [`ProcessEntry`] by reference, encoded the same way (postcard writes a byte string as it
+/// writes a `Vec<u8>`: its length, then the bytes), so a snapshot is written straight from the
+/// state without a copy of every entry first.
+#[derive(serde::Serialize)]
+enum ProcessEntryRef<'a, K> {
+    State { table: &'a str, key: &'a K, value: Bytes<'a> },
+    EventTimer { key: &'a K, at: Timestamp },
+    ProcessingTimer { key: &'a K, at: Timestamp },
+}
+
+struct Bytes<'a>(&'a [u8]);
+
+impl serde::Serialize for Bytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
+    }
+}
+
+/// A keyed process operator's state and timers as the sequence of [`ProcessEntry`] its
+/// snapshot is.
+struct ProcessSnapshot<'a, K> {
+    state: &'a KeyedStateBackend<K>,
+    timers: &'a Timers<K>,
+}
+
+impl<K: Key> serde::Serialize for ProcessSnapshot<'_, K> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let (event, processing) = (&self.timers.event, &self.timers.processing);
+        let len = self.state.entry_count() + event.len() + processing.len();
+        let mut seq = serializer.serialize_seq(Some(len))?;
+        let mut failed = None;
+        self.state.for_each_entry(|table, key, value| {
+            if failed.is_none() {
+                failed = seq.serialize_element(&ProcessEntryRef::State { table, key, value: Bytes(value) }).err();
+            }
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        for (at, key) in event.iter() {
+            seq.serialize_element(&ProcessEntryRef::EventTimer { key, at })?;
+        }
+        for (at, key) in processing.iter() {
+            seq.serialize_element(&ProcessEntryRef::ProcessingTimer { key, at })?;
+        }
+        seq.end()
+    }
+}
+
 impl<K> ProcessEntry<K> {
     fn key(&self) -> &K {
         match self {
@@ -235,10 +260,10 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
                     state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
                 }
                 ProcessEntry::EventTimer { key, at } => {
-                    timers.event.entry(at).or_default().insert(key);
+                    timers.event.register(at, key);
                 }
                 ProcessEntry::ProcessingTimer { key, at } => {
-                    timers.processing.entry(at).or_default().insert(key);
+                    timers.processing.register(at, key);
                 }
             }
         }
@@ -256,7 +281,7 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
     fn fire(&mut self, event_time: bool, time: Timestamp, out: &mut dyn Output<O>) {
         loop {
             let queue = if event_time { &mut self.timers.event } else { &mut self.timers.processing };
-            let Some((at, key)) = Timers::pop_due(queue, time) else { break };
+            let Some((at, key)) = queue.pop_due(time) else { break };
             let mut ctx = KeyedContext {
                 key: &key,
                 timestamp: at,
@@ -275,19 +300,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     for KeyedProcessOperator<K, I, O, F>
 {
     fn snapshot(&mut self) -> Option<Vec<u8>> {
-        let mut entries: Vec<ProcessEntry<K>> = self
-            .state
-            .snapshot_entries()
-            .into_iter()
-            .map(|(table, key, value)| ProcessEntry::State { table, key, value })
-            .collect();
-        for (&at, keys) in &self.timers.event {
-            entries.extend(keys.iter().map(|key| ProcessEntry::EventTimer { key: key.clone(), at }));
-        }
-        for (&at, keys) in &self.timers.processing {
-            entries.extend(keys.iter().map(|key| ProcessEntry::ProcessingTimer { key: key.clone(), at }));
-        }
-        Some(encode(&entries))
+        Some(encode(&ProcessSnapshot { state: &self.state, timers: &self.timers }))
     }
 
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
@@ -313,7 +326,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     fn on_processing_time(&mut self, now: Timestamp, out: &mut dyn Output<O>) -> Option<Timestamp> {
         self.now = now;
         self.fire(false, now, out);
-        self.timers.processing.keys().next().copied()
+        self.timers.processing.next_time()
     }
 
     fn finish(&mut self, out: &mut dyn Output<O>) {

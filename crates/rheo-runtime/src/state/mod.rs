@@ -6,6 +6,7 @@
 //! a restored snapshot is split by key group for rescaling.
 
 pub mod restore;
+pub(crate) mod timers;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -26,7 +27,9 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
 /// restore tables of any value type.
 trait StateTable<K>: Send {
     fn as_any(&mut self) -> &mut dyn Any;
-    fn entries(&self) -> Vec<(K, Vec<u8>)>;
+    fn len(&self) -> usize;
+    /// Calls `visit` with every key and its value encoded, in one buffer reused for all.
+    fn for_each_encoded(&self, visit: &mut dyn FnMut(&K, &[u8]));
     fn insert_encoded(&mut self, key: K, bytes: &[u8]) -> Result<(), postcard::Error>;
 }
 
@@ -36,8 +39,16 @@ impl<K: Key, S: StateValue> StateTable<K> for TypedTable<K, S> {
     fn as_any(&mut self) -> &mut dyn Any {
         &mut self.0
     }
-    fn entries(&self) -> Vec<(K, Vec<u8>)> {
-        self.0.iter().map(|(k, v)| (k.clone(), restore::encode(v))).collect()
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn for_each_encoded(&self, visit: &mut dyn FnMut(&K, &[u8])) {
+        let mut buffer = Vec::new();
+        for (key, value) in &self.0 {
+            buffer.clear();
+            buffer = postcard::to_extend(value, buffer).expect("state is serializable");
+            visit(key, &buffer);
+        }
     }
     fn insert_encoded(&mut self, key: K, bytes: &[u8]) -> Result<(), postcard::Error> {
         self.0.insert(key, postcard::from_bytes(bytes)?);
@@ -123,12 +134,23 @@ impl<K: Key> KeyedStateBackend<K> {
         self.tables[index].as_any().downcast_mut::<Table<K, S>>().expect("state handle of this backend")
     }
 
+    /// How many (state, key) entries there are.
+    pub fn entry_count(&self) -> usize {
+        self.tables.iter().map(|t| t.len()).sum()
+    }
+
+    /// Calls `visit` with every (state name, key, encoded value), for a checkpoint, without
+    /// copying keys or allocating per entry.
+    pub fn for_each_entry(&self, mut visit: impl FnMut(&str, &K, &[u8])) {
+        for (name, table) in self.names.iter().zip(&self.tables) {
+            table.for_each_encoded(&mut |key, value| visit(name, key, value));
+        }
+    }
+
     /// Every (state name, key, encoded value), for a checkpoint.
     pub fn snapshot_entries(&self) -> Vec<(String, K, Vec<u8>)> {
-        let mut entries = Vec::new();
-        for (name, table) in self.names.iter().zip(&self.tables) {
-            entries.extend(table.entries().into_iter().map(|(k, v)| (name.clone(), k, v)));
-        }
+        let mut entries = Vec::with_capacity(self.entry_count());
+        self.for_each_entry(|name, key, value| entries.push((name.to_string(), key.clone(), value.to_vec())));
         entries
     }
 

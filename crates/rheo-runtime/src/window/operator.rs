@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::graph::{Data, OperatorContext};
 use crate::output::{CheckpointBarrier, Collector, NodeId, Output, TaskSnapshot, Timestamp, earliest};
 use crate::state::restore::encode;
+use crate::state::timers::TimerQueue;
 use crate::task::now_ms;
 use crate::window::functions::WindowAggregation;
 use crate::window::{TimeDomain, TimeWindow, WindowAssigner};
@@ -59,8 +60,9 @@ pub struct WindowOperator<K, I, O, A: WindowAggregation<K, I, O>> {
     fired_through: Timestamp,
     fixed: BTreeMap<TimeWindow, Pane<K, A::Acc>>,
     sessions: KeyMap<K, Vec<Session<A::Acc>>>,
-    /// When some session of these keys may fire or expire (entries can be stale after merges).
-    session_timers: BTreeMap<Timestamp, Vec<K>>,
+    /// When some session of these keys fires or expires: at most one timer per key and time,
+    /// those of sessions merged away are deleted.
+    session_timers: TimerQueue<K>,
 }
 
 impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<K, I, O, A> {
@@ -89,7 +91,7 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             fired_through: Timestamp::MIN,
             fixed: BTreeMap::new(),
             sessions: KeyMap::default(),
-            session_timers: BTreeMap::new(),
+            session_timers: TimerQueue::default(),
         };
         for entry in ctx.restore_keyed::<WindowEntry<K, A::Acc>, K>(|e| &e.key) {
             operator.restore(entry);
@@ -102,13 +104,10 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
         if self.assigner.is_merging() {
             let at = window.max_timestamp();
             if !entry.fired {
-                self.session_timers.entry(at).or_default().push(entry.key.clone());
+                self.session_timers.register(at, entry.key.clone());
             }
             if self.allowed_lateness > 0 {
-                self.session_timers
-                    .entry(at.saturating_add(self.allowed_lateness))
-                    .or_default()
-                    .push(entry.key.clone());
+                self.session_timers.register(at.saturating_add(self.allowed_lateness), entry.key.clone());
             }
             let session = Session { window, acc: entry.acc, fired: entry.fired };
             self.sessions.entry(entry.key).or_default().push(session);
@@ -217,9 +216,15 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
         let list = self.sessions.entry(key.clone()).or_default();
         let mut acc = self.aggregation.create();
         let mut index = 0;
+        // The timers of the sessions merged away: deleted below unless another session needs them.
+        let mut merged_away: smallvec::SmallVec<[Timestamp; 4]> = smallvec::SmallVec::new();
         while index < list.len() {
             if list[index].window.intersects(&merged) {
                 let old = list.swap_remove(index);
+                merged_away.push(old.window.max_timestamp());
+                if self.allowed_lateness > 0 {
+                    merged_away.push(old.window.max_timestamp().saturating_add(self.allowed_lateness));
+                }
                 self.aggregation.merge(&mut acc, old.acc);
             } else {
                 index += 1;
@@ -233,13 +238,23 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             self.aggregation.emit(&key, &merged, &session.acc, &mut collector);
             session.fired = true;
         } else {
-            self.session_timers.entry(merged.max_timestamp()).or_default().push(key.clone());
+            self.session_timers.register(merged.max_timestamp(), key.clone());
         }
-        if self.allowed_lateness > 0 {
-            let cleanup = merged.max_timestamp().saturating_add(self.allowed_lateness);
-            self.session_timers.entry(cleanup).or_default().push(key.clone());
+        let lateness = self.allowed_lateness;
+        if lateness > 0 {
+            let cleanup = merged.max_timestamp().saturating_add(lateness);
+            self.session_timers.register(cleanup, key.clone());
         }
         list.push(session);
+        let needs = |s: &Session<A::Acc>, at: Timestamp| {
+            let end = s.window.max_timestamp();
+            (!s.fired && end == at) || (lateness > 0 && end.saturating_add(lateness) == at)
+        };
+        for at in merged_away {
+            if !list.iter().any(|s| needs(s, at)) {
+                self.session_timers.delete(at, &key);
+            }
+        }
     }
 
     /// Fires fixed windows that end at or before `time` and drops those past their lateness.
@@ -264,11 +279,8 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
     /// Fires session windows that end at or before `time` and drops those past their lateness.
     fn fire_sessions(&mut self, time: Timestamp) {
         let lateness = if self.event_time() { self.allowed_lateness } else { 0 };
-        while let Some(entry) = self.session_timers.first_entry() {
-            if *entry.key() > time {
-                break;
-            }
-            for key in entry.remove() {
+        while let Some((_, keys)) = self.session_timers.pop_due_time(time) {
+            for key in keys {
                 let Some(list) = self.sessions.get_mut(&key) else { continue };
                 for session in list.iter_mut() {
                     if !session.fired && session.window.max_timestamp() <= time {
@@ -299,7 +311,7 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             return None;
         }
         if self.assigner.is_merging() {
-            self.session_timers.keys().next().copied()
+            self.session_timers.next_time()
         } else {
             self.fixed.keys().next().map(TimeWindow::max_timestamp)
         }

@@ -297,3 +297,41 @@ fn processing_time_windows_fire_on_the_clock() {
     assert_eq!(h.set_processing_time(19), None);
     assert_eq!(h.take_records(), vec![(ev("a", 4), 19)]);
 }
+
+/// `keys` keys with `per_key` records each, a session per key (the records merge) ending at a
+/// time of its own, plus a cleanup timer per session (lateness 1 ms); fires and drops them all.
+/// Returns how long the firing took, after checking each session fired once and whole.
+fn fire_sessions(keys: usize, per_key: i64) -> std::time::Duration {
+    let mut h = session_window(ms(10), 1);
+    let names: Vec<String> = (0..keys).map(|k| format!("k{k}")).collect();
+    for step in 0..per_key {
+        for (k, name) in names.iter().enumerate() {
+            // Key k's records at k, k + 5, k + 10, ...: one session from k to k + 5 (per_key - 1) + 10.
+            h.process((name.clone(), 1), k as i64 + 5 * step);
+        }
+    }
+    let started = std::time::Instant::now();
+    h.process_watermark(Timestamp::MAX - 1);
+    let took = started.elapsed();
+    let fired = h.take_records();
+    assert_eq!(fired.len(), keys, "one session per key fires once");
+    assert!(fired.windows(2).all(|w| w[0].1 <= w[1].1), "sessions fire in time order");
+    for ((key, start, end, sum), _) in fired {
+        let k: i64 = key[1..].parse().expect("key");
+        assert_eq!((start, end, sum), (k, k + 5 * (per_key - 1) + 10, per_key), "{key}'s session");
+    }
+    took
+}
+
+#[test]
+fn many_session_windows_fire_and_clean_up_in_n_log_n_time() {
+    // 4x the sessions: about 4x the time when firing is N log N, 16x when quadratic.
+    let time = |keys| fire_sessions(keys, 3).min(fire_sessions(keys, 3)).as_secs_f64();
+    let small = time(10_000);
+    let large = time(40_000);
+    assert!(
+        large < 9.0 * small,
+        "firing 4x the sessions took {:.1}x the time ({small:.3} s, {large:.3} s)",
+        large / small
+    );
+}
