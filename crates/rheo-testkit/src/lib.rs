@@ -104,9 +104,30 @@ pub fn wait_for<T>(
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (the OS picks it).
+/// A port that is free at this moment on 127.0.0.1 (and on every address).
+///
+/// The port comes from below Linux's ephemeral range (32768–60999), which `bind(0)` draws from:
+/// a port taken from that range and released could be handed to the next process binding port
+/// 0 (a TaskManager's data port) before the process it was chosen for binds it, as happened on
+/// a loaded machine. Below the range only other explicit choosers compete, and each candidate
+/// is checked free.
 pub fn free_port() -> Result<u16, HarnessError> {
-    let io = |source| HarnessError::Io { context: "cannot find a free port on 127.0.0.1".into(), source };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io)?;
-    Ok(listener.local_addr().map_err(io)?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const LAST: u32 = 32_000;
+    // Start from a point that differs between test processes, then walk the range.
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let seed = std::process::id().wrapping_mul(7919) % (LAST - FIRST);
+    for _ in 0..(LAST - FIRST) {
+        let port = (FIRST + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % (LAST - FIRST)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::Io {
+        context: "cannot find a free port on 127.0.0.1".into(),
+        source: std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("every port in {FIRST}..{LAST} is taken")),
+    })
 }
