@@ -486,7 +486,9 @@ fn rescale(report: &mut Report, lines: u64, graceful: bool) -> anyhow::Result<()
     let (asked_at, last_at, max_gap) =
         (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
     let (s, a, l, g) = (seen.clone(), asked_at.clone(), last_at.clone(), max_gap.clone());
-    env.datagen(DatagenConfig { count: Some(lines), ..Default::default() }, Arc::new(|i| i))
+    // Paced over about 4 s, so that checkpoints complete before the rescale halfway.
+    let datagen = DatagenConfig { count: Some(lines), rate: Some(lines as f64 / 4.0) };
+    env.datagen(datagen, Arc::new(|i| i))
         .rebalance()
         .map(move |i: u64| {
             let now = rheo_now_micros();
