@@ -9,6 +9,11 @@
 //! - `checkpoint-file`, `checkpoint-s3`: the same with checkpoints every 1 s (S3 when
 //!   `RHEO_TEST_S3` names a bucket, see `scripts/services/s3.sh`);
 //! - `recovery`: time from a task failure to processing resumed from the last checkpoint;
+//! - `rescale-restart`, `rescale`: numbers through a map, rescaled from 1 to 2 halfway, once
+//!   the old way (through the restart path from the newest checkpoint: what reactive mode did)
+//!   and once by a stop-with-checkpoint (`PUT /jobs/:id/resource-requirements`); the pause
+//!   (the longest gap between two records the map sees after the request) and the records the
+//!   map saw twice;
 //! - `cluster-1tm`, `cluster-2tm`: the `datagen-word-count` job at parallelism 2 on a standalone
 //!   cluster of processes: one JobManager and one TaskManager with two slots, or two
 //!   TaskManagers with one slot each (records cross TCP between them); timed from deployment
@@ -67,6 +72,9 @@ struct Report {
     checkpoint_ms: Option<f64>,
     checkpoint_bytes: Option<u64>,
     recovery_ms: Option<f64>,
+    /// Rescale cases: the pause, and records processed a second time.
+    rescale_pause_ms: Option<f64>,
+    reprocessed: Option<u64>,
     #[serde(default)]
     state: Option<StateScale>,
 }
@@ -108,7 +116,7 @@ fn orchestrate() -> anyhow::Result<()> {
     } else {
         eprintln!("RHEO_TEST_S3 not set: skipping checkpoint-s3 (make bench starts SeaweedFS)");
     }
-    cases.extend(["recovery", "cluster-1tm", "cluster-2tm", "cluster-recovery"]);
+    cases.extend(["recovery", "rescale-restart", "rescale", "cluster-1tm", "cluster-2tm", "cluster-recovery"]);
     if let Some(only) = &only {
         let only: Vec<&str> = only.split(',').map(str::trim).collect();
         cases.retain(|c| only.contains(c));
@@ -170,6 +178,17 @@ fn orchestrate() -> anyhow::Result<()> {
     }
     if let Some(r) = reports.iter().find(|r| r.case == "recovery") {
         println!("recovery: {:.0} ms from task failure to processing resumed", r.recovery_ms.unwrap_or(f64::NAN));
+    }
+    for (case, how) in
+        [("rescale-restart", "before: restart from the newest checkpoint"), ("rescale", "after: stop-with-checkpoint")]
+    {
+        if let Some(r) = reports.iter().find(|r| r.case == case) {
+            println!(
+                "rescale 1 -> 2 ({how}): {:.0} ms pause, {} records reprocessed",
+                r.rescale_pause_ms.unwrap_or(f64::NAN),
+                r.reprocessed.map_or("?".into(), |n| n.to_string())
+            );
+        }
     }
     if let (Some(one), Some(two)) = (rate("cluster-1tm"), rate("cluster-2tm")) {
         println!("p=2 across two TaskManager processes / in one TaskManager: {:.2}x", two / one);
@@ -258,6 +277,8 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
             engine(&mut report, lines, 1, Some(format!("{root}/bench-{}", std::process::id())))?;
         }
         "recovery" => recovery(&mut report, lines)?,
+        "rescale-restart" => rescale(&mut report, lines, false)?,
+        "rescale" => rescale(&mut report, lines, true)?,
         "cluster-1tm" => return cluster::throughput(report, lines, 1, 2),
         "cluster-2tm" => return cluster::throughput(report, lines, 2, 1),
         "cluster-recovery" => return cluster::recovery(report),
@@ -441,6 +462,61 @@ fn recovery(report: &mut Report, lines: u64) -> anyhow::Result<()> {
     let (failed, resumed) = (failed_at.load(Ordering::Relaxed), resumed_at.load(Ordering::Relaxed));
     anyhow::ensure!(failed > 0 && resumed > failed, "failure and resumption observed");
     report.recovery_ms = Some((resumed - failed) as f64 / 1000.0);
+    Ok(())
+}
+
+/// Numbers through a map at parallelism 1, rescaled to 2 when half have passed: by a
+/// stop-with-checkpoint (`graceful`) or through the restart path (a failure at the same point,
+/// with the new parallelism asked for). Measures the longest gap between two records the map
+/// sees after the request, and how many records it saw more than once.
+fn rescale(report: &mut Report, lines: u64, graceful: bool) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("rheo-bench-rescale-{}", std::process::id()));
+    let mut config = Configuration::new();
+    config.set(options::CHECKPOINT_INTERVAL.key, "500 ms");
+    config.set(options::CHECKPOINTS_DIR.key, dir.to_str().context("temp dir")?);
+    config.set(options::RESTART_STRATEGY.key, "fixed-delay");
+    config.set(options::FIXED_DELAY_ATTEMPTS.key, "1");
+    config.set(options::FIXED_DELAY_DELAY.key, "0 ms");
+    let mut env = StreamEnv::new(config.clone());
+    env.set_parallelism(1);
+    let cluster = MiniCluster::new(config);
+    let handle = cluster.handle();
+    let seen: Arc<Vec<std::sync::atomic::AtomicU8>> = Arc::new((0..lines).map(|_| Default::default()).collect());
+    let passed = Arc::new(AtomicU64::new(0));
+    let (asked_at, last_at, max_gap) =
+        (Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)), Arc::new(AtomicI64::new(0)));
+    let (s, a, l, g) = (seen.clone(), asked_at.clone(), last_at.clone(), max_gap.clone());
+    // Paced over about 4 s, so that checkpoints complete before the rescale halfway.
+    let datagen = DatagenConfig { count: Some(lines), rate: Some(lines as f64 / 4.0) };
+    env.datagen(datagen, Arc::new(|i| i))
+        .rebalance()
+        .map(move |i: u64| {
+            let now = rheo_now_micros();
+            s[i as usize].fetch_add(1, Ordering::Relaxed);
+            if a.load(Ordering::Relaxed) != 0 {
+                let gap = now - l.swap(now, Ordering::Relaxed).max(a.load(Ordering::Relaxed));
+                g.fetch_max(gap, Ordering::Relaxed);
+            }
+            if passed.fetch_add(1, Ordering::Relaxed) + 1 == lines / 2 {
+                a.store(now, Ordering::Relaxed);
+                l.store(now, Ordering::Relaxed);
+                handle.set_parallelism(2);
+                if !graceful {
+                    panic!("benchmark: rescale through the restart path");
+                }
+            }
+            i
+        })
+        .discard();
+    let graph = std::mem::take(&mut *env.graph());
+    let result = cluster.run("rescale", graph, &env.plan_settings()?)?;
+    let _ = std::fs::remove_dir_all(dir);
+    anyhow::ensure!(result.restarts == u32::from(!graceful), "restarts: {}", result.restarts);
+    let missing = seen.iter().filter(|c| c.load(Ordering::Relaxed) == 0).count();
+    anyhow::ensure!(missing == 0, "{missing} records never reached the map");
+    let twice: u64 = seen.iter().map(|c| u64::from(c.load(Ordering::Relaxed).saturating_sub(1))).sum();
+    report.reprocessed = Some(twice);
+    report.rescale_pause_ms = Some(max_gap.load(Ordering::Relaxed) as f64 / 1000.0);
     Ok(())
 }
 

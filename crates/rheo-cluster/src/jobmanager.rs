@@ -30,7 +30,7 @@ use rheo_runtime::driver::job::{Attempt, AttemptEnd, Deployer, JobDriver, JobErr
 use rheo_runtime::driver::minicluster::job_id_for;
 use rheo_runtime::graph::NodeKind;
 use rheo_runtime::graph::plan::ExecutionPlan;
-use rheo_runtime::task::{JobShared, TaskEvent, TaskMetrics, TaskOutcome, now_ms};
+use rheo_runtime::task::{JobShared, TaskEvent, TaskOutcome, now_ms};
 
 use crate::jobspec::{BuiltJob, JobSpec};
 use crate::registry::JobRegistry;
@@ -374,27 +374,41 @@ struct RemoteDeployer<'a> {
 
 impl Deployer for RemoteDeployer<'_> {
     fn run_attempt(&mut self, attempt: &Attempt<'_>) -> Result<(AttemptEnd, CheckpointStats), JobError> {
-        let placement = match self.master.wait_for_slots(self.reactive, &self.built, self.slot_timeout) {
+        let requested = attempt.handle.requested_parallelism();
+        let placement = match self.master.wait_for_slots(self.reactive, requested, &self.built, self.slot_timeout) {
             Ok(placement) => placement,
             Err(JobError::Cancelled) => return Ok((AttemptEnd::Cancelled, CheckpointStats::default())),
             Err(e @ JobError::TaskFailed { .. }) => return Ok((AttemptEnd::Failed(e), CheckpointStats::default())),
             Err(e) => return Err(e),
         };
-        let parallelism = self.reactive.then_some(placement.slots.len());
-        self.master.run_attempt(attempt, parallelism, &placement)
+        let parallelism = if self.reactive { Some(placement.slots.len()) } else { requested };
+        self.master.run_attempt(attempt, parallelism, self.reactive, &placement)
     }
 }
 
 impl JobMaster {
     /// Waits until the registered TaskManagers offer the slots the job needs, then picks them.
+    /// `requested`: the parallelism asked for through the REST API, which replaces the job's
+    /// own (and bounds the slots reactive mode takes).
     fn wait_for_slots(
         &self,
         reactive: bool,
+        requested: Option<usize>,
         built: &crate::jobspec::BuiltJob,
         timeout: Duration,
     ) -> Result<Placement, JobError> {
         let deadline = Instant::now() + timeout;
-        let fixed = ExecutionPlan::new(&built.graph, &built.settings)?.slots_needed();
+        let fixed = match requested {
+            Some(p) => {
+                let built = self
+                    .spec
+                    .build(&self.inner.registry, Some(p))
+                    .map_err(|e| JobError::TaskFailed { task: "job graph".into(), message: e.to_string() })?;
+                ExecutionPlan::new(&built.graph, &built.settings)?.slots_needed()
+            }
+            None => ExecutionPlan::new(&built.graph, &built.settings)?.slots_needed(),
+        };
+        let reactive_bound = requested.unwrap_or(usize::MAX).min(built.settings.max_parallelism);
         let mut logged = false;
         loop {
             if self.handle.is_cancel_requested() {
@@ -403,7 +417,7 @@ impl JobMaster {
             {
                 let taskmanagers = lock(&self.inner.taskmanagers);
                 let total: usize = taskmanagers.iter().map(|t| t.registration.slots).sum();
-                let needed = if reactive { total.min(built.settings.max_parallelism) } else { fixed };
+                let needed = if reactive { total.min(reactive_bound) } else { fixed };
                 if needed > 0 && total >= needed {
                     let mut placement = Placement { slots: Vec::new(), holders: Vec::new() };
                     'fill: for tm in taskmanagers.iter() {
@@ -439,6 +453,7 @@ impl JobMaster {
         &self,
         current: &Attempt<'_>,
         parallelism: Option<usize>,
+        reactive: bool,
         placement: &Placement,
     ) -> Result<(AttemptEnd, CheckpointStats), JobError> {
         let attempt = current.number;
@@ -513,7 +528,6 @@ impl JobMaster {
         let mut ended: HashSet<usize> = HashSet::new();
         let mut end: Option<AttemptEnd> = None;
         let mut cancel_sent: Option<Instant> = None;
-        let mut metrics: HashMap<(String, usize), TaskMetrics> = HashMap::new();
         let in_attempt: HashSet<String> = taskmanagers.iter().map(|(id, _)| id.clone()).collect();
         let cancel_all = |cancel_sent: &mut Option<Instant>| {
             if cancel_sent.is_none() {
@@ -523,7 +537,53 @@ impl JobMaster {
                 *cancel_sent = Some(Instant::now());
             }
         };
+        let running_parallelism = plan.slots_needed();
+        // The stop-with-checkpoint of a running rescale.
+        let mut rescale: Option<String> = None;
+        // Ends the attempt for a rescale: stopped with a synchronous checkpoint that the next
+        // attempt restores, so nothing is processed twice; cancelled (the next attempt resumes
+        // the newest checkpoint) only when no such checkpoint can be taken.
+        let rescale_now = |end: &mut Option<AttemptEnd>,
+                           rescale: &mut Option<String>,
+                           cancel_sent: &mut Option<Instant>| {
+            if end.is_some() {
+                return;
+            }
+            *end = Some(AttemptEnd::Rescale);
+            match self.handle.stop_for_rescale() {
+                Ok(trigger) => *rescale = Some(trigger),
+                Err(cause) => {
+                    tracing::warn!(attempt, %cause, "cannot stop with a checkpoint; rescaling from the newest checkpoint");
+                    cancel_all(cancel_sent);
+                }
+            }
+        };
         while ended.len() < subtasks.len() {
+            if end.is_none()
+                && let Some(requested) = self.handle.requested_parallelism()
+            {
+                // Slots come before a rescale to more: the requirement waits for them.
+                let slots: usize = lock(&self.inner.taskmanagers).iter().map(|t| t.registration.slots).sum();
+                let wanted =
+                    if reactive { requested.min(slots).min(built.settings.max_parallelism) } else { requested };
+                if wanted != running_parallelism && wanted <= slots {
+                    tracing::info!(
+                        attempt,
+                        from = running_parallelism,
+                        to = wanted,
+                        "rescaling (resource requirements)"
+                    );
+                    rescale_now(&mut end, &mut rescale, &mut cancel_sent);
+                }
+            }
+            if let Some(trigger) = &rescale
+                && let Some(rheo_runtime::driver::handle::SavepointStatus::Failed { cause }) =
+                    self.handle.savepoint_status(trigger)
+            {
+                tracing::warn!(attempt, %cause, "the rescale's checkpoint failed; rescaling from the newest checkpoint");
+                rescale = None;
+                cancel_all(&mut cancel_sent);
+            }
             if cancel_sent.is_some_and(|at| at.elapsed() > CANCEL_GRACE) {
                 tracing::warn!(attempt, "tasks did not report their end after cancelling; going on without them");
                 break;
@@ -539,12 +599,12 @@ impl JobMaster {
             };
             match event {
                 ClusterEvent::Joined => {
-                    if parallelism.is_some() && end.is_none() {
+                    if reactive && end.is_none() {
                         let total: usize = lock(&self.inner.taskmanagers).iter().map(|t| t.registration.slots).sum();
-                        if total.min(built.settings.max_parallelism) > placement.slots.len() {
+                        let bound = self.handle.requested_parallelism().unwrap_or(usize::MAX);
+                        if total.min(built.settings.max_parallelism).min(bound) > placement.slots.len() {
                             tracing::info!(attempt, slots = total, "a TaskManager joined; rescaling");
-                            end = Some(AttemptEnd::Rescale);
-                            cancel_all(&mut cancel_sent);
+                            rescale_now(&mut end, &mut rescale, &mut cancel_sent);
                         }
                     }
                 }
@@ -567,20 +627,17 @@ impl JobMaster {
                 }
                 ClusterEvent::Message { resource_id, message } => match message {
                     ToJobManager::Leaving if in_attempt.contains(&resource_id) && end.is_none() => {
+                        // The same path as a rescale: stopped with a synchronous checkpoint, the
+                        // leaving TaskManager still taking part, then redeployed without it.
                         tracing::info!(attempt, taskmanager = %resource_id, "a TaskManager leaves; redeploying the job");
-                        end = Some(AttemptEnd::Rescale);
-                        cancel_all(&mut cancel_sent);
+                        rescale_now(&mut end, &mut rescale, &mut cancel_sent);
                     }
-                    ToJobManager::Heartbeat { attempt: Some(a), vertices } if a == attempt => {
-                        for (vertex, m) in vertices {
-                            metrics.insert((resource_id.clone(), vertex), m);
-                        }
-                        for (vertex, counters) in counters.iter().enumerate() {
-                            let mut sum = TaskMetrics::default();
-                            for m in metrics.iter().filter(|((_, v), _)| *v == vertex).map(|(_, m)| m) {
-                                sum.add(m);
+                    ToJobManager::Heartbeat { attempt: Some(a), subtasks } if a == attempt => {
+                        // Each subtask runs on one TaskManager: its report replaces the last.
+                        for (vertex, subtask, m) in subtasks {
+                            if let Some(counters) = counters.get(vertex) {
+                                counters.subtask(subtask).set(subtask, &m);
                             }
-                            counters.set(&sum);
                         }
                     }
                     ToJobManager::EndOfInput { attempt: a, task } if a == attempt => {

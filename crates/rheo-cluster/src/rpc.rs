@@ -23,10 +23,11 @@ const MAX_MESSAGE: usize = 64 << 20;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ToJobManager {
     Register(Registration),
-    /// Sent every `heartbeat.interval`, with the record counters of the tasks it runs.
+    /// Sent every `heartbeat.interval`, with the counters of the subtasks it runs:
+    /// (vertex index, subtask index, metrics).
     Heartbeat {
         attempt: Option<u64>,
-        vertices: Vec<(usize, TaskMetrics)>,
+        subtasks: Vec<(usize, usize, TaskMetrics)>,
     },
     /// A source reached the end of its input (waits for the final checkpoint).
     EndOfInput {

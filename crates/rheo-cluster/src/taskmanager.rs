@@ -24,7 +24,7 @@ use rheo_runtime::checkpoint::coordinator::upload_snapshot;
 use rheo_runtime::checkpoint::storage::initialize_file_systems;
 use rheo_runtime::checkpoint::{CheckpointStorage, discover, io_runtime};
 use rheo_runtime::graph::plan::{ExecutionPlan, Remote};
-use rheo_runtime::task::{Control, CoordinatorLink, JobShared, TaskCounters, TaskEvent, TaskOutcome};
+use rheo_runtime::task::{Control, CoordinatorLink, JobShared, TaskEvent, TaskMetrics, TaskOutcome, VertexCounters};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TaskManagerError {
@@ -170,7 +170,9 @@ struct Attempt {
     /// Checkpoint directories, passed to the uploader.
     targets: Sender<(u64, String)>,
     /// Record counters per task (vertex), by head index.
-    counters: Vec<Arc<TaskCounters>>,
+    counters: Vec<Arc<VertexCounters>>,
+    /// The (vertex index, subtask index) of each subtask that runs here.
+    local: Vec<(usize, usize)>,
     running: Arc<AtomicUsize>,
 }
 
@@ -222,13 +224,11 @@ impl TaskManager {
                 .name("rheo-tm-heartbeat".into())
                 .spawn(move || {
                     while !session_over.load(Ordering::SeqCst) {
-                        let (id, vertices) = match &*lock(&attempt) {
-                            Some(a) => {
-                                (Some(a.id), a.counters.iter().map(|c| c.metrics()).enumerate().collect::<Vec<_>>())
-                            }
+                        let (id, subtasks) = match &*lock(&attempt) {
+                            Some(a) => (Some(a.id), a.subtask_metrics()),
                             None => (None, Vec::new()),
                         };
-                        if outbox.send(ToJobManager::Heartbeat { attempt: id, vertices }).is_err() {
+                        if outbox.send(ToJobManager::Heartbeat { attempt: id, subtasks }).is_err() {
                             break;
                         }
                         let until = Instant::now() + interval;
@@ -324,7 +324,8 @@ impl TaskManager {
             }
         };
         let shared = Arc::new(JobShared::default());
-        let counters: Vec<Arc<TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
+        let counters: Vec<Arc<VertexCounters>> =
+            plan.heads.iter().map(|&head| Arc::new(VertexCounters::new(plan.parallelism[head]))).collect();
         let remote = Remote { net: &self.net, slots: &slots, me, attempt_key: attempt_key(&job_id, attempt) };
         let config = Arc::new(built.config.clone());
         let tasks = plan
@@ -345,6 +346,14 @@ impl TaskManager {
         let mut controls = HashMap::new();
         let running = Arc::new(AtomicUsize::new(tasks.len()));
         let mut started = Vec::new();
+        let vertex_of: HashMap<usize, usize> = plan.heads.iter().enumerate().map(|(v, &h)| (h, v)).collect();
+        let local: Vec<(usize, usize)> = tasks
+            .iter()
+            .map(|(index, _)| {
+                let (head, subtask) = subtasks[*index];
+                (vertex_of[&head], subtask)
+            })
+            .collect();
         for (index, mut task) in tasks {
             if checkpointing {
                 let (control_tx, control_rx) = unbounded();
@@ -354,6 +363,7 @@ impl TaskManager {
             started.push((index, task));
         }
         drop(events_tx);
+        let subtasks_of = subtasks.clone();
         let parallelism_of = move |task: usize| plan.parallelism[subtasks[task].0];
         let uploader =
             Uploader { attempt, outbox: outbox.clone(), operators, pending: HashMap::new(), targets: HashMap::new() };
@@ -365,11 +375,16 @@ impl TaskManager {
         for (index, task) in started {
             let name = task.info().display_name();
             let (task_outbox, task_running) = (outbox.clone(), running.clone());
+            let (head, subtask) = subtasks_of[index];
+            let (vertex, task_counters) = (vertex_of[&head], task.info().counters.clone());
             let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
                 let outcome = task.run();
                 if let TaskOutcome::Failed(message) | TaskOutcome::FailedPermanently(message) = &outcome {
                     tracing::error!(task = %name, %message, "task failed");
                 }
+                // The subtask's final counters, so the JobManager's are exact at its end.
+                let subtasks = vec![(vertex, subtask, task_counters.metrics())];
+                let _ = task_outbox.send(ToJobManager::Heartbeat { attempt: Some(attempt), subtasks });
                 let _ = task_outbox.send(ToJobManager::TaskEnded { attempt, task: index, outcome });
                 task_running.fetch_sub(1, Ordering::SeqCst);
             });
@@ -380,7 +395,17 @@ impl TaskManager {
                 let _ = outbox.send(ToJobManager::TaskEnded { attempt, task: index, outcome });
             }
         }
-        Ok(Attempt { id: attempt, job: shared, controls, targets: targets_tx, counters, running })
+        Ok(Attempt { id: attempt, job: shared, controls, targets: targets_tx, counters, local, running })
+    }
+}
+
+impl Attempt {
+    /// The metrics of the subtasks running here, as heartbeats carry them.
+    fn subtask_metrics(&self) -> Vec<(usize, usize, TaskMetrics)> {
+        self.local
+            .iter()
+            .map(|&(vertex, subtask)| (vertex, subtask, self.counters[vertex].subtask(subtask).metrics()))
+            .collect()
     }
 }
 

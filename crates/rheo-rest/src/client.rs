@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::types::*;
+use crate::ui::AggregatedMetric;
 
 /// What can go wrong talking to a JobManager.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +154,33 @@ impl RestClient {
     ) -> Result<Vec<MetricValue>, Error> {
         let query = if names.is_empty() { String::new() } else { format!("?get={}", names.join(",")) };
         self.get(&format!("/jobs/{job_id}/vertices/{vertex_id}/metrics{query}")).await
+    }
+
+    /// `GET /jobs/:id/vertices/:vid/subtasks/metrics?get=a,b`: the named metrics aggregated
+    /// over the vertex's subtasks (min, max, avg, sum, skew).
+    pub async fn subtasks_metrics(
+        &self,
+        job_id: &str,
+        vertex_id: &str,
+        names: &[&str],
+    ) -> Result<Vec<AggregatedMetric>, Error> {
+        self.get(&format!("/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics?get={}", names.join(","))).await
+    }
+
+    /// `GET /jobs/:id/resource-requirements`: each vertex's parallelism bounds.
+    pub async fn resource_requirements(&self, job_id: &str) -> Result<JobResourceRequirements, Error> {
+        self.get(&format!("/jobs/{job_id}/resource-requirements")).await
+    }
+
+    /// `PUT /jobs/:id/resource-requirements`: rescale the job (Rheo: to the largest upper bound).
+    pub async fn set_resource_requirements(
+        &self,
+        job_id: &str,
+        requirements: &JobResourceRequirements,
+    ) -> Result<(), Error> {
+        let path = format!("/jobs/{job_id}/resource-requirements");
+        let _: serde_json::Value = self.send(Method::PUT, &path, Some(requirements)).await?;
+        Ok(())
     }
 
     /// `GET /jars`: the jobs the cluster can start (Rheo: one pseudo-jar, the binary).

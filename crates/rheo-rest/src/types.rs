@@ -707,3 +707,20 @@ fn whole_numbers_as_integers<S: serde::Serializer>(value: &f64, serializer: S) -
         serializer.serialize_f64(*value)
     }
 }
+
+/// `GET`/`PUT /jobs/:id/resource-requirements` (Flink's adaptive scheduler): the parallelism
+/// bounds of each vertex, by vertex id.
+pub type JobResourceRequirements = BTreeMap<String, VertexResourceRequirements>;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VertexResourceRequirements {
+    pub parallelism: ParallelismBounds,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct ParallelismBounds {
+    #[serde(rename = "lowerBound")]
+    pub lower_bound: u32,
+    #[serde(rename = "upperBound")]
+    pub upper_bound: u32,
+}

@@ -83,6 +83,76 @@ impl JobDef for FailOnce {
     }
 }
 
+/// Rate-limited numbers, all keyed alike, through a rolling reduce that sleeps `--sleep-us` per record:
+/// one subtask of the keyed reduce does all the work and the others idle.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct Skewed {
+    #[arg(long, default_value_t = 100)]
+    sleep_us: u64,
+    #[arg(long, default_value_t = 2_000.0)]
+    rate: f64,
+}
+
+impl JobDef for Skewed {
+    const NAME: &'static str = "skewed";
+    const DESCRIPTION: &'static str = "numbers, all of one key, through a slow map";
+
+    fn build(self, env: &StreamEnv) -> anyhow::Result<()> {
+        let sleep = Duration::from_micros(self.sleep_us);
+        env.datagen(DatagenConfig { count: None, rate: Some(self.rate) }, Arc::new(|i| i))
+            .key_by(|_: &u64| 0u64)
+            .reduce(move |_, x| {
+                std::thread::sleep(sleep);
+                x
+            })
+            .discard();
+        Ok(())
+    }
+}
+
+/// How often the sink of each `counted` job (by `--tag`) saw each record.
+pub static SEEN: Mutex<Vec<(String, Vec<u32>)>> = Mutex::new(Vec::new());
+
+/// `--count` rate-limited numbers through a rebalance into a sink that counts how often it sees
+/// each (in [`SEEN`] under `--tag`): a record processed twice shows as a 2.
+#[derive(Debug, Clone, clap::Parser)]
+pub struct Counted {
+    #[arg(long)]
+    tag: String,
+    #[arg(long, default_value_t = 20_000)]
+    count: u64,
+    #[arg(long, default_value_t = 4_000.0)]
+    rate: f64,
+}
+
+impl JobDef for Counted {
+    const NAME: &'static str = "counted";
+    const DESCRIPTION: &'static str = "numbers into a sink that counts how often it sees each";
+
+    fn build(self, env: &StreamEnv) -> anyhow::Result<()> {
+        let (tag, count) = (self.tag.clone(), self.count as usize);
+        let mut seen = SEEN.lock().unwrap();
+        if !seen.iter().any(|(t, _)| *t == tag) {
+            seen.push((tag.clone(), vec![0; count]));
+        }
+        env.datagen(DatagenConfig { count: Some(self.count), rate: Some(self.rate) }, Arc::new(|i| i))
+            .rebalance()
+            .add_sink("counting", move |_| CountingSink(tag.clone()));
+        Ok(())
+    }
+}
+
+struct CountingSink(String);
+
+impl SinkFunction<u64> for CountingSink {
+    fn invoke(&mut self, value: u64, _timestamp: Timestamp) -> Result<(), SinkError> {
+        let mut seen = SEEN.lock().unwrap();
+        let counts = &mut seen.iter_mut().find(|(t, _)| *t == self.0).expect("registered by build").1;
+        counts[value as usize] += 1;
+        Ok(())
+    }
+}
+
 /// A session cluster in this process: every submitted job runs on a mini-cluster of its own.
 pub struct Session {
     registry: JobRegistry,
@@ -108,7 +178,11 @@ impl Session {
         for (key, value) in extra {
             config.set(*key, *value);
         }
-        let registry = rheo_cli::jobs::builtin().register::<SlowSink>().register::<FailOnce>();
+        let registry = rheo_cli::jobs::builtin()
+            .register::<SlowSink>()
+            .register::<FailOnce>()
+            .register::<Skewed>()
+            .register::<Counted>();
         Arc::new(Session {
             registry,
             config,

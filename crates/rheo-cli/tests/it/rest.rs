@@ -634,3 +634,106 @@ fn a_slow_sink_back_pressures_the_source() {
     assert_eq!(status, 202);
     await_json(&server, &format!("/jobs/{id}"), "the job to end", |j| j["state"] == "CANCELED");
 }
+
+/// Metrics are counted per subtask: with every record of one key, one subtask of the keyed map
+/// reads them all and the other none, and every view (aggregates, subtask details, back
+/// pressure, Prometheus) shows the two apart instead of their average.
+#[test]
+fn metrics_are_per_subtask() {
+    let session = Session::new(&[]);
+    let server = common::serve(session.clone(), session.config());
+    let (status, run) =
+        common::http(&server, "POST", "/jars/rheo/run", Some(r#"{"entryClass":"skewed","parallelism":2}"#));
+    assert_eq!(status, 200, "{run}");
+    let id = run["jobid"].as_str().unwrap().to_string();
+    let job = await_json(&server, &format!("/jobs/{id}"), "the job to run", |j| j["state"] == "RUNNING");
+    let vertices = job["vertices"].as_array().unwrap();
+    let map =
+        vertices.iter().find(|v| v["name"].as_str().unwrap().contains("Reduce")).unwrap_or_else(|| panic!("{job}"));
+    let map = map["id"].as_str().unwrap().to_string();
+    let path = format!("/jobs/{id}/vertices/{map}/subtasks/metrics?get=numRecordsIn,busyTimeMsPerSecond");
+    let aggregated = await_json(&server, &path, "the map to read records", |m| m[0]["max"].as_f64() > Some(100.0));
+    let records = &aggregated[0];
+    assert_eq!(records["id"], "numRecordsIn");
+    assert_eq!(records["min"].as_f64(), Some(0.0), "{aggregated}");
+    assert_eq!(records["sum"], records["max"], "{aggregated}");
+    assert!((records["skew"].as_f64().unwrap() - 100.0).abs() < 1e-9, "{aggregated}");
+    let busy = await_json(&server, &path, "one subtask to be busy", |m| m[1]["max"].as_f64() > Some(50.0));
+    assert!(busy[1]["min"].as_f64() < Some(50.0), "the idle subtask is not busy: {busy}");
+
+    let details: Vec<u64> = (0..2)
+        .map(|n| {
+            get(&server, &format!("/jobs/{id}/vertices/{map}/subtasks/{n}"))["metrics"]["read-records"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(details.contains(&0) && details.iter().any(|&r| r > 0), "{details:?}");
+    let one = get(&server, &format!("/jobs/{id}/vertices/{map}/subtasks/0/metrics?get=numRecordsIn"));
+    assert_eq!(one[0]["id"], "numRecordsIn", "{one}");
+    let backpressure = get(&server, &format!("/jobs/{id}/vertices/{map}/backpressure"));
+    let busy_ratios: Vec<f64> =
+        backpressure["subtasks"].as_array().unwrap().iter().map(|s| s["busyRatio"].as_f64().unwrap()).collect();
+    assert_eq!(busy_ratios.len(), 2, "{backpressure}");
+    assert!(busy_ratios[0] != busy_ratios[1], "{backpressure}");
+
+    let prometheus = ureq_text(server.local_addr().port(), "/metrics");
+    let lines: Vec<&str> = prometheus
+        .lines()
+        .filter(|l| l.starts_with("flink_taskmanager_job_task_numRecordsIn{") && l.contains(&map))
+        .collect();
+    assert_eq!(lines.len(), 2, "{prometheus}");
+    assert!(lines.iter().any(|l| l.contains("subtask_index=\"1\"")), "{lines:?}");
+
+    let (status, _) = common::http(&server, "PATCH", &format!("/jobs/{id}"), None);
+    assert_eq!(status, 202);
+    await_json(&server, &format!("/jobs/{id}"), "the job to end", |j| j["state"] == "CANCELED");
+}
+
+/// `PUT /jobs/:id/resource-requirements` rescales a running job without replay: it stops with a
+/// synchronous checkpoint and resumes from it at the new parallelism, so the (not
+/// transactional) sink sees every record exactly once, and no restart is counted.
+#[test]
+fn resource_requirements_rescale_without_replay() {
+    let session = Session::new(&[]);
+    let server = common::serve(session.clone(), session.config());
+    let body = r#"{"entryClass":"counted","parallelism":1,"programArgsList":["--tag","rescale","--count","12000"]}"#;
+    let (status, run) = common::http(&server, "POST", "/jars/rheo/run", Some(body));
+    assert_eq!(status, 200, "{run}");
+    let id = run["jobid"].as_str().unwrap().to_string();
+    let job = await_json(&server, &format!("/jobs/{id}"), "the job to read records", |j| {
+        j["state"] == "RUNNING" && j["vertices"][0]["metrics"]["write-records"].as_u64() > Some(1000)
+    });
+    let requirements = get(&server, &format!("/jobs/{id}/resource-requirements"));
+    let source = job["vertices"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(requirements[&source]["parallelism"]["upperBound"], 1, "{requirements}");
+
+    let (status, error) = common::http(
+        &server,
+        "PUT",
+        &format!("/jobs/{id}/resource-requirements"),
+        Some(&format!(r#"{{"{source}":{{"parallelism":{{"lowerBound":3,"upperBound":2}}}}}}"#)),
+    );
+    assert_eq!(status, 400, "{error}");
+    assert!(error_of(&error).contains("lowerBound"), "{error}");
+    let (status, answer) = common::http(
+        &server,
+        "PUT",
+        &format!("/jobs/{id}/resource-requirements"),
+        Some(&format!(r#"{{"{source}":{{"parallelism":{{"lowerBound":1,"upperBound":2}}}}}}"#)),
+    );
+    assert_eq!(status, 200, "{answer}");
+    await_json(&server, &format!("/jobs/{id}"), "the job to run at parallelism 2", |j| {
+        j["state"] == "RUNNING" && j["vertices"][0]["parallelism"] == 2
+    });
+    let finished = await_json(&server, &format!("/jobs/{id}"), "the job to finish", |j| j["state"] == "FINISHED");
+    let seen = common::SEEN.lock().unwrap();
+    let counts = &seen.iter().find(|(t, _)| t == "rescale").unwrap().1;
+    let twice = counts.iter().filter(|&&c| c > 1).count();
+    let missing = counts.iter().filter(|&&c| c == 0).count();
+    assert_eq!((twice, missing), (0, 0), "records seen twice, records never seen: {finished}");
+    let checkpoints = get(&server, &format!("/jobs/{id}/checkpoints"));
+    assert!(checkpoints["counts"]["restored"].as_u64() >= Some(1), "the new attempt restored: {checkpoints}");
+    let exceptions = get(&server, &format!("/jobs/{id}/exceptions"));
+    assert_eq!(exceptions["exceptionHistory"]["entries"].as_array().map(Vec::len), Some(0), "{exceptions}");
+}

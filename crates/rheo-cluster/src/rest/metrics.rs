@@ -1,7 +1,7 @@
 //! `GET /metrics`: the metrics of every job in Prometheus text format, named as Flink's
 //! Prometheus reporter names them (`flink_taskmanager_job_task_numRecordsIn`, ...). Like
-//! Flink's reporter, counters are exported as gauges. Task metrics are per vertex: records are
-//! summed over its subtasks, times (`busyTimeMsPerSecond`, ...) averaged over them.
+//! Flink's reporter, counters are exported as gauges. Task metrics are per subtask, labelled
+//! `subtask_index` as Flink labels them: `sum by (task_name)` gives a vertex's records.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::State;
-use super::handlers::{job_rates, text};
+use super::handlers::{subtask_rates, text};
 use super::rates::VertexRates;
 use rheo_runtime::task::{TaskMetrics, now_ms};
 
@@ -27,18 +27,16 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 type VertexGauge = (&'static str, &'static str, fn(&TaskMetrics, &VertexRates) -> f64);
 
 const VERTEX_GAUGES: [VertexGauge; 8] = [
-    ("numRecordsIn", "Records a task read from upstream tasks (all its subtasks)", |m, _| m.records_in as f64),
-    ("numRecordsOut", "Records a source task emitted (all its subtasks)", |m, _| m.records_out as f64),
+    ("numRecordsIn", "Records a subtask read from upstream tasks", |m, _| m.records_in as f64),
+    ("numRecordsOut", "Records a source subtask emitted", |m, _| m.records_out as f64),
     ("numRecordsInPerSecond", "Records read per second since the previous sample", |_, r| r.records_in_per_second),
     ("numRecordsOutPerSecond", "Records emitted per second since the previous sample", |_, r| r.records_out_per_second),
-    ("busyTimeMsPerSecond", "Milliseconds per second the subtasks were busy (average)", |_, r| r.busy_ms_per_second),
-    ("idleTimeMsPerSecond", "Milliseconds per second the subtasks waited for input (average)", |_, r| {
-        r.idle_ms_per_second
-    }),
-    ("pendingRecords", "Records the source subtasks have yet to read (e.g. Kafka consumer lag)", |m, _| {
+    ("busyTimeMsPerSecond", "Milliseconds per second the subtask was busy", |_, r| r.busy_ms_per_second),
+    ("idleTimeMsPerSecond", "Milliseconds per second the subtask waited for input", |_, r| r.idle_ms_per_second),
+    ("pendingRecords", "Records the source subtask has yet to read (Kafka consumer lag, unread lines)", |m, _| {
         m.pending_records as f64
     }),
-    ("backPressuredTimeMsPerSecond", "Milliseconds per second the subtasks were back-pressured (average)", |_, r| {
+    ("backPressuredTimeMsPerSecond", "Milliseconds per second the subtask was back-pressured", |_, r| {
         r.back_pressured_ms_per_second
     }),
 ];
@@ -65,14 +63,15 @@ pub(crate) fn registry(state: &State) -> Registry {
         let job_id = handle.job_id();
         let job_labels: Labels = vec![("job_id".into(), job_id.clone()), ("job_name".into(), state.job_name(handle))];
         job_ids.insert(job_id);
-        let metrics = handle.task_metrics();
-        let rates = job_rates(state, handle, &status);
-        for ((task, metrics), rates) in status.tasks.iter().zip(&metrics).zip(&rates) {
-            let mut labels = job_labels.clone();
-            labels.push(("task_id".into(), task.id.clone()));
-            labels.push(("task_name".into(), task.name.clone()));
-            for ((_, _, value), family) in VERTEX_GAUGES.iter().zip(&vertex_families) {
-                family.get_or_create(&labels).set(value(metrics, rates));
+        for (index, task) in status.tasks.iter().enumerate() {
+            for (subtask, (metrics, rates)) in subtask_rates(state, handle, &status, index).iter().enumerate() {
+                let mut labels = job_labels.clone();
+                labels.push(("task_id".into(), task.id.clone()));
+                labels.push(("task_name".into(), task.name.clone()));
+                labels.push(("subtask_index".into(), subtask.to_string()));
+                for ((_, _, value), family) in VERTEX_GAUGES.iter().zip(&vertex_families) {
+                    family.get_or_create(&labels).set(value(metrics, rates));
+                }
             }
         }
         let last = status.last_checkpoint.as_ref();

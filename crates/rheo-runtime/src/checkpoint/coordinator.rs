@@ -256,6 +256,10 @@ impl CheckpointCoordinator {
         self.next_id += 1;
         let (dir, stop) = match &kind {
             Kind::Checkpoint { .. } => (self.storage.child(&checkpoint_dir(barrier.id)), false),
+            // A rescale's stop is the job's newest checkpoint, where the next attempt looks.
+            Kind::Savepoint(request) if request.as_checkpoint => {
+                (self.storage.child(&checkpoint_dir(barrier.id)), request.stop)
+            }
             Kind::Savepoint(request) => {
                 let name = savepoint_dir_name(&self.settings.job_id, &request.trigger_id, barrier.id);
                 match CheckpointStorage::from_url(&request.target_dir) {
@@ -386,7 +390,7 @@ impl CheckpointCoordinator {
         self.stats.max_size = self.stats.max_size.max(size);
         self.stats.total_duration += duration;
         let (is_savepoint, stop) = match &pending.kind {
-            Kind::Savepoint(request) => (true, request.stop),
+            Kind::Savepoint(request) => (!request.as_checkpoint, request.stop),
             Kind::Checkpoint { .. } => (false, false),
         };
         let completed = CompletedCheckpoint {

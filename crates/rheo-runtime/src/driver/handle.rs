@@ -4,12 +4,11 @@
 //! (savepoints, stop-with-savepoint) go to the coordinator of the current attempt.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crossbeam_channel::Sender;
 
-use crate::task::{JobShared, TaskCounters, TaskMetrics, now_ms};
+use crate::task::{JobShared, TaskMetrics, VertexCounters, now_ms};
 
 /// Completed checkpoints and savepoints kept for `/jobs/:id/checkpoints` (Flink's
 /// `web.checkpoints.history` default).
@@ -156,6 +155,9 @@ pub struct SavepointRequest {
     pub target_dir: String,
     /// Stop the job once the savepoint completes (sources emit nothing after its barrier).
     pub stop: bool,
+    /// Write it as the job's newest checkpoint (`chk-<n>` under the checkpoint directory)
+    /// instead of a savepoint: the stop of a rescale, which the next attempt restores from.
+    pub as_checkpoint: bool,
 }
 
 struct Shared {
@@ -172,7 +174,12 @@ struct Shared {
     attempt_started: i64,
     /// Per-vertex record counters, indexed like `status.tasks`: under the same lock, so a
     /// reader never sees the tasks of one attempt with the counters of another.
-    counters: Vec<Arc<TaskCounters>>,
+    counters: Vec<Arc<VertexCounters>>,
+    /// The parallelism asked for through the REST API (Flink's resource requirements), which
+    /// the next attempts run at instead of the job's own.
+    parallelism: Option<usize>,
+    /// The running rescale: the trigger id of its stop-with-checkpoint.
+    rescale: Option<String>,
 }
 
 impl Shared {
@@ -237,6 +244,8 @@ impl JobHandle {
             next_trigger: 0,
             attempt_started,
             counters: Vec::new(),
+            parallelism: None,
+            rescale: None,
         };
         Self { shared: Arc::new(Mutex::new(shared)), job, cancel: Arc::default() }
     }
@@ -262,8 +271,8 @@ impl JobHandle {
         let shared = self.lock();
         let mut status = shared.status.clone();
         for (task, counters) in status.tasks.iter_mut().zip(shared.counters.iter()) {
-            task.records_in = counters.records_in.load(Ordering::Relaxed);
-            task.records_out = counters.records_out.load(Ordering::Relaxed);
+            task.records_in = counters.records_in();
+            task.records_out = counters.records_out();
         }
         status
     }
@@ -272,6 +281,12 @@ impl JobHandle {
     /// `JobStatus::tasks`.
     pub fn task_metrics(&self) -> Vec<TaskMetrics> {
         self.lock().counters.iter().map(|c| c.metrics()).collect()
+    }
+
+    /// The metrics of each subtask of each vertex, indexed like `JobStatus::tasks` and then
+    /// by subtask index.
+    pub fn subtask_metrics(&self) -> Vec<Vec<TaskMetrics>> {
+        self.lock().counters.iter().map(|c| c.subtask_metrics()).collect()
     }
 
     /// Starts a savepoint (Flink's `POST /jobs/:id/savepoints`); returns its trigger id.
@@ -291,7 +306,55 @@ impl JobHandle {
         let target_dir = target_dir.unwrap_or_else(|| shared.default_savepoint_dir.clone());
         shared.savepoints.insert(trigger_id.clone(), SavepointStatus::InProgress);
         drop(shared);
-        let request = SavepointRequest { trigger_id: trigger_id.clone(), target_dir, stop };
+        let request = SavepointRequest { trigger_id: trigger_id.clone(), target_dir, stop, as_checkpoint: false };
+        coordinator.send(request).map_err(|_| "the job is ending".to_string())?;
+        Ok(trigger_id)
+    }
+
+    /// Asks the next attempts to run at `parallelism` (Flink's `PUT
+    /// /jobs/:id/resource-requirements`); the deployer rescales the running attempt.
+    pub fn set_parallelism(&self, parallelism: usize) {
+        self.lock().parallelism = Some(parallelism);
+    }
+
+    /// The parallelism asked for with [`JobHandle::set_parallelism`], if any.
+    pub fn requested_parallelism(&self) -> Option<usize> {
+        self.lock().parallelism
+    }
+
+    /// Starts a rescale without replay: a synchronous checkpoint (every source stops at its
+    /// barrier and emits nothing after it) that the next attempt restores from. Returns its
+    /// trigger id, to follow with [`JobHandle::savepoint_status`]; an error when the job cannot
+    /// take one (not running, checkpointing off), in which case the caller rescales from the
+    /// newest checkpoint instead.
+    pub fn stop_for_rescale(&self) -> Result<String, String> {
+        let mut shared = self.lock();
+        if let Some(running) = &shared.rescale
+            && shared.savepoints.get(running) == Some(&SavepointStatus::InProgress)
+        {
+            return Ok(running.clone());
+        }
+        if shared.status.state != JobState::Running {
+            return Err(format!("job {} is {}, not RUNNING", shared.job_id, shared.status.state.flink_name()));
+        }
+        let Some(coordinator) = shared.coordinator.clone() else {
+            return Err("checkpointing is off (execution.checkpointing.interval)".into());
+        };
+        shared.next_trigger += 1;
+        let trigger_id = format!(
+            "{:032x}",
+            rheo_types::keygroups::hash_key(&("rescale", shared.job_id.as_str(), shared.next_trigger, now_ms()))
+                as u128
+        );
+        shared.savepoints.insert(trigger_id.clone(), SavepointStatus::InProgress);
+        shared.rescale = Some(trigger_id.clone());
+        drop(shared);
+        let request = SavepointRequest {
+            trigger_id: trigger_id.clone(),
+            target_dir: String::new(),
+            stop: true,
+            as_checkpoint: true,
+        };
         coordinator.send(request).map_err(|_| "the job is ending".to_string())?;
         Ok(trigger_id)
     }
@@ -392,7 +455,7 @@ impl JobHandle {
         self.lock().push_exception(exception);
     }
 
-    pub fn set_tasks(&self, tasks: Vec<(TaskStatus, Arc<TaskCounters>)>) {
+    pub fn set_tasks(&self, tasks: Vec<(TaskStatus, Arc<VertexCounters>)>) {
         let (statuses, counters): (Vec<_>, Vec<_>) = tasks.into_iter().unzip();
         let mut shared = self.lock();
         shared.status.tasks = statuses;

@@ -25,7 +25,7 @@ use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
 use crate::graph::plan::{ExecutionPlan, PlanError};
 use crate::graph::{JobGraph, OutputCheck, Partitioning};
 use crate::output::NodeId;
-use crate::task::{TaskCounters, TaskEvent, now_ms};
+use crate::task::{TaskEvent, VertexCounters, now_ms};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -116,9 +116,10 @@ impl Attempt<'_> {
     }
 
     /// Shows the attempt's vertices (tasks) on the handle, with fresh record counters.
-    pub fn show_vertices(&self, plan: &ExecutionPlan, graph: &JobGraph) -> Vec<Arc<TaskCounters>> {
+    pub fn show_vertices(&self, plan: &ExecutionPlan, graph: &JobGraph) -> Vec<Arc<VertexCounters>> {
         let job_id = self.handle.job_id();
-        let counters: Vec<Arc<TaskCounters>> = plan.heads.iter().map(|_| Arc::default()).collect();
+        let counters: Vec<Arc<VertexCounters>> =
+            plan.heads.iter().map(|&head| Arc::new(VertexCounters::new(plan.parallelism[head]))).collect();
         self.handle.set_tasks(
             plan.heads
                 .iter()
@@ -342,6 +343,21 @@ impl JobDriver {
                             }
                         }
                     }
+                }
+                if let Some(r) = &restore {
+                    // Flink counts every restore, and shows the latest.
+                    let restored = CompletedCheckpoint {
+                        id: r.state.checkpoint_id,
+                        trigger_timestamp: 0,
+                        duration_ms: 0,
+                        size: 0,
+                        external_path: r.url.clone(),
+                        is_savepoint: false,
+                    };
+                    self.handle.update(|s| {
+                        s.checkpoints.restored += 1;
+                        s.restored = Some(restored);
+                    });
                 }
             }
         }

@@ -1,9 +1,12 @@
 //! The in-process deployer: every subtask of an attempt runs as a thread of this process.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use rheo_config::Configuration;
 
+use super::handle::{JobHandle, SavepointStatus};
 use super::job::{Attempt, AttemptEnd, Deployer, JobError};
 use crate::checkpoint::coordinator::{CheckpointStats, ControlSender, TaskEntry};
 use crate::graph::JobGraph;
@@ -19,11 +22,23 @@ pub struct LocalDeployer<'a> {
 
 impl Deployer for LocalDeployer<'_> {
     fn run_attempt(&mut self, attempt: &Attempt<'_>) -> Result<(AttemptEnd, CheckpointStats), JobError> {
-        let counters = attempt.show_vertices(self.plan, self.graph);
+        // A parallelism asked for through the REST API replaces the job's default.
+        let rescaled = match attempt.handle.requested_parallelism() {
+            Some(p) if p != self.settings.default_parallelism => {
+                let settings = PlanSettings { default_parallelism: p, ..self.settings.clone() };
+                let plan = ExecutionPlan::new(self.graph, &settings)?;
+                Some((plan, settings))
+            }
+            _ => None,
+        };
+        let (plan, settings) = match &rescaled {
+            Some((plan, settings)) => (plan, settings),
+            None => (self.plan, self.settings),
+        };
+        let counters = attempt.show_vertices(plan, self.graph);
         let restored = attempt.restore.map(|r| r.state.clone());
         let shared = attempt.handle.shared();
-        let mut tasks =
-            self.plan.build_tasks(self.graph, self.settings, self.config.clone(), shared, restored, &counters);
+        let mut tasks = plan.build_tasks(self.graph, settings, self.config.clone(), shared, restored, &counters);
         let (events_tx, events_rx) = crossbeam_channel::unbounded();
         let mut entries = Vec::with_capacity(tasks.len());
         if attempt.checkpointing.is_some() {
@@ -59,8 +74,20 @@ impl Deployer for LocalDeployer<'_> {
         let mut failure = None;
         let mut cancelled = false;
         let mut output_closed = false;
-        for (name, thread) in threads {
-            let outcome = thread.join().unwrap_or_else(|p| TaskOutcome::Failed(panic_message(p.as_ref())));
+        let (ended, rescaling) = (AtomicBool::new(false), AtomicBool::new(false));
+        let outcomes = std::thread::scope(|scope| {
+            let (handle, running, ended, rescaling) = (attempt.handle, plan.slots_needed(), &ended, &rescaling);
+            scope.spawn(move || watch_for_rescale(handle, running, ended, rescaling));
+            let outcomes: Vec<_> = threads
+                .into_iter()
+                .map(|(name, thread)| {
+                    (name, thread.join().unwrap_or_else(|p| TaskOutcome::Failed(panic_message(p.as_ref()))))
+                })
+                .collect();
+            ended.store(true, Ordering::SeqCst);
+            outcomes
+        });
+        for (name, outcome) in outcomes {
             match outcome {
                 TaskOutcome::Finished => {}
                 TaskOutcome::Cancelled => cancelled = true,
@@ -82,11 +109,49 @@ impl Deployer for LocalDeployer<'_> {
         }
         let end = match (failure, cancelled) {
             (Some(failure), _) => AttemptEnd::Failed(failure),
+            (None, _) if rescaling.load(Ordering::SeqCst) && !attempt.handle.is_cancel_requested() => {
+                AttemptEnd::Rescale
+            }
             // The other tasks stopped because the output was closed.
             (None, _) if output_closed => AttemptEnd::Finished,
             (None, true) => AttemptEnd::Cancelled,
             (None, false) => AttemptEnd::Finished,
         };
         Ok((end, stats))
+    }
+}
+
+/// Rescales the running attempt when another parallelism than `running` is asked for, until
+/// `ended`: stops it with a synchronous checkpoint (no record is processed twice), or, when
+/// none can be taken, stops its sources so the next attempt resumes from the newest checkpoint.
+fn watch_for_rescale(handle: &JobHandle, running: usize, ended: &AtomicBool, rescaling: &AtomicBool) {
+    const POLL: Duration = Duration::from_millis(10);
+    let mut trigger: Option<String> = None;
+    while !ended.load(Ordering::SeqCst) {
+        match &trigger {
+            None if handle.requested_parallelism().is_some_and(|p| p != running) => {
+                rescaling.store(true, Ordering::SeqCst);
+                match handle.stop_for_rescale() {
+                    Ok(id) => {
+                        tracing::info!(from = running, to = ?handle.requested_parallelism(), "rescaling: stopping with a checkpoint");
+                        trigger = Some(id);
+                    }
+                    Err(cause) => {
+                        tracing::warn!(%cause, "rescaling from the newest checkpoint");
+                        handle.shared().stop();
+                        return;
+                    }
+                }
+            }
+            Some(id) => {
+                if let Some(SavepointStatus::Failed { cause }) = handle.savepoint_status(id) {
+                    tracing::warn!(%cause, "the rescale's checkpoint failed; rescaling from the newest checkpoint");
+                    handle.shared().stop();
+                    return;
+                }
+            }
+            None => {}
+        }
+        std::thread::sleep(POLL);
     }
 }

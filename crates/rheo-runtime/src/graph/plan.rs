@@ -144,7 +144,7 @@ impl ExecutionPlan {
         config: Arc<Configuration>,
         job: Arc<JobShared>,
         restored: Option<Arc<RestoredState>>,
-        counters: &[Arc<crate::task::TaskCounters>],
+        counters: &[Arc<crate::task::VertexCounters>],
     ) -> Vec<Box<dyn Task>> {
         self.build_placed_tasks(graph, settings, config, job, restored, counters, None)
             .expect("local channels cannot fail")
@@ -163,7 +163,7 @@ impl ExecutionPlan {
         config: Arc<Configuration>,
         job: Arc<JobShared>,
         restored: Option<Arc<RestoredState>>,
-        counters: &[Arc<crate::task::TaskCounters>],
+        counters: &[Arc<crate::task::VertexCounters>],
         remote: Option<&Remote>,
     ) -> Result<Vec<PlacedTask>, NetworkError> {
         let is_local = |subtask: usize| remote.is_none_or(|r| r.is_local(subtask));
@@ -210,7 +210,7 @@ impl ExecutionPlan {
         let mut global_index = 0;
         for (index, &head) in self.heads.iter().enumerate() {
             let task_name = self.task_name(graph, head);
-            let counters = counters.get(index).cloned().unwrap_or_default();
+            let vertex_counters = counters.get(index).cloned().unwrap_or_default();
             for subtask in 0..self.parallelism[head] {
                 global_index += 1;
                 if !is_local(subtask) {
@@ -224,7 +224,7 @@ impl ExecutionPlan {
                     config: config.clone(),
                     job: job.clone(),
                     restored: restored.clone(),
-                    counters: counters.clone(),
+                    counters: vertex_counters.subtask(subtask),
                 };
                 let node = &graph.nodes[head];
                 let task = match &node.kind {

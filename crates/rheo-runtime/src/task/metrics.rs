@@ -1,4 +1,6 @@
-//! Records and busy, idle and back-pressured time per task, as Flink reports them per vertex.
+//! Records and busy, idle and back-pressured time per subtask, as Flink reports them: each
+//! subtask counts into its own [`TaskCounters`], and a vertex's [`VertexCounters`] holds those of
+//! its subtasks, so a scaler sees a slow or idle subtask instead of the vertex's average.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -7,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use crate::output::Timestamp;
 
-/// Records and time through one task (all its subtasks), for the REST API and metrics.
+/// Records and time through one subtask, for the REST API and metrics.
 ///
-/// The times split each subtask's wall time three ways, as Flink's `busyTimeMsPerSecond`,
+/// The times split the subtask's wall time three ways, as Flink's `busyTimeMsPerSecond`,
 /// `idleTimeMsPerSecond` and `backPressuredTimeMsPerSecond` do: idle is waiting for input (in the
 /// input gate, or a source with nothing to read), back-pressured is blocked sending into a full
-/// channel (in the channel writer), busy is the rest. They are sums over the subtasks, so a
-/// vertex of parallelism p accumulates up to p seconds of them per second.
+/// channel (in the channel writer), busy is the rest.
 #[derive(Debug, Default)]
 pub struct TaskCounters {
     /// Records read from upstream tasks.
@@ -26,16 +27,17 @@ pub struct TaskCounters {
     pub idle_ns: AtomicU64,
     /// Nanoseconds spent blocked on a full output channel.
     pub back_pressured_ns: AtomicU64,
-    /// The current input watermark of each subtask that has one (`Timestamp::MIN`: none yet).
-    /// Written when a subtask's watermark advances, not per record.
+    /// The current input watermark of the subtask, by subtask index (`Timestamp::MIN`: none
+    /// yet). Written when the watermark advances, not per record.
     pub input_watermarks: std::sync::Mutex<Vec<Timestamp>>,
     /// Records a source has yet to read (Flink's `pendingRecords`, e.g. a Kafka consumer's
-    /// lag): each source subtask adds the change of its own backlog.
+    /// lag, a file's unread lines): the source subtask adds the change of its own backlog.
     pub pending_records: AtomicU64,
 }
 
 /// The values of [`TaskCounters`] at one moment, as TaskManagers report them to the JobManager
-/// in heartbeats (absolute values since the attempt started).
+/// in heartbeats (absolute values since the attempt started); summed with [`TaskMetrics::add`]
+/// for a vertex.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct TaskMetrics {
@@ -94,15 +96,20 @@ impl TaskCounters {
         watermarks[subtask] = watermark;
     }
 
-    /// Overwrites the counters with reported values (the JobManager's view of remote tasks).
-    pub fn set(&self, metrics: &TaskMetrics) {
+    /// Overwrites the counters with reported values (the JobManager's view of a remote
+    /// subtask); a reported watermark lands at index `subtask`.
+    pub fn set(&self, subtask: usize, metrics: &TaskMetrics) {
         self.records_in.store(metrics.records_in, Ordering::Relaxed);
         self.records_out.store(metrics.records_out, Ordering::Relaxed);
         self.busy_ns.store(metrics.busy_ns, Ordering::Relaxed);
         self.idle_ns.store(metrics.idle_ns, Ordering::Relaxed);
         self.back_pressured_ns.store(metrics.back_pressured_ns, Ordering::Relaxed);
-        *self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner()) =
-            metrics.input_watermark.into_iter().collect();
+        let mut watermarks = self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner());
+        watermarks.clear();
+        if let Some(watermark) = metrics.input_watermark {
+            watermarks.resize(subtask, Timestamp::MIN);
+            watermarks.push(watermark);
+        }
         self.pending_records.store(metrics.pending_records, Ordering::Relaxed);
     }
 
@@ -113,9 +120,55 @@ impl TaskCounters {
     }
 }
 
+/// The counters of a vertex's subtasks, by subtask index. A process counts into the entries of
+/// the subtasks it runs; the JobManager overwrites each from its TaskManager's heartbeats.
+#[derive(Debug, Default)]
+pub struct VertexCounters {
+    subtasks: Vec<Arc<TaskCounters>>,
+}
+
+impl VertexCounters {
+    pub fn new(parallelism: usize) -> Self {
+        Self { subtasks: (0..parallelism).map(|_| Arc::default()).collect() }
+    }
+
+    pub fn parallelism(&self) -> usize {
+        self.subtasks.len()
+    }
+
+    /// The counters of subtask `subtask` (fresh, uncounted ones past the parallelism).
+    pub fn subtask(&self, subtask: usize) -> Arc<TaskCounters> {
+        self.subtasks.get(subtask).cloned().unwrap_or_default()
+    }
+
+    /// The vertex's totals: records and times summed over its subtasks, the lowest watermark.
+    pub fn metrics(&self) -> TaskMetrics {
+        let mut sum = TaskMetrics::default();
+        for subtask in &self.subtasks {
+            sum.add(&subtask.metrics());
+        }
+        sum
+    }
+
+    /// Each subtask's metrics, by subtask index.
+    pub fn subtask_metrics(&self) -> Vec<TaskMetrics> {
+        self.subtasks.iter().map(|c| c.metrics()).collect()
+    }
+
+    /// Records of all subtasks read from upstream tasks.
+    pub fn records_in(&self) -> u64 {
+        self.subtasks.iter().map(|c| c.records_in.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Records all source subtasks emitted.
+    pub fn records_out(&self) -> u64 {
+        self.subtasks.iter().map(|c| c.records_out.load(Ordering::Relaxed)).sum()
+    }
+}
+
 thread_local! {
     /// Back-pressured nanoseconds of the subtask on this thread (a chain runs on its subtask's
-    /// thread), so that its loop can tell its own busy time from the vertex's shared counters.
+    /// thread), so that its loop can tell busy from back-pressured time with one clock read.
     static BACK_PRESSURED_NS: Cell<u64> = const { Cell::new(0) };
 }
 

@@ -3,7 +3,7 @@
 //! checkpoint coordinator ([`Control`], [`TaskEvent`]) and how it ends ([`TaskOutcome`]).
 //!
 //! - `source`: the API a source implements ([`SourceFunction`]) and the output it emits into,
-//! - `metrics`: records and busy/idle/back-pressured time per vertex,
+//! - `metrics`: records and busy/idle/back-pressured time per subtask,
 //! - `loops`: the two task loops, a source task pulling from its source and an input task from
 //!   its input gate; both push into their operator chain, drive processing time and the buffer
 //!   timeout, and end with `finish` when their input ends.
@@ -15,7 +15,7 @@ mod source;
 
 pub use loops::{InputTask, SourceTask};
 pub(crate) use metrics::TimeAccount;
-pub use metrics::{TaskCounters, TaskMetrics};
+pub use metrics::{TaskCounters, TaskMetrics, VertexCounters};
 pub use source::{SourceError, SourceFunction, SourceOutput, SourceStatus};
 
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub struct TaskInfo {
     pub job: Arc<JobShared>,
     /// The checkpoint this run restores from, if any.
     pub restored: Option<Arc<RestoredState>>,
-    /// Record counters shared by the subtasks of this task.
+    /// This subtask's record and time counters (one entry of its vertex's [`VertexCounters`]).
     pub counters: Arc<TaskCounters>,
 }
 

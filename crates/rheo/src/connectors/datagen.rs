@@ -32,6 +32,13 @@ pub struct DatagenConfig {
     pub rate: Option<f64>,
 }
 
+/// How many records have arrived so far, over all subtasks: a source given one emits record `i`
+/// only once `i` is below it, as if records arrived from outside at a rate that may change
+/// (a load step in a test, a schedule read from a file). It depends on the wall clock only, not
+/// on the job's attempts, so records that arrive while the job rescales or restarts wait as a
+/// backlog.
+pub type Arrivals = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Records per `poll`.
 const BATCH: u64 = 1024;
 /// The longest a throttled `poll` sleeps.
@@ -48,6 +55,9 @@ pub struct DatagenSource<T> {
     rate: Option<(f64, Instant)>,
     /// What earlier runs emitted, when restored at another parallelism.
     restored: Vec<Layer>,
+    arrivals: Option<Arrivals>,
+    /// This subtask's backlog metric (`pendingRecords`).
+    counters: Option<Arc<rheo_runtime::task::TaskCounters>>,
 }
 
 impl<T> DatagenSource<T> {
@@ -60,7 +70,35 @@ impl<T> DatagenSource<T> {
             emitted: 0,
             rate: None,
             restored: Vec::new(),
+            arrivals: None,
+            counters: None,
         }
+    }
+
+    /// Emits records only as they arrive (see [`Arrivals`]).
+    pub fn with_arrivals(mut self, arrivals: Option<Arrivals>) -> Self {
+        self.arrivals = arrivals;
+        self
+    }
+
+    /// This subtask's records below `bound` that it has yet to emit (its share of a backlog).
+    fn own_below(&self, bound: u64) -> u64 {
+        bound.saturating_sub(self.next).div_ceil(self.stride)
+    }
+
+    /// Publishes the backlog: records that arrived (or are due at the rate, or are left of a
+    /// bounded count) and are not emitted yet.
+    fn report_backlog(&self, arrived: Option<u64>) {
+        let Some(counters) = &self.counters else { return };
+        let pending = match (arrived, self.rate, self.config.count) {
+            (Some(arrived), _, count) => self.own_below(count.map_or(arrived, |c| c.min(arrived))),
+            (None, Some((rate, started)), _) => {
+                ((started.elapsed().as_secs_f64() * rate) as u64).saturating_sub(self.emitted)
+            }
+            (None, None, Some(count)) => self.own_below(count),
+            (None, None, None) => 0,
+        };
+        counters.pending_records.store(pending, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Resumes after a checkpoint taken at any parallelism: every index some earlier subtask
@@ -83,7 +121,8 @@ impl<T> DatagenSource<T> {
 }
 
 impl<T: Data> SourceFunction<T> for DatagenSource<T> {
-    fn open(&mut self, _info: &TaskInfo) -> Result<(), SourceError> {
+    fn open(&mut self, info: &TaskInfo) -> Result<(), SourceError> {
+        self.counters = Some(info.counters.clone());
         if let Some(rate) = self.config.rate {
             if !(rate.is_finite() && rate > 0.0) {
                 return Err(
@@ -97,6 +136,16 @@ impl<T: Data> SourceFunction<T> for DatagenSource<T> {
 
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
         let mut batch = BATCH;
+        let arrived = self.arrivals.as_ref().map(|arrivals| arrivals());
+        self.report_backlog(arrived);
+        if let Some(arrived) = arrived {
+            let available = self.own_below(arrived);
+            if available == 0 && self.config.count.is_none_or(|count| self.next < count) {
+                std::thread::sleep(Duration::from_millis(5));
+                return Ok(SourceStatus::Idle);
+            }
+            batch = batch.min(available.max(1));
+        }
         if let Some((rate, started)) = self.rate {
             let allowed = (started.elapsed().as_secs_f64() * rate) as u64 + 1;
             let available = allowed.saturating_sub(self.emitted);
@@ -139,10 +188,23 @@ impl<T: Data> SourceFunction<T> for DatagenSource<T> {
 impl StreamEnv {
     /// A parallel stream of generated records: record `i` is `generate(i)`.
     pub fn datagen<T: Data>(&self, config: DatagenConfig, generate: Generator<T>) -> DataStream<T> {
+        self.datagen_arriving(config, None, generate)
+    }
+
+    /// [`datagen`](Self::datagen) emitting records only as they arrive: record `i` once
+    /// `arrivals()` exceeds `i`. The backlog (arrived, not yet emitted) is the source's
+    /// `pendingRecords`.
+    pub fn datagen_arriving<T: Data>(
+        &self,
+        config: DatagenConfig,
+        arrivals: Option<Arrivals>,
+        generate: Generator<T>,
+    ) -> DataStream<T> {
         self.add_source("DataGen", move |ctx| {
             let positions: Vec<Position> = ctx.restore_operator_all();
             DatagenSource::new(config, generate.clone(), ctx.info.subtask_index, ctx.info.parallelism)
                 .restore(&positions)
+                .with_arrivals(arrivals.clone())
         })
     }
 }

@@ -105,6 +105,10 @@ pub struct TextFileSource<T> {
     restored_input: Option<(u64, FileIdentity)>,
     /// The file as this run opened it.
     input: Option<FileIdentity>,
+    /// The file's length when opened, for the backlog.
+    length: u64,
+    /// This subtask's backlog metric (`pendingRecords`).
+    counters: Option<Arc<rheo_runtime::task::TaskCounters>>,
 }
 
 /// Paces a source to a rate (lines per second), for demos and failure tests that need a job
@@ -130,7 +134,31 @@ impl<T> TextFileSource<T> {
             throttle: None,
             restored_input: None,
             input: None,
+            length: 0,
+            counters: None,
         }
+    }
+
+    /// Publishes this subtask's backlog (`pendingRecords`). Paced, it is the lines due at the
+    /// rate and not read yet (the file stands for input that arrives over time); otherwise the
+    /// unread lines of its share, estimated from the unread bytes and the bytes per line so far.
+    fn report_backlog(&self) {
+        let Some(counters) = &self.counters else { return };
+        let pending = match &self.throttle {
+            Some(throttle) => {
+                let due = (throttle.since.elapsed().as_secs_f64() * throttle.per_second) as u64;
+                due.saturating_sub(throttle.lines)
+            }
+            None if self.reader.is_none() => 0,
+            None => {
+                let unread = self.length.saturating_sub(self.offset) as f64;
+                // Before the first line, count every 64 bytes as a line.
+                let bytes_per_line =
+                    if self.line_number > 0 { self.offset as f64 / self.line_number as f64 } else { 64.0 };
+                (unread / bytes_per_line.max(1.0) / self.parallelism as f64).ceil() as u64
+            }
+        };
+        counters.pending_records.store(pending, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reads at most `lines_per_second` lines per second (this subtask's share of a rate).
@@ -166,7 +194,7 @@ impl<T> TextFileSource<T> {
 }
 
 impl<T: Data> SourceFunction<T> for TextFileSource<T> {
-    fn open(&mut self, _info: &TaskInfo) -> Result<(), SourceError> {
+    fn open(&mut self, info: &TaskInfo) -> Result<(), SourceError> {
         let mut file = File::open(&self.path).map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
         let input = FileIdentity::of(&mut file).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
         if let Some((checkpoint, earlier)) = &self.restored_input
@@ -181,6 +209,8 @@ impl<T: Data> SourceFunction<T> for TextFileSource<T> {
             .into());
         }
         self.input = Some(input);
+        self.length = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.counters = Some(info.counters.clone());
         if self.offset > 0 {
             file.seek(SeekFrom::Start(self.offset))
                 .map_err(|e| format!("cannot seek in {}: {e}", self.path.display()))?;
@@ -203,6 +233,7 @@ impl<T: Data> SourceFunction<T> for TextFileSource<T> {
     }
 
     fn poll(&mut self, out: &mut SourceOutput<'_, T>) -> Result<SourceStatus, SourceError> {
+        self.report_backlog();
         let Some(reader) = self.reader.as_mut() else { return Ok(SourceStatus::Finished) };
         let mut budget = BATCH as u64;
         if let Some(throttle) = &mut self.throttle {
@@ -222,6 +253,7 @@ impl<T: Data> SourceFunction<T> for TextFileSource<T> {
                 .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
             if n == 0 {
                 self.reader = None;
+                self.report_backlog();
                 return Ok(SourceStatus::Finished);
             }
             let number = self.line_number;

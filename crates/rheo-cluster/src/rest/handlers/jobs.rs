@@ -350,3 +350,72 @@ pub(super) async fn watermarks(
         })
         .collect())
 }
+
+/// `GET /jobs/:id/resource-requirements`: each vertex's parallelism as bounds (Flink's
+/// adaptive scheduler); Rheo runs a vertex at its upper bound.
+pub(super) async fn resource_requirements(
+    Extract(state): Extract<Shared>,
+    Path(id): Path<String>,
+) -> Answer<api::JobResourceRequirements> {
+    let handle = find_job(&state, &id)?;
+    let status = handle.status();
+    ok(status
+        .tasks
+        .iter()
+        .map(|task| {
+            let bounds = api::ParallelismBounds { lower_bound: 1, upper_bound: task.parallelism as u32 };
+            (task.id.clone(), api::VertexResourceRequirements { parallelism: bounds })
+        })
+        .collect())
+}
+
+/// `PUT /jobs/:id/resource-requirements`: rescale the job. Rheo's vertices share slots and
+/// run at one job parallelism, so the job takes the largest upper bound given; the running
+/// attempt stops with a synchronous checkpoint and resumes from it at that parallelism once
+/// enough slots are registered (nothing is processed twice).
+pub(super) async fn set_resource_requirements(
+    Extract(state): Extract<Shared>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let handle = find_job(&state, &id)?;
+    let requirements: api::JobResourceRequirements = body(&bytes, "JobResourceRequirementsBody")?;
+    let status = handle.status();
+    if status.state.is_terminal() {
+        return Err(Error(
+            StatusCode::CONFLICT,
+            format!("job {id} is {}; it cannot rescale", status.state.flink_name()),
+        ));
+    }
+    let mut parallelism = 0;
+    for (vertex, wanted) in &requirements {
+        if !status.tasks.iter().any(|t| t.id.eq_ignore_ascii_case(vertex)) {
+            return Err(Error(StatusCode::BAD_REQUEST, format!("No vertex with ID '{vertex}' exists.")));
+        }
+        let bounds = wanted.parallelism;
+        if bounds.upper_bound == 0 || bounds.lower_bound > bounds.upper_bound {
+            return Err(Error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "vertex {vertex}: parallelism bounds must have 1 <= upperBound and lowerBound <= upperBound, got \
+                     lowerBound {} and upperBound {}",
+                    bounds.lower_bound, bounds.upper_bound
+                ),
+            ));
+        }
+        parallelism = parallelism.max(bounds.upper_bound as usize);
+    }
+    let max = max_parallelism(&state) as usize;
+    if parallelism == 0 {
+        return Err(Error(StatusCode::BAD_REQUEST, "the requirements name no vertex".into()));
+    }
+    if parallelism > max {
+        return Err(Error(
+            StatusCode::BAD_REQUEST,
+            format!("upperBound {parallelism} is above the job's max parallelism ({max}, pipeline.max-parallelism)"),
+        ));
+    }
+    tracing::info!(job_id = %id, parallelism, "resource requirements changed (REST request)");
+    handle.set_parallelism(parallelism);
+    Ok(axum::Json(serde_json::json!({})).into_response())
+}

@@ -31,7 +31,7 @@ mod savepoints;
 mod taskmanagers;
 mod vertices;
 
-pub(crate) use vertices::job_rates;
+pub(crate) use vertices::subtask_rates;
 
 /// Every path, served at the root and under `/v1`, as Flink's client calls them.
 pub(crate) fn router(state: Shared) -> Router {
@@ -57,7 +57,12 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/jobs/{id}/vertices/{vid}/taskmanagers", get(vertices::vertex_taskmanagers))
         .route("/jobs/{id}/vertices/{vid}/subtasks/metrics", get(vertices::subtasks_metrics))
         .route("/jobs/{id}/vertices/{vid}/subtasks/{n}", get(vertices::subtask))
+        .route("/jobs/{id}/vertices/{vid}/subtasks/{n}/metrics", get(vertices::subtask_metrics))
         .route("/jobs/{id}/plan", get(jobs::plan))
+        .route(
+            "/jobs/{id}/resource-requirements",
+            get(jobs::resource_requirements).put(jobs::set_resource_requirements),
+        )
         .route("/jobs/{id}/config", get(jobs::job_config))
         .route("/jobs/{id}/accumulators", get(jobs::accumulators))
         .route("/jobs/{id}/metrics", get(jobs::job_metrics))

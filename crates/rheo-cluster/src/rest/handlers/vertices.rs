@@ -15,7 +15,7 @@ pub(super) fn find_vertex(state: &State, id: &str, vid: &str) -> Result<(JobHand
 }
 
 /// The rates of every vertex of a job, indexed like `status.tasks`, sampled now.
-pub(crate) fn job_rates(state: &State, handle: &JobHandle, status: &JobStatus) -> Vec<VertexRates> {
+pub(super) fn job_rates(state: &State, handle: &JobHandle, status: &JobStatus) -> Vec<VertexRates> {
     let job_id = handle.job_id();
     let metrics = handle.task_metrics();
     status
@@ -26,36 +26,62 @@ pub(crate) fn job_rates(state: &State, handle: &JobHandle, status: &JobStatus) -
         .collect()
 }
 
+/// Each subtask's metrics and rates of vertex `index`, sampled now (rates per subtask: a slow
+/// or idle subtask shows as itself, not as the vertex's average).
+pub(crate) fn subtask_rates(
+    state: &State,
+    handle: &JobHandle,
+    status: &JobStatus,
+    index: usize,
+) -> Vec<(TaskMetrics, VertexRates)> {
+    let job_id = handle.job_id();
+    let Some(task) = status.tasks.get(index) else { return Vec::new() };
+    let mut metrics = handle.subtask_metrics().into_iter().nth(index).unwrap_or_default();
+    metrics.resize(task.parallelism, TaskMetrics::default());
+    metrics
+        .into_iter()
+        .enumerate()
+        .map(|(n, m)| (m, state.rates.sample(&job_id, &format!("{}/{n}", task.id), m, status.start_time)))
+        .collect()
+}
+
 /// Rounds a ratio to three decimals, as Flink shows them.
 pub(super) fn ratio(value: f64) -> f64 {
     (value.clamp(0.0, 1.0) * 1000.0).round() / 1000.0
 }
 
-/// `GET /jobs/:id/vertices/:vid/backpressure`: back pressure from the back-pressured share of
-/// the vertex's time since the previous sample (Flink's `backPressuredTimeMsPerSecond`). Rheo
-/// counts time per vertex, not per subtask, so every subtask entry shows the vertex's average.
+/// `GET /jobs/:id/vertices/:vid/backpressure`: each subtask's back pressure from the
+/// back-pressured share of its time since the previous sample (Flink's
+/// `backPressuredTimeMsPerSecond`); the vertex's level is its worst subtask's, as in Flink.
 pub(super) async fn backpressure(
     Extract(state): Extract<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer<api::JobVertexBackPressureInfo> {
     let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let rates = job_rates(&state, &handle, &status)[index];
-    let back_pressured = ratio(rates.back_pressured_ratio());
-    let level = api::BackPressureLevel::of_ratio(back_pressured);
-    let subtasks = (0..status.tasks[index].parallelism as u32)
-        .map(|subtask| api::SubtaskBackPressureInfo {
-            subtask,
-            backpressure_level: level,
-            ratio: back_pressured,
-            idle_ratio: ratio(rates.idle_ratio()),
-            busy_ratio: ratio(rates.busy_ratio()),
-            backpressure_level_deprecated: level,
+    let per_subtask = subtask_rates(&state, &handle, &status, index);
+    let end_timestamp = per_subtask.iter().map(|(_, r)| r.end_timestamp).max().unwrap_or_else(now_ms);
+    let subtasks: Vec<api::SubtaskBackPressureInfo> = per_subtask
+        .iter()
+        .enumerate()
+        .map(|(subtask, (_, rates))| {
+            let back_pressured = ratio(rates.back_pressured_ratio());
+            let level = api::BackPressureLevel::of_ratio(back_pressured);
+            api::SubtaskBackPressureInfo {
+                subtask: subtask as u32,
+                backpressure_level: level,
+                ratio: back_pressured,
+                idle_ratio: ratio(rates.idle_ratio()),
+                busy_ratio: ratio(rates.busy_ratio()),
+                backpressure_level_deprecated: level,
+            }
         })
         .collect();
+    let worst = subtasks.iter().map(|s| s.ratio).fold(0.0, f64::max);
+    let level = api::BackPressureLevel::of_ratio(worst);
     ok(api::JobVertexBackPressureInfo {
         status: "ok".into(),
         backpressure_level: Some(level),
-        end_timestamp: Some(rates.end_timestamp),
+        end_timestamp: Some(end_timestamp),
         subtasks,
         backpressure_level_deprecated: Some(level),
     })
@@ -119,13 +145,13 @@ pub(super) async fn vertex_metrics(
         .collect())
 }
 
-/// What every subtask of a vertex shows: Rheo counts records and time per vertex (summed over
-/// its subtasks), so each subtask shows the vertex's totals divided evenly.
+/// A vertex and the I/O metrics of each of its subtasks.
 struct VertexView {
     id: String,
     name: String,
     parallelism: u32,
-    metrics: api::VertexMetrics,
+    /// By subtask index.
+    subtask_metrics: Vec<api::VertexMetrics>,
     state: &'static str,
     start_time: i64,
     end_time: i64,
@@ -136,12 +162,13 @@ struct VertexView {
 fn vertex_view(handle: &JobHandle, status: &JobStatus, index: usize) -> VertexView {
     let task = &status.tasks[index];
     let now = now_ms();
-    let metrics = handle.task_metrics();
+    let mut metrics = handle.subtask_metrics().into_iter().nth(index).unwrap_or_default();
+    metrics.resize(task.parallelism, TaskMetrics::default());
     VertexView {
         id: task.id.clone(),
         name: task.name.clone(),
         parallelism: task.parallelism as u32,
-        metrics: super::jobs::vertex_metrics_summary(task, metrics.get(index)),
+        subtask_metrics: metrics.iter().map(subtask_io).collect(),
         state: execution_state(status.state),
         start_time: status.start_time,
         end_time: end_time(status),
@@ -150,16 +177,17 @@ fn vertex_view(handle: &JobHandle, status: &JobStatus, index: usize) -> VertexVi
     }
 }
 
-/// The vertex's totals divided among `n` subtasks.
-fn share(metrics: &api::VertexMetrics, n: u32) -> api::VertexMetrics {
-    let n = u64::from(n.max(1));
+/// The I/O metrics of one subtask, as `/jobs/:id/vertices/:vid` shows them (times in ms).
+fn subtask_io(metrics: &TaskMetrics) -> api::VertexMetrics {
     api::VertexMetrics {
-        read_records: metrics.read_records / n,
-        write_records: metrics.write_records / n,
-        accumulated_backpressured_time: metrics.accumulated_backpressured_time / n,
-        accumulated_idle_time: metrics.accumulated_idle_time / n,
-        accumulated_busy_time: metrics.accumulated_busy_time / n,
-        ..metrics.clone()
+        read_records: metrics.records_in,
+        read_records_complete: true,
+        write_records: metrics.records_out,
+        write_records_complete: true,
+        accumulated_backpressured_time: metrics.back_pressured_ns / 1_000_000,
+        accumulated_idle_time: metrics.idle_ns / 1_000_000,
+        accumulated_busy_time: metrics.busy_ns / 1_000_000,
+        ..Default::default()
     }
 }
 
@@ -185,7 +213,7 @@ fn subtask_details(
         start_time: vertex.start_time,
         end_time: vertex.end_time,
         duration: vertex.duration,
-        metrics: share(&vertex.metrics, vertex.parallelism),
+        metrics: vertex.subtask_metrics.get(subtask as usize).cloned().unwrap_or_default(),
         taskmanager_id: at.taskmanager_id,
         status_duration: [(vertex.state.to_string(), vertex.duration)].into_iter().collect(),
         start_time_deprecated: vertex.start_time,
@@ -315,7 +343,9 @@ pub(super) async fn vertex_taskmanagers(
                     accumulated_backpressured_time: sum(|m| m.accumulated_backpressured_time),
                     accumulated_idle_time: sum(|m| m.accumulated_idle_time),
                     accumulated_busy_time: sum(|m| m.accumulated_busy_time),
-                    ..vertex.metrics.clone()
+                    read_records_complete: true,
+                    write_records_complete: true,
+                    ..Default::default()
                 },
                 status_counts: execution_counts(status.state, subtasks.len() as u32),
                 taskmanager_id,
@@ -343,9 +373,9 @@ pub(super) async fn watermarks(
     })
 }
 
-/// `GET /jobs/:id/vertices/:vid/subtasks/metrics?get=a,b[&agg=min,max,..]`: the metrics
-/// aggregated over the vertex's subtasks (each subtask holds an even share of the vertex's
-/// counts, so `skew` is 0).
+/// `GET /jobs/:id/vertices/:vid/subtasks/metrics?get=a,b[&agg=min,max,..]`: the metrics of the
+/// vertex's subtasks aggregated over them (`skew` as Flink computes it: how far the maximum
+/// lies above the average, in percent of the average).
 pub(super) async fn subtasks_metrics(
     Extract(state): Extract<Shared>,
     Path((id, vid)): Path<(String, String)>,
@@ -358,25 +388,65 @@ pub(super) async fn subtasks_metrics(
             .map(|id| api::AggregatedMetric { id: id.to_string(), ..Default::default() })
             .collect());
     };
-    let metrics = handle.task_metrics().get(index).copied().unwrap_or_default();
-    let rates = job_rates(&state, &handle, &status)[index];
-    let n = status.tasks[index].parallelism.max(1) as f64;
+    let subtasks = subtask_rates(&state, &handle, &status, index);
     let aggs: Vec<&str> = query.get("agg").map_or(vec!["min", "max", "avg", "sum", "skew"], |a| a.split(',').collect());
     ok(get
         .split(',')
         .map(str::trim)
         .filter_map(|name| {
-            let total: f64 = vertex_metric(name, &metrics, &rates)?.parse().ok()?;
-            let each = total / n;
-            let has = |a: &str| aggs.contains(&a);
-            Some(api::AggregatedMetric {
-                id: name.into(),
-                min: has("min").then_some(each),
-                max: has("max").then_some(each),
-                avg: has("avg").then_some(each),
-                sum: has("sum").then_some(total),
-                skew: has("skew").then_some(0.0),
-            })
+            let values: Vec<f64> = subtasks
+                .iter()
+                .map(|(metrics, rates)| vertex_metric(name, metrics, rates)?.parse().ok())
+                .collect::<Option<_>>()?;
+            Some(aggregate(name, &values, &aggs))
+        })
+        .collect())
+}
+
+/// Flink's aggregates of one metric over subtasks; only those in `aggs`.
+fn aggregate(name: &str, values: &[f64], aggs: &[&str]) -> api::AggregatedMetric {
+    let n = values.len().max(1) as f64;
+    let sum: f64 = values.iter().sum();
+    let avg = sum / n;
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (min, max) = if values.is_empty() { (0.0, 0.0) } else { (min, max) };
+    let skew = if avg > 0.0 { (max - avg) / avg * 100.0 } else { 0.0 };
+    let has = |a: &str| aggs.contains(&a);
+    api::AggregatedMetric {
+        id: name.into(),
+        min: has("min").then_some(min),
+        max: has("max").then_some(max),
+        avg: has("avg").then_some(avg),
+        sum: has("sum").then_some(sum),
+        skew: has("skew").then_some(skew),
+    }
+}
+
+/// `GET /jobs/:id/vertices/:vid/subtasks/:n/metrics[?get=a,b]`: one subtask's metrics.
+pub(super) async fn subtask_metrics(
+    Extract(state): Extract<Shared>,
+    Path((id, vid, n)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Answer<Vec<api::MetricValue>> {
+    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let parallelism = status.tasks[index].parallelism;
+    let Some(n) = n.parse::<usize>().ok().filter(|&n| n < parallelism) else {
+        return Err(Error(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid subtask index '{n}' for vertex {vid} (parallelism {parallelism})"),
+        ));
+    };
+    let Some(get) = query.get("get") else {
+        return ok(VERTEX_METRICS.iter().map(|id| api::MetricValue { id: id.to_string(), value: None }).collect());
+    };
+    let subtasks = subtask_rates(&state, &handle, &status, index);
+    let (metrics, rates) = &subtasks[n];
+    ok(get
+        .split(',')
+        .map(str::trim)
+        .filter_map(|name| {
+            vertex_metric(name, metrics, rates).map(|value| api::MetricValue { id: name.into(), value: Some(value) })
         })
         .collect())
 }
