@@ -33,9 +33,16 @@ derive() {
       jobManager: {resources: {requests: {cpu: "100m", memory: "256Mi"}, limits: {memory: "1Gi"}}},
       taskManager: {replicas: $replicas, resources: {requests: {cpu: "200m", memory: "256Mi"}, limits: {memory: "1Gi"}}},
       podTemplate: {spec: {
+        # The file source checks at restore that its input is the file it checkpointed (size,
+        # first 64 KiB, modification time), and the kubelet writes a ConfigMap volume with the
+        # pod'"'"'s start time: a new pod'"'"'s copy would count as modified. So each pod copies
+        # the input with one fixed time, as a deployment that ships files keeps their times.
+        initContainers: [{name: "input", image: $image, imagePullPolicy: "IfNotPresent",
+          command: ["/bin/bash", "-c", "cp /input-cm/lines.txt /opt/rheo/input/ && touch -d @1767225600 /opt/rheo/input/lines.txt"],
+          volumeMounts: [{name: "input-cm", mountPath: "/input-cm", readOnly: true}, {name: "input", mountPath: "/opt/rheo/input"}]}],
         containers: [{name: "rheo", envFrom: [{secretRef: {name: "s3-credentials"}}],
                       volumeMounts: [{name: "input", mountPath: "/opt/rheo/input", readOnly: true}]}],
-        volumes: [{name: "input", configMap: {name: "wc-input"}}]}},
+        volumes: [{name: "input-cm", configMap: {name: "wc-input"}}, {name: "input", emptyDir: {}}]}},
       job: {entry: "word-count",
             args: (["--event-time", "--window", "1s", "--input", "/opt/rheo/input/lines.txt",
                     "--output", $out, "--rate", $rate] + $extra)}}}}' >"$work/$name.patch.json"
@@ -69,7 +76,8 @@ describe() { # what to print when a wait fails
 check_output() {
   local name=$1 f parts=0
   : >"$work/$name.out"
-  for f in $(filer_ls "/buckets/rheo/output/$name/"); do
+  # Only the part files: the sink also keeps a marker of the job that owns the directory.
+  for f in $(filer_ls "/buckets/rheo/output/$name/" | grep -E '/part-[^/]*\.csv$'); do
     filer_get "$f" >>"$work/$name.out" || { bad "$name: cannot read $f from the filer"; return; }
     parts=$((parts + 1))
   done
