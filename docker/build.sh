@@ -11,7 +11,10 @@
 # Output: $RHEO_CACHE/images/oci-archives/{rheo,rheo-operator}.tar; `scripts/k8s/cluster.sh up`
 # loads every archive there, and this script loads them at once when the cluster is up.
 # Usage: docker/build.sh [worker|operator]...   (default: both)
-#   RHEO_IMAGES_NO_CARGO=1  use the binaries already in $CARGO_TARGET_DIR/release
+#   RHEO_IMAGES_NO_CARGO=1  use the binaries already in $CARGO_TARGET_DIR/<profile>
+#   RHEO_IMAGES_PROFILE=debug  debug binaries (what `cargo test` already built: make e2e's images,
+#                           so CI needs no release build), tagged <version>-debug only, archives
+#                           NAME-debug.tar; never `latest`, so they cannot pass for release images
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/k8s/lib.sh
@@ -23,6 +26,12 @@ CACHE=$RHEO_CACHE/images
 BASE_LAYOUT=$CACHE/base-oci
 VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/{s/^version *= *"\(.*\)"/\1/p}' Cargo.toml)
 targets=("$@"); [[ ${#targets[@]} -gt 0 ]] || targets=(worker operator)
+PROFILE=${RHEO_IMAGES_PROFILE:-release}
+case $PROFILE in
+  release) cargo_profile=(--release) TAGS=("$VERSION" latest) suffix= ;;
+  debug) cargo_profile=() TAGS=("$VERSION-debug") suffix=-debug ;;
+  *) echo "RHEO_IMAGES_PROFILE must be release or debug, got '$PROFILE'" >&2; exit 2 ;;
+esac
 
 log() { echo "[images] $*" >&2; }
 t0=$SECONDS
@@ -39,8 +48,8 @@ for t in "${targets[@]}"; do
   esac
 done
 if [[ -z ${RHEO_IMAGES_NO_CARGO:-} ]]; then
-  log "$CARGO build --release ${packages[*]}"
-  $CARGO build --release "${packages[@]}"
+  log "$CARGO build ${cargo_profile[*]} ${packages[*]}"
+  $CARGO build "${cargo_profile[@]}" "${packages[@]}"
 fi
 t_cargo=$SECONDS
 
@@ -66,7 +75,7 @@ for t in "${targets[@]}"; do
   work=$(mktemp -d "$CACHE/build-$t.XXXXXX")
   root=$work/root layout=$work/oci
   user_files "$root"
-  install -D -m 0755 "$CARGO_TARGET_DIR/release/$bin" "$root/usr/local/bin/$bin"
+  install -D -m 0755 "$CARGO_TARGET_DIR/$PROFILE/$bin" "$root/usr/local/bin/$bin"
   strip --strip-debug "$root/usr/local/bin/$bin" 2>/dev/null || true
   common=(--os linux --architecture "$(dpkg --print-architecture)" --config.user 10001:10001
           --config.entrypoint "$bin" --config.env TMPDIR=/tmp --config.volume /tmp
@@ -92,15 +101,15 @@ for t in "${targets[@]}"; do
   esac
   oci_layout_copy "$BASE_LAYOUT" "$layout"
   oci_add_layer "$layout:bookworm" "$root"
-  umoci config --image "$layout:bookworm" --tag "$VERSION" "${common[@]}" "${config[@]}" \
-    --history.comment "rheo: user 10001, /usr/local/bin/$bin"
-  umoci tag --image "$layout:$VERSION" latest
+  umoci config --image "$layout:bookworm" --tag "${TAGS[0]}" "${common[@]}" "${config[@]}" \
+    --history.comment "rheo: user 10001, /usr/local/bin/$bin ($PROFILE build)"
+  for tag in "${TAGS[@]:1}"; do umoci tag --image "$layout:${TAGS[0]}" "$tag"; done
   umoci rm --image "$layout:bookworm"
-  out=$OCI_ARCHIVES/$image.tar
-  oci_export "$layout" "$out" "docker.io/library/$image:$VERSION" "docker.io/library/$image:latest"
+  out=$OCI_ARCHIVES/$image$suffix.tar
+  oci_export "$layout" "$out" "${TAGS[@]/#/docker.io/library/$image:}"
   rm -rf "$work"
   archives+=("$out")
-  log "$image:$VERSION and $image:latest -> $out ($(du -h "$out" | cut -f1)) in $((SECONDS - start)) s"
+  log "${TAGS[*]/#/$image:} -> $out ($(du -h "$out" | cut -f1)) in $((SECONDS - start)) s"
 done
 t_image=$SECONDS
 

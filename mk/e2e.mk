@@ -1,6 +1,6 @@
 # A real single-node Kubernetes cluster on this machine (scripts/k8s/): Kubernetes built from its
 # Go modules, Debian's containerd/runc/CNI plugins, images built with umoci and loaded into
-# containerd. Needs root. Not in `make test` (yet).
+# containerd. Needs root. `make e2e` is part of `make test`.
 .PHONY: e2e e2e-tools e2e-up e2e-down e2e-status e2e-cluster-smoke
 
 ## make e2e-tools: build kube-apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl, etcd, helm (cached)
@@ -22,6 +22,9 @@ e2e-status:
 e2e-cluster-smoke: image-worker e2e-tools
 	scripts/k8s/smoke.sh
 
-## make e2e: the FlinkJob CRD on the real API server: applied, Established, examples accepted, invalid fixtures rejected naming their field, scale subresource
+## make e2e: helm install of the operator (a pod from its image), a SeaweedFS pod, the CRD on the real API server
+## (examples accepted, invalid fixtures rejected naming the field), word-count-s3 through a deleted TaskManager
+## and JobManager pod with exact output, a reactive kubectl scale, kubectl delete fj, helm upgrade/uninstall.
+## Its images hold debug binaries (the ones cargo test built); RHEO_E2E_PROFILE=release for release ones.
 e2e: e2e-tools
-	scripts/k8s/e2e.sh
+	CARGO="$(CARGO)" scripts/k8s/e2e.sh

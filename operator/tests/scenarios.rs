@@ -623,6 +623,25 @@ async fn delete_with_savepoint_policy_waits_for_the_savepoint_then_releases_the_
 }
 
 #[tokio::test]
+async fn delete_of_a_finished_job_releases_the_finalizer_without_a_savepoint() {
+    // Found on a real cluster: the finished job's JobManager is scaled to zero, so a savepoint
+    // was awaited from nobody until the deletion timeout.
+    let env = deployed("stateless").await;
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Finished));
+    env.reconcile().await.unwrap();
+    assert_eq!(env.object(JM_DEPLOY).unwrap()["spec"]["replicas"], 0);
+    env.jm.take_calls();
+    env.take_calls();
+    env.edit(|fj| {
+        fj["spec"]["deletionPolicy"] = json!("savepoint");
+        fj["metadata"]["deletionTimestamp"] = json!("2026-11-23T11:59:00Z");
+    });
+    env.reconcile().await.unwrap();
+    assert!(env.jm.take_calls().is_empty(), "no JobManager to ask");
+    assert_eq!(env.flinkjob()["metadata"]["finalizers"], json!([]));
+}
+
+#[tokio::test]
 async fn delete_gives_up_on_the_savepoint_after_the_timeout() {
     let env = deployed("stateless").await;
     *env.jm.job_state.lock().unwrap() = Some(Err(JmError::Unreachable("no route".into())));

@@ -65,6 +65,7 @@ wait_up() {
 }
 
 https_ok() { curl -sfk --max-time 2 "$1" >/dev/null; }
+dns_ok() { dig +time=1 +tries=1 @$HOST_IP kubernetes.default.svc.cluster.local A +short | grep -qx "$SVC_API_IP"; }
 
 # ---------------------------------------------------------------------------------------------
 # certificates: one CA signs every server and client certificate (ECDSA P-256, 1 year).
@@ -313,6 +314,8 @@ failCgroupV1: false
 containerRuntimeEndpoint: unix://$CTR_SOCK
 resolvConf: $RUN/kubelet/resolv.conf
 clusterDomain: cluster.local
+# clusterdns (a host process, like kube-proxy) answers Service names on the bridge's address.
+clusterDNS: [$HOST_IP]
 tlsCertFile: $RUN/pki/kubelet-server.crt
 tlsPrivateKeyFile: $RUN/pki/kubelet-server.key
 authentication:
@@ -351,8 +354,9 @@ up() {
   local t0=$SECONDS
   if alive kube-apiserver && alive kubelet; then log "already up (cluster.sh down stops it)"; return 0; fi
   [[ -d $RUN ]] && { log "stale state in $RUN: cleaning up first"; down; }
-  apt_install containerd runc containernetworking-plugins iptables conntrack socat umoci openssl curl jq
+  apt_install containerd runc containernetworking-plugins iptables conntrack socat umoci openssl curl jq bind9-dnsutils
   BIN=$("$here/build-tools.sh")
+  DNS_BIN=$("$here/build-dns.sh")
   export PATH=$BIN:$PATH
   mkdir -p "$RUN"/{logs,pids,etcd}
   echo "$BIN" >"$RUN/bin"
@@ -407,11 +411,14 @@ up() {
     --hostname-override=$NODE --node-ip=$HOST_IP \
     --pod-infra-container-image="$K8S_PAUSE_IMAGE" --v=1
   start kube-proxy "$BIN/kube-proxy" --config="$RUN/kube-proxy.yaml" --v=1
+  # Service names for pods (kube-proxy's identity may list Services and EndpointSlices).
+  start clusterdns "$DNS_BIN" --kubeconfig="$p/kube-proxy.kubeconfig" --listen=$HOST_IP:53
 
   wait_up kube-controller-manager "kube-controller-manager healthy" https_ok https://127.0.0.1:10257/healthz
   wait_up kube-scheduler "kube-scheduler healthy" https_ok https://127.0.0.1:10259/healthz
   wait_up kubelet "kubelet healthy" curl -sf --max-time 2 http://127.0.0.1:10248/healthz
   wait_up kube-proxy "kube-proxy healthy" curl -sf --max-time 2 http://127.0.0.1:10256/healthz
+  wait_up clusterdns "clusterdns answers" dns_ok
   wait_up kubelet "node $NODE registered" kc get node $NODE
   wait_up kubelet "node $NODE Ready" kc wait --for=condition=Ready node/$NODE --timeout=2s
   wait_up kube-controller-manager "ServiceAccount default/default" kc get serviceaccount default -n default
@@ -449,7 +456,7 @@ down() {
   [[ -d $RUN ]] || { cgroups_down; net_down; log "not up"; return 0; }
   local BIN n pid
   BIN=$(cat "$RUN/bin" 2>/dev/null || true)
-  stop kube-proxy kubelet kube-scheduler kube-controller-manager
+  stop clusterdns kube-proxy kubelet kube-scheduler kube-controller-manager
   # The pods: every container task is killed and removed through containerd itself.
   local netns=()
   if alive containerd; then
@@ -487,7 +494,7 @@ status() {
   local n rc=0
   [[ -d $RUN ]] || { echo "down"; return 3; }
   BIN=$(cat "$RUN/bin")
-  for n in etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy; do
+  for n in etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy clusterdns; do
     if alive "$n"; then printf '%-24s running (pid %s)\n' "$n" "$(cat "$(pidfile "$n")")"
     else printf '%-24s NOT RUNNING\n' "$n"; rc=1; fi
   done

@@ -65,6 +65,8 @@ ok()  { echo "ok   $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; [[ -n ${2:-} ]] && sed 's/^/     | /' <<<"$2" | tail -30; fail=$((fail + 1)); }
 finish_checks() {
   kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1
+  # A suite's own clean-up (a Helm release, more namespaces): its function `cleanup`, if any.
+  declare -F cleanup >/dev/null && cleanup
   if [[ -n $started && -z ${RHEO_K8S_KEEP:-} ]]; then "$here/cluster.sh" down; fi
   echo "$check_suite ($((SECONDS - t0)) s): $pass passed, $fail failed"
   [[ $fail -eq 0 && $pass -gt 0 ]]

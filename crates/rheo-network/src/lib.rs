@@ -325,3 +325,29 @@ impl Drop for NetworkEnvironment {
         self.shutdown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    #[test]
+    fn a_tcp_probe_is_not_an_error_but_a_bad_handshake_is() {
+        let env = NetworkEnvironment::start("127.0.0.1:0".parse().unwrap(), NetworkConfig::default()).unwrap();
+        // The kubelet's TCP probe: connect, close without a byte.
+        drop(TcpStream::connect(env.local_addr()).unwrap());
+        let mut http = TcpStream::connect(env.local_addr()).unwrap();
+        http.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        drop(http);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while env.errors().is_empty() || env.incoming_connections() > 0 {
+            assert!(Instant::now() < deadline, "the bad handshake was never reported");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let errors: Vec<_> = env.errors().into_iter().map(|e| e.message).collect();
+        assert_eq!(errors, vec!["not a Rheo data connection (bad handshake)".to_string()]);
+    }
+}

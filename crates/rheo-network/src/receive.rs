@@ -2,7 +2,7 @@
 //! threads that hand events to the consumer and return credits.
 
 use std::collections::HashMap;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,12 @@ pub(crate) fn serve_incoming(
     conn_slot: &mut Option<Arc<InConn>>,
 ) -> Result<(), String> {
     let mut reader = BufReader::with_capacity(1 << 16, stream.try_clone().map_err(|e| e.to_string())?);
+    // A connection closed before its first byte is a TCP probe (the kubelet's liveness and
+    // readiness checks, a port scan), not a peer: nothing to serve and nothing to report.
+    if reader.fill_buf().map_err(|e| format!("no handshake: {e}"))?.is_empty() {
+        tracing::debug!(%peer, "connection closed before a handshake (a TCP probe)");
+        return Ok(());
+    }
     let mut magic = [0u8; 8];
     reader.read_exact(&mut magic).map_err(|e| format!("no handshake: {e}"))?;
     if &magic != frame::MAGIC {

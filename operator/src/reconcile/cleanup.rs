@@ -14,7 +14,11 @@ impl Pass<'_> {
         self.status.lifecycle_state = Some(LifecycleState::Deleting);
         let deployed = self.deployed_spec();
         let running = deployed.as_ref().is_some_and(|d| d.job.state == DesiredJobState::Running);
-        if !running {
+        // A FINISHED or CANCELED job has no JobManager any more (its pods are scaled to zero):
+        // there is nothing to take a savepoint of or to cancel, and waiting for one would hold
+        // the finalizer until the deletion timeout.
+        let over = self.status.job_status.state.is_some_and(JobStateView::is_terminal);
+        if !running || over {
             self.write_status().await?;
             return Ok(Action::await_change());
         }

@@ -246,17 +246,6 @@ impl JobDriver {
             let id = r.state.checkpoint_id;
             tracing::info!(job_id = %job_id, checkpoint = id, path = %r.url, "resuming from checkpoint");
             report.restored_from = Some(id);
-            self.handle.update(|s| {
-                s.checkpoints.restored = 1;
-                s.restored = Some(CompletedCheckpoint {
-                    id,
-                    trigger_timestamp: 0,
-                    duration_ms: 0,
-                    size: 0,
-                    external_path: r.url.clone(),
-                    is_savepoint: false,
-                });
-            });
         }
         self.handle
             .update(|s| s.checkpoint_interval_ms = checkpointing.as_ref().map(|c| c.interval.as_millis() as u64));
@@ -269,6 +258,21 @@ impl JobDriver {
             }
             number += 1;
             self.handle.shared().resume();
+            // Flink's `counts.restored` and `latest.restored`: every attempt that starts from a
+            // checkpoint (the first one's, and each restart's or rescale's) counts.
+            if let Some(r) = &restore {
+                self.handle.update(|s| {
+                    s.checkpoints.restored += 1;
+                    s.restored = Some(CompletedCheckpoint {
+                        id: r.state.checkpoint_id,
+                        trigger_timestamp: 0,
+                        duration_ms: 0,
+                        size: 0,
+                        external_path: r.url.clone(),
+                        is_savepoint: false,
+                    });
+                });
+            }
             let next_checkpoint_id =
                 restore.as_ref().map_or(1, |r| r.state.checkpoint_id + 1).max(stats.last_id.map_or(1, |l| l + 1));
             let attempt = Attempt {

@@ -1,0 +1,119 @@
+# Sourced by e2e.sh: the images, the S3 store and the operator (helm install).
+# Needs: here, repo, NS, ok/bad/wait_for (lib.sh), OCI_ARCHIVES (oci.sh), kubectl/helm on PATH.
+
+PROFILE=${RHEO_E2E_PROFILE:-debug}
+VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/{s/^version *= *"\(.*\)"/\1/p}' "$repo/Cargo.toml")
+case $PROFILE in
+  debug) TAG=$VERSION-debug ;;
+  release) TAG=$VERSION ;;
+  *) die "RHEO_E2E_PROFILE must be debug or release, got '$PROFILE'" ;;
+esac
+OP_NS=rheo-system
+RELEASE=rheo-operator
+S3_NS=storage
+S3_ACCESS=rheoe2eaccess
+S3_SECRET=rheoe2esecret
+PY=$("$repo/scripts/pyenv.sh")/python
+
+# On exit (lib.sh's finish_checks): the release and the namespaces, unless RHEO_K8S_KEEP=1.
+cleanup() {
+  [[ -n ${RHEO_K8S_KEEP:-} ]] && return 0
+  helm uninstall $RELEASE -n $OP_NS --wait --timeout 60s >/dev/null 2>&1
+  kubectl delete namespace $S3_NS $OP_NS --wait=false >/dev/null 2>&1
+}
+
+# A fresh start: the previous run's namespaces and release, if any, are gone first.
+helm uninstall $RELEASE -n $OP_NS --wait --timeout 60s >/dev/null 2>&1
+for ns in $NS $S3_NS $OP_NS; do
+  if kubectl get namespace $ns >/dev/null 2>&1; then kubectl delete namespace $ns --timeout=180s >/dev/null; fi
+done
+
+# --- images --------------------------------------------------------------------------------------
+start=$SECONDS
+if out=$(RHEO_IMAGES_PROFILE=$PROFILE "$repo/docker/build.sh" worker operator 2>&1); then
+  ok "images rheo:$TAG and rheo-operator:$TAG ($PROFILE binaries) built with umoci and loaded in $((SECONDS - start)) s"
+else
+  bad "RHEO_IMAGES_PROFILE=$PROFILE docker/build.sh worker operator" "$out"; exit 1
+fi
+if weed_image=$("$here/seaweedfs-image.sh" 2>/dev/null) \
+   && out=$("$here/cluster.sh" load "$OCI_ARCHIVES/seaweedfs.tar" 2>&1); then
+  ok "image $weed_image (the weed binary scripts/services/s3.sh runs) loaded"
+else
+  bad "scripts/k8s/seaweedfs-image.sh" "$out"; exit 1
+fi
+
+# --- the S3 store: SeaweedFS at seaweedfs.storage.svc:8333, the endpoint of the examples' Secret ---
+kubectl create namespace $S3_NS >/dev/null
+kubectl -n $S3_NS apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Secret
+metadata: {name: seaweedfs-s3}
+stringData:
+  s3.json: |
+    {"identities":[{"name":"rheo","credentials":[{"accessKey":"$S3_ACCESS","secretKey":"$S3_SECRET"}],
+      "actions":["Admin","Read","List","Tagging","Write"]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: seaweedfs}
+spec:
+  replicas: 1
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: seaweedfs}}
+  template:
+    metadata: {labels: {app: seaweedfs}}
+    spec:
+      enableServiceLinks: false
+      securityContext: {runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001}
+      containers:
+      - name: weed
+        image: ${weed_image#docker.io/library/}
+        imagePullPolicy: IfNotPresent
+        # One process: master, volume server, filer and S3 gateway, which find each other on the
+        # pod's loopback; S3 (8333) and the filer (8888, which this test reads) on the pod's address.
+        args: [mini, -dir=/data, -ip=127.0.0.1, -ip.bind=0.0.0.0, -s3.port=8333, -s3.config=/etc/seaweedfs/s3.json,
+               -bucket=rheo, -admin.ui=false, -webdav=false, -s3.port.iceberg=0, -s3.port.lance=0]
+        ports: [{name: s3, containerPort: 8333}, {name: filer, containerPort: 8888}]
+        readinessProbe: {tcpSocket: {port: s3}, periodSeconds: 2}
+        resources: {requests: {cpu: 100m, memory: 256Mi}}
+        securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        - {name: tmp, mountPath: /tmp}
+        - {name: config, mountPath: /etc/seaweedfs, readOnly: true}
+      volumes:
+      - {name: data, emptyDir: {}}
+      - {name: tmp, emptyDir: {}}
+      - {name: config, secret: {secretName: seaweedfs-s3}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: seaweedfs}
+spec:
+  selector: {app: seaweedfs}
+  ports: [{name: s3, port: 8333, targetPort: s3}, {name: filer, port: 8888, targetPort: filer}]
+EOF
+# filer_get PATH [CURL ARGS]: the filer's HTTP API through the Service (host -> cluster IP).
+FILER=$(kubectl -n $S3_NS get service seaweedfs -o jsonpath='{.spec.clusterIP}'):8888
+filer_get() { local p=$1; shift; curl -sf --max-time 5 "$@" "http://$FILER$p"; }
+# filer_ls DIR: the full paths of DIR's entries, one a line (DIR must end in /).
+filer_ls() { filer_get "$1?limit=100000" -H 'Accept: application/json' | jq -r '.Entries[]?.FullPath'; }
+bucket_listed() { filer_ls /buckets/ | grep -qx /buckets/rheo; }
+if kubectl -n $S3_NS rollout status deployment/seaweedfs --timeout=180s >/dev/null 2>&1 \
+   && wait_for "bucket rheo listed by the filer" 120 bucket_listed; then
+  ok "S3 store: SeaweedFS pod Ready behind seaweedfs.$S3_NS.svc:8333, bucket rheo"
+else
+  bad "S3 store: SeaweedFS not ready" "$(kubectl -n $S3_NS describe pods 2>&1 | tail -15; kubectl -n $S3_NS logs deploy/seaweedfs 2>&1 | tail -15)"
+  exit 1
+fi
+
+# --- the operator: helm install ------------------------------------------------------------------
+start=$SECONDS
+if out=$(helm install $RELEASE "$repo/charts/rheo-operator" -n $OP_NS --create-namespace \
+           --set image.tag=$TAG --set logFormat=text --wait --timeout 180s 2>&1); then
+  op_pod=$(kubectl -n $OP_NS get pods -l app.kubernetes.io/instance=$RELEASE \
+    -o jsonpath='{range .items[*]}{.metadata.name} {.spec.containers[0].image} {.status.phase}{"\n"}{end}')
+  ok "helm install: the operator runs as a pod in $((SECONDS - start)) s: $op_pod"
+else
+  bad "helm install charts/rheo-operator" "$out$(kubectl -n $OP_NS describe pods 2>&1 | tail -20)"; exit 1
+fi
