@@ -33,16 +33,12 @@ derive() {
       jobManager: {resources: {requests: {cpu: "100m", memory: "256Mi"}, limits: {memory: "1Gi"}}},
       taskManager: {replicas: $replicas, resources: {requests: {cpu: "200m", memory: "256Mi"}, limits: {memory: "1Gi"}}},
       podTemplate: {spec: {
-        # The file source checks at restore that its input is the file it checkpointed (size,
-        # first 64 KiB, modification time), and the kubelet writes a ConfigMap volume with the
-        # pod'"'"'s start time: a new pod'"'"'s copy would count as modified. So each pod copies
-        # the input with one fixed time, as a deployment that ships files keeps their times.
-        initContainers: [{name: "input", image: $image, imagePullPolicy: "IfNotPresent",
-          command: ["/bin/bash", "-c", "cp /input-cm/lines.txt /opt/rheo/input/ && touch -d @1767225600 /opt/rheo/input/lines.txt"],
-          volumeMounts: [{name: "input-cm", mountPath: "/input-cm", readOnly: true}, {name: "input", mountPath: "/opt/rheo/input"}]}],
+        # The input as a ConfigMap volume: each pod sees it with its own modification time,
+        # and the file source's restore check looks at content only (size, first and last
+        # 64 KiB), so a new pod resumes the checkpoint's offsets.
         containers: [{name: "rheo", envFrom: [{secretRef: {name: "s3-credentials"}}],
                       volumeMounts: [{name: "input", mountPath: "/opt/rheo/input", readOnly: true}]}],
-        volumes: [{name: "input-cm", configMap: {name: "wc-input"}}, {name: "input", emptyDir: {}}]}},
+        volumes: [{name: "input", configMap: {name: "wc-input"}}]}},
       job: {entry: "word-count",
             args: (["--event-time", "--window", "1s", "--input", "/opt/rheo/input/lines.txt",
                     "--output", $out, "--rate", $rate] + $extra)}}}}' >"$work/$name.patch.json"

@@ -216,6 +216,30 @@ fn the_same_input_spelled_another_way_resumes_the_same_job() {
     assert_eq!(committed(&output), expected(&input));
 }
 
+/// The same bytes written anew (a ConfigMap volume in a new pod, `cp` without `-p`): a new
+/// modification time and inode, the same content, so the checkpoint's offsets still hold.
+#[test]
+fn the_same_bytes_written_anew_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tsv");
+    write_input(&input, 200_000, 5);
+    let (output, chk) = (dir.path().join("out"), dir.path().join("chk"));
+    let job = args(input.to_str().unwrap(), &output, &chk, 2, "100ms");
+    Run::start(dir.path(), &job).kill_when("a checkpoint and a part", progressed(&output, &chk));
+
+    let bytes = std::fs::read(&input).unwrap();
+    let modified = std::fs::metadata(&input).unwrap().modified().unwrap();
+    std::fs::remove_file(&input).unwrap();
+    std::fs::write(&input, &bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(&input).unwrap();
+    file.set_modified(modified + std::time::Duration::from_secs(3600)).unwrap();
+
+    let (ok, log) = Run::start(dir.path(), &job).wait();
+    assert!(ok, "the job refused the same content under a new modification time:\n{log}");
+    assert!(log.contains("resuming from checkpoint"), "{log}");
+    assert_eq!(committed(&output), expected(&input));
+}
+
 #[test]
 fn a_changed_input_fails_instead_of_resuming_at_a_stale_offset() {
     let dir = tempfile::tempdir().unwrap();

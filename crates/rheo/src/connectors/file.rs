@@ -32,34 +32,39 @@ pub type LineParser<T> = Arc<dyn Fn(&str) -> Result<(T, Timestamp), String> + Se
 /// Lines per `poll`.
 const BATCH: usize = 1024;
 
-/// How much of the file's head its fingerprint covers.
+/// How much of the file's head, and of its tail, its fingerprint covers.
 const FINGERPRINT_BYTES: u64 = 64 * 1024;
 
 /// What a checkpointed read position is valid for: the file as it was when read. A file
-/// rewritten under the same path (another size, other first bytes, or a newer modification
-/// time) makes the saved byte offset meaningless.
+/// rewritten under the same path (another size, other first or last bytes) makes the saved byte
+/// offset meaningless.
+///
+/// The identity is the content's, not the modification time's: the same bytes copied anew (a
+/// Kubernetes ConfigMap volume mounted in a new pod, `cp` without `-p`, a restore from backup)
+/// keep their offsets valid, and a job restarted on them must resume, not fail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileIdentity {
     pub size: u64,
-    /// Modification time, nanoseconds since the epoch (0 when the file system has none).
-    pub modified_ns: u64,
     /// CRC32 of the first 64 KiB.
     pub head_crc32: u32,
+    /// CRC32 of the last 64 KiB.
+    pub tail_crc32: u32,
 }
 
 impl FileIdentity {
     fn of(file: &mut File) -> std::io::Result<Self> {
         use std::io::Read;
-        let metadata = file.metadata()?;
-        let modified_ns = metadata
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
-        let mut head = Vec::with_capacity(FINGERPRINT_BYTES as usize);
-        Read::take(&mut *file, FINGERPRINT_BYTES).read_to_end(&mut head)?;
+        let size = file.metadata()?.len();
+        let mut crc_of = |from: u64| -> std::io::Result<u32> {
+            file.seek(SeekFrom::Start(from))?;
+            let mut bytes = Vec::with_capacity(FINGERPRINT_BYTES as usize);
+            Read::take(&mut *file, FINGERPRINT_BYTES).read_to_end(&mut bytes)?;
+            Ok(crc32fast::hash(&bytes))
+        };
+        let head_crc32 = crc_of(0)?;
+        let tail_crc32 = crc_of(size.saturating_sub(FINGERPRINT_BYTES))?;
         file.seek(SeekFrom::Start(0))?;
-        Ok(Self { size: metadata.len(), modified_ns, head_crc32: crc32fast::hash(&head) })
+        Ok(Self { size, head_crc32, tail_crc32 })
     }
 
     /// What differs from `earlier`, for the error message.
@@ -71,8 +76,8 @@ impl FileIdentity {
         if self.head_crc32 != earlier.head_crc32 {
             changes.push("its first 64 KiB differ".to_string());
         }
-        if self.modified_ns != earlier.modified_ns {
-            changes.push("it was modified since".to_string());
+        if self.tail_crc32 != earlier.tail_crc32 {
+            changes.push("its last 64 KiB differ".to_string());
         }
         (!changes.is_empty()).then(|| changes.join(", "))
     }
