@@ -14,7 +14,7 @@ const LINES: usize = 120_000;
 const RATE: &str = "20000";
 
 /// `ts<TAB>text` lines, 40 per millisecond of event time, 4 words each from 60.
-fn write_input(path: &Path) -> BTreeMap<(String, String), u64> {
+pub(crate) fn write_input(path: &Path) -> BTreeMap<(String, String), u64> {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
     let mut text = String::with_capacity(LINES * 24);
     let mut expected = BTreeMap::new();
@@ -37,7 +37,7 @@ fn write_input(path: &Path) -> BTreeMap<(String, String), u64> {
 }
 
 /// Every committed line of the part files under `dir`; fails on a line committed twice.
-fn committed(dir: &Path) -> BTreeMap<(String, String), u64> {
+pub(crate) fn committed(dir: &Path) -> BTreeMap<(String, String), u64> {
     let mut counts = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else { return counts };
     for entry in entries {
@@ -58,7 +58,7 @@ fn committed(dir: &Path) -> BTreeMap<(String, String), u64> {
 }
 
 /// A cluster whose processes run the `rheo` binary under test, working in `dir`.
-fn cluster(dir: &Path, extra: &[&str]) -> Cluster {
+pub(crate) fn cluster(dir: &Path, extra: &[&str]) -> Cluster {
     Cluster::new(env!("CARGO_BIN_EXE_rheo"), dir)
         .unwrap()
         .with_timeout(Duration::from_secs(120))
@@ -74,7 +74,7 @@ fn cluster(dir: &Path, extra: &[&str]) -> Cluster {
         .with_config(extra)
 }
 
-fn job_args(input: &Path, output: &Path, parallelism: Option<usize>) -> Vec<String> {
+pub(crate) fn job_args(input: &Path, output: &Path, parallelism: Option<usize>) -> Vec<String> {
     let mut args: Vec<String> = vec!["--job".into(), "word-count".into()];
     if let Some(p) = parallelism {
         args.extend(["-p".into(), p.to_string()]);
@@ -90,7 +90,12 @@ fn job_args(input: &Path, output: &Path, parallelism: Option<usize>) -> Vec<Stri
 }
 
 /// The output, once the job finished, must be exactly the expected counts.
-fn assert_exact(cluster: &mut Cluster, job: &str, output: &Path, expected: &BTreeMap<(String, String), u64>) {
+pub(crate) fn assert_exact(
+    cluster: &mut Cluster,
+    job: &str,
+    output: &Path,
+    expected: &BTreeMap<(String, String), u64>,
+) {
     cluster.await_state(job, JobState::Finished).unwrap();
     let got = committed(output);
     let missing = expected.iter().filter(|(k, v)| got.get(*k) != Some(v)).count();

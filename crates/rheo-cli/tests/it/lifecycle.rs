@@ -4,101 +4,13 @@
 //! JobManager started again after its job FINISHED keeps it finished and rewrites nothing.
 //! Every check compares the committed output with counts computed here from the input.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
-use rheo_testkit::{Cluster, JobState};
+use rheo_testkit::JobState;
 
-const LINES: usize = 120_000;
-/// Lines per second over all sources: the job runs for ~6 s, long enough to kill things.
-const RATE: &str = "20000";
-
-/// `ts<TAB>text` lines, 40 per millisecond of event time, 4 words each from 60.
-fn write_input(path: &Path) -> BTreeMap<(String, String), u64> {
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
-    let mut text = String::with_capacity(LINES * 24);
-    let mut expected = BTreeMap::new();
-    for i in 0..LINES {
-        let ts = i / 40;
-        text.push_str(&format!("{ts}\t"));
-        for k in 0..4 {
-            let word = format!("w{}", rng.random_range(0..60));
-            if k > 0 {
-                text.push(' ');
-            }
-            text.push_str(&word);
-            let window_end = (ts / 1000 + 1) * 1000;
-            *expected.entry((window_end.to_string(), word)).or_insert(0) += 1;
-        }
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
-    expected
-}
-
-/// Every committed line of the part files under `dir`; fails on a line committed twice.
-fn committed(dir: &Path) -> BTreeMap<(String, String), u64> {
-    let mut counts = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return counts };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if name.starts_with('.') || !name.starts_with("part-") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&path).unwrap().lines() {
-            let fields: Vec<&str> = line.split(',').collect();
-            assert_eq!(fields.len(), 3, "CSV line '{line}' in {name}");
-            let key = (fields[0].to_string(), fields[1].to_string());
-            let previous = counts.insert(key.clone(), fields[2].parse().unwrap());
-            assert!(previous.is_none(), "{key:?} committed twice (again in {name})");
-        }
-    }
-    counts
-}
-
-/// A JobManager and its TaskManagers, checkpointing often, restarting quickly.
-fn cluster(dir: &Path, extra: &[&str]) -> Cluster {
-    Cluster::new(env!("CARGO_BIN_EXE_rheo"), &dir.join("cluster"))
-        .unwrap()
-        .with_config(&[
-            "execution.checkpointing.interval=300ms",
-            &format!("state.checkpoints.dir=file://{}/chk", dir.display()),
-            "heartbeat.interval=200ms",
-            "heartbeat.timeout=3s",
-            "restart-strategy.type=fixed-delay",
-            "restart-strategy.fixed-delay.attempts=20",
-            "restart-strategy.fixed-delay.delay=100ms",
-        ])
-        .with_config(extra)
-        .with_timeout(Duration::from_secs(120))
-}
-
-fn job_args(input: &Path, output: &Path, parallelism: Option<usize>) -> Vec<String> {
-    let mut args: Vec<String> = vec!["--job".into(), "word-count".into()];
-    if let Some(p) = parallelism {
-        args.extend(["-p".into(), p.to_string()]);
-    }
-    args.push("--".into());
-    for a in ["--event-time", "--window", "1s", "--rate", RATE, "--input"] {
-        args.push(a.into());
-    }
-    args.push(input.display().to_string());
-    args.push("--output".into());
-    args.push(format!("file://{}", output.display()));
-    args
-}
-
-/// Waits for the job to finish; its output must then be exactly the expected counts.
-fn assert_finishes_exact(cluster: &mut Cluster, job: &str, output: &Path, expected: &BTreeMap<(String, String), u64>) {
-    cluster.await_state(job, JobState::Finished).unwrap();
-    let got = committed(output);
-    let missing = expected.iter().filter(|(k, v)| got.get(*k) != Some(v)).count();
-    let extra = got.keys().filter(|k| !expected.contains_key(*k)).count();
-    assert!(missing == 0 && extra == 0, "{missing} counts wrong or missing, {extra} unexpected\n{}", cluster.logs());
-}
+// The cluster, the input and the exact-output check of the SIGKILL tests.
+use super::cluster::{assert_exact as assert_finishes_exact, cluster, committed, job_args, write_input};
 
 #[test]
 fn a_taskmanager_sent_sigterm_leaves_and_the_job_moves_without_a_failure() {
