@@ -92,6 +92,11 @@ pub const MAX_NAME_LENGTH: usize = 40;
         "fieldPath": ".job.upgradeMode"
     },
     {
+        "rule": "!has(self.job.savepointRedeployNonce) || has(self.job.initialSavepointPath)",
+        "message": "job.savepointRedeployNonce needs job.initialSavepointPath (the savepoint to redeploy from)",
+        "fieldPath": ".job.savepointRedeployNonce"
+    },
+    {
         "rule": "'state.checkpoints.dir' in self.flinkConfiguration",
         "message": "flinkConfiguration['state.checkpoints.dir'] must name durable storage shared by all pods (e.g. s3://bucket/checkpoints): a pod's own disk is lost with the pod",
         "fieldPath": ".flinkConfiguration"
@@ -154,6 +159,37 @@ pub struct FlinkJobSpec {
     #[serde(default = "default_deletion_timeout")]
     #[schemars(range(min = 0))]
     pub deletion_timeout_seconds: i64,
+
+    /// Rolling back an upgrade that does not become healthy (Flink's
+    /// `kubernetes.operator.deployment.rollback.enabled` and `deployment.readiness.timeout`).
+    #[serde(default)]
+    pub rollback: RollbackSpec,
+}
+
+/// An upgrade whose job is not RUNNING within `readinessTimeoutSeconds` of its deployment is
+/// rolled back to the last spec that ran (`status.reconciliation.lastStableSpec`), restoring
+/// the snapshot the failed deployment started from. The failed spec is not tried again until
+/// the spec changes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackSpec {
+    /// Off by default, as in Flink.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long a new deployment has to get its job RUNNING.
+    #[serde(default = "default_readiness_timeout")]
+    #[schemars(range(min = 1))]
+    pub readiness_timeout_seconds: i64,
+}
+
+fn default_readiness_timeout() -> i64 {
+    300
+}
+
+impl Default for RollbackSpec {
+    fn default() -> Self {
+        Self { enabled: false, readiness_timeout_seconds: default_readiness_timeout() }
+    }
 }
 
 fn default_deletion_timeout() -> i64 {
@@ -189,12 +225,14 @@ impl FlinkJobSpec {
             restart_nonce: _,            // Job: a new value restarts the job
             deletion_policy: _,          // Live
             deletion_timeout_seconds: _, // Live
+            rollback: _,                 // Live: how the next upgrade is watched
         } = self;
         FlinkJobSpec {
             task_manager: task_manager.upgrade_part(job),
             job: job.upgrade_part(),
             deletion_policy: DeletionPolicy::default(),
             deletion_timeout_seconds: 0,
+            rollback: RollbackSpec::default(),
             ..self.clone()
         }
     }
@@ -229,7 +267,9 @@ impl JobSpec {
             state: _,                               // Job (suspend, resume)
             upgrade_mode: _,                        // Live: how the next upgrade is done
             savepoint_trigger_nonce: _,             // Live
-            initial_savepoint_path: _,              // Live: first deployment only
+            checkpoint_trigger_nonce: _,            // Live
+            savepoint_redeploy_nonce: _,            // Job when set to a new value: see upgrade_reason
+            initial_savepoint_path: _,              // Live: first deployment and savepoint redeploys
             allow_non_restored_state: _,            // Job
             allow_last_state_fallback: _,           // Live
             restart_policy: _,                      // Live
@@ -239,6 +279,8 @@ impl JobSpec {
         JobSpec {
             upgrade_mode: UpgradeMode::default(),
             savepoint_trigger_nonce: None,
+            checkpoint_trigger_nonce: None,
+            savepoint_redeploy_nonce: None,
             initial_savepoint_path: None,
             allow_last_state_fallback: false,
             restart_policy: None,
@@ -365,7 +407,18 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savepoint_trigger_nonce: Option<i64>,
 
-    /// Savepoint or checkpoint to start from on the first deployment.
+    /// Change to any new value to take a checkpoint of the running job (through the
+    /// JobManager's `POST /jobs/:id/checkpoints`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_trigger_nonce: Option<i64>,
+
+    /// Change to any new value to redeploy the job from `initialSavepointPath`, discarding its
+    /// current state (the running job is cancelled, not stopped with a savepoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savepoint_redeploy_nonce: Option<i64>,
+
+    /// Savepoint or checkpoint to start from on the first deployment, and on a redeploy by
+    /// `savepointRedeployNonce`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub initial_savepoint_path: Option<String>,
@@ -545,6 +598,8 @@ pub enum LifecycleState {
     Failed,
     /// The job is over: FINISHED or CANCELED. Final until the spec changes.
     Finished,
+    /// An upgrade did not become healthy in time: the last stable spec runs again.
+    RolledBack,
     /// Being deleted.
     Deleting,
 }
@@ -559,6 +614,7 @@ impl LifecycleState {
             LifecycleState::Suspended => "SUSPENDED",
             LifecycleState::Failed => "FAILED",
             LifecycleState::Finished => "FINISHED",
+            LifecycleState::RolledBack => "ROLLED_BACK",
             LifecycleState::Deleting => "DELETING",
         }
     }
@@ -590,6 +646,9 @@ pub struct JobStatus {
     /// A savepoint in flight: recorded before it is triggered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_savepoint: Option<PendingSavepoint>,
+    /// A checkpoint asked for by `job.checkpointTriggerNonce`: recorded before it is triggered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_checkpoint: Option<PendingCheckpoint>,
     /// Savepoints taken, newest last; trimmed by `job.savepointHistory`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub savepoint_history: Vec<SavepointRef>,
@@ -694,6 +753,21 @@ pub struct PendingSavepoint {
     pub since: String,
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingCheckpoint {
+    /// The trigger id, chosen by the operator and recorded before the trigger: a trigger sent
+    /// again after an operator restart takes no second checkpoint.
+    pub trigger_id: String,
+    /// The `checkpointTriggerNonce` this checkpoint answers.
+    pub nonce: i64,
+    /// Whether the JobManager accepted the trigger.
+    #[serde(default)]
+    pub triggered: bool,
+    /// When it was recorded (RFC 3339).
+    pub since: String,
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SavepointPurpose {
@@ -743,6 +817,23 @@ pub struct ReconciliationStatus {
     /// The last `savepointTriggerNonce` handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_savepoint_trigger_nonce: Option<i64>,
+    /// The last `checkpointTriggerNonce` handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkpoint_trigger_nonce: Option<i64>,
+    /// When the deployed spec was deployed (RFC 3339): the readiness timeout of a rollback
+    /// counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<String>,
+    /// The newest spec whose job ran (JSON): what a rollback returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stable_spec: Option<String>,
+    /// The spec that was rolled back (JSON): not tried again until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_spec: Option<String>,
+    /// Checkpoint directories of earlier job epochs (`<state.checkpoints.dir>/<job-id>`), removed
+    /// through the JobManager once the running job has completed a checkpoint of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_checkpoint_dirs: Vec<String>,
     /// An upgrade in progress: recorded before the old job is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeProgress>,
@@ -788,6 +879,10 @@ pub enum UpgradeReason {
     Scale,
     /// The job FAILED and `job.restartPolicy` restarts it.
     FailureRestart,
+    /// `job.savepointRedeployNonce` changed: start over from `job.initialSavepointPath`.
+    SavepointRedeploy,
+    /// The upgrade did not become healthy in time: back to the last stable spec.
+    Rollback,
 }
 
 impl UpgradeReason {
@@ -799,6 +894,8 @@ impl UpgradeReason {
             UpgradeReason::Resume => "Resume",
             UpgradeReason::Scale => "Scale",
             UpgradeReason::FailureRestart => "FailureRestart",
+            UpgradeReason::SavepointRedeploy => "SavepointRedeploy",
+            UpgradeReason::Rollback => "Rollback",
         }
     }
 }

@@ -6,8 +6,9 @@
 
 use futures::future::BoxFuture;
 use rheo_rest::{
-    AsynchronousOperationResult, CheckpointingStatistics, JobDetails, JobExceptions, RestClient,
-    SavepointTriggerRequest, StopWithSavepointRequest, TriggerResponse,
+    AsynchronousOperationResult, CheckpointTriggerRequest, CheckpointTriggerResult, CheckpointingStatistics,
+    JobDetails, JobExceptions, RestClient, SavepointDisposalRequest, SavepointTriggerRequest, StopWithSavepointRequest,
+    TriggerResponse,
 };
 
 /// A JobManager call's failure, reduced to what the reconciler decides on.
@@ -62,6 +63,25 @@ pub trait JobManagerApi: Send + Sync {
         trigger_id: &'a str,
     ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>>;
     fn cancel<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<()>>;
+    fn trigger_checkpoint<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        request: CheckpointTriggerRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>>;
+    fn checkpoint_status<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<CheckpointTriggerResult>>;
+    /// Deletes a savepoint, or a job's checkpoint directory (`POST /savepoint-disposal`).
+    fn dispose<'a>(&'a self, base: &'a str, path: &'a str) -> BoxFuture<'a, JmResult<TriggerResponse>>;
+    fn disposal_status<'a>(
+        &'a self,
+        base: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>>;
 }
 
 /// The real JobManagers, over HTTP with one shared connection pool.
@@ -123,5 +143,34 @@ impl JobManagerApi for RestJobManagers {
     }
     fn cancel<'a>(&'a self, base: &'a str, job_id: &'a str) -> BoxFuture<'a, JmResult<()>> {
         Box::pin(async move { Ok(self.client(base).cancel_job(job_id).await?) })
+    }
+    fn trigger_checkpoint<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        request: CheckpointTriggerRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move { Ok(self.client(base).trigger_checkpoint(job_id, &request).await?) })
+    }
+    fn checkpoint_status<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<CheckpointTriggerResult>> {
+        Box::pin(async move { Ok(self.client(base).checkpoint_status(job_id, trigger_id).await?) })
+    }
+    fn dispose<'a>(&'a self, base: &'a str, path: &'a str) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move {
+            let request = SavepointDisposalRequest { savepoint_path: Some(path.to_string()) };
+            Ok(self.client(base).dispose_savepoint(&request).await?)
+        })
+    }
+    fn disposal_status<'a>(
+        &'a self,
+        base: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>> {
+        Box::pin(async move { Ok(self.client(base).disposal_status(trigger_id).await?) })
     }
 }

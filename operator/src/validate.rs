@@ -74,6 +74,11 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
         ),
         Some(_) => {}
     }
+    check(
+        spec.job.savepoint_redeploy_nonce.is_none() || spec.job.initial_savepoint_path.is_some(),
+        "spec.job.savepointRedeployNonce: needs spec.job.initialSavepointPath (the savepoint to redeploy from)",
+    );
+    check(spec.rollback.readiness_timeout_seconds >= 1, "spec.rollback.readinessTimeoutSeconds: must be at least 1");
     if let Some(p) = &spec.job.restart_policy {
         check(p.max_restarts >= 0, "spec.job.restartPolicy.maxRestarts: must not be negative");
         check(p.backoff_seconds >= 0, "spec.job.restartPolicy.backoffSeconds: must not be negative");

@@ -841,3 +841,214 @@ async fn every_transition_has_its_own_event_reason_and_action() {
     }
     assert!(note("ResumedStateless").1.starts_with("Resume done (stateless upgrade)"));
 }
+
+#[tokio::test]
+async fn checkpoint_nonce_triggers_one_checkpoint_through_the_jobmanager() {
+    let env = deployed("stateless").await;
+    env.edit(|fj| fj["spec"]["job"]["checkpointTriggerNonce"] = json!(1));
+
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_BUSY));
+    let calls = env.take_calls();
+    let statuses: Vec<_> = calls.iter().filter(|c| c.path == FJ_STATUS).map(|c| &c.body["status"]).collect();
+    let recorded = &statuses[0]["jobStatus"]["pendingCheckpoint"];
+    assert_eq!(recorded["nonce"], 1);
+    assert_eq!(recorded["triggered"], false, "recorded before the trigger");
+    let trigger = recorded["triggerId"].as_str().unwrap().to_string();
+    assert!(trigger.len() == 32 && trigger.bytes().all(|b| b.is_ascii_hexdigit()), "{trigger}");
+    let jm = env.jm.take_calls();
+    let posted = format!(r#"POST /jobs/{JOB0}/checkpoints {{"checkpointType":"FULL","triggerId":"{trigger}"}}"#);
+    assert!(jm.contains(&posted), "{jm:#?}");
+    assert!(!jm.iter().any(|c| c.contains("/savepoints") || c.contains("/stop") || c.contains("cancel")));
+    assert_eq!(env.status()["jobStatus"]["pendingCheckpoint"]["triggered"], true);
+    assert!(lines(&calls).contains(&"EVENT CheckpointTriggered".to_string()));
+
+    // Still running: asked again, not triggered again.
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_BUSY));
+    let jm = env.jm.take_calls();
+    assert!(jm.contains(&format!("GET /jobs/{JOB0}/checkpoints/{trigger}")), "{jm:#?}");
+    assert!(!jm.iter().any(|c| c.starts_with("POST")), "{jm:#?}");
+
+    *env.jm.triggered_checkpoint.lock().unwrap() = Some(Ok(8));
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_STEADY));
+    let status = env.status();
+    assert_eq!(status["reconciliation"]["lastCheckpointTriggerNonce"], 1);
+    assert!(status["jobStatus"].get("pendingCheckpoint").is_none(), "{status}");
+    assert!(lines(&env.take_calls()).contains(&"EVENT CheckpointCompleted".to_string()));
+    assert_eq!(jm_args(&env)[4], JOB0, "a checkpoint is not an upgrade");
+
+    // The same nonce again does nothing; a failed checkpoint shows in the status.
+    env.jm.take_calls();
+    env.reconcile().await.unwrap();
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("/checkpoints/") || c.starts_with("POST")));
+    env.edit(|fj| fj["spec"]["job"]["checkpointTriggerNonce"] = json!(2));
+    *env.jm.triggered_checkpoint.lock().unwrap() = Some(Err("the checkpoint expired".into()));
+    env.reconcile().await.unwrap();
+    env.reconcile().await.unwrap();
+    let status = env.status();
+    assert_eq!(status["reconciliation"]["lastCheckpointTriggerNonce"], 2);
+    assert!(status["error"].as_str().unwrap().contains("checkpoint for nonce 2 failed: the checkpoint expired"));
+    assert_eq!(condition(&status, "Degraded")["reason"], "CheckpointFailed");
+}
+
+#[tokio::test]
+async fn savepoint_redeploy_nonce_redeploys_from_the_chosen_savepoint_discarding_state() {
+    let env = deployed("savepoint").await;
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB0}/chk-7"), 1_795_464_470_622));
+    env.reconcile().await.unwrap();
+    env.jm.take_calls();
+    env.take_calls();
+    env.edit(|fj| {
+        fj["spec"]["job"]["initialSavepointPath"] = json!("s3://rheo/savepoints/savepoint-623226-chosen");
+        fj["spec"]["job"]["savepointRedeployNonce"] = json!(1);
+    });
+
+    env.reconcile().await.unwrap();
+    let jm = env.jm.take_calls();
+    assert_eq!(jm[0], format!("PATCH /jobs/{JOB0}?mode=cancel"), "its state is discarded: {jm:#?}");
+    assert!(!jm.iter().any(|c| c.contains("/stop") || c.contains("/savepoints")), "{jm:#?}");
+    assert_eq!(
+        jm_args(&env)[4..7],
+        s(&[JOB1, "--from-savepoint", "s3://rheo/savepoints/savepoint-623226-chosen"]),
+        "not from its own checkpoints"
+    );
+    let status = env.status();
+    assert_eq!(status["reconciliation"]["restorePath"], "s3://rheo/savepoints/savepoint-623226-chosen");
+    assert!(lines(&env.take_calls()).contains(&"EVENT RedeployedFromSavepoint".to_string()));
+
+    // Back to null: nothing happens; a new value redeploys again.
+    env.edit(|fj| fj["spec"]["job"]["savepointRedeployNonce"] = json!(null));
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4], JOB1);
+    env.edit(|fj| fj["spec"]["job"]["savepointRedeployNonce"] = json!(2));
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4..7], s(&[JOB2, "--from-savepoint", "s3://rheo/savepoints/savepoint-623226-chosen"]));
+
+    // Without a savepoint to redeploy from, the spec is refused.
+    env.edit(|fj| {
+        fj["spec"]["job"]["initialSavepointPath"] = json!(null);
+        fj["spec"]["job"]["savepointRedeployNonce"] = json!(3);
+    });
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_INVALID));
+    let error = env.status()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("spec.job.savepointRedeployNonce: needs spec.job.initialSavepointPath"), "{error}");
+}
+
+#[tokio::test]
+async fn an_upgrade_that_does_not_become_healthy_is_rolled_back_to_the_last_stable_spec() {
+    let env = Env::new(BASIC);
+    env.edit(|fj| {
+        fj["spec"]["job"]["upgradeMode"] = json!("last-state");
+        fj["spec"]["rollback"] = json!({"enabled": true, "readinessTimeoutSeconds": 60});
+    });
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB0}/chk-7"), 1_795_464_470_622));
+    env.reconcile().await.unwrap();
+    let stable = env.status()["reconciliation"]["lastStableSpec"].as_str().unwrap().to_string();
+    assert!(stable.contains("rheo:latest"), "{stable}");
+
+    // The upgrade: a last-state redeploy whose image cannot be pulled.
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:typo"));
+    *env.jm.job_state.lock().unwrap() = Some(Err(JmError::Unreachable("connection refused".into())));
+    env.pod("wc-jobmanager-7d9f-abcde", waiting("ImagePullBackOff", "Back-off pulling image \"rheo:typo\"", None));
+    env.reconcile().await.unwrap();
+    let from_job0 = format!("s3://rheo/checkpoints/{JOB0}");
+    assert_eq!(jm_args(&env)[4..7], s(&[JOB1, "--from-savepoint", &from_job0]));
+    // Within the readiness timeout: waiting, not rolled back.
+    env.edit(|fj| fj["status"]["reconciliation"]["deployedAt"] = json!("2026-11-23T11:59:01Z"));
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4], JOB1);
+    env.take_calls();
+    env.jm.take_calls();
+
+    // The timeout passed: back to the stable spec, from the snapshot the failed job started from.
+    env.edit(|fj| fj["status"]["reconciliation"]["deployedAt"] = json!("2026-11-23T11:59:00Z"));
+    env.reconcile().await.unwrap();
+    assert!(env.jm.take_calls().contains(&format!("PATCH /jobs/{JOB1}?mode=cancel")));
+    let jm = env.object(JM_DEPLOY).unwrap();
+    assert_eq!(jm["spec"]["template"]["spec"]["containers"][0]["image"], "rheo:latest");
+    assert_eq!(jm_args(&env)[4..7], s(&[JOB2, "--from-savepoint", &from_job0]));
+    let calls = env.take_calls();
+    let events: Vec<_> = calls.iter().filter(|c| c.path.ends_with("/events")).collect();
+    let unhealthy = events.iter().find(|c| c.body["reason"] == "UpgradeUnhealthy").expect("an UpgradeUnhealthy Event");
+    assert_eq!(unhealthy.body["type"], "Warning");
+    let note = unhealthy.body["note"].as_str().unwrap();
+    assert!(note.contains("not RUNNING within 60s") && note.contains("ImagePullBackOff"), "{note}");
+    assert!(lines(&calls).contains(&"EVENT RolledBack".to_string()), "{:#?}", lines(&calls));
+    let status = env.status();
+    assert!(status["reconciliation"]["rolledBackSpec"].as_str().unwrap().contains("rheo:typo"));
+    assert_eq!(status["reconciliation"]["lastReconciledSpec"], stable.as_str());
+
+    // Running again: the status says it was rolled back, and the failed spec is not retried.
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Running));
+    env.api.objects.lock().unwrap().remove(&format!("{PODS}/wc-jobmanager-7d9f-abcde"));
+    env.reconcile().await.unwrap();
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4], JOB2);
+    let status = env.status();
+    assert_eq!(status["lifecycleState"], "ROLLED_BACK");
+    assert_eq!(condition(&status, "Stalled")["reason"], "RolledBack");
+    assert!(status["error"].as_str().unwrap().contains("rolled back"), "{status}");
+
+    // A new spec is deployed.
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+    env.reconcile().await.unwrap();
+    assert_eq!(env.object(JM_DEPLOY).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"], "rheo:2");
+    let status = env.status();
+    assert!(status["reconciliation"].get("rolledBackSpec").is_none(), "{status}");
+    assert_eq!(status["lifecycleState"], "STABLE");
+}
+
+#[tokio::test]
+async fn a_healthy_upgrade_is_not_rolled_back() {
+    let env = Env::new(BASIC);
+    env.edit(|fj| fj["spec"]["rollback"] = json!({"enabled": true, "readinessTimeoutSeconds": 60}));
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["status"]["reconciliation"]["deployedAt"] = json!("2026-11-23T11:00:00Z"));
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4], JOB1);
+    assert!(env.status()["reconciliation"]["lastStableSpec"].as_str().unwrap().contains("rheo:2"));
+}
+
+#[tokio::test]
+async fn checkpoint_directories_of_earlier_epochs_are_removed_once_the_new_job_checkpointed() {
+    let env = deployed("last-state").await;
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB0}/chk-7"), 1_795_464_470_622));
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["spec"]["job"]["args"] = json!(["--input", "/data/other"]));
+    env.reconcile().await.unwrap();
+    let old = format!("s3://rheo/checkpoints/{JOB0}");
+    assert_eq!(jm_args(&env)[4..7], s(&[JOB1, "--from-savepoint", &old]));
+    assert_eq!(env.status()["reconciliation"]["retiredCheckpointDirs"], json!([old]));
+    // The new job has restored from it but not checkpointed yet: the old directory stays.
+    env.reconcile().await.unwrap();
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("disposal")));
+    env.take_calls();
+
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB1}/chk-9"), 1_795_464_480_622));
+    env.reconcile().await.unwrap();
+    let jm = env.jm.take_calls();
+    assert!(jm.contains(&format!("POST /savepoint-disposal {old}")), "{jm:#?}");
+    assert!(jm.contains(&"GET /savepoint-disposal/disposal-1".to_string()), "{jm:#?}");
+    assert!(env.status()["reconciliation"].get("retiredCheckpointDirs").is_none());
+    assert!(lines(&env.take_calls()).contains(&"EVENT CheckpointsRemoved".to_string()));
+    env.reconcile().await.unwrap();
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("disposal")), "removed once");
+}
+
+#[tokio::test]
+async fn a_checkpoint_directory_that_cannot_be_removed_is_reported_and_left() {
+    let env = deployed("last-state").await;
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB0}/chk-7"), 1_795_464_470_622));
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+    env.reconcile().await.unwrap();
+    *env.jm.disposal_failure.lock().unwrap() = Some("Access Denied".into());
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB1}/chk-9"), 1_795_464_480_622));
+    env.take_calls();
+    env.reconcile().await.unwrap();
+    let calls = env.take_calls();
+    let kept = calls.iter().find(|c| c.body["reason"] == "CheckpointsKept").expect("a CheckpointsKept Event");
+    assert!(kept.body["note"].as_str().unwrap().contains("Access Denied"), "{}", kept.body);
+    assert!(env.status()["reconciliation"].get("retiredCheckpointDirs").is_none(), "not retried for ever");
+}

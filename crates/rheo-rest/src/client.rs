@@ -112,6 +112,31 @@ impl RestClient {
         self.get(&format!("/jobs/{job_id}/savepoints/{trigger_id}")).await
     }
 
+    /// `POST /jobs/:id/checkpoints`: take a checkpoint now (Flink 1.19+).
+    pub async fn trigger_checkpoint(
+        &self,
+        job_id: &str,
+        request: &CheckpointTriggerRequest,
+    ) -> Result<TriggerResponse, Error> {
+        let path = format!("/jobs/{job_id}/checkpoints");
+        self.send(Method::POST, &path, Some(request)).await
+    }
+
+    /// `GET /jobs/:id/checkpoints/:trigger`: the state of a checkpoint asked for.
+    pub async fn checkpoint_status(&self, job_id: &str, trigger_id: &str) -> Result<CheckpointTriggerResult, Error> {
+        self.get(&format!("/jobs/{job_id}/checkpoints/{trigger_id}")).await
+    }
+
+    /// `POST /savepoint-disposal`: delete a savepoint (Rheo: or a job's retained checkpoints).
+    pub async fn dispose_savepoint(&self, request: &SavepointDisposalRequest) -> Result<TriggerResponse, Error> {
+        self.send(Method::POST, "/savepoint-disposal", Some(request)).await
+    }
+
+    /// `GET /savepoint-disposal/:trigger`: the state of a disposal.
+    pub async fn disposal_status(&self, trigger_id: &str) -> Result<AsynchronousOperationResult, Error> {
+        self.get(&format!("/savepoint-disposal/{trigger_id}")).await
+    }
+
     /// `POST /jobs/:id/stop`: stop the job with a savepoint. Poll with [`Self::savepoint_status`].
     pub async fn stop_with_savepoint(
         &self,

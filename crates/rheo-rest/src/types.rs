@@ -312,6 +312,52 @@ pub struct SavepointTriggerRequest {
     pub cancel_job: bool,
 }
 
+/// `POST /jobs/:id/checkpoints` body (Flink 1.19+): take a checkpoint now.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct CheckpointTriggerRequest {
+    #[serde(rename = "checkpointType", default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_type: Option<CheckpointType>,
+    /// The trigger id to use (32 hex digits): the same id again does not take a second checkpoint.
+    #[serde(rename = "triggerId", default, skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<String>,
+}
+
+/// The kind of a checkpoint asked for. Rheo's checkpoints are always full (self-contained), so
+/// the three take the same checkpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckpointType {
+    /// What the job is configured with.
+    #[default]
+    Configured,
+    Full,
+    Incremental,
+}
+
+/// `GET /jobs/:id/checkpoints/:trigger`: the state of a checkpoint asked for.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CheckpointTriggerResult {
+    pub status: QueueStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<CheckpointInfo>,
+}
+
+/// A completed checkpoint operation: the checkpoint's id, or the cause of its failure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct CheckpointInfo {
+    #[serde(rename = "checkpointId", default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_id: Option<u64>,
+    #[serde(rename = "failure-cause", default, skip_serializing_if = "Option::is_none")]
+    pub failure_cause: Option<serde_json::Value>,
+}
+
+impl CheckpointInfo {
+    /// A one-line description of the failure cause, if any.
+    pub fn failure_message(&self) -> Option<String> {
+        self.failure_cause.as_ref().map(one_line_cause)
+    }
+}
+
 /// `POST /jobs/:id/stop` body: stop with a savepoint.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct StopWithSavepointRequest {
@@ -361,18 +407,22 @@ pub struct SavepointInfo {
 impl SavepointInfo {
     /// A one-line description of the failure cause, if any.
     pub fn failure_message(&self) -> Option<String> {
-        let cause = self.failure_cause.as_ref()?;
-        let text = match cause {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Object(map) => ["stack-trace", "class"]
-                .iter()
-                .find_map(|k| map.get(*k).and_then(|v| v.as_str()))
-                .map(str::to_string)
-                .unwrap_or_else(|| cause.to_string()),
-            other => other.to_string(),
-        };
-        Some(text.lines().next().unwrap_or_default().to_string())
+        self.failure_cause.as_ref().map(one_line_cause)
     }
+}
+
+/// The first line of a failure cause: Flink's serialized throwable or a plain message.
+fn one_line_cause(cause: &serde_json::Value) -> String {
+    let text = match cause {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(map) => ["stack-trace", "class"]
+            .iter()
+            .find_map(|k| map.get(*k).and_then(|v| v.as_str()))
+            .map(str::to_string)
+            .unwrap_or_else(|| cause.to_string()),
+        other => other.to_string(),
+    };
+    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// The body of every Flink REST error.

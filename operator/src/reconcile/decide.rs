@@ -53,7 +53,9 @@ pub fn upgrade_step(
 /// and a rescale keeps state even for a stateless job.
 pub fn upgrade_mode(spec_mode: UpgradeMode, reason: UpgradeReason) -> UpgradeMode {
     match (reason, spec_mode) {
-        (UpgradeReason::FailureRestart, _) => UpgradeMode::LastState,
+        // The job's state is discarded: it restarts from `initialSavepointPath`.
+        (UpgradeReason::SavepointRedeploy, _) => UpgradeMode::Stateless,
+        (UpgradeReason::FailureRestart | UpgradeReason::Rollback, _) => UpgradeMode::LastState,
         (UpgradeReason::Scale, UpgradeMode::Savepoint) => UpgradeMode::Savepoint,
         (UpgradeReason::Scale, _) => UpgradeMode::LastState,
         (_, mode) => mode,
@@ -63,6 +65,12 @@ pub fn upgrade_mode(spec_mode: UpgradeMode, reason: UpgradeReason) -> UpgradeMod
 /// Why the deployed spec must be upgraded to `desired`, if it must. Which fields count is
 /// declared next to them ([`FlinkJobSpec::upgrade_part`]).
 pub fn upgrade_reason(deployed: &FlinkJobSpec, desired: &FlinkJobSpec) -> Option<UpgradeReason> {
+    // A new non-null nonce redeploys from the chosen savepoint, whatever else changed with it
+    // (Flink's `savepointRedeployNonce`); back to null changes nothing.
+    let redeploy = desired.job.savepoint_redeploy_nonce;
+    if redeploy.is_some() && redeploy != deployed.job.savepoint_redeploy_nonce {
+        return Some(UpgradeReason::SavepointRedeploy);
+    }
     let (d, w) = (deployed.upgrade_part(), desired.upgrade_part());
     if d == w {
         return None;
@@ -133,6 +141,21 @@ pub fn failure_step(
     if waited >= backoff { FailureStep::Restart } else { FailureStep::Wait(backoff - waited) }
 }
 
+/// Whether the deployed spec is to be rolled back: rollback is enabled, a stable spec other than
+/// the deployed one exists, and the job has not run since it was deployed `readinessTimeout` ago.
+pub fn rollback_due(
+    policy: &RollbackSpec,
+    deployed_at: Option<Timestamp>,
+    ran: bool,
+    has_other_stable_spec: bool,
+    now: Timestamp,
+) -> bool {
+    policy.enabled
+        && has_other_stable_spec
+        && !ran
+        && deployed_at.is_some_and(|t| now >= t + SignedDuration::from_secs(policy.readiness_timeout_seconds))
+}
+
 /// Whether a periodic savepoint is due: `interval` after the newest savepoint, or after the
 /// job started running when it has none.
 pub fn periodic_savepoint_due(
@@ -201,6 +224,9 @@ pub fn upgrade_event(
             (UpgradeReason::Restart, _) => ("RestartedFromSavepoint", "Restart"),
             (UpgradeReason::FailureRestart, 0) => ("RestartedAfterFailureStateless", "FailureRestart"),
             (UpgradeReason::FailureRestart, _) => ("RestartedAfterFailure", "FailureRestart"),
+            (UpgradeReason::SavepointRedeploy, _) => ("RedeployedFromSavepoint", "SavepointRedeploy"),
+            (UpgradeReason::Rollback, 0) => ("RolledBackStateless", "Rollback"),
+            (UpgradeReason::Rollback, _) => ("RolledBack", "Rollback"),
             (UpgradeReason::Scale, 0) => ("RescaledStateless", "Rescale"),
             (UpgradeReason::Scale, 1) => ("RescaledLastState", "Rescale"),
             (UpgradeReason::Scale, _) => ("RescaledFromSavepoint", "Rescale"),
@@ -267,6 +293,32 @@ mod tests {
         assert_eq!(next.since, started.since, "still the same upgrade");
         assert_eq!(upgrade_step(&d, &d, Some(&started), false, later), UpgradeStep::Withdraw);
         assert!(matches!(upgrade_step(&d, &d, Some(&started), true, later), UpgradeStep::Continue(_)));
+    }
+
+    #[test]
+    fn a_new_redeploy_nonce_redeploys_whatever_else_changed() {
+        let d = spec();
+        let mut w = spec();
+        w.job.savepoint_redeploy_nonce = Some(1);
+        w.job.initial_savepoint_path = Some("s3://b/sp".into());
+        assert_eq!(upgrade_reason(&d, &w), Some(UpgradeReason::SavepointRedeploy));
+        w.image = "rheo:2".into();
+        assert_eq!(upgrade_reason(&d, &w), Some(UpgradeReason::SavepointRedeploy));
+        let mut back = w.clone();
+        back.job.savepoint_redeploy_nonce = None;
+        assert_eq!(upgrade_reason(&w, &back), None, "back to null changes nothing");
+        assert_eq!(upgrade_mode(UpgradeMode::Savepoint, UpgradeReason::SavepointRedeploy), UpgradeMode::Stateless);
+    }
+
+    #[test]
+    fn rollback_waits_for_the_readiness_timeout_and_needs_another_stable_spec() {
+        let on = RollbackSpec { enabled: true, readiness_timeout_seconds: 60 };
+        let at = |s: i64| now() + SignedDuration::from_secs(s);
+        assert!(!rollback_due(&on, Some(now()), false, true, at(59)));
+        assert!(rollback_due(&on, Some(now()), false, true, at(60)));
+        assert!(!rollback_due(&on, Some(now()), true, true, at(600)), "it ran: healthy");
+        assert!(!rollback_due(&on, Some(now()), false, false, at(600)), "nothing to go back to");
+        assert!(!rollback_due(&RollbackSpec::default(), Some(now()), false, true, at(600)), "off by default");
     }
 
     #[test]

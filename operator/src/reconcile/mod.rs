@@ -6,8 +6,10 @@
 //!    Stalled condition and a Warning Event; nothing is deployed.
 //! 2. **decide** ([`decide`], pure): compare the spec with the operator's deployment record
 //!    (`status.reconciliation`): first deployment, an upgrade to start, carry on or withdraw
-//!    (a newer spec supersedes the one in flight, a new `upgradeMode` takes effect), a FAILED
-//!    job to restart by `job.restartPolicy`, or nothing to change.
+//!    (a newer spec supersedes the one in flight, a new `upgradeMode` takes effect), a redeploy
+//!    from `job.initialSavepointPath` by `job.savepointRedeployNonce`, a FAILED job to restart
+//!    by `job.restartPolicy`, a spec that was rolled back (not tried again until it changes), or
+//!    nothing to change.
 //! 3. **upgrade** ([`upgrade`]): take state out of the old job by its mode (stateless: cancel;
 //!    last-state: cancel, then the newest complete checkpoint in storage; savepoint:
 //!    stop-with-savepoint), then record the new deployment (next epoch, so a new job id).
@@ -15,7 +17,9 @@
 //!    children built from the record; API errors go to the status and an Event.
 //! 5. **observe** ([`observe`]): the job, its checkpoints and newest exception from the
 //!    JobManager; the pods when the JobManager cannot say (crash loops, image pulls, OOM kills);
-//!    savepoints asked for by nonce or period.
+//!    savepoints asked for by nonce or period, checkpoints by nonce; the removal of earlier job
+//!    epochs' checkpoint directories; the rollback of an upgrade that does not become healthy
+//!    within `rollback.readinessTimeoutSeconds`.
 //! 6. **status** ([`status`]): kstatus conditions, one server-side apply of the status, and an
 //!    Event for every transition.
 //!
@@ -165,6 +169,14 @@ impl<'a> Pass<'a> {
         let Some(deployed) = self.deployed_spec() else {
             return self.first_deployment().await;
         };
+        if let Some(rolled_back) = self.rolled_back_spec() {
+            if decide::upgrade_reason(&rolled_back, &self.fj.spec).is_none() {
+                // The spec that was rolled back is not tried again until the spec changes.
+                return self.steady(deployed).await;
+            }
+            info!(job = self.name(), "the spec changed since the rollback: it is deployed");
+            self.status.reconciliation.rolled_back_spec = None;
+        }
         let in_flight = self.status.reconciliation.upgrade.clone();
         let stop_triggered = self
             .status
@@ -217,6 +229,12 @@ impl<'a> Pass<'a> {
         serde_json::from_str(json).ok()
     }
 
+    /// The spec a rollback replaced, while the resource still asks for it.
+    fn rolled_back_spec(&self) -> Option<FlinkJobSpec> {
+        let json = self.status.reconciliation.rolled_back_spec.as_deref()?;
+        serde_json::from_str(json).ok()
+    }
+
     async fn first_deployment(mut self) -> Result<Action, Error> {
         let uid = self.fj.uid().unwrap_or_default();
         let job_id = build::job_id(&uid, 0)?;
@@ -226,6 +244,8 @@ impl<'a> Pass<'a> {
             job_epoch: 0,
             restore_path: spec.job.initial_savepoint_path.clone(),
             last_savepoint_trigger_nonce: spec.job.savepoint_trigger_nonce,
+            last_checkpoint_trigger_nonce: spec.job.checkpoint_trigger_nonce,
+            deployed_at: Some(self.now.to_string()),
             ..Default::default()
         };
         self.status.job_status.job_id = Some(job_id);

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use rheo_rest::{JobExceptions, QueueStatusId, SavepointTriggerRequest};
+use rheo_rest::{CheckpointTriggerRequest, CheckpointType, JobExceptions, QueueStatusId, SavepointTriggerRequest};
 use tracing::{info, warn};
 
 use super::apply::ApplyError;
@@ -132,7 +132,25 @@ impl Pass<'_> {
             self.write_status().await?;
             return Ok(Action::await_change());
         }
-        match self.observe_job(&deployed).await? {
+        let next = self.observe_job(&deployed).await?;
+        if !matches!(next, Next::Terminal) && self.rollback_due() {
+            return Box::pin(self.rollback(deployed)).await;
+        }
+        if self.status.reconciliation.rolled_back_spec.is_some()
+            && self.status.lifecycle_state == Some(LifecycleState::Stable)
+        {
+            self.status.lifecycle_state = Some(LifecycleState::RolledBack);
+            self.problem.get_or_insert_with(|| Problem {
+                stalled: true,
+                reason: "RolledBack",
+                message: format!(
+                    "the upgrade was not RUNNING within {}s and was rolled back: the last stable spec runs; the \
+                     rolled-back spec is not deployed again until the spec changes",
+                    self.fj.spec.rollback.readiness_timeout_seconds
+                ),
+            });
+        }
+        match next {
             Next::Requeue(after) => {
                 self.write_status().await?;
                 Ok(Action::requeue(after))
@@ -283,10 +301,14 @@ impl Pass<'_> {
                 if stable {
                     rec.failure_restarts = 0;
                 }
+                // The deployed spec ran: a later upgrade that does not become healthy returns here.
+                rec.last_stable_spec = rec.last_reconciled_spec.clone();
                 self.status.job_status.failure = None;
                 self.status.lifecycle_state = Some(LifecycleState::Stable);
                 let busy = self.savepoints(deployed).await?;
-                Ok(Next::Requeue(if busy { REQUEUE_BUSY } else { REQUEUE_STEADY }))
+                let checkpoint_busy = self.checkpoint_nonce().await?;
+                self.remove_retired_checkpoints().await;
+                Ok(Next::Requeue(if busy || checkpoint_busy { REQUEUE_BUSY } else { REQUEUE_STEADY }))
             }
             JobStateView::Finished | JobStateView::Canceled => {
                 self.status.lifecycle_state = Some(LifecycleState::Finished);
@@ -348,6 +370,19 @@ impl Pass<'_> {
                 Ok(Next::Requeue(REQUEUE_BUSY))
             }
         }
+    }
+
+    /// Whether the deployed spec is to be rolled back ([`decide::rollback_due`]).
+    fn rollback_due(&self) -> bool {
+        let rec = &self.status.reconciliation;
+        let has_other_stable_spec = rec.last_stable_spec.is_some() && rec.last_stable_spec != rec.last_reconciled_spec;
+        decide::rollback_due(
+            &self.fj.spec.rollback,
+            rec.deployed_at.as_deref().and_then(|t| t.parse().ok()),
+            rec.running_since.is_some(),
+            has_other_stable_spec,
+            self.now,
+        )
     }
 
     /// A reactive job within [`RESCALE_GRACE`] of a TaskManager count change.
@@ -469,6 +504,136 @@ impl Pass<'_> {
         Ok(true)
     }
 
+    /// A checkpoint asked for by `job.checkpointTriggerNonce` (Flink's `POST /jobs/:id/checkpoints`).
+    /// The trigger id is the operator's, recorded before the trigger, so a trigger sent again
+    /// after an operator restart takes no second checkpoint. Returns whether one is in flight.
+    async fn checkpoint_nonce(&mut self) -> Result<bool, Error> {
+        let (url, job_id) = (self.rest_url(), self.job_id());
+        if let Some(p) = self.status.job_status.pending_checkpoint.clone() {
+            if !p.triggered {
+                return self.send_checkpoint_trigger(p).await;
+            }
+            match self.ctx.jobmanagers.checkpoint_status(&url, &job_id, &p.trigger_id).await {
+                Ok(r) if r.status.id == QueueStatusId::InProgress => return Ok(true),
+                Ok(r) => {
+                    let op = r.operation.unwrap_or_default();
+                    self.status.job_status.pending_checkpoint = None;
+                    self.status.reconciliation.last_checkpoint_trigger_nonce = Some(p.nonce);
+                    match (op.checkpoint_id, op.failure_message()) {
+                        (Some(id), None) => self.event(
+                            EventType::Normal,
+                            "CheckpointCompleted",
+                            "Checkpoint",
+                            format!("checkpoint {id} of job {job_id} (nonce {})", p.nonce),
+                        ),
+                        (_, cause) => {
+                            let cause = cause.unwrap_or_else(|| "no checkpoint id".into());
+                            let message = format!("checkpoint for nonce {} failed: {cause}", p.nonce);
+                            self.event(EventType::Warning, "CheckpointFailed", "Checkpoint", message.clone());
+                            self.problem = Some(Problem { stalled: false, reason: "CheckpointFailed", message });
+                        }
+                    }
+                    return Ok(false);
+                }
+                // The JobManager forgot the trigger (it restarted): trigger again.
+                Err(JmError::NotFound(_)) => return self.send_checkpoint_trigger(p).await,
+                Err(_) => return Ok(true),
+            }
+        }
+        let Some(nonce) = self.fj.spec.job.checkpoint_trigger_nonce else { return Ok(false) };
+        if Some(nonce) == self.status.reconciliation.last_checkpoint_trigger_nonce {
+            return Ok(false);
+        }
+        let pending = PendingCheckpoint {
+            trigger_id: trigger_id(&job_id, nonce, self.now),
+            nonce,
+            triggered: false,
+            since: self.now.to_string(),
+        };
+        self.status.job_status.pending_checkpoint = Some(pending.clone());
+        self.write_status().await?;
+        self.send_checkpoint_trigger(pending).await
+    }
+
+    async fn send_checkpoint_trigger(&mut self, mut pending: PendingCheckpoint) -> Result<bool, Error> {
+        let (url, job_id) = (self.rest_url(), self.job_id());
+        let request = CheckpointTriggerRequest {
+            checkpoint_type: Some(CheckpointType::Full),
+            trigger_id: Some(pending.trigger_id.clone()),
+        };
+        match self.ctx.jobmanagers.trigger_checkpoint(&url, &job_id, request).await {
+            Ok(_) => {
+                pending.triggered = true;
+                self.event(
+                    EventType::Normal,
+                    "CheckpointTriggered",
+                    "Checkpoint",
+                    format!("checkpoint of job {job_id} (nonce {})", pending.nonce),
+                );
+            }
+            Err(e) => warn!(job = self.name(), error = %e, "checkpoint trigger failed; retrying"),
+        }
+        self.status.job_status.pending_checkpoint = Some(pending);
+        Ok(true)
+    }
+
+    /// Removes the checkpoint directories of earlier job epochs once the running job has
+    /// completed a checkpoint of its own: Rheo's checkpoints are self-contained, so nothing
+    /// restores from the old directories any more. The JobManager deletes them
+    /// (`/savepoint-disposal`): it has the storage credentials and mounts, the operator has not.
+    async fn remove_retired_checkpoints(&mut self) {
+        let job_id = self.job_id();
+        let own_checkpoint = self
+            .status
+            .job_status
+            .last_checkpoint
+            .as_ref()
+            .and_then(|c| c.path.as_deref())
+            .is_some_and(|p| p.contains(&format!("/{job_id}/")));
+        if !own_checkpoint {
+            return;
+        }
+        let url = self.rest_url();
+        for dir in self.status.reconciliation.retired_checkpoint_dirs.clone() {
+            // A directory the user chose to start from is theirs.
+            let chosen = self.fj.spec.job.initial_savepoint_path.as_deref().is_some_and(|p| p.starts_with(&dir));
+            let outcome = if chosen {
+                Err("it holds job.initialSavepointPath".to_string())
+            } else {
+                let trigger = match self.ctx.jobmanagers.dispose(&url, &dir).await {
+                    Ok(t) => t.request_id,
+                    Err(e) => {
+                        warn!(job = self.name(), %dir, error = %e, "cannot remove old checkpoints yet");
+                        return;
+                    }
+                };
+                match self.ctx.jobmanagers.disposal_status(&url, &trigger).await {
+                    Ok(r) if r.status.id == QueueStatusId::InProgress => continue,
+                    Ok(r) => r.operation.and_then(|op| op.failure_message()).map_or(Ok(()), Err),
+                    Err(e) => {
+                        warn!(job = self.name(), %dir, error = %e, "cannot read the removal of old checkpoints");
+                        continue;
+                    }
+                }
+            };
+            match outcome {
+                Ok(()) => self.event(
+                    EventType::Normal,
+                    "CheckpointsRemoved",
+                    "Cleanup",
+                    format!("removed {dir}: job {job_id} no longer needs it"),
+                ),
+                Err(cause) => self.event(
+                    EventType::Warning,
+                    "CheckpointsKept",
+                    "Cleanup",
+                    format!("{dir} is not removed ({cause}); delete it by hand when it is not needed"),
+                ),
+            }
+            self.status.reconciliation.retired_checkpoint_dirs.retain(|d| d != &dir);
+        }
+    }
+
     fn newest_savepoint_time(&self) -> Option<Timestamp> {
         let js = &self.status.job_status;
         js.savepoint_history
@@ -527,4 +692,15 @@ impl Pass<'_> {
             info!(job = self.name(), %paths, "savepoints dropped from the history");
         }
     }
+}
+
+/// A checkpoint trigger id (32 hex digits, as Flink's) unique to the job, nonce and moment.
+fn trigger_id(job_id: &str, nonce: i64, now: Timestamp) -> String {
+    use std::hash::{Hash, Hasher};
+    let hash = |salt: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, job_id, nonce, now.as_nanosecond()).hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", hash(0), hash(1))
 }

@@ -132,6 +132,7 @@ fn transition_events(old: &FlinkJobStatus, new: &FlinkJobStatus, problem: Option
             LifecycleState::Suspended => (EventType::Normal, "Suspended"),
             LifecycleState::Failed => (EventType::Warning, "Failed"),
             LifecycleState::Finished => (EventType::Normal, "Finished"),
+            LifecycleState::RolledBack => (EventType::Warning, "RunningAfterRollback"),
             LifecycleState::Deleting => (EventType::Normal, "Deleting"),
         };
         // One series per (from, to): the Recorder keeps a series' first note.

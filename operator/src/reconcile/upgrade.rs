@@ -50,8 +50,13 @@ impl Pass<'_> {
                 Ok(Action::requeue(after))
             }
             Stop::Done(path) => {
-                let restore = if upgrade.mode == UpgradeMode::Stateless { None } else { path };
-                self.record_deployment(&deployed, &upgrade, restore)?;
+                let restore = match (upgrade.reason, upgrade.mode) {
+                    (UpgradeReason::SavepointRedeploy, _) => self.fj.spec.job.initial_savepoint_path.clone(),
+                    (_, UpgradeMode::Stateless) => None,
+                    _ => path,
+                };
+                let spec = self.fj.spec.clone();
+                self.record_deployment(&deployed, spec, &upgrade, restore)?;
                 self.write_status().await?;
                 let spec = self.fj.spec.clone();
                 Box::pin(self.steady(spec)).await
@@ -59,18 +64,34 @@ impl Pass<'_> {
         }
     }
 
-    /// Records the live spec as deployed under the next epoch (a new job id).
+    /// Records `spec` as deployed under the next epoch (a new job id).
     fn record_deployment(
         &mut self,
         deployed: &FlinkJobSpec,
+        spec: FlinkJobSpec,
         upgrade: &UpgradeProgress,
         restore: Option<String>,
     ) -> Result<(), Error> {
-        let spec = self.fj.spec.clone();
         let epoch = self.status.reconciliation.job_epoch + 1;
         let job_id = build::job_id(&self.fj.uid().unwrap_or_default(), epoch)?;
         info!(job = self.name(), %job_id, restore = restore.as_deref().unwrap_or("-"), "upgrade: deploying");
+        // The old job's checkpoints are removed once the new job has a checkpoint of its own.
+        let old_dir = (deployed.job.state == DesiredJobState::Running
+            && self.status.job_status.last_checkpoint.is_some())
+        .then(|| super::job_checkpoint_dir(self.fj, deployed, &self.job_id()))
+        .flatten();
+        let now = self.now.to_string();
         let rec = &mut self.status.reconciliation;
+        if let Some(dir) = old_dir
+            && !rec.retired_checkpoint_dirs.contains(&dir)
+        {
+            rec.retired_checkpoint_dirs.push(dir);
+        }
+        rec.deployed_at = Some(now);
+        if upgrade.reason == UpgradeReason::SavepointRedeploy {
+            // As in Flink: no rollback across a redeploy from a chosen savepoint.
+            rec.last_stable_spec = None;
+        }
         rec.last_reconciled_spec = Some(spec_json(&spec));
         rec.job_epoch = epoch;
         rec.restore_path = restore.clone();
@@ -96,8 +117,46 @@ impl Pass<'_> {
             (None, DesiredJobState::Suspended) => "a resume starts with empty state".to_string(),
         };
         let note = format!("{} done ({} upgrade), {outcome}", upgrade.reason.as_str(), upgrade.mode.as_str());
-        self.event(EventType::Normal, reason, action, note);
+        let type_ = if upgrade.reason == UpgradeReason::Rollback { EventType::Warning } else { EventType::Normal };
+        self.event(type_, reason, action, note);
         Ok(())
+    }
+
+    /// Rolls the deployed spec, whose job did not become healthy in time, back to the last
+    /// stable spec. The failed job never ran, so it has no state of its own: the stable spec
+    /// restores the snapshot the failed deployment was started from, the newest there is.
+    pub(super) async fn rollback(mut self, deployed: FlinkJobSpec) -> Result<Action, Error> {
+        let rec = &self.status.reconciliation;
+        let Some(stable) = rec.last_stable_spec.as_deref().and_then(|s| serde_json::from_str::<FlinkJobSpec>(s).ok())
+        else {
+            return Ok(Action::requeue(REQUEUE_STEADY));
+        };
+        let failed = rec.last_reconciled_spec.clone();
+        let restore = rec.restore_path.clone();
+        let timeout = self.fj.spec.rollback.readiness_timeout_seconds;
+        let seen = self.status.job_status.state.map(JobStateView::as_str).unwrap_or("not reported");
+        let why = match &self.problem {
+            Some(p) => {
+                format!("job {} was not RUNNING within {timeout}s of its deployment ({})", self.job_id(), p.message)
+            }
+            None => format!("job {} was not RUNNING within {timeout}s of its deployment (it is {seen})", self.job_id()),
+        };
+        info!(job = self.name(), %why, "rolling back to the last stable spec");
+        let (url, job_id) = (self.rest_url(), self.job_id());
+        if let Err(e) = self.ctx.jobmanagers.cancel(&url, &job_id).await {
+            info!(job = self.name(), error = %e, "cancel before the rollback failed; the new JobManager replaces it");
+        }
+        self.event(EventType::Warning, "UpgradeUnhealthy", "Rollback", format!("{why}; rolling back"));
+        let upgrade = UpgradeProgress {
+            mode: UpgradeMode::LastState,
+            reason: UpgradeReason::Rollback,
+            since: self.now.to_string(),
+        };
+        self.problem = None;
+        self.record_deployment(&deployed, stable.clone(), &upgrade, restore)?;
+        self.status.reconciliation.rolled_back_spec = failed;
+        self.write_status().await?;
+        Box::pin(self.steady(stable)).await
     }
 
     /// A FINISHED job starts over with empty state; a CANCELED one from its newest checkpoint.

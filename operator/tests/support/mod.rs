@@ -24,9 +24,10 @@ use serde_json::{Value, json};
 pub const NS: &str = "streams";
 pub const NAME: &str = "wc";
 pub const UID: &str = "6232260e-7262-bc21-1b07-d58420043bd8";
-/// The job id of epoch 0 (the uid without dashes), and of epoch 1.
+/// The job id of epoch 0 (the uid without dashes), and of epochs 1 and 2.
 pub const JOB0: &str = "6232260e7262bc211b07d58420043bd8";
 pub const JOB1: &str = "6232260e7262bc211b07d58420043bd9";
+pub const JOB2: &str = "6232260e7262bc211b07d58420043bda";
 pub const FJ_PATH: &str = "/apis/rheo.io/v1alpha1/namespaces/streams/flinkjobs/wc";
 
 pub fn now() -> Timestamp {
@@ -162,6 +163,10 @@ pub struct FakeJm {
     pub savepoint: Mutex<Option<Result<String, String>>>,
     /// The job's failures as `/jobs/:id/exceptions` lists them (stack trace, task), newest first.
     pub exceptions: Mutex<Vec<(String, Option<String>)>>,
+    /// `None`: a triggered checkpoint is in progress; `Some(Ok(id))` / `Some(Err(cause))`: done.
+    pub triggered_checkpoint: Mutex<Option<Result<u64, String>>>,
+    /// Why a disposal fails, if it does.
+    pub disposal_failure: Mutex<Option<String>>,
 }
 
 impl Default for FakeJm {
@@ -172,6 +177,8 @@ impl Default for FakeJm {
             checkpoint: Mutex::default(),
             savepoint: Mutex::default(),
             exceptions: Mutex::default(),
+            triggered_checkpoint: Mutex::default(),
+            disposal_failure: Mutex::default(),
         }
     }
 }
@@ -309,6 +316,61 @@ impl JobManagerApi for FakeJm {
         Box::pin(async move {
             self.record(format!("PATCH /jobs/{job_id}?mode=cancel"));
             self.reachable()
+        })
+    }
+    fn trigger_checkpoint<'a>(
+        &'a self,
+        _base: &'a str,
+        job_id: &'a str,
+        request: CheckpointTriggerRequest,
+    ) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move {
+            self.record(format!("POST /jobs/{job_id}/checkpoints {}", serde_json::to_string(&request).unwrap()));
+            self.reachable()?;
+            Ok(TriggerResponse { request_id: request.trigger_id.unwrap_or_else(|| "checkpoint-1".into()) })
+        })
+    }
+    fn checkpoint_status<'a>(
+        &'a self,
+        _base: &'a str,
+        job_id: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<CheckpointTriggerResult>> {
+        Box::pin(async move {
+            self.record(format!("GET /jobs/{job_id}/checkpoints/{trigger_id}"));
+            self.reachable()?;
+            let v = match self.triggered_checkpoint.lock().unwrap().clone() {
+                None => json!({"status": {"id": "IN_PROGRESS"}}),
+                Some(Ok(id)) => json!({"status": {"id": "COMPLETED"}, "operation": {"checkpointId": id}}),
+                Some(Err(cause)) => {
+                    json!({"status": {"id": "COMPLETED"}, "operation": {"failure-cause": {"stack-trace": cause}}})
+                }
+            };
+            Ok(serde_json::from_value(v).unwrap())
+        })
+    }
+    fn dispose<'a>(&'a self, _base: &'a str, path: &'a str) -> BoxFuture<'a, JmResult<TriggerResponse>> {
+        Box::pin(async move {
+            self.record(format!("POST /savepoint-disposal {path}"));
+            self.reachable()?;
+            Ok(TriggerResponse { request_id: "disposal-1".into() })
+        })
+    }
+    fn disposal_status<'a>(
+        &'a self,
+        _base: &'a str,
+        trigger_id: &'a str,
+    ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>> {
+        Box::pin(async move {
+            self.record(format!("GET /savepoint-disposal/{trigger_id}"));
+            self.reachable()?;
+            let v = match self.disposal_failure.lock().unwrap().clone() {
+                None => json!({"status": {"id": "COMPLETED"}, "operation": {}}),
+                Some(cause) => {
+                    json!({"status": {"id": "COMPLETED"}, "operation": {"failure-cause": {"stack-trace": cause}}})
+                }
+            };
+            Ok(serde_json::from_value(v).unwrap())
         })
     }
 }

@@ -737,3 +737,92 @@ fn resource_requirements_rescale_without_replay() {
     let exceptions = get(&server, &format!("/jobs/{id}/exceptions"));
     assert_eq!(exceptions["exceptionHistory"]["entries"].as_array().map(Vec::len), Some(0), "{exceptions}");
 }
+
+/// `POST /jobs/:id/checkpoints` (Flink 1.19+): a checkpoint now, polled at
+/// `GET /jobs/:id/checkpoints/:trigger`. With periodic checkpoints an hour apart, the one
+/// checkpoint the job has is the one asked for.
+#[test]
+fn rest_api_triggers_a_checkpoint() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), cwd.path())
+        .unwrap()
+        .with_config(&["execution.checkpointing.interval=1h", "state.checkpoints.num-retained=2"]);
+    cluster.start_run(&["datagen-word-count", "--rate", "2000", "--sink", "discard"]).unwrap();
+    let port: u16 = cluster.rest_url().rsplit(':').next().unwrap().parse().unwrap();
+    let id = cluster.await_job().unwrap();
+    cluster.await_state(&id, JobState::Running).unwrap();
+
+    let (status, body) =
+        http(port, "POST", &format!("/jobs/{id}/checkpoints"), Some(r#"{"checkpointType":"SOMETIMES"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("checkpointType"), "{body}");
+    let (status, body) = http(port, "POST", &format!("/jobs/{id}/checkpoints"), Some(r#"{"triggerId":"x"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("'triggerId'"), "{body}");
+    let (status, body) = http(port, "GET", &format!("/jobs/{id}/checkpoints/00000000000000000000000000000001"), None);
+    assert_eq!(status, 404, "{body}");
+
+    let trigger = "0123456789abcdef0123456789abcdef";
+    let request = format!(r#"{{"checkpointType":"FULL","triggerId":"{trigger}"}}"#);
+    let (status, body) = http(port, "POST", &format!("/jobs/{id}/checkpoints"), Some(&request));
+    assert_eq!((status, body), (202, serde_json::json!({"request-id": trigger})));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let result = loop {
+        let (status, body) = http(port, "GET", &format!("/jobs/{id}/checkpoints/{trigger}"), None);
+        assert_eq!(status, 200, "{body}");
+        if body["status"]["id"] == "COMPLETED" {
+            break body;
+        }
+        assert_eq!(body["status"]["id"], "IN_PROGRESS", "{body}");
+        assert!(std::time::Instant::now() < deadline, "the checkpoint never completed: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let checkpoint_id = result["operation"]["checkpointId"].as_u64().unwrap_or_else(|| panic!("{result}"));
+    assert!(result["operation"].get("failure-cause").is_none(), "{result}");
+
+    // The same trigger id again takes no second checkpoint.
+    let (status, body) = http(port, "POST", &format!("/jobs/{id}/checkpoints"), Some(&request));
+    assert_eq!((status, body), (202, serde_json::json!({"request-id": trigger})));
+    let (_, stats) = http(port, "GET", &format!("/jobs/{id}/checkpoints"), None);
+    assert_eq!(stats["counts"]["completed"], 1, "{stats}");
+    let latest = &stats["latest"]["completed"];
+    assert_eq!(latest["id"], checkpoint_id, "{stats}");
+    let path = local(latest["external_path"].as_str().unwrap());
+    assert!(path.ends_with(format!("{id}/chk-{checkpoint_id}")), "{}", path.display());
+    assert!(path.join("_metadata").is_file(), "{} has no _metadata", path.display());
+
+    // An empty body asks for the configured kind, under a fresh trigger id.
+    let (status, body) = http(port, "POST", &format!("/jobs/{id}/checkpoints"), None);
+    assert_eq!(status, 202, "{body}");
+    assert_ne!(body["request-id"], trigger, "{body}");
+    let second = body["request-id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while http(port, "GET", &format!("/jobs/{id}/checkpoints/{second}"), None).1["status"]["id"] != "COMPLETED" {
+        assert!(std::time::Instant::now() < deadline, "the second checkpoint never completed");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // `/savepoint-disposal` removes a job's checkpoint directory (what the operator does with
+    // the directories of job epochs it no longer needs), and refuses any other directory.
+    let dispose = |path: &str| {
+        let request = serde_json::json!({"savepoint-path": path}).to_string();
+        let (status, body) = http(port, "POST", "/savepoint-disposal", Some(&request));
+        assert_eq!(status, 202, "{body}");
+        let (status, result) =
+            http(port, "GET", &format!("/savepoint-disposal/{}", body["request-id"].as_str().unwrap()), None);
+        assert_eq!(status, 200, "{result}");
+        assert_eq!(result["status"]["id"], "COMPLETED", "{result}");
+        result["operation"]["failure-cause"]["stack-trace"].as_str().map(str::to_string)
+    };
+    let not_a_checkpoint_dir = format!("file://{}", cwd.path().display());
+    let refused = dispose(&not_a_checkpoint_dir).expect("refused");
+    assert!(refused.contains("is no savepoint"), "{refused}");
+    assert!(cwd.path().exists());
+    let job_dir = path.parent().unwrap().to_path_buf();
+    assert_eq!(std::fs::read_dir(&job_dir).unwrap().count(), 2, "two checkpoints retained");
+    assert_eq!(dispose(&format!("file://{}", job_dir.display())), None);
+    assert!(!job_dir.exists(), "{} is still there", job_dir.display());
+    let (status, _) = http(port, "PATCH", &format!("/jobs/{id}?mode=cancel"), None);
+    assert_eq!(status, 202);
+    cluster.jobmanager().wait().unwrap();
+}

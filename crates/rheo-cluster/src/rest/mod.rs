@@ -14,7 +14,10 @@
 //! sums the counters of a vertex's subtasks), so every subtask of `/backpressure` shows the
 //! vertex's ratios and `/vertices/:vid/metrics` serves unprefixed vertex metrics, not Flink's
 //! `<subtask>.<name>` ones; `drain` of stop-with-savepoint is refused; `/jars` lists one
-//! pseudo-jar, the binary, whose entries are the jobs it carries (no upload).
+//! pseudo-jar, the binary, whose entries are the jobs it carries (no upload); every
+//! `checkpointType` of `POST /jobs/:id/checkpoints` takes a full checkpoint (Rheo has no
+//! incremental ones); `/savepoint-disposal` also deletes a job's checkpoint directory (only
+//! `chk-<n>/` in it), which the operator uses for the directories of old job epochs.
 
 mod handlers;
 mod metrics;

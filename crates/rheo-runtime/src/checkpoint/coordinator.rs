@@ -16,7 +16,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crate::checkpoint::io_runtime;
 use crate::checkpoint::metadata::{CheckpointMetadata, METADATA_FILE, METADATA_VERSION, StateHandle, checkpoint_dir};
 use crate::checkpoint::storage::{CheckpointStorage, StorageError};
-use crate::driver::handle::{CompletedCheckpoint, JobHandle, SavepointRequest, SavepointStatus};
+use crate::driver::handle::{
+    CheckpointTriggerStatus, CompletedCheckpoint, JobHandle, SavepointRequest, SavepointStatus, SnapshotRequest,
+};
 use crate::output::CheckpointBarrier;
 use crate::task::{Control, TaskEvent, now_ms};
 
@@ -83,7 +85,11 @@ pub struct CheckpointStats {
 
 /// Where a pending checkpoint goes and what follows it.
 enum Kind {
-    Checkpoint { is_final: bool },
+    /// `trigger`: the id of a checkpoint asked for through REST, if it was.
+    Checkpoint {
+        is_final: bool,
+        trigger: Option<String>,
+    },
     Savepoint(SavepointRequest),
 }
 
@@ -103,7 +109,7 @@ pub struct CheckpointCoordinator {
     storage: CheckpointStorage,
     tasks: Vec<TaskEntry>,
     events: Receiver<TaskEvent>,
-    savepoints: Receiver<SavepointRequest>,
+    savepoints: Receiver<SnapshotRequest>,
     handle: JobHandle,
     next_id: u64,
     stats: CheckpointStats,
@@ -130,7 +136,7 @@ impl CheckpointCoordinator {
         storage: CheckpointStorage,
         tasks: Vec<TaskEntry>,
         events: Receiver<TaskEvent>,
-        savepoints: Receiver<SavepointRequest>,
+        savepoints: Receiver<SnapshotRequest>,
         handle: JobHandle,
         next_id: u64,
     ) -> Self {
@@ -161,7 +167,7 @@ impl CheckpointCoordinator {
         let sources: HashSet<usize> = (0..self.tasks.len()).filter(|&t| self.tasks[t].is_source).collect();
         let mut at_end: HashSet<usize> = HashSet::new();
         let mut pending: Option<Pending> = None;
-        let mut queued_savepoints: Vec<SavepointRequest> = Vec::new();
+        let mut queued: Vec<SnapshotRequest> = Vec::new();
         let mut next_trigger = Instant::now() + self.settings.interval;
         let mut closing = false;
         loop {
@@ -209,7 +215,7 @@ impl CheckpointCoordinator {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            queued_savepoints.extend(self.savepoints.try_iter());
+            queued.extend(self.savepoints.try_iter());
             if let Some(current) = &pending
                 && current.started.elapsed() > self.settings.timeout
             {
@@ -222,33 +228,46 @@ impl CheckpointCoordinator {
                 continue;
             }
             if all_at_end {
-                // The input is done: savepoints can no longer be taken; the final checkpoint.
-                for request in queued_savepoints.drain(..) {
-                    self.handle.savepoint_done(
-                        &request.trigger_id,
-                        SavepointStatus::Failed { cause: "the job reached the end of its input".into() },
-                    );
+                // The input is done: snapshots can no longer be taken; the final checkpoint.
+                for request in queued.drain(..) {
+                    self.refuse(request, "the job reached the end of its input");
                 }
-                pending = Some(self.trigger(Kind::Checkpoint { is_final: true }));
-            } else if !queued_savepoints.is_empty() {
-                let request = queued_savepoints.remove(0);
-                pending = Some(self.trigger(Kind::Savepoint(request)));
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: true, trigger: None }));
+            } else if !queued.is_empty() {
+                let kind = match queued.remove(0) {
+                    SnapshotRequest::Savepoint(request) => Kind::Savepoint(request),
+                    SnapshotRequest::Checkpoint { trigger_id } => {
+                        Kind::Checkpoint { is_final: false, trigger: Some(trigger_id) }
+                    }
+                };
+                pending = Some(self.trigger(kind));
             } else if Instant::now() >= next_trigger {
-                pending = Some(self.trigger(Kind::Checkpoint { is_final: false }));
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: false, trigger: None }));
             }
         }
         if let Some(current) = pending {
             self.failed(current, "the job attempt ended before it completed");
         }
-        for request in queued_savepoints.into_iter().chain(self.savepoints.try_iter()) {
-            let cause = "the job attempt ended before the savepoint was taken".to_string();
-            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause });
+        for request in queued.into_iter().chain(self.savepoints.try_iter()) {
+            self.refuse(request, "the job attempt ended before the snapshot was taken");
         }
         // The next attempt (or process) finds only complete checkpoints.
         for cleanup in std::mem::take(&mut self.cleanups) {
             let _ = io_runtime().block_on(cleanup);
         }
         self.stats
+    }
+
+    /// Fails a snapshot asked for that will not be taken.
+    fn refuse(&self, request: SnapshotRequest, cause: &str) {
+        match request {
+            SnapshotRequest::Savepoint(request) => {
+                self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause: cause.into() })
+            }
+            SnapshotRequest::Checkpoint { trigger_id } => self
+                .handle
+                .checkpoint_trigger_done(&trigger_id, CheckpointTriggerStatus::Failed { cause: cause.into() }),
+        }
     }
 
     fn trigger(&mut self, kind: Kind) -> Pending {
@@ -323,8 +342,14 @@ impl CheckpointCoordinator {
             s.checkpoints.failed += 1;
             s.checkpoints.in_progress = 0;
         });
-        if let Kind::Savepoint(request) = &pending.kind {
-            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause: cause.to_string() });
+        match &pending.kind {
+            Kind::Savepoint(request) => {
+                self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause: cause.to_string() })
+            }
+            Kind::Checkpoint { trigger: Some(trigger_id), .. } => self
+                .handle
+                .checkpoint_trigger_done(trigger_id, CheckpointTriggerStatus::Failed { cause: cause.to_string() }),
+            Kind::Checkpoint { trigger: None, .. } => {}
         }
     }
 
@@ -332,7 +357,7 @@ impl CheckpointCoordinator {
     /// sources were told to close (final checkpoint, or stop-with-savepoint).
     fn complete(&mut self, pending: Pending, sources: &HashSet<usize>) -> bool {
         let id = pending.barrier.id;
-        let is_final = matches!(pending.kind, Kind::Checkpoint { is_final: true });
+        let is_final = matches!(pending.kind, Kind::Checkpoint { is_final: true, .. });
         let dir = pending.dir.clone();
         let result: Result<CheckpointMetadata, StorageError> = io_runtime().block_on(async {
             let mut states = Vec::with_capacity(pending.uploads.len());
@@ -410,9 +435,16 @@ impl CheckpointCoordinator {
                 s.last_checkpoint = Some(completed.clone());
             }
         });
-        if let Kind::Savepoint(request) = &pending.kind {
-            let location = dir.url().to_string();
-            self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Completed { location });
+        let location = dir.url().to_string();
+        match &pending.kind {
+            Kind::Savepoint(request) => {
+                self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Completed { location })
+            }
+            Kind::Checkpoint { trigger: Some(trigger_id), .. } => self.handle.checkpoint_trigger_done(
+                trigger_id,
+                CheckpointTriggerStatus::Completed { checkpoint_id: id, location },
+            ),
+            Kind::Checkpoint { trigger: None, .. } => {}
         }
         tracing::info!(
             checkpoint = id,

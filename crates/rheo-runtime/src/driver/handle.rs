@@ -160,14 +160,34 @@ pub struct SavepointRequest {
     pub as_checkpoint: bool,
 }
 
+/// A snapshot asked of the coordinator out of its schedule.
+#[derive(Debug, Clone)]
+pub enum SnapshotRequest {
+    Savepoint(SavepointRequest),
+    /// A checkpoint now (Flink's `POST /jobs/:id/checkpoints`): written and retained like a
+    /// periodic one, so a restore from the job's checkpoint directory finds it.
+    Checkpoint {
+        trigger_id: String,
+    },
+}
+
+/// Where a checkpoint asked for through [`JobHandle::trigger_checkpoint`] is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointTriggerStatus {
+    InProgress,
+    Completed { checkpoint_id: u64, location: String },
+    Failed { cause: String },
+}
+
 struct Shared {
     job_id: String,
     job_name: String,
     default_savepoint_dir: String,
     status: JobStatus,
     savepoints: HashMap<String, SavepointStatus>,
+    checkpoint_triggers: HashMap<String, CheckpointTriggerStatus>,
     /// The coordinator of the running attempt, when checkpointing is on.
-    coordinator: Option<Sender<SavepointRequest>>,
+    coordinator: Option<Sender<SnapshotRequest>>,
     next_trigger: u64,
     /// When the job last entered RUNNING (epoch millis): exceptions recorded since belong to
     /// the current attempt.
@@ -240,6 +260,7 @@ impl JobHandle {
             default_savepoint_dir,
             status,
             savepoints: HashMap::new(),
+            checkpoint_triggers: HashMap::new(),
             coordinator: None,
             next_trigger: 0,
             attempt_started,
@@ -291,24 +312,47 @@ impl JobHandle {
 
     /// Starts a savepoint (Flink's `POST /jobs/:id/savepoints`); returns its trigger id.
     pub fn trigger_savepoint(&self, target_dir: Option<String>, stop: bool) -> Result<String, String> {
+        let (coordinator, trigger_id, default_dir) = self.new_trigger("savepoints")?;
+        let target_dir = target_dir.unwrap_or(default_dir);
+        self.lock().savepoints.insert(trigger_id.clone(), SavepointStatus::InProgress);
+        let request = SavepointRequest { trigger_id: trigger_id.clone(), target_dir, stop, as_checkpoint: false };
+        coordinator.send(SnapshotRequest::Savepoint(request)).map_err(|_| "the job is ending".to_string())?;
+        Ok(trigger_id)
+    }
+
+    /// Starts a checkpoint now (Flink's `POST /jobs/:id/checkpoints`); returns its trigger id.
+    /// A `trigger_id` given by the caller that is already known takes no second checkpoint, so
+    /// a client that retries a request it got no answer to is safe.
+    pub fn trigger_checkpoint(&self, trigger_id: Option<String>) -> Result<String, String> {
+        if let Some(id) = &trigger_id
+            && self.lock().checkpoint_triggers.contains_key(id)
+        {
+            return Ok(id.clone());
+        }
+        let (coordinator, fresh_id, _) = self.new_trigger("checkpoints")?;
+        let trigger_id = trigger_id.unwrap_or(fresh_id);
+        self.lock().checkpoint_triggers.insert(trigger_id.clone(), CheckpointTriggerStatus::InProgress);
+        let request = SnapshotRequest::Checkpoint { trigger_id: trigger_id.clone() };
+        coordinator.send(request).map_err(|_| "the job is ending".to_string())?;
+        Ok(trigger_id)
+    }
+
+    /// The coordinator to send a triggered snapshot to, a fresh trigger id, and the default
+    /// savepoint directory; an error when the job cannot take `what` now.
+    fn new_trigger(&self, what: &str) -> Result<(Sender<SnapshotRequest>, String, String), String> {
         let mut shared = self.lock();
         if shared.status.state != JobState::Running {
             return Err(format!("job {} is {}, not RUNNING", shared.job_id, shared.status.state.flink_name()));
         }
         let Some(coordinator) = shared.coordinator.clone() else {
-            return Err("checkpointing is off (execution.checkpointing.interval): savepoints need it".into());
+            return Err(format!("checkpointing is off (execution.checkpointing.interval): {what} need it"));
         };
         shared.next_trigger += 1;
         let trigger_id = format!(
             "{:032x}",
             rheo_types::keygroups::hash_key(&(shared.job_id.as_str(), shared.next_trigger, now_ms())) as u128
         );
-        let target_dir = target_dir.unwrap_or_else(|| shared.default_savepoint_dir.clone());
-        shared.savepoints.insert(trigger_id.clone(), SavepointStatus::InProgress);
-        drop(shared);
-        let request = SavepointRequest { trigger_id: trigger_id.clone(), target_dir, stop, as_checkpoint: false };
-        coordinator.send(request).map_err(|_| "the job is ending".to_string())?;
-        Ok(trigger_id)
+        Ok((coordinator, trigger_id, shared.default_savepoint_dir.clone()))
     }
 
     /// Asks the next attempts to run at `parallelism` (Flink's `PUT
@@ -355,12 +399,16 @@ impl JobHandle {
             stop: true,
             as_checkpoint: true,
         };
-        coordinator.send(request).map_err(|_| "the job is ending".to_string())?;
+        coordinator.send(SnapshotRequest::Savepoint(request)).map_err(|_| "the job is ending".to_string())?;
         Ok(trigger_id)
     }
 
     pub fn savepoint_status(&self, trigger_id: &str) -> Option<SavepointStatus> {
         self.lock().savepoints.get(trigger_id).cloned()
+    }
+
+    pub fn checkpoint_trigger_status(&self, trigger_id: &str) -> Option<CheckpointTriggerStatus> {
+        self.lock().checkpoint_triggers.get(trigger_id).cloned()
     }
 
     /// Cancels the job (Flink's `PATCH /jobs/:id?mode=cancel`).
@@ -462,7 +510,7 @@ impl JobHandle {
         shared.counters = counters;
     }
 
-    pub fn set_coordinator(&self, coordinator: Option<Sender<SavepointRequest>>) {
+    pub fn set_coordinator(&self, coordinator: Option<Sender<SnapshotRequest>>) {
         let mut shared = self.lock();
         shared.coordinator = coordinator;
         if shared.coordinator.is_none() {
@@ -474,7 +522,18 @@ impl JobHandle {
                     };
                 }
             }
+            for status in shared.checkpoint_triggers.values_mut() {
+                if *status == CheckpointTriggerStatus::InProgress {
+                    *status = CheckpointTriggerStatus::Failed {
+                        cause: "the job attempt ended before the checkpoint completed".into(),
+                    };
+                }
+            }
         }
+    }
+
+    pub fn checkpoint_trigger_done(&self, trigger_id: &str, status: CheckpointTriggerStatus) {
+        self.lock().checkpoint_triggers.insert(trigger_id.to_string(), status);
     }
 
     pub fn savepoint_done(&self, trigger_id: &str, status: SavepointStatus) {

@@ -122,3 +122,57 @@ pub(super) async fn checkpoint_config(
         changelog_storage: "memory".into(),
     })
 }
+
+/// `POST /jobs/:id/checkpoints` with `{"checkpointType": .., "triggerId": ..}` (Flink 1.19+):
+/// a checkpoint now, into the job's checkpoint directory. Rheo's checkpoints are always full,
+/// so every `checkpointType` takes the same one.
+pub(super) async fn trigger_checkpoint(
+    Extract(state): Extract<Shared>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, Error> {
+    let handle = find_job(&state, &id)?;
+    let request: api::CheckpointTriggerRequest = body(&bytes, "CheckpointTriggerRequestBody")?;
+    if let Some(trigger) = &request.trigger_id
+        && (trigger.len() != 32 || !trigger.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(bad_field("CheckpointTriggerRequestBody", "triggerId", "expected 32 hexadecimal digits"));
+    }
+    match handle.trigger_checkpoint(request.trigger_id) {
+        Ok(trigger_id) => {
+            tracing::info!(trigger = %trigger_id, "checkpoint triggered (REST request)");
+            Ok(accepted(api::TriggerResponse { request_id: trigger_id }))
+        }
+        Err(message) => Err(Error(StatusCode::CONFLICT, message)),
+    }
+}
+
+/// `GET /jobs/:id/checkpoints/:trigger`.
+pub(super) async fn checkpoint_status(
+    Extract(state): Extract<Shared>,
+    Path((id, trigger)): Path<(String, String)>,
+) -> Answer<api::CheckpointTriggerResult> {
+    let handle = find_job(&state, &id)?;
+    let Some(status) = handle.checkpoint_trigger_status(&trigger) else {
+        return Err(Error(StatusCode::NOT_FOUND, format!("There is no checkpoint operation with triggerId={trigger}")));
+    };
+    let (id, operation) = match status {
+        CheckpointTriggerStatus::InProgress => (api::QueueStatusId::InProgress, None),
+        CheckpointTriggerStatus::Completed { checkpoint_id, .. } => (
+            api::QueueStatusId::Completed,
+            Some(api::CheckpointInfo { checkpoint_id: Some(checkpoint_id), failure_cause: None }),
+        ),
+        CheckpointTriggerStatus::Failed { cause } => (
+            api::QueueStatusId::Completed,
+            Some(api::CheckpointInfo {
+                checkpoint_id: None,
+                failure_cause: Some(serde_json::json!({
+                    "class": "org.apache.flink.runtime.checkpoint.CheckpointException",
+                    "stack-trace": cause,
+                    "serialized-throwable": "",
+                })),
+            }),
+        ),
+    };
+    ok(api::CheckpointTriggerResult { status: api::QueueStatus { id }, operation })
+}

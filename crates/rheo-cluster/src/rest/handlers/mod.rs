@@ -17,7 +17,9 @@ use serde::de::DeserializeOwned;
 use super::rates::VertexRates;
 use super::{FLINK_API_VERSION, JAR_ID, State};
 use crate::view::{SubmitError, SubmitRequest, SubtaskLocation, TaskManagerInfo};
-use rheo_runtime::driver::handle::{CompletedCheckpoint, JobHandle, JobState, JobStatus, SavepointStatus, TaskStatus};
+use rheo_runtime::driver::handle::{
+    CheckpointTriggerStatus, CompletedCheckpoint, JobHandle, JobState, JobStatus, SavepointStatus, TaskStatus,
+};
 use rheo_runtime::task::{TaskMetrics, now_ms};
 
 type Shared = Arc<State>;
@@ -42,8 +44,9 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/jobs/overview", get(jobs::jobs_overview))
         .route("/jobs/{id}", get(jobs::job).patch(jobs::cancel))
         .route("/jobs/{id}/exceptions", get(jobs::exceptions))
-        .route("/jobs/{id}/checkpoints", get(checkpoints::checkpoints))
+        .route("/jobs/{id}/checkpoints", get(checkpoints::checkpoints).post(checkpoints::trigger_checkpoint))
         .route("/jobs/{id}/checkpoints/config", get(checkpoints::checkpoint_config))
+        .route("/jobs/{id}/checkpoints/{trigger}", get(checkpoints::checkpoint_status))
         .route("/jobs/{id}/savepoints", post(savepoints::trigger_savepoint))
         .route("/jobs/{id}/savepoints/{trigger}", get(savepoints::savepoint_status))
         .route("/jobs/{id}/stop", post(savepoints::stop))

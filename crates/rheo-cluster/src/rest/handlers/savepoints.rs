@@ -83,21 +83,36 @@ pub(super) async fn savepoint_status(
     ok(api::AsynchronousOperationResult { status: api::QueueStatus { id }, operation })
 }
 
-/// Deletes the savepoint at `path`, refusing a directory without `_metadata` (not a savepoint).
+/// Deletes the savepoint at `path`, or a job's checkpoint directory (`<state.checkpoints.dir>/
+/// <job-id>`, holding only `chk-<n>/` directories, as the operator retires old job epochs).
+/// Anything else is refused: a directory without `_metadata` is neither.
 async fn dispose(path: &str) -> Result<(), String> {
     let storage = rheo_runtime::checkpoint::CheckpointStorage::from_url(path).map_err(|e| e.to_string())?;
-    match storage.get_if_exists("_metadata").await {
-        Ok(Some(_)) => {
-            storage.delete_all("").await.map_err(|e| e.to_string())?;
-            // A local savepoint leaves an empty directory behind: remove it too.
-            if let Some(dir) = path.strip_prefix("file://") {
-                let _ = std::fs::remove_dir(dir);
-            }
-            Ok(())
-        }
-        Ok(None) => Err(format!("{path} is no savepoint: it has no _metadata")),
-        Err(e) => Err(e.to_string()),
+    let is_savepoint = storage.get_if_exists("_metadata").await.map_err(|e| e.to_string())?.is_some();
+    if !is_savepoint && !is_job_checkpoint_dir(&storage).await? {
+        return Err(format!(
+            "{path} is no savepoint: it has no _metadata (nor is it a job's checkpoint directory of chk-<n>/ only)"
+        ));
     }
+    storage.delete_all("").await.map_err(|e| e.to_string())?;
+    // A local directory is left behind empty: remove it too.
+    if let Some(dir) = path.strip_prefix("file://") {
+        if !is_savepoint {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
+/// Whether `storage` holds checkpoints (`chk-<n>/`) and nothing else.
+async fn is_job_checkpoint_dir(storage: &rheo_runtime::checkpoint::CheckpointStorage) -> Result<bool, String> {
+    let files = storage.list_files("").await.map_err(|e| e.to_string())?;
+    let dirs = storage.list_dirs("").await.map_err(|e| e.to_string())?;
+    let only_checkpoints = dirs.iter().all(|d| d.strip_prefix("chk-").is_some_and(|n| n.parse::<u64>().is_ok()));
+    Ok(files.is_empty() && !dirs.is_empty() && only_checkpoints)
 }
 
 /// `POST /savepoint-disposal` with `{"savepoint-path": ..}` (`flink savepoint -d PATH`).
