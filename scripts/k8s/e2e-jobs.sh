@@ -13,7 +13,7 @@ LINES=${RHEO_E2E_LINES:-6000}
 RATE=${RHEO_E2E_RATE:-50}
 JOB_TIMEOUT=${RHEO_E2E_JOB_TIMEOUT:-600}
 work=$(mktemp -d)
-trap 'rm -rf "$work"; finish_checks; exit $?' EXIT
+trap 'status=$?; rm -rf "$work"; [[ $status -ne 0 ]] && bad "the suite stopped early (exit status $status)"; finish_checks; exit $?' EXIT
 
 awk -v n="$LINES" 'BEGIN { srand(11); for (i = 0; i < n; i++) { l = i * 10 "\t"
   for (j = 0; j < 8; j++) l = l (j ? " " : "") "w" int(rand() * 60); print l } }' >"$work/lines.txt"
@@ -34,8 +34,8 @@ derive() {
       taskManager: {replicas: $replicas, resources: {requests: {cpu: "200m", memory: "256Mi"}, limits: {memory: "1Gi"}}},
       podTemplate: {spec: {
         # The input as a ConfigMap volume: each pod sees it with its own modification time,
-        # and the file source's restore check looks at content only (size, first and last
-        # 64 KiB), so a new pod resumes the checkpoint's offsets.
+        # and the file source checks at restore the content only (size, first and last
+        # 64 KiB), so a new pod resumes at the offsets of the checkpoint.
         containers: [{name: "rheo", envFrom: [{secretRef: {name: "s3-credentials"}}],
                       volumeMounts: [{name: "input", mountPath: "/opt/rheo/input", readOnly: true}]}],
         volumes: [{name: "input", configMap: {name: "wc-input"}}]}},

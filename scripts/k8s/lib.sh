@@ -59,7 +59,9 @@ begin_checks() {
     "$here/cluster.sh" up || { echo "FAIL cluster up"; echo "$check_suite: 0 passed, 1 failed"; exit 1; }
     started=1
   fi
-  trap 'finish_checks; exit $?' EXIT
+  # A suite that stops early (a failed command under `exit`, a syntax error in a sourced part)
+  # fails, however many checks passed before it.
+  trap 'status=$?; [[ $status -ne 0 ]] && bad "the suite stopped early (exit status $status)"; finish_checks; exit $?' EXIT
 }
 ok()  { echo "ok   $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; [[ -n ${2:-} ]] && sed 's/^/     | /' <<<"$2" | tail -30; fail=$((fail + 1)); }
