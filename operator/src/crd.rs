@@ -652,6 +652,9 @@ pub struct JobStatus {
     /// Savepoints taken, newest last; trimmed by `job.savepointHistory`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub savepoint_history: Vec<SavepointRef>,
+    /// Savepoints trimmed from the history whose files are still to be deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub savepoints_to_dispose: Vec<String>,
 }
 
 /// A job state as the status shows it: Flink's states, plus `SUSPENDED` (nothing runs) and

@@ -369,10 +369,20 @@ async fn periodic_savepoints_are_kept_in_a_trimmed_history() {
     assert!(env.jm.take_calls().iter().any(|c| c.starts_with(&format!("POST /jobs/{JOB0}/savepoints"))));
     assert_eq!(env.status()["jobStatus"]["pendingSavepoint"]["purpose"], "periodic");
     *env.jm.savepoint.lock().unwrap() = Some(Ok("s3://rheo/savepoints/c".into()));
+    env.take_calls();
     env.reconcile().await.unwrap();
     let history = env.status()["jobStatus"]["savepointHistory"].clone();
     let paths: Vec<_> = history.as_array().unwrap().iter().map(|h| h["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, s(&["s3://rheo/savepoints/b", "s3://rheo/savepoints/c"]));
+
+    // The trimmed savepoint's files are deleted through the JobManager, once, with an Event.
+    let jm_calls = env.jm.take_calls();
+    assert!(jm_calls.iter().any(|c| c == "POST /savepoint-disposal s3://rheo/savepoints/a"), "{jm_calls:?}");
+    assert!(!jm_calls.iter().any(|c| c.contains("savepoint-disposal s3://rheo/savepoints/b")), "{jm_calls:?}");
+    assert!(lines(&env.take_calls()).contains(&"EVENT SavepointDisposed".to_string()));
+    assert!(env.status()["jobStatus"].get("savepointsToDispose").is_none(), "{}", env.status());
+    env.reconcile().await.unwrap();
+    assert!(!env.jm.take_calls().iter().any(|c| c.contains("savepoint-disposal")), "deleted once");
 }
 
 #[tokio::test]

@@ -308,6 +308,7 @@ impl Pass<'_> {
                 let busy = self.savepoints(deployed).await?;
                 let checkpoint_busy = self.checkpoint_nonce().await?;
                 self.remove_retired_checkpoints().await;
+                self.dispose_dropped_savepoints().await;
                 Ok(Next::Requeue(if busy || checkpoint_busy { REQUEUE_BUSY } else { REQUEUE_STEADY }))
             }
             JobStateView::Finished | JobStateView::Canceled => {
@@ -600,20 +601,9 @@ impl Pass<'_> {
             let outcome = if chosen {
                 Err("it holds job.initialSavepointPath".to_string())
             } else {
-                let trigger = match self.ctx.jobmanagers.dispose(&url, &dir).await {
-                    Ok(t) => t.request_id,
-                    Err(e) => {
-                        warn!(job = self.name(), %dir, error = %e, "cannot remove old checkpoints yet");
-                        return;
-                    }
-                };
-                match self.ctx.jobmanagers.disposal_status(&url, &trigger).await {
-                    Ok(r) if r.status.id == QueueStatusId::InProgress => continue,
-                    Ok(r) => r.operation.and_then(|op| op.failure_message()).map_or(Ok(()), Err),
-                    Err(e) => {
-                        warn!(job = self.name(), %dir, error = %e, "cannot read the removal of old checkpoints");
-                        continue;
-                    }
+                match self.dispose(&url, &dir).await {
+                    Some(outcome) => outcome,
+                    None => continue,
                 }
             };
             match outcome {
@@ -631,6 +621,59 @@ impl Pass<'_> {
                 ),
             }
             self.status.reconciliation.retired_checkpoint_dirs.retain(|d| d != &dir);
+        }
+    }
+
+    /// Deletes the files of savepoints trimmed from the history (as Flink's operator does with
+    /// `savepoint.history.max.count/age`), through the JobManager, which has the storage
+    /// credentials. The savepoint a redeploy is to start from is never deleted.
+    async fn dispose_dropped_savepoints(&mut self) {
+        let url = self.rest_url();
+        for path in self.status.job_status.savepoints_to_dispose.clone() {
+            let chosen = self.fj.spec.job.initial_savepoint_path.as_deref() == Some(path.as_str());
+            let outcome = if chosen {
+                Err("it is job.initialSavepointPath".to_string())
+            } else {
+                match self.dispose(&url, &path).await {
+                    Some(outcome) => outcome,
+                    None => continue,
+                }
+            };
+            match outcome {
+                Ok(()) => self.event(
+                    EventType::Normal,
+                    "SavepointDisposed",
+                    "Cleanup",
+                    format!("deleted {path}: trimmed from the savepoint history"),
+                ),
+                Err(cause) => self.event(
+                    EventType::Warning,
+                    "SavepointKept",
+                    "Cleanup",
+                    format!("{path} is not deleted ({cause}); delete it by hand when it is not needed"),
+                ),
+            }
+            self.status.job_status.savepoints_to_dispose.retain(|p| p != &path);
+        }
+    }
+
+    /// Asks the JobManager to delete `path` (`/savepoint-disposal`) and reads the outcome;
+    /// `None` when it cannot say yet (the next pass asks again).
+    async fn dispose(&self, url: &str, path: &str) -> Option<Result<(), String>> {
+        let trigger = match self.ctx.jobmanagers.dispose(url, path).await {
+            Ok(t) => t.request_id,
+            Err(e) => {
+                warn!(job = self.name(), %path, error = %e, "cannot delete yet");
+                return None;
+            }
+        };
+        match self.ctx.jobmanagers.disposal_status(url, &trigger).await {
+            Ok(r) if r.status.id == QueueStatusId::InProgress => None,
+            Ok(r) => Some(r.operation.and_then(|op| op.failure_message()).map_or(Ok(()), Err)),
+            Err(e) => {
+                warn!(job = self.name(), %path, error = %e, "cannot read the outcome of a deletion");
+                None
+            }
         }
     }
 
@@ -688,8 +731,9 @@ impl Pass<'_> {
         js.savepoint_history.push(savepoint);
         let dropped = decide::trim_history(&mut js.savepoint_history, &self.fj.spec.job.savepoint_history, self.now);
         if !dropped.is_empty() {
+            js.savepoints_to_dispose.extend(dropped.iter().map(|s| s.path.clone()));
             let paths = dropped.iter().map(|s| s.path.as_str()).collect::<Vec<_>>().join(", ");
-            info!(job = self.name(), %paths, "savepoints dropped from the history");
+            info!(job = self.name(), %paths, "savepoints dropped from the history; their files go next");
         }
     }
 }
