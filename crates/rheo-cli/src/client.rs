@@ -134,7 +134,7 @@ pub fn run(command: ClientCommand) -> Result<(), String> {
     })
 }
 
-fn client(jm: &JobManager) -> Result<RestClient, String> {
+pub(crate) fn client(jm: &JobManager) -> Result<RestClient, String> {
     let url = jm.jobmanager.trim();
     let url = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
     url::Url::parse(&url).map_err(|e| format!("--jobmanager '{}': {e}", jm.jobmanager))?;

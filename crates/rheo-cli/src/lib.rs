@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, FromArgMatches, Parser, Subcommand};
 
+mod autoscale;
 mod client;
 pub mod jobs;
 mod processes;
@@ -46,6 +47,8 @@ enum Command {
     /// Start or stop a JobManager and TaskManagers on this machine.
     #[command(subcommand)]
     Cluster(processes::ClusterCommand),
+    /// Scale a running job's TaskManagers on this machine from its metrics (job.autoscaler.*).
+    Autoscale(autoscale::AutoscaleArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -168,6 +171,7 @@ pub fn run_cli(registry: JobRegistry, args: impl IntoIterator<Item = impl Into<O
         Command::Jobmanager(args) => processes::jobmanager(registry, args),
         Command::Taskmanager(args) => processes::taskmanager(registry, args),
         Command::Cluster(command) => processes::cluster(command),
+        Command::Autoscale(args) => autoscale::run(args),
         Command::Client(command) => client::run(command).map_err(Failure::Job),
     };
     match result {

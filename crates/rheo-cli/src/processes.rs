@@ -30,7 +30,7 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     /// A configuration error is a usage error (exit status 2).
-    fn load(&self) -> Result<Configuration, Failure> {
+    pub(crate) fn load(&self) -> Result<Configuration, Failure> {
         Configuration::load(self.conf_dir.as_deref(), &self.dynamic).map_err(|e| Failure::Usage(e.to_string()))
     }
 }

@@ -89,6 +89,12 @@ impl Cluster {
         self
     }
 
+    /// The `key=value` configuration every process gets (for another process, such as
+    /// `rheo autoscale`, to start TaskManagers of this cluster).
+    pub fn config(&self) -> &[String] {
+        &self.config
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -3,6 +3,7 @@
 
 pub use rheo_cluster::registry::*;
 
+pub mod arriving_numbers;
 pub mod datagen_word_count;
 pub mod kafka_word_count;
 pub mod socket_window_word_count;
@@ -16,4 +17,5 @@ pub fn builtin() -> JobRegistry {
         .register::<word_count::WordCount>()
         .register::<datagen_word_count::DatagenWordCount>()
         .register::<kafka_word_count::KafkaWordCount>()
+        .register::<arriving_numbers::ArrivingNumbers>()
 }

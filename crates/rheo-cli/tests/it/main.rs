@@ -4,6 +4,7 @@
 mod common;
 mod slow_sink;
 
+mod autoscale;
 mod checkpoints;
 mod cli;
 mod cluster;
