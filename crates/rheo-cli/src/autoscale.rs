@@ -199,6 +199,12 @@ impl Autoscaler {
             Decision::NoChange { reason } => tracing::info!(job_id, ?reason, "no change"),
             Decision::Rescale { parallelism, task_managers: wanted, .. } => {
                 let to = parallelism.iter().map(|c| c.to).max().unwrap_or(1);
+                // Rheo's vertices share slots and run at one job parallelism (the largest a
+                // vertex wants): a vertex wanting less than that changes nothing.
+                if job.parallelism() == Some(to) && *wanted == task_managers {
+                    tracing::info!(job_id, parallelism = to, vertices = ?summary, "no change: the job runs at the largest parallelism a vertex wants");
+                    return Ok(true);
+                }
                 tracing::info!(job_id, parallelism = to, task_managers = wanted, from = task_managers, vertices = ?summary, "rescaling");
                 self.rescale(job_id, &job, to, task_managers, *wanted).await?;
                 self.last_rescale_ms = Some(now_ms());
@@ -223,6 +229,13 @@ impl Autoscaler {
                 Ok(self.rest.taskmanagers().await.map_err(|e| e.to_string())?.taskmanagers.len() as u32 >= to)
             })
             .await?;
+        }
+        if job.parallelism() == Some(parallelism) {
+            // Only the TaskManager count changes: no redeploy.
+            if to < from {
+                self.stop_idle(from - to).await?;
+            }
+            return Ok(());
         }
         let requirements: JobResourceRequirements = job
             .vertices
