@@ -17,22 +17,9 @@ const CHECKPOINT_INTERVAL_MS: u64 = 100;
 /// a few checkpoint intervals at most.
 const KILLED_RATE: u64 = 100_000;
 
-/// `ts<TAB>text` lines over ~10 s of event time, 4 words each from 60.
+/// `ts<TAB>text` lines over ~10 s of event time, 4 words each from 60 (fencing.rs's input).
 fn write_input(path: &Path) {
-    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
-    let mut text = String::with_capacity(LINES * 24);
-    for i in 0..LINES {
-        text.push_str(&(i / 40).to_string());
-        text.push('\t');
-        for k in 0..4 {
-            if k > 0 {
-                text.push(' ');
-            }
-            text.push_str(&format!("w{}", rng.random_range(0..60)));
-        }
-        text.push('\n');
-    }
-    std::fs::write(path, text).unwrap();
+    super::fencing::write_input(path, LINES, 7);
 }
 
 /// (window end, word) → count, from every committed part file; fails on a duplicate line.

@@ -16,7 +16,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 
 /// `ts<TAB>text` lines, 40 per millisecond of event time, 4 words each from 60 (`seed` varies
 /// them).
-fn write_input(path: &Path, lines: usize, seed: u64) {
+pub(crate) fn write_input(path: &Path, lines: usize, seed: u64) {
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
     let mut text = String::with_capacity(lines * 24);
     for i in 0..lines {
