@@ -265,6 +265,44 @@ impl CheckpointStorage {
         Ok(())
     }
 
+    /// Files that processes killed while writing objects directly under `relative` left
+    /// behind, as (object name, file name). Only a local file system has them: its store
+    /// writes `<name>#<n>` and renames it when complete (and hides such files from listings),
+    /// while object stores write atomically.
+    pub fn unfinished_writes(&self, relative: &str) -> Result<Vec<(String, String)>, StorageError> {
+        let Some(dir) = &self.local_dir else { return Ok(Vec::new()) };
+        let entries = match std::fs::read_dir(dir.join(relative)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.local_io_error(relative, e)),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let file = entry.map_err(|e| self.local_io_error(relative, e))?.file_name().to_string_lossy().to_string();
+            if let Some((object, n)) = file.rsplit_once('#')
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+            {
+                found.push((object.to_string(), file.clone()));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes a file that [`Self::unfinished_writes`] found.
+    pub fn delete_unfinished_write(&self, relative: &str) -> Result<(), StorageError> {
+        let Some(dir) = &self.local_dir else { return Ok(()) };
+        match std::fs::remove_file(dir.join(relative)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.local_io_error(relative, e)),
+        }
+    }
+
+    fn local_io_error(&self, path: &str, e: std::io::Error) -> StorageError {
+        self.io_error(path, object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })
+    }
+
     pub async fn delete(&self, relative: &str) -> Result<(), StorageError> {
         match self.store.delete(&self.path(relative)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

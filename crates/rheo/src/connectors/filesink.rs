@@ -61,16 +61,29 @@ fn part_checkpoint(name: &str) -> Option<Option<u64>> {
     if id == "final" { Some(None) } else { id.parse().ok().map(Some) }
 }
 
-/// Deletes the parts committed after checkpoint `after` (every part when `None`).
+/// Whether a part belongs to the output a run starting after checkpoint `after` (`None`: from
+/// nothing) writes again.
+fn written_again(part: &str, after: Option<u64>) -> bool {
+    match (part_checkpoint(part), after) {
+        (None, _) => false,
+        (Some(Some(id)), Some(after)) => id > after,
+        (Some(_), _) => true,
+    }
+}
+
+/// Deletes the parts committed after checkpoint `after` (every part when `None`), and what
+/// killed runs left of their unfinished writes: a whole or partial copy of output that a
+/// reader of the directory would count.
 async fn roll_back(storage: &CheckpointStorage, after: Option<u64>) -> Result<usize, StorageError> {
     let mut deleted = 0;
+    for (part, file) in storage.unfinished_writes("")? {
+        if written_again(&part, after) {
+            storage.delete_unfinished_write(&file)?;
+            deleted += 1;
+        }
+    }
     for name in storage.list_files("").await? {
-        let Some(checkpoint) = part_checkpoint(&name) else { continue };
-        let later = match (checkpoint, after) {
-            (Some(id), Some(after)) => id > after,
-            _ => true,
-        };
-        if later {
+        if written_again(&name, after) {
             storage.delete(&name).await?;
             deleted += 1;
         }
@@ -177,8 +190,19 @@ impl<T> ExactlyOnceFileSink<T> {
                 );
             }
         }
-        for part in &start.restored {
-            self.write(&part.file_name(), part.data.clone())?;
+        if !start.restored.is_empty() {
+            let repair = |e: StorageError| SinkError::Other(format!("cannot repair the output: {e}").into());
+            // Found before the writes below, so that only writes of killed runs are deleted.
+            let unfinished = self.storage.unfinished_writes("").map_err(repair)?;
+            for part in &start.restored {
+                let name = part.file_name();
+                self.write(&name, part.data.clone())?;
+                // This subtask alone writes the part (restored state is split between the
+                // subtasks), so the part's other unfinished writes are of killed runs.
+                for (_, file) in unfinished.iter().filter(|(object, _)| *object == name) {
+                    self.storage.delete_unfinished_write(file).map_err(repair)?;
+                }
+            }
         }
         self.start = None;
         Ok(())
@@ -270,6 +294,25 @@ mod tests {
         assert_eq!(part_checkpoint("part-3-17.csv"), Some(Some(17)));
         assert_eq!(part_checkpoint("part-0-final.csv"), Some(None));
         assert_eq!(part_checkpoint("_rheo_owner"), None);
+    }
+
+    #[test]
+    fn a_restart_deletes_the_unfinished_writes_of_a_killed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::from_url(dir.path().to_str().unwrap()).unwrap();
+        io_runtime().block_on(async {
+            for name in ["part-0-1.csv", "part-1-3.csv"] {
+                storage.put(name, b"x\n".to_vec()).await.unwrap();
+            }
+            for killed in ["part-0-2.csv#1", "part-1-3.csv#1", "notes#1"] {
+                std::fs::write(dir.path().join(killed), b"x\n").unwrap();
+            }
+            assert_eq!(roll_back(&storage, Some(2)).await.unwrap(), 2, "the part after 2 and its copy");
+            let mut left: Vec<String> =
+                std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+            left.sort();
+            assert_eq!(left, ["notes#1", "part-0-1.csv", "part-0-2.csv#1"], "the unfinished write of part 2 is its restart's");
+        });
     }
 
     #[test]
