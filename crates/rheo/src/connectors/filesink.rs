@@ -311,7 +311,11 @@ mod tests {
             let mut left: Vec<String> =
                 std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
             left.sort();
-            assert_eq!(left, ["notes#1", "part-0-1.csv", "part-0-2.csv#1"], "the unfinished write of part 2 is its restart's");
+            assert_eq!(
+                left,
+                ["notes#1", "part-0-1.csv", "part-0-2.csv#1"],
+                "the unfinished write of part 2 is its restart's"
+            );
         });
     }
 
