@@ -6,7 +6,8 @@ ENGINE_CRATES := --workspace --exclude rheo-operator
 test-engine:
 	scripts/with-s3.sh $(CARGO) test $(ENGINE_CRATES)
 
-## make bench: word count throughput, latency and memory; checkpoint cost; recovery time
+## make bench: word count throughput, latency and memory; checkpoint cost; recovery time; Rheo
+## beside Apache Flink 2.3 (from PyPI, scripts/flink-bench-job.sh) on the same job and file
 bench:
 	$(CARGO) build --release -p rheo-cli -p rheo-bench --bins
-	scripts/with-s3.sh $(CARGO_TARGET_DIR)/release/rheo-bench
+	RHEO_BENCH_FLINK_CLASSPATH="$$(scripts/flink-bench-job.sh)" scripts/with-s3.sh $(CARGO_TARGET_DIR)/release/rheo-bench

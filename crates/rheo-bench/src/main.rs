@@ -8,7 +8,8 @@
 //! - `engine-p1`, `engine-p2`: the job on the embedded mini-cluster;
 //! - `checkpoint-file`, `checkpoint-s3`: the same with checkpoints every 1 s (S3 when
 //!   `RHEO_TEST_S3` names a bucket, see `scripts/services/s3.sh`);
-//! - `recovery`: time from a task failure to processing resumed from the last checkpoint;
+//! - `recovery`: time from a task failure to records flowing again through the keyed task,
+//!   restored from the last checkpoint;
 //! - `rescale-restart`, `rescale`: numbers through a map, rescaled from 1 to 2 halfway, once
 //!   the old way (through the restart path from the newest checkpoint: what reactive mode did)
 //!   and once by a stop-with-checkpoint (`PUT /jobs/:id/resource-requirements`); the pause
@@ -25,6 +26,11 @@
 //! - `state-scale-1m`, `state-scale-10m`: the final-count word count (`rheo run word-count`:
 //!   a count per word in keyed state and a timer per word at the end of input) with 1M or 10M
 //!   distinct short words, each seen twice. See [`state_scale`] for what is measured.
+//! - `compare-rheo-p1`, `compare-flink-p1`, `compare-rheo-p2`, `compare-flink-p2`: Rheo and
+//!   Apache Flink 2.3 on the same event-time word count over the same file, in this run; see
+//!   [`compare`] for the job and what each figure means.
+
+mod compare;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -77,6 +83,9 @@ struct Report {
     reprocessed: Option<u64>,
     #[serde(default)]
     state: Option<StateScale>,
+    /// Comparison cases: user and system CPU seconds per million input lines.
+    #[serde(default)]
+    cpu_seconds_per_million_lines: Option<f64>,
 }
 
 /// What the state-scale cases measure (see [`state_scale`]).
@@ -117,6 +126,15 @@ fn orchestrate() -> anyhow::Result<()> {
         eprintln!("RHEO_TEST_S3 not set: skipping checkpoint-s3 (make bench starts SeaweedFS)");
     }
     cases.extend(["recovery", "rescale-restart", "rescale", "cluster-1tm", "cluster-2tm", "cluster-recovery"]);
+    if std::env::var_os(compare::FLINK_CLASSPATH).is_some() {
+        cases.extend(["compare-rheo-p1", "compare-flink-p1", "compare-rheo-p2", "compare-flink-p2"]);
+    } else {
+        eprintln!("{} not set: skipping the comparison with Flink (make bench sets it)", compare::FLINK_CLASSPATH);
+        cases.extend(["compare-rheo-p1", "compare-rheo-p2"]);
+    }
+    // The comparison reads a file; Flink's pace makes 10M lines take minutes per case.
+    let compare_lines: u64 =
+        std::env::var("RHEO_BENCH_COMPARE_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000_000);
     if let Some(only) = &only {
         let only: Vec<&str> = only.split(',').map(str::trim).collect();
         cases.retain(|c| only.contains(c));
@@ -136,8 +154,9 @@ fn orchestrate() -> anyhow::Result<()> {
     for case in cases {
         // A backtrace on the recovery case's injected panic would measure symbolization, not
         // recovery: the cases run as production would, without RUST_BACKTRACE.
+        let case_lines = if case.starts_with("compare-") { compare_lines } else { lines };
         let output = std::process::Command::new(&exe)
-            .args(["case", case, &lines.to_string()])
+            .args(["case", case, &case_lines.to_string()])
             .env("RUST_BACKTRACE", "0")
             .output()?;
         if !output.status.success() {
@@ -177,7 +196,10 @@ fn orchestrate() -> anyhow::Result<()> {
         }
     }
     if let Some(r) = reports.iter().find(|r| r.case == "recovery") {
-        println!("recovery: {:.0} ms from task failure to processing resumed", r.recovery_ms.unwrap_or(f64::NAN));
+        println!(
+            "recovery: {:.0} ms from a task failure to the first record out of the keyed task after the restart",
+            r.recovery_ms.unwrap_or(f64::NAN)
+        );
     }
     for (case, how) in
         [("rescale-restart", "before: restart from the newest checkpoint"), ("rescale", "after: stop-with-checkpoint")]
@@ -199,6 +221,8 @@ fn orchestrate() -> anyhow::Result<()> {
             r.recovery_ms.unwrap_or(f64::NAN)
         );
     }
+    print_comparison(&reports, compare_lines);
+    print_definitions();
     let scale: Vec<&Report> = reports.iter().filter(|r| r.state.is_some()).collect();
     if !scale.is_empty() {
         println!(
@@ -240,6 +264,61 @@ fn orchestrate() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The Rheo and Flink cases side by side, and their ratios.
+fn print_comparison(reports: &[Report], lines: u64) {
+    let compared: Vec<&Report> = reports.iter().filter(|r| r.case.starts_with("compare-")).collect();
+    if compared.is_empty() {
+        return;
+    }
+    println!(
+        "Rheo and Flink 2.3, the same event-time word count over the same {lines}-line file, in this run \
+         (crates/rheo-bench/src/compare.rs):"
+    );
+    println!("{:<18} {:>10} {:>12} {:>15} {:>13}", "case", "seconds", "lines/s", "CPU s/M lines", "peak RSS MiB");
+    for r in &compared {
+        println!(
+            "{:<18} {:>10.2} {:>12.0} {:>15.2} {:>13.1}",
+            r.case,
+            r.seconds,
+            r.lines_per_second,
+            r.cpu_seconds_per_million_lines.unwrap_or(f64::NAN),
+            r.peak_rss_mib
+        );
+    }
+    for p in ["p1", "p2"] {
+        let find = |engine: &str| compared.iter().find(|r| r.case == format!("compare-{engine}-{p}"));
+        if let (Some(rheo), Some(flink)) = (find("rheo"), find("flink")) {
+            let cpu = |r: &Report| r.cpu_seconds_per_million_lines.unwrap_or(f64::NAN);
+            println!(
+                "{p}: Rheo / Flink: {:.1}x the lines/s, {:.1}x less CPU per line, {:.0}x less peak memory",
+                rheo.lines_per_second / flink.lines_per_second,
+                cpu(flink) / cpu(rheo),
+                flink.peak_rss_mib / rheo.peak_rss_mib
+            );
+        }
+    }
+}
+
+/// What each printed figure means.
+fn print_definitions() {
+    println!("definitions:");
+    for line in [
+        "lines/s, words/s: input lines (of 8 words) over the case's wall-clock seconds; for the engine cases the job on \
+         the mini-cluster in this process, for cluster-* from deployment to the end of the job, for compare-* from \
+         starting the engine's process to its exit (start-up included)",
+        "RSS MiB: the largest resident set of the process running the job (cluster-*: of the largest TaskManager)",
+        "latency p50/p99: from a window's end to its result reaching the sink (processing time)",
+        "chk ms, max chk KiB: mean checkpoint duration from trigger to completion, largest checkpoint size",
+        "recovery: from a task failure to the first record out of the keyed task after the in-process restart",
+        "cluster recovery: from a TaskManager's SIGKILL to the first checkpoint completed after it (all tasks \
+         running and consistent again)",
+        "rescale pause: the longest gap between two records the map sees after the rescale request",
+        "CPU s/M lines: user and system CPU seconds of the engine's process per million input lines",
+    ] {
+        println!("  {line}");
+    }
 }
 
 fn rss_bytes() -> u64 {
@@ -284,6 +363,10 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "cluster-recovery" => return cluster::recovery(report),
         "state-scale-1m" => state_scale::run(&mut report, 1_000_000)?,
         "state-scale-10m" => state_scale::run(&mut report, 10_000_000)?,
+        "compare-rheo-p1" => return compare::run(report, lines, compare::Engine::Rheo, 1),
+        "compare-flink-p1" => return compare::run(report, lines, compare::Engine::Flink, 1),
+        "compare-rheo-p2" => return compare::run(report, lines, compare::Engine::Rheo, 2),
+        "compare-flink-p2" => return compare::run(report, lines, compare::Engine::Flink, 2),
         other => bail!("unknown case '{other}'"),
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -436,8 +519,12 @@ fn recovery(report: &mut Report, lines: u64) -> anyhow::Result<()> {
     let resumed_at = Arc::new(AtomicI64::new(0));
     let seen = Arc::new(AtomicU64::new(0));
     let (f, r) = (failed_at.clone(), resumed_at.clone());
+    let failed = failed_at.clone();
     let fail_after = lines / 2;
     let datagen = DatagenConfig { count: Some(lines), ..Default::default() };
+    // Recovered means records flowing again through the keyed task: the running count per
+    // word (a keyed reduce) emits one record per word it takes in, and the map chained after
+    // it marks the first one after the failure.
     env.datagen(datagen, word_lines(SEED, VOCABULARY, WORDS_PER_LINE))
         .map(move |line: String| {
             let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
@@ -445,15 +532,17 @@ fn recovery(report: &mut Report, lines: u64) -> anyhow::Result<()> {
                 f.store(rheo_now_micros(), Ordering::Relaxed);
                 panic!("benchmark failure");
             }
-            if f.load(Ordering::Relaxed) != 0 && r.load(Ordering::Relaxed) == 0 {
-                r.store(rheo_now_micros(), Ordering::Relaxed);
-            }
             line
         })
         .flat_map(|line: String, out: &mut Collector<'_, WordWithCount>| tokenize(&line, out))
         .key_by(|wc: &WordWithCount| wc.word.clone())
-        .window(TumblingProcessingTimeWindows::of(Duration::from_secs(1)))
-        .aggregate(CountAggregate)
+        .reduce(rheo_cli::jobs::words::sum)
+        .map(move |wc: WordWithCount| {
+            if failed.load(Ordering::Relaxed) != 0 && r.load(Ordering::Relaxed) == 0 {
+                r.store(rheo_now_micros(), Ordering::Relaxed);
+            }
+            wc
+        })
         .discard();
     let graph = std::mem::take(&mut *env.graph());
     let result = MiniCluster::new(config).run("recovery", graph, &env.plan_settings()?)?;

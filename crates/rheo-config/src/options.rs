@@ -295,6 +295,20 @@ pub const S3_PATH_STYLE_ACCESS: ConfigOption<Option<bool>> = ConfigOption::new(
     "Address buckets as `endpoint/bucket` rather than `bucket.endpoint`. Unset: path style unless `AWS_VIRTUAL_HOSTED_STYLE_REQUEST` is set.",
 );
 
+pub const S3_RETRY_MAX_RETRIES: ConfigOption<usize> = ConfigOption::new(
+    "s3.retry.max-retries",
+    Section::S3,
+    10,
+    "Retries of a failed S3 request (connection refused, 5xx, timeout) with exponential backoff before the operation fails: a checkpoint is then declined, a restart goes through the restart strategy.",
+);
+
+pub const S3_RETRY_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+    "s3.retry.timeout",
+    Section::S3,
+    Duration::from_secs(180),
+    "How long an S3 request is retried at most, whatever `s3.retry.max-retries` allows.",
+);
+
 /// Every option, in the order of the reference.
 pub static ALL: &[&dyn AnyOption] = &[
     &PARALLELISM_DEFAULT,
@@ -335,6 +349,8 @@ pub static ALL: &[&dyn AnyOption] = &[
     &S3_ACCESS_KEY,
     &S3_SECRET_KEY,
     &S3_PATH_STYLE_ACCESS,
+    &S3_RETRY_MAX_RETRIES,
+    &S3_RETRY_TIMEOUT,
 ];
 
 /// The option with this key.

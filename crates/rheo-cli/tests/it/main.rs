@@ -14,6 +14,7 @@ mod fencing;
 mod lifecycle;
 mod network;
 mod operators;
+mod outage;
 mod properties;
 mod remote_backpressure;
 mod rest;

@@ -21,12 +21,28 @@ use rheo_config::{ConfigError, Configuration, options};
 /// once per process from its configuration (see [`initialize_file_systems`]), so that every
 /// place that opens a storage URL (the job driver, TaskManager uploads, file sinks, savepoint
 /// targets) reaches the store the same way.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct S3Options {
     pub endpoint: Option<String>,
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
     pub path_style_access: Option<bool>,
+    /// How often and how long a failed request is retried (`s3.retry.*`).
+    pub max_retries: usize,
+    pub retry_timeout: std::time::Duration,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            access_key: None,
+            secret_key: None,
+            path_style_access: None,
+            max_retries: options::S3_RETRY_MAX_RETRIES.default,
+            retry_timeout: options::S3_RETRY_TIMEOUT.default,
+        }
+    }
 }
 
 impl std::fmt::Debug for S3Options {
@@ -38,6 +54,8 @@ impl std::fmt::Debug for S3Options {
             .field("access_key", &masked(&self.access_key))
             .field("secret_key", &masked(&self.secret_key))
             .field("path_style_access", &self.path_style_access)
+            .field("max_retries", &self.max_retries)
+            .field("retry_timeout", &self.retry_timeout)
             .finish()
     }
 }
@@ -49,13 +67,20 @@ impl S3Options {
             access_key: config.get(&options::S3_ACCESS_KEY)?,
             secret_key: config.get(&options::S3_SECRET_KEY)?,
             path_style_access: config.get(&options::S3_PATH_STYLE_ACCESS)?,
+            max_retries: config.get(&options::S3_RETRY_MAX_RETRIES)?,
+            retry_timeout: config.get(&options::S3_RETRY_TIMEOUT)?,
         })
     }
 
     /// An S3 store for `bucket`: these options over the AWS environment.
     #[cfg(feature = "s3")]
     fn builder(&self, bucket: &str, env: impl Fn(&str) -> Option<String>) -> AmazonS3Builder {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        let retry = object_store::RetryConfig {
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+            ..Default::default()
+        };
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry);
         if let Some(endpoint) = &self.endpoint {
             // A plain-HTTP endpoint (a store inside the cluster) is asked for by name.
             builder = builder
