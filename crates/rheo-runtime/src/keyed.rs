@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use crate::graph::{Data, OperatorContext};
 use crate::output::{Operator, Output, Timestamp};
+use crate::state::keys::KeyId;
 use crate::state::restore::encode;
-use crate::state::timers::TimerQueue;
+use crate::state::timers::{IdSet, TimerQueue};
 use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
 use crate::window::AggregateFunction;
@@ -81,32 +82,28 @@ pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
     fn on_timer(&mut self, _timestamp: Timestamp, _ctx: &mut KeyedContext<'_, K, O>) {}
 }
 
-/// Timers of one keyed operator, per time domain, at most one per key and time.
-pub struct Timers<K> {
-    event: TimerQueue<K>,
-    processing: TimerQueue<K>,
-}
-
-impl<K: Key> Default for Timers<K> {
-    fn default() -> Self {
-        Self { event: TimerQueue::default(), processing: TimerQueue::default() }
-    }
+/// Timers of one keyed operator, per time domain, at most one per key and time. Keys are the
+/// ids of the operator's [`KeyTable`](crate::state::keys::KeyTable), which each timer holds.
+#[derive(Default)]
+pub struct Timers {
+    event: TimerQueue<IdSet>,
+    processing: TimerQueue<IdSet>,
 }
 
 /// What a keyed process function sees of its key, time, state and timers.
 pub struct KeyedContext<'a, K, O> {
-    key: &'a K,
+    key: KeyId,
     timestamp: Timestamp,
     watermark: Timestamp,
     now: Timestamp,
     state: &'a mut KeyedStateBackend<K>,
-    timers: &'a mut Timers<K>,
+    timers: &'a mut Timers,
     out: &'a mut dyn Output<O>,
 }
 
 impl<K: Key, O> KeyedContext<'_, K, O> {
     pub fn key(&self) -> &K {
-        self.key
+        self.state.key(self.key)
     }
     /// The timestamp of the current record, or the time of the firing timer.
     pub fn timestamp(&self) -> Timestamp {
@@ -126,17 +123,25 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     }
     /// Calls `on_timer` once the watermark reaches `time`.
     pub fn register_event_time_timer(&mut self, time: Timestamp) {
-        self.timers.event.register(time, self.key.clone());
+        if self.timers.event.register(time, self.key) {
+            self.state.keys().hold(self.key);
+        }
     }
     /// Calls `on_timer` once the clock reaches `time`.
     pub fn register_processing_time_timer(&mut self, time: Timestamp) {
-        self.timers.processing.register(time, self.key.clone());
+        if self.timers.processing.register(time, self.key) {
+            self.state.keys().hold(self.key);
+        }
     }
     pub fn delete_event_time_timer(&mut self, time: Timestamp) {
-        self.timers.event.delete(time, self.key);
+        if self.timers.event.delete(time, &self.key) {
+            self.state.keys().release(self.key);
+        }
     }
     pub fn delete_processing_time_timer(&mut self, time: Timestamp) {
-        self.timers.processing.delete(time, self.key);
+        if self.timers.processing.delete(time, &self.key) {
+            self.state.keys().release(self.key);
+        }
     }
     pub fn value<V: 'static>(&mut self, handle: &ValueState<V>) -> Option<&V> {
         self.state.value(handle, self.key)
@@ -168,6 +173,9 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     pub fn map_entries<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>) -> Vec<(UK, &UV)> {
         self.state.map_entries(handle, self.key)
     }
+    pub fn clear_map<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>) {
+        self.state.clear_map(handle, self.key);
+    }
 }
 
 /// Runs a [`KeyedProcessFunction`] with its state and timers.
@@ -175,7 +183,7 @@ pub struct KeyedProcessOperator<K, I, O, F> {
     key_of: KeySelector<I, K>,
     function: F,
     state: KeyedStateBackend<K>,
-    timers: Timers<K>,
+    timers: Timers,
     watermark: Timestamp,
     now: Timestamp,
     _types: std::marker::PhantomData<fn(I) -> O>,
@@ -211,7 +219,7 @@ impl serde::Serialize for Bytes<'_> {
 /// snapshot is.
 struct ProcessSnapshot<'a, K> {
     state: &'a KeyedStateBackend<K>,
-    timers: &'a Timers<K>,
+    timers: &'a Timers,
 }
 
 impl<K: Key> serde::Serialize for ProcessSnapshot<'_, K> {
@@ -229,11 +237,11 @@ impl<K: Key> serde::Serialize for ProcessSnapshot<'_, K> {
         if let Some(error) = failed {
             return Err(error);
         }
-        for (at, key) in event.iter() {
-            seq.serialize_element(&ProcessEntryRef::EventTimer { key, at })?;
+        for (at, id) in event.iter() {
+            seq.serialize_element(&ProcessEntryRef::EventTimer { key: self.state.key(id), at })?;
         }
-        for (at, key) in processing.iter() {
-            seq.serialize_element(&ProcessEntryRef::ProcessingTimer { key, at })?;
+        for (at, id) in processing.iter() {
+            seq.serialize_element(&ProcessEntryRef::ProcessingTimer { key: self.state.key(id), at })?;
         }
         seq.end()
     }
@@ -259,12 +267,8 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
                 ProcessEntry::State { table, key, value } => {
                     state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
                 }
-                ProcessEntry::EventTimer { key, at } => {
-                    timers.event.register(at, key);
-                }
-                ProcessEntry::ProcessingTimer { key, at } => {
-                    timers.processing.register(at, key);
-                }
+                ProcessEntry::EventTimer { key, at } => restore_timer(&mut timers.event, at, key, &mut state),
+                ProcessEntry::ProcessingTimer { key, at } => restore_timer(&mut timers.processing, at, key, &mut state),
             }
         }
         Self {
@@ -282,8 +286,10 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
         loop {
             let queue = if event_time { &mut self.timers.event } else { &mut self.timers.processing };
             let Some((at, key)) = queue.pop_due(time) else { break };
+            // The fired timer no longer holds the key; the key stays while `on_timer` runs.
+            self.state.keys().release(key);
             let mut ctx = KeyedContext {
-                key: &key,
+                key,
                 timestamp: at,
                 watermark: self.watermark,
                 now: self.now,
@@ -292,6 +298,7 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
                 out,
             };
             self.function.on_timer(at, &mut ctx);
+            self.state.keys().free_if_unused(key);
         }
     }
 }
@@ -304,9 +311,9 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     }
 
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
-        let key = (self.key_of)(&value);
+        let key = self.state.keys().intern((self.key_of)(&value));
         let mut ctx = KeyedContext {
-            key: &key,
+            key,
             timestamp,
             watermark: self.watermark,
             now: self.now,
@@ -315,6 +322,8 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
             out,
         };
         self.function.process_element(value, &mut ctx);
+        // A key that kept neither state nor a timer is not kept.
+        self.state.keys().free_if_unused(key);
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut dyn Output<O>) {
@@ -334,6 +343,15 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
         self.watermark = Timestamp::MAX;
         self.fire(true, Timestamp::MAX, out);
     }
+}
+
+/// Sets a restored timer, held by its key.
+fn restore_timer<K: Key>(queue: &mut TimerQueue<IdSet>, at: Timestamp, key: K, state: &mut KeyedStateBackend<K>) {
+    let id = state.keys().intern(key);
+    if queue.register(at, id) {
+        state.keys().hold(id);
+    }
+    state.keys().free_if_unused(id);
 }
 
 /// A [`KeyedProcessFunction`] from a closure, for functions that need no state or timers.

@@ -273,3 +273,152 @@ fn timers_deleted_or_set_again_while_firing_keep_their_meaning() {
     let at_five = fired.iter().position(|&r| r == (0, 5)).expect("the timer set while firing fires");
     assert_eq!(fired[at_five - 1], (0, 10), "the earlier timer fires right after the one that set it");
 }
+
+/// What a record does to its key's state and timers in [`KeyLifecycle`].
+#[derive(Clone, Debug)]
+enum Touch {
+    /// Counts the record and sets an event-time timer at the time.
+    CountUntil(Timestamp),
+    /// Counts the record.
+    Count,
+    /// Keeps nothing.
+    Look,
+}
+
+/// What [`KeyLifecycle`] saw of a key: its name, its count, its id, and how many keys the
+/// operator instance had then (the current one included).
+#[derive(Clone, Debug, PartialEq)]
+struct Seen {
+    key: String,
+    count: u64,
+    id: crate::state::keys::KeyId,
+    keys: usize,
+}
+
+/// Counts records per key; a timer emits the count and clears it, so a key whose timers have
+/// all fired keeps nothing. Every call reports what it saw.
+#[derive(Default)]
+struct KeyLifecycle {
+    count: Option<ValueState<u64>>,
+}
+
+impl KeyLifecycle {
+    fn seen(&self, ctx: &KeyedContext<'_, String, Seen>, count: u64) -> Seen {
+        Seen { key: ctx.key().clone(), count, id: ctx.key, keys: ctx.state.key_count() }
+    }
+}
+
+impl KeyedProcessFunction<String, (String, Touch), Seen> for KeyLifecycle {
+    fn open(&mut self, state: &mut KeyedStateBackend<String>) {
+        self.count = Some(state.value_state("count"));
+    }
+
+    fn process_element(&mut self, (_, touch): (String, Touch), ctx: &mut KeyedContext<'_, String, Seen>) {
+        let handle = self.count.clone().expect("opened");
+        let mut count = ctx.value(&handle).copied().unwrap_or(0);
+        match touch {
+            Touch::CountUntil(at) => {
+                count += 1;
+                ctx.update(&handle, count);
+                ctx.register_event_time_timer(at);
+            }
+            Touch::Count => {
+                count += 1;
+                ctx.update(&handle, count);
+            }
+            Touch::Look => {}
+        }
+        let seen = self.seen(ctx, count);
+        ctx.collect(seen);
+    }
+
+    fn on_timer(&mut self, _timestamp: Timestamp, ctx: &mut KeyedContext<'_, String, Seen>) {
+        let handle = self.count.clone().expect("opened");
+        let count = ctx.value(&handle).copied().unwrap_or(0);
+        ctx.clear(&handle);
+        let seen = self.seen(ctx, count);
+        ctx.collect(seen);
+    }
+}
+
+fn lifecycle() -> OneInputHarness<(String, Touch), Seen> {
+    OneInputHarness::for_operator(|ctx| {
+        KeyedProcessOperator::new(Arc::new(|r: &(String, Touch)| r.0.clone()), KeyLifecycle::default(), ctx)
+    })
+}
+
+/// Processes one record and returns what the function saw.
+fn touch(h: &mut OneInputHarness<(String, Touch), Seen>, key: &str, touch: Touch) -> Seen {
+    h.process((key.to_string(), touch), 0);
+    let mut records = h.take_records();
+    assert_eq!(records.len(), 1);
+    records.remove(0).0
+}
+
+#[test]
+fn a_key_whose_state_is_cleared_and_timers_fired_frees_its_id_for_a_new_key() {
+    let mut h = lifecycle();
+    let a = touch(&mut h, "a", Touch::CountUntil(10));
+    let b = touch(&mut h, "b", Touch::Count);
+    let c = touch(&mut h, "c", Touch::Look);
+    assert_eq!((a.keys, b.keys, c.keys), (1, 2, 3), "each key is interned while it is current");
+    assert_eq!(
+        touch(&mut h, "b", Touch::Count),
+        Seen { key: "b".into(), count: 2, id: b.id, keys: 2 },
+        "c kept nothing"
+    );
+
+    h.process_watermark(10);
+    let fired: Vec<Seen> = h.take_records().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(fired, vec![Seen { key: "a".into(), count: 1, id: a.id, keys: 2 }]);
+    let b_again = touch(&mut h, "b", Touch::Look);
+    assert_eq!(b_again.keys, 1, "a's timer fired and its count was cleared: only b is left");
+
+    // The ids of a and c are free again: new keys take them instead of new ones.
+    let d = touch(&mut h, "d", Touch::Count);
+    let e = touch(&mut h, "e", Touch::Count);
+    let mut reused = vec![d.id, e.id];
+    reused.sort_unstable();
+    let mut freed = vec![a.id, c.id];
+    freed.sort_unstable();
+    assert_eq!(reused, freed);
+    assert_eq!(e.keys, 3);
+    // A key that comes back after it was freed starts from nothing.
+    let a_again = touch(&mut h, "a", Touch::Look);
+    assert_eq!((a_again.count, a_again.keys), (0, 4));
+    assert_eq!(touch(&mut h, "d", Touch::Count).count, 2, "d's count is its own, not a's");
+}
+
+#[test]
+fn state_and_timers_restore_at_other_parallelisms_after_ids_were_freed_and_reused() {
+    let mut h = lifecycle();
+    for i in 0..30 {
+        touch(&mut h, &format!("k{i}"), Touch::CountUntil(100 + i));
+    }
+    h.process_watermark(114);
+    assert_eq!(h.take_records().len(), 15, "k0..k14 fired and were freed");
+    for i in 0..10 {
+        touch(&mut h, &format!("n{i}"), Touch::CountUntil(200 + i));
+    }
+    touch(&mut h, "k20", Touch::Count);
+    touch(&mut h, "loose", Touch::Look);
+    let snapshot = h.snapshot(1);
+
+    let mut expected: Vec<(String, u64)> = (15..30).map(|i| (format!("k{i}"), if i == 20 { 2 } else { 1 })).collect();
+    expected.extend((0..10).map(|i| (format!("n{i}"), 1)));
+    expected.sort();
+    for parallelism in [1, 2, 3] {
+        let mut union = Vec::new();
+        for subtask in 0..parallelism {
+            let mut part = h.restore_at(std::slice::from_ref(&snapshot), subtask, parallelism);
+            part.process_watermark(Timestamp::MAX);
+            for (seen, _) in part.take_records() {
+                let group = KeyGroupRange::key_group_of(hash_key(&seen.key), 128);
+                assert!(part.key_groups().contains(group), "{} fired in subtask {subtask} of {parallelism}", seen.key);
+                union.push((seen.key, seen.count));
+            }
+        }
+        union.sort();
+        assert_eq!(union, expected, "each key's count and timer once, at parallelism {parallelism}");
+    }
+}

@@ -1,10 +1,13 @@
 //! Keyed state: values, lists and maps scoped to the key of the current record.
 //!
 //! A keyed operator registers its state when it opens and gets typed handles back; reading or
-//! writing through a handle touches only the table of the current key. Tables are plain hash
-//! maps per operator instance; every entry's key group follows from its key hash, which is how
-//! a restored snapshot is split by key group for rescaling.
+//! writing through a handle touches only the entry of the current key. Keys are interned once
+//! per operator instance ([`keys::KeyTable`]): every state table is a vector indexed by the
+//! key's 4-byte id, so a key is stored once however many states and timers it has. Every
+//! entry's key group follows from its key hash, which is how a restored snapshot is split by
+//! key group for rescaling.
 
+pub mod keys;
 pub mod restore;
 pub(crate) mod timers;
 
@@ -15,44 +18,89 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use keys::{KeyId, KeyTable};
 use rheo_types::Key;
-
-type Table<K, S> = foldhash::HashMap<K, S>;
 
 /// A value that can live in keyed state: sent to checkpoints and read back.
 pub trait StateValue: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
 
-/// One registered state of every key, behind a trait object so the backend can snapshot and
-/// restore tables of any value type.
-trait StateTable<K>: Send {
-    fn as_any(&mut self) -> &mut dyn Any;
-    fn len(&self) -> usize;
-    /// Calls `visit` with every key and its value encoded, in one buffer reused for all.
-    fn for_each_encoded(&self, visit: &mut dyn FnMut(&K, &[u8]));
-    fn insert_encoded(&mut self, key: K, bytes: &[u8]) -> Result<(), postcard::Error>;
+/// One registered state of every key: a slot per key id.
+struct Table<S> {
+    slots: Vec<Option<S>>,
+    len: usize,
 }
 
-struct TypedTable<K, S>(Table<K, S>);
+impl<S> Table<S> {
+    fn get(&self, id: KeyId) -> Option<&S> {
+        self.slots.get(id as usize)?.as_ref()
+    }
 
-impl<K: Key, S: StateValue> StateTable<K> for TypedTable<K, S> {
+    fn get_mut(&mut self, id: KeyId) -> Option<&mut S> {
+        self.slots.get_mut(id as usize)?.as_mut()
+    }
+
+    /// The value of `id`, made with `make` if there is none; true if it was made.
+    fn get_or_insert_with(&mut self, id: KeyId, make: impl FnOnce() -> S) -> (&mut S, bool) {
+        let index = id as usize;
+        if index >= self.slots.len() {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.slots[index];
+        let made = slot.is_none();
+        if made {
+            self.len += 1;
+        }
+        (slot.get_or_insert_with(make), made)
+    }
+
+    /// Sets the value of `id`; true if it had none.
+    fn put(&mut self, id: KeyId, value: S) -> bool {
+        let mut value = Some(value);
+        let (slot, made) = self.get_or_insert_with(id, || value.take().expect("taken once"));
+        if let Some(value) = value {
+            *slot = value;
+        }
+        made
+    }
+
+    fn take(&mut self, id: KeyId) -> Option<S> {
+        let taken = self.slots.get_mut(id as usize)?.take();
+        self.len -= usize::from(taken.is_some());
+        taken
+    }
+}
+
+/// One registered state of every key, behind a trait object so the backend can snapshot and
+/// restore tables of any value type.
+trait StateTable: Send {
+    fn as_any(&mut self) -> &mut dyn Any;
+    fn len(&self) -> usize;
+    /// Calls `visit` with every key id and its value encoded, in one buffer reused for all.
+    fn for_each_encoded(&self, visit: &mut dyn FnMut(KeyId, &[u8]));
+    /// Sets the value of `id` from its encoding; true if it had none.
+    fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error>;
+}
+
+impl<S: StateValue> StateTable for Table<S> {
     fn as_any(&mut self) -> &mut dyn Any {
-        &mut self.0
+        self
     }
     fn len(&self) -> usize {
-        self.0.len()
+        self.len
     }
-    fn for_each_encoded(&self, visit: &mut dyn FnMut(&K, &[u8])) {
+    fn for_each_encoded(&self, visit: &mut dyn FnMut(KeyId, &[u8])) {
         let mut buffer = Vec::new();
-        for (key, value) in &self.0 {
-            buffer.clear();
-            buffer = postcard::to_extend(value, buffer).expect("state is serializable");
-            visit(key, &buffer);
+        for (id, value) in self.slots.iter().enumerate() {
+            if let Some(value) = value {
+                buffer.clear();
+                buffer = postcard::to_extend(value, buffer).expect("state is serializable");
+                visit(id as KeyId, &buffer);
+            }
         }
     }
-    fn insert_encoded(&mut self, key: K, bytes: &[u8]) -> Result<(), postcard::Error> {
-        self.0.insert(key, postcard::from_bytes(bytes)?);
-        Ok(())
+    fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error> {
+        Ok(self.put(id, postcard::from_bytes(bytes)?))
     }
 }
 
@@ -98,15 +146,20 @@ impl<UK, UV> Clone for MapState<UK, UV> {
     }
 }
 
-/// All keyed state of one operator instance.
+/// All keyed state of one operator instance: its keys, and a table per registered state.
+///
+/// Values are reached by the [`KeyId`] of the current key (the operator interns the key of
+/// each record and timer once). Each entry holds its key's id; the operator frees an id that
+/// nothing holds when it is done with the record or timer.
 pub struct KeyedStateBackend<K> {
+    keys: KeyTable<K>,
     names: Vec<String>,
-    tables: Vec<Box<dyn StateTable<K>>>,
+    tables: Vec<Box<dyn StateTable>>,
 }
 
 impl<K: Key> Default for KeyedStateBackend<K> {
     fn default() -> Self {
-        Self { names: Vec::new(), tables: Vec::new() }
+        Self { keys: KeyTable::default(), names: Vec::new(), tables: Vec::new() }
     }
 }
 
@@ -114,7 +167,7 @@ impl<K: Key> KeyedStateBackend<K> {
     fn register<S: StateValue>(&mut self, name: &str) -> usize {
         assert!(!self.names.iter().any(|n| n == name), "keyed state '{name}' is registered twice");
         self.names.push(name.to_string());
-        self.tables.push(Box::new(TypedTable::<K, S>(Table::default())));
+        self.tables.push(Box::new(Table::<S> { slots: Vec::new(), len: 0 }));
         self.tables.len() - 1
     }
 
@@ -130,8 +183,18 @@ impl<K: Key> KeyedStateBackend<K> {
         MapState { index: self.register::<HashMap<UK, UV>>(name), _type: PhantomData }
     }
 
-    fn table<S: 'static>(&mut self, index: usize) -> &mut Table<K, S> {
-        self.tables[index].as_any().downcast_mut::<Table<K, S>>().expect("state handle of this backend")
+    fn table<S: 'static>(&mut self, index: usize) -> &mut Table<S> {
+        self.tables[index].as_any().downcast_mut::<Table<S>>().expect("state handle of this backend")
+    }
+
+    /// The keys of this operator instance, which timers hold too.
+    pub(crate) fn keys(&mut self) -> &mut KeyTable<K> {
+        &mut self.keys
+    }
+
+    /// The key of a live id.
+    pub(crate) fn key(&self, id: KeyId) -> &K {
+        self.keys.key(id)
     }
 
     /// How many (state, key) entries there are.
@@ -139,11 +202,16 @@ impl<K: Key> KeyedStateBackend<K> {
         self.tables.iter().map(|t| t.len()).sum()
     }
 
+    /// How many distinct keys have state or timers.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Calls `visit` with every (state name, key, encoded value), for a checkpoint, without
     /// copying keys or allocating per entry.
     pub fn for_each_entry(&self, mut visit: impl FnMut(&str, &K, &[u8])) {
         for (name, table) in self.names.iter().zip(&self.tables) {
-            table.for_each_encoded(&mut |key, value| visit(name, key, value));
+            table.for_each_encoded(&mut |id, value| visit(name, self.keys.key(id), value));
         }
     }
 
@@ -158,66 +226,103 @@ impl<K: Key> KeyedStateBackend<K> {
     pub fn restore_entry(&mut self, name: &str, key: K, value: &[u8]) -> Result<(), StateError> {
         let index =
             self.names.iter().position(|n| n == name).ok_or_else(|| StateError::UnknownState(name.to_string()))?;
-        self.tables[index]
-            .insert_encoded(key, value)
-            .map_err(|source| StateError::Decode { name: name.to_string(), source })
+        let id = self.keys.intern(key);
+        let made = self.tables[index].insert_encoded(id, value);
+        let made = made.map_err(|source| StateError::Decode { name: name.to_string(), source });
+        if made.as_ref().is_ok_and(|&made| made) {
+            self.keys.hold(id);
+        }
+        self.keys.free_if_unused(id);
+        made.map(drop)
     }
 
-    pub fn value<V: 'static>(&mut self, handle: &ValueState<V>, key: &K) -> Option<&V> {
+    pub(crate) fn value<V: 'static>(&mut self, handle: &ValueState<V>, key: KeyId) -> Option<&V> {
         self.table::<V>(handle.index).get(key)
     }
 
-    pub fn update<V: 'static>(&mut self, handle: &ValueState<V>, key: &K, value: V) {
-        self.table::<V>(handle.index).insert(key.clone(), value);
+    pub(crate) fn update<V: 'static>(&mut self, handle: &ValueState<V>, key: KeyId, value: V) {
+        if self.table::<V>(handle.index).put(key, value) {
+            self.keys.hold(key);
+        }
     }
 
-    pub fn clear_value<V: 'static>(&mut self, handle: &ValueState<V>, key: &K) {
-        self.table::<V>(handle.index).remove(key);
+    pub(crate) fn clear_value<V: 'static>(&mut self, handle: &ValueState<V>, key: KeyId) {
+        if self.table::<V>(handle.index).take(key).is_some() {
+            self.keys.release(key);
+        }
     }
 
-    pub fn list<V: 'static>(&mut self, handle: &ListState<V>, key: &K) -> &[V] {
+    pub(crate) fn list<V: 'static>(&mut self, handle: &ListState<V>, key: KeyId) -> &[V] {
         self.table::<Vec<V>>(handle.index).get(key).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    pub fn add<V: 'static>(&mut self, handle: &ListState<V>, key: &K, value: V) {
-        self.table::<Vec<V>>(handle.index).entry(key.clone()).or_default().push(value);
+    pub(crate) fn add<V: 'static>(&mut self, handle: &ListState<V>, key: KeyId, value: V) {
+        let (list, made) = self.table::<Vec<V>>(handle.index).get_or_insert_with(key, Vec::new);
+        list.push(value);
+        if made {
+            self.keys.hold(key);
+        }
     }
 
-    pub fn clear_list<V: 'static>(&mut self, handle: &ListState<V>, key: &K) {
-        self.table::<Vec<V>>(handle.index).remove(key);
+    pub(crate) fn clear_list<V: 'static>(&mut self, handle: &ListState<V>, key: KeyId) {
+        if self.table::<Vec<V>>(handle.index).take(key).is_some() {
+            self.keys.release(key);
+        }
     }
 
-    pub fn map_get<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, key: &K, user_key: &UK) -> Option<&UV> {
+    pub(crate) fn map_get<UK: Key, UV: 'static>(
+        &mut self,
+        handle: &MapState<UK, UV>,
+        key: KeyId,
+        user_key: &UK,
+    ) -> Option<&UV> {
         self.table::<HashMap<UK, UV>>(handle.index).get(key).and_then(|m| m.get(user_key))
     }
 
-    pub fn map_put<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, key: &K, user_key: UK, value: UV) {
-        self.table::<HashMap<UK, UV>>(handle.index).entry(key.clone()).or_default().insert(user_key, value);
-    }
-
-    pub fn map_remove<UK: Key, UV: 'static>(
+    pub(crate) fn map_put<UK: Key, UV: 'static>(
         &mut self,
         handle: &MapState<UK, UV>,
-        key: &K,
+        key: KeyId,
+        user_key: UK,
+        value: UV,
+    ) {
+        let (map, made) = self.table::<HashMap<UK, UV>>(handle.index).get_or_insert_with(key, HashMap::new);
+        map.insert(user_key, value);
+        if made {
+            self.keys.hold(key);
+        }
+    }
+
+    pub(crate) fn map_remove<UK: Key, UV: 'static>(
+        &mut self,
+        handle: &MapState<UK, UV>,
+        key: KeyId,
         user_key: &UK,
     ) -> Option<UV> {
         let table = self.table::<HashMap<UK, UV>>(handle.index);
         let map = table.get_mut(key)?;
         let removed = map.remove(user_key);
         if map.is_empty() {
-            table.remove(key);
+            table.take(key);
+            self.keys.release(key);
         }
         removed
     }
 
-    pub fn map_entries<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, key: &K) -> Vec<(UK, &UV)> {
+    pub(crate) fn map_entries<UK: Key, UV: 'static>(
+        &mut self,
+        handle: &MapState<UK, UV>,
+        key: KeyId,
+    ) -> Vec<(UK, &UV)> {
         match self.table::<HashMap<UK, UV>>(handle.index).get(key) {
             Some(map) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),
             None => Vec::new(),
         }
     }
 
-    pub fn clear_map<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, key: &K) {
-        self.table::<HashMap<UK, UV>>(handle.index).remove(key);
+    pub(crate) fn clear_map<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, key: KeyId) {
+        if self.table::<HashMap<UK, UV>>(handle.index).take(key).is_some() {
+            self.keys.release(key);
+        }
     }
 }

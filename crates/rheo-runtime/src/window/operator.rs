@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::graph::{Data, OperatorContext};
 use crate::output::{CheckpointBarrier, Collector, NodeId, Output, TaskSnapshot, Timestamp, earliest};
 use crate::state::restore::encode;
-use crate::state::timers::TimerQueue;
+use crate::state::timers::{KeySet, TimerQueue};
 use crate::task::now_ms;
 use crate::window::functions::WindowAggregation;
 use crate::window::{TimeDomain, TimeWindow, WindowAssigner};
@@ -62,7 +62,7 @@ pub struct WindowOperator<K, I, O, A: WindowAggregation<K, I, O>> {
     sessions: KeyMap<K, Vec<Session<A::Acc>>>,
     /// When some session of these keys fires or expires: at most one timer per key and time,
     /// those of sessions merged away are deleted.
-    session_timers: TimerQueue<K>,
+    session_timers: TimerQueue<KeySet<K>>,
 }
 
 impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<K, I, O, A> {
