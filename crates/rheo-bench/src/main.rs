@@ -100,6 +100,9 @@ struct StateScale {
     /// The synchronous part of one checkpoint of the operator with all keys loaded: the task
     /// thread stops processing for this long.
     sync_pause_ms: Option<f64>,
+    /// Writing that snapshot out from what the barrier captured (off the task thread when the
+    /// barrier took a view; nothing left to write when it wrote the snapshot itself).
+    snapshot_write_ms: Option<f64>,
     /// The size of that snapshot.
     snapshot_bytes: Option<u64>,
     /// The end of input firing every key's timer (all at one timestamp), until the last count
@@ -232,11 +235,12 @@ fn orchestrate() -> anyhow::Result<()> {
             "state scale (final-count word count, short words each seen twice; see crates/rheo-bench/src/main.rs):"
         );
         println!(
-            "{:<16} {:>10} {:>10} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
+            "{:<16} {:>10} {:>10} {:>11} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
             "case",
             "keys",
             "bytes/key",
             "sync ms",
+            "write ms",
             "snap MiB",
             "fire s",
             "fire dist s",
@@ -249,11 +253,12 @@ fn orchestrate() -> anyhow::Result<()> {
         for r in scale {
             let s = r.state.as_ref().expect("state report");
             println!(
-                "{:<16} {:>10} {:>10} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
+                "{:<16} {:>10} {:>10} {:>11} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
                 r.case,
                 s.keys,
                 f(s.bytes_per_key, 0),
                 f(s.sync_pause_ms, 0),
+                f(s.snapshot_write_ms, 0),
                 mib(s.snapshot_bytes),
                 f(s.fire_seconds, 2),
                 f(s.fire_distinct_seconds, 2),
@@ -638,7 +643,8 @@ fn rheo_now_micros() -> i64 {
 ///
 /// - On the operator alone (driven as the task loop drives it, in this thread): resident memory
 ///   per key after loading (RSS before and after, divided by the keys), the synchronous part of
-///   a checkpoint (the time `barrier` holds the task thread) and its size, then the end of
+///   a checkpoint (the time `barrier` holds the task thread), the time to write the snapshot
+///   from what the barrier captured (a view, written off the task thread in a job) and its size, then the end of
 ///   input firing every timer. Again with every key's timer at a time of its own.
 /// - The job on the mini-cluster at parallelism 1 with checkpoints every second to a local
 ///   directory: how many complete while it reads, their mean duration and largest size.
@@ -763,14 +769,18 @@ mod state_scale {
         let loaded = rss_bytes().saturating_sub(rss_before);
         state.lock().expect("state").bytes_per_key = Some(loaded as f64 / keys as f64);
         let started = Instant::now();
-        let snapshot = limit.phase("snapshot", || harness.snapshot(1));
+        let snapshot = limit.phase("snapshot", || harness.barrier(1));
         let sync = started.elapsed();
+        let started = Instant::now();
+        let written = limit.phase("writing the snapshot", || snapshot.into_bytes());
+        let write = started.elapsed();
         {
             let mut state = state.lock().expect("state");
             state.sync_pause_ms = Some(sync.as_secs_f64() * 1000.0);
-            state.snapshot_bytes = Some(snapshot.states.iter().map(|(_, b)| b.len() as u64).sum());
+            state.snapshot_write_ms = Some(write.as_secs_f64() * 1000.0);
+            state.snapshot_bytes = Some(written.iter().map(|(_, b)| b.len() as u64).sum());
         }
-        drop(snapshot);
+        drop(written);
         let started = Instant::now();
         limit.phase("firing", || harness.finish());
         state.lock().expect("state").fire_seconds = Some(started.elapsed().as_secs_f64());

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use crate::graph::{Data, OperatorContext};
-use crate::output::{Operator, Output, Timestamp};
+use crate::output::{Operator, Output, StateBytes, Timestamp};
 use crate::state::keys::KeyId;
 use crate::state::restore::encode;
 use crate::state::timers::{IdSet, TimerQueue};
-use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
+use crate::state::{KeyedStateBackend, ListState, MapState, StateView, ValueState};
 use crate::task::now_ms;
 use crate::window::AggregateFunction;
 use rheo_types::Key;
@@ -84,7 +84,7 @@ pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
 
 /// Timers of one keyed operator, per time domain, at most one per key and time. Keys are the
 /// ids of the operator's [`KeyTable`](crate::state::keys::KeyTable), which each timer holds.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Timers {
     event: TimerQueue<IdSet>,
     processing: TimerQueue<IdSet>,
@@ -143,37 +143,37 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
             self.state.keys().release(self.key);
         }
     }
-    pub fn value<V: 'static>(&mut self, handle: &ValueState<V>) -> Option<&V> {
+    pub fn value<V: Clone + 'static>(&mut self, handle: &ValueState<V>) -> Option<&V> {
         self.state.value(handle, self.key)
     }
-    pub fn update<V: 'static>(&mut self, handle: &ValueState<V>, value: V) {
+    pub fn update<V: Clone + 'static>(&mut self, handle: &ValueState<V>, value: V) {
         self.state.update(handle, self.key, value);
     }
-    pub fn clear<V: 'static>(&mut self, handle: &ValueState<V>) {
+    pub fn clear<V: Clone + 'static>(&mut self, handle: &ValueState<V>) {
         self.state.clear_value(handle, self.key);
     }
-    pub fn list<V: 'static>(&mut self, handle: &ListState<V>) -> &[V] {
+    pub fn list<V: Clone + 'static>(&mut self, handle: &ListState<V>) -> &[V] {
         self.state.list(handle, self.key)
     }
-    pub fn add<V: 'static>(&mut self, handle: &ListState<V>, value: V) {
+    pub fn add<V: Clone + 'static>(&mut self, handle: &ListState<V>, value: V) {
         self.state.add(handle, self.key, value);
     }
-    pub fn clear_list<V: 'static>(&mut self, handle: &ListState<V>) {
+    pub fn clear_list<V: Clone + 'static>(&mut self, handle: &ListState<V>) {
         self.state.clear_list(handle, self.key);
     }
-    pub fn map_get<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, user_key: &UK) -> Option<&UV> {
+    pub fn map_get<UK: Key, UV: Clone + 'static>(&mut self, handle: &MapState<UK, UV>, user_key: &UK) -> Option<&UV> {
         self.state.map_get(handle, self.key, user_key)
     }
-    pub fn map_put<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, user_key: UK, value: UV) {
+    pub fn map_put<UK: Key, UV: Clone + 'static>(&mut self, handle: &MapState<UK, UV>, user_key: UK, value: UV) {
         self.state.map_put(handle, self.key, user_key, value);
     }
-    pub fn map_remove<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, user_key: &UK) -> Option<UV> {
+    pub fn map_remove<UK: Key, UV: Clone + 'static>(&mut self, handle: &MapState<UK, UV>, user_key: &UK) -> Option<UV> {
         self.state.map_remove(handle, self.key, user_key)
     }
-    pub fn map_entries<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>) -> Vec<(UK, &UV)> {
+    pub fn map_entries<UK: Key, UV: Clone + 'static>(&mut self, handle: &MapState<UK, UV>) -> Vec<(UK, &UV)> {
         self.state.map_entries(handle, self.key)
     }
-    pub fn clear_map<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>) {
+    pub fn clear_map<UK: Key, UV: Clone + 'static>(&mut self, handle: &MapState<UK, UV>) {
         self.state.clear_map(handle, self.key);
     }
 }
@@ -217,12 +217,13 @@ impl serde::Serialize for Bytes<'_> {
 
 /// A keyed process operator's state and timers as the sequence of [`ProcessEntry`] its
 /// snapshot is.
-struct ProcessSnapshot<'a, K> {
-    state: &'a KeyedStateBackend<K>,
-    timers: &'a Timers,
+struct ProcessSnapshot<K> {
+    state: StateView<K>,
+    /// A copy: timers are a B-tree of timestamps whose sets are bits or small vectors.
+    timers: Timers,
 }
 
-impl<K: Key> serde::Serialize for ProcessSnapshot<'_, K> {
+impl<K: Key> serde::Serialize for ProcessSnapshot<K> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let (event, processing) = (&self.timers.event, &self.timers.processing);
@@ -307,7 +308,14 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     for KeyedProcessOperator<K, I, O, F>
 {
     fn snapshot(&mut self) -> Option<Vec<u8>> {
-        Some(encode(&ProcessSnapshot { state: &self.state, timers: &self.timers }))
+        self.snapshot_state().map(StateBytes::into_bytes)
+    }
+
+    /// Takes a copy-on-write view of the state and a copy of the timers; the snapshot is
+    /// written from them off the task thread.
+    fn snapshot_state(&mut self) -> Option<StateBytes> {
+        let snapshot = ProcessSnapshot { state: self.state.view(), timers: self.timers.clone() };
+        Some(StateBytes::Deferred(Box::new(move || encode(&snapshot))))
     }
 
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {

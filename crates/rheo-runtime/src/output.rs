@@ -9,12 +9,46 @@ pub use rheo_types::{CheckpointBarrier, MAX_WATERMARK, NO_TIMESTAMP, NodeId, Tim
 /// The state one task captured for a checkpoint: one blob per stateful operator.
 #[derive(Debug, Default)]
 pub struct TaskSnapshot {
-    pub states: Vec<(NodeId, Vec<u8>)>,
+    pub states: Vec<(NodeId, StateBytes)>,
 }
 
 impl TaskSnapshot {
     pub fn put(&mut self, node: NodeId, state: Vec<u8>) {
+        self.states.push((node, StateBytes::Ready(state)));
+    }
+
+    pub fn put_state(&mut self, node: NodeId, state: StateBytes) {
         self.states.push((node, state));
+    }
+
+    /// Every operator's state written out, on the calling thread.
+    pub fn into_bytes(self) -> Vec<(NodeId, Vec<u8>)> {
+        self.states.into_iter().map(|(node, state)| (node, state.into_bytes())).collect()
+    }
+}
+
+/// An operator's state in a checkpoint: written at the barrier, or to be written from a view
+/// taken at the barrier, off the task thread, so the task's pause does not grow with its state.
+pub enum StateBytes {
+    Ready(Vec<u8>),
+    Deferred(Box<dyn FnOnce() -> Vec<u8> + Send>),
+}
+
+impl StateBytes {
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            StateBytes::Ready(bytes) => bytes,
+            StateBytes::Deferred(write) => write(),
+        }
+    }
+}
+
+impl std::fmt::Debug for StateBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateBytes::Ready(bytes) => write!(f, "Ready({} bytes)", bytes.len()),
+            StateBytes::Deferred(_) => f.write_str("Deferred"),
+        }
     }
 }
 
@@ -77,6 +111,12 @@ pub trait Operator<I, O>: Send + 'static {
         None
     }
 
+    /// The state for a checkpoint as [`snapshot`](Operator::snapshot) gives it, or a view of it
+    /// to be written off the task thread.
+    fn snapshot_state(&mut self) -> Option<StateBytes> {
+        self.snapshot().map(StateBytes::Ready)
+    }
+
     /// A checkpoint completed.
     fn checkpoint_complete(&mut self, _checkpoint_id: u64) {}
 }
@@ -111,8 +151,8 @@ impl<I, O: 'static, Op: Operator<I, O>> Output<I> for Chained<Op, O> {
         self.out.finish();
     }
     fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) {
-        if let Some(state) = self.op.snapshot() {
-            snapshot.put(self.node, state);
+        if let Some(state) = self.op.snapshot_state() {
+            snapshot.put_state(self.node, state);
         }
         self.out.barrier(barrier, snapshot);
     }

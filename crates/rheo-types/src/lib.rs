@@ -20,5 +20,13 @@ pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 
 impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
 
 /// A key of a keyed stream: hashed into a key group, kept in state, sent between processes.
-pub trait Key: std::hash::Hash + Eq + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
-impl<K: std::hash::Hash + Eq + Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Key for K {}
+/// `Sync` because a checkpoint writes keys from a copy-on-write view of the state, on another
+/// thread than the task's.
+pub trait Key:
+    std::hash::Hash + Eq + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static
+{
+}
+impl<K: std::hash::Hash + Eq + Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static> Key
+    for K
+{
+}

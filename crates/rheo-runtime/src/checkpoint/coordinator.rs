@@ -19,7 +19,7 @@ use crate::checkpoint::storage::{CheckpointStorage, StorageError};
 use crate::driver::handle::{
     CheckpointTriggerStatus, CompletedCheckpoint, JobHandle, SavepointRequest, SavepointStatus, SnapshotRequest,
 };
-use crate::output::CheckpointBarrier;
+use crate::output::{CheckpointBarrier, StateBytes};
 use crate::task::{Control, TaskEvent, now_ms};
 
 /// What the coordinator needs to know about one task.
@@ -506,10 +506,20 @@ pub fn upload_snapshot(
     snapshot
         .states
         .into_iter()
-        .map(|(node, bytes)| {
+        .map(|(node, state)| {
             let operator = operators.get(node).cloned().unwrap_or_default();
             let file = StateFile { node, operator, subtask, parallelism };
-            io_runtime().spawn(upload(dir.clone(), file, bytes))
+            let dir = dir.clone();
+            io_runtime().spawn(async move {
+                // A state taken as a view at the barrier is written here, off the task thread.
+                let bytes = match state {
+                    StateBytes::Ready(bytes) => bytes,
+                    deferred => tokio::task::spawn_blocking(move || deferred.into_bytes())
+                        .await
+                        .map_err(|e| StorageError::Encode { node, message: e.to_string() })?,
+                };
+                upload(dir, file, bytes).await
+            })
         })
         .collect()
 }

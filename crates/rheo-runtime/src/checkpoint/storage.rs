@@ -127,6 +127,9 @@ pub enum StorageError {
     Url { url: String, message: String },
     #[error("{url}/{path}: {source}")]
     Io { url: String, path: String, source: object_store::Error },
+    /// Writing an operator's state from its view failed (a panic while encoding it).
+    #[error("writing the state of operator {node}: {message}")]
+    Encode { node: usize, message: String },
 }
 
 /// A directory-like view of an object store under a URL.

@@ -422,3 +422,42 @@ fn state_and_timers_restore_at_other_parallelisms_after_ids_were_freed_and_reuse
         assert_eq!(union, expected, "each key's count and timer once, at parallelism {parallelism}");
     }
 }
+
+#[test]
+fn a_snapshot_written_after_the_task_went_on_holds_the_state_of_its_barrier() {
+    let mut h = lifecycle();
+    // Three thousand keys: their keys and counts span several copy-on-write chunks.
+    for i in 0..3000 {
+        touch(&mut h, &format!("k{i}"), Touch::CountUntil(1000 + i));
+    }
+    let barrier = h.barrier(1);
+    assert!(
+        barrier.states.iter().all(|(_, state)| matches!(state, crate::output::StateBytes::Deferred(_))),
+        "the barrier takes a view and leaves the writing to later"
+    );
+
+    // After the barrier: a third of the keys fire and are freed, new keys take their ids (and
+    // so write over their keys), one count changes, and a timer is set.
+    h.process_watermark(1999);
+    assert_eq!(h.take_records().len(), 1000);
+    for i in 0..1000 {
+        let seen = touch(&mut h, &format!("m{i}"), Touch::Count);
+        assert!(seen.id < 3000, "m{i} takes a freed id");
+    }
+    touch(&mut h, "k2500", Touch::CountUntil(5));
+    let snapshot = h.written(1, barrier);
+
+    let mut restored = h.restore(&[snapshot]);
+    restored.process_watermark(Timestamp::MAX);
+    let mut fired: Vec<(String, u64)> = restored.take_records().into_iter().map(|(s, _)| (s.key, s.count)).collect();
+    fired.sort();
+    let mut expected: Vec<(String, u64)> = (0..3000).map(|i| (format!("k{i}"), 1)).collect();
+    expected.sort();
+    assert_eq!(fired, expected, "every key as it was at the barrier, none of what came after");
+
+    // The live operator has what came after.
+    h.process_watermark(Timestamp::MAX);
+    let after: Vec<(String, u64)> = h.take_records().into_iter().map(|(s, _)| (s.key, s.count)).collect();
+    assert_eq!(after.first(), Some(&("k2500".to_string(), 2)), "k2500's new timer at 5 first, its count 2");
+    assert_eq!(after.len(), 2001, "k1000..k2999 and k2500 again; the m keys have no timers");
+}

@@ -11,12 +11,14 @@ use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
 
+use super::cow::{CowVec, CowView};
+
 /// A key's index in its operator's [`KeyTable`]: valid while anything holds the key.
 pub type KeyId = u32;
 
 pub struct KeyTable<K> {
-    /// The key of each id; `None` for a free id.
-    keys: Vec<Option<K>>,
+    /// The key of each id; `None` for a free id. Shared with the checkpoints being written.
+    keys: CowVec<K>,
     /// How many state entries and timers hold each id.
     holds: Vec<u32>,
     /// Ids of live keys, found by the key's hash (hashed here, so the index stores only ids).
@@ -29,7 +31,7 @@ pub struct KeyTable<K> {
 impl<K> Default for KeyTable<K> {
     fn default() -> Self {
         Self {
-            keys: Vec::new(),
+            keys: CowVec::default(),
             holds: Vec::new(),
             index: HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
@@ -38,36 +40,37 @@ impl<K> Default for KeyTable<K> {
     }
 }
 
-impl<K: Hash + Eq> KeyTable<K> {
+impl<K: Hash + Eq + Clone> KeyTable<K> {
     /// The id of `key`, a new one (held by nothing yet) if the key is not known: the caller
     /// either makes something hold it or gives it back with [`free_if_unused`](Self::free_if_unused).
     pub fn intern(&mut self, key: K) -> KeyId {
         let hash = self.hasher.hash_one(&key);
         let keys = &self.keys;
-        if let Some(&id) = self.index.find(hash, |&id| keys[id as usize].as_ref() == Some(&key)) {
+        if let Some(&id) = self.index.find(hash, |&id| keys.get(id as usize) == Some(&key)) {
             return id;
         }
         let id = match self.free.pop() {
-            Some(id) => {
-                self.keys[id as usize] = Some(key);
-                id
-            }
+            Some(id) => id,
             None => {
-                let id = KeyId::try_from(self.keys.len()).expect("fewer than 2^32 keys per operator instance");
-                self.keys.push(Some(key));
+                let id = KeyId::try_from(self.holds.len()).expect("fewer than 2^32 keys per operator instance");
                 self.holds.push(0);
                 id
             }
         };
+        *self.keys.slot_mut(id as usize) = Some(key);
         let (keys, hasher) = (&self.keys, &self.hasher);
-        self.index
-            .insert_unique(hash, id, |&id| hasher.hash_one(keys[id as usize].as_ref().expect("indexed keys live")));
+        self.index.insert_unique(hash, id, |&id| hasher.hash_one(keys.get(id as usize).expect("indexed keys live")));
         id
     }
 
     /// The key of a live id.
     pub fn key(&self, id: KeyId) -> &K {
-        self.keys[id as usize].as_ref().expect("the id of a live key")
+        self.keys.get(id as usize).expect("the id of a live key")
+    }
+
+    /// The keys as they are now, for a checkpoint written while the table changes.
+    pub fn view(&self) -> CowView<K> {
+        self.keys.view()
     }
 
     /// One more state entry or timer holds `id`.
@@ -87,7 +90,7 @@ impl<K: Hash + Eq> KeyTable<K> {
         if self.holds[id as usize] != 0 {
             return;
         }
-        let key = self.keys[id as usize].take().expect("the id of a live key");
+        let key = self.keys.existing_slot_mut(id as usize).and_then(Option::take).expect("the id of a live key");
         let hash = self.hasher.hash_one(&key);
         self.index.find_entry(hash, |&indexed| indexed == id).expect("live keys are indexed").remove();
         self.free.push(id);

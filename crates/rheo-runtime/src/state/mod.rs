@@ -7,6 +7,7 @@
 //! entry's key group follows from its key hash, which is how a restored snapshot is split by
 //! key group for rescaling.
 
+mod cow;
 pub mod keys;
 pub mod restore;
 pub(crate) mod timers;
@@ -18,35 +19,39 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use cow::{CowVec, CowView};
 use keys::{KeyId, KeyTable};
 use rheo_types::Key;
 
-/// A value that can live in keyed state: sent to checkpoints and read back.
+/// A value that can live in operator state: sent to checkpoints and read back.
 pub trait StateValue: Serialize + DeserializeOwned + Send + 'static {}
 impl<T: Serialize + DeserializeOwned + Send + 'static> StateValue for T {}
 
+/// A value of keyed state. `Clone` and `Sync` because a checkpoint is written from a
+/// copy-on-write view on another thread: a value written while a checkpoint reads its chunk
+/// is copied first.
+pub trait KeyedValue: StateValue + Clone + Sync {}
+impl<T: StateValue + Clone + Sync> KeyedValue for T {}
+
 /// One registered state of every key: a slot per key id.
 struct Table<S> {
-    slots: Vec<Option<S>>,
+    slots: CowVec<S>,
     len: usize,
 }
 
-impl<S> Table<S> {
+impl<S: Clone> Table<S> {
     fn get(&self, id: KeyId) -> Option<&S> {
-        self.slots.get(id as usize)?.as_ref()
+        self.slots.get(id as usize)
     }
 
     fn get_mut(&mut self, id: KeyId) -> Option<&mut S> {
-        self.slots.get_mut(id as usize)?.as_mut()
+        self.slots.get(id as usize)?;
+        self.slots.existing_slot_mut(id as usize)?.as_mut()
     }
 
     /// The value of `id`, made with `make` if there is none; true if it was made.
     fn get_or_insert_with(&mut self, id: KeyId, make: impl FnOnce() -> S) -> (&mut S, bool) {
-        let index = id as usize;
-        if index >= self.slots.len() {
-            self.slots.resize_with(index + 1, || None);
-        }
-        let slot = &mut self.slots[index];
+        let slot = self.slots.slot_mut(id as usize);
         let made = slot.is_none();
         if made {
             self.len += 1;
@@ -56,16 +61,15 @@ impl<S> Table<S> {
 
     /// Sets the value of `id`; true if it had none.
     fn put(&mut self, id: KeyId, value: S) -> bool {
-        let mut value = Some(value);
-        let (slot, made) = self.get_or_insert_with(id, || value.take().expect("taken once"));
-        if let Some(value) = value {
-            *slot = value;
-        }
+        let slot = self.slots.slot_mut(id as usize);
+        let made = slot.replace(value).is_none();
+        self.len += usize::from(made);
         made
     }
 
     fn take(&mut self, id: KeyId) -> Option<S> {
-        let taken = self.slots.get_mut(id as usize)?.take();
+        self.slots.get(id as usize)?;
+        let taken = self.slots.existing_slot_mut(id as usize)?.take();
         self.len -= usize::from(taken.is_some());
         taken
     }
@@ -76,31 +80,78 @@ impl<S> Table<S> {
 trait StateTable: Send {
     fn as_any(&mut self) -> &mut dyn Any;
     fn len(&self) -> usize;
-    /// Calls `visit` with every key id and its value encoded, in one buffer reused for all.
-    fn for_each_encoded(&self, visit: &mut dyn FnMut(KeyId, &[u8]));
+    /// The table as it is now, for a checkpoint written while it changes.
+    fn view(&self) -> Box<dyn TableView>;
     /// Sets the value of `id` from its encoding; true if it had none.
     fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error>;
 }
 
-impl<S: StateValue> StateTable for Table<S> {
+/// A registered state as it was at a checkpoint.
+trait TableView: Send {
+    fn len(&self) -> usize;
+    /// Calls `visit` with every key id and its value encoded, in one buffer reused for all.
+    fn for_each_encoded(&self, visit: &mut dyn FnMut(KeyId, &[u8]));
+}
+
+struct TypedView<S> {
+    slots: CowView<S>,
+    len: usize,
+}
+
+impl<S: KeyedValue> TableView for TypedView<S> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn for_each_encoded(&self, visit: &mut dyn FnMut(KeyId, &[u8])) {
+        let mut buffer = Vec::new();
+        for (id, value) in self.slots.iter() {
+            buffer.clear();
+            buffer = postcard::to_extend(value, buffer).expect("state is serializable");
+            visit(id as KeyId, &buffer);
+        }
+    }
+}
+
+impl<S: KeyedValue> StateTable for Table<S> {
     fn as_any(&mut self) -> &mut dyn Any {
         self
     }
     fn len(&self) -> usize {
         self.len
     }
-    fn for_each_encoded(&self, visit: &mut dyn FnMut(KeyId, &[u8])) {
-        let mut buffer = Vec::new();
-        for (id, value) in self.slots.iter().enumerate() {
-            if let Some(value) = value {
-                buffer.clear();
-                buffer = postcard::to_extend(value, buffer).expect("state is serializable");
-                visit(id as KeyId, &buffer);
-            }
-        }
+    fn view(&self) -> Box<dyn TableView> {
+        Box::new(TypedView { slots: self.slots.view(), len: self.len })
     }
     fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error> {
         Ok(self.put(id, postcard::from_bytes(bytes)?))
+    }
+}
+
+/// All keyed state of an operator instance as it was when the view was taken: what a
+/// checkpoint writes, off the task thread, while the task goes on changing the state. Taking
+/// it copies a pointer per chunk of 1,024 keys or values.
+pub struct StateView<K> {
+    keys: CowView<K>,
+    names: Vec<String>,
+    tables: Vec<Box<dyn TableView>>,
+}
+
+impl<K> StateView<K> {
+    /// How many (state, key) entries there are.
+    pub fn entry_count(&self) -> usize {
+        self.tables.iter().map(|t| t.len()).sum()
+    }
+
+    /// The key of an id that was live when the view was taken.
+    pub fn key(&self, id: KeyId) -> &K {
+        self.keys.get(id as usize).expect("the id of a key live at the view")
+    }
+
+    /// Calls `visit` with every (state name, key, encoded value).
+    pub fn for_each_entry(&self, mut visit: impl FnMut(&str, &K, &[u8])) {
+        for (name, table) in self.names.iter().zip(&self.tables) {
+            table.for_each_encoded(&mut |id, value| visit(name, self.key(id), value));
+        }
     }
 }
 
@@ -164,22 +215,22 @@ impl<K: Key> Default for KeyedStateBackend<K> {
 }
 
 impl<K: Key> KeyedStateBackend<K> {
-    fn register<S: StateValue>(&mut self, name: &str) -> usize {
+    fn register<S: KeyedValue>(&mut self, name: &str) -> usize {
         assert!(!self.names.iter().any(|n| n == name), "keyed state '{name}' is registered twice");
         self.names.push(name.to_string());
-        self.tables.push(Box::new(Table::<S> { slots: Vec::new(), len: 0 }));
+        self.tables.push(Box::new(Table::<S> { slots: CowVec::default(), len: 0 }));
         self.tables.len() - 1
     }
 
-    pub fn value_state<V: StateValue>(&mut self, name: &str) -> ValueState<V> {
+    pub fn value_state<V: KeyedValue>(&mut self, name: &str) -> ValueState<V> {
         ValueState { index: self.register::<V>(name), _type: PhantomData }
     }
 
-    pub fn list_state<V: StateValue>(&mut self, name: &str) -> ListState<V> {
+    pub fn list_state<V: KeyedValue>(&mut self, name: &str) -> ListState<V> {
         ListState { index: self.register::<Vec<V>>(name), _type: PhantomData }
     }
 
-    pub fn map_state<UK: Key, UV: StateValue>(&mut self, name: &str) -> MapState<UK, UV> {
+    pub fn map_state<UK: Key, UV: KeyedValue>(&mut self, name: &str) -> MapState<UK, UV> {
         MapState { index: self.register::<HashMap<UK, UV>>(name), _type: PhantomData }
     }
 
@@ -207,18 +258,19 @@ impl<K: Key> KeyedStateBackend<K> {
         self.keys.len()
     }
 
-    /// Calls `visit` with every (state name, key, encoded value), for a checkpoint, without
-    /// copying keys or allocating per entry.
-    pub fn for_each_entry(&self, mut visit: impl FnMut(&str, &K, &[u8])) {
-        for (name, table) in self.names.iter().zip(&self.tables) {
-            table.for_each_encoded(&mut |id, value| visit(name, self.keys.key(id), value));
+    /// The state as it is now, for a checkpoint written while it changes.
+    pub fn view(&self) -> StateView<K> {
+        StateView {
+            keys: self.keys.view(),
+            names: self.names.clone(),
+            tables: self.tables.iter().map(|table| table.view()).collect(),
         }
     }
 
     /// Every (state name, key, encoded value), for a checkpoint.
     pub fn snapshot_entries(&self) -> Vec<(String, K, Vec<u8>)> {
         let mut entries = Vec::with_capacity(self.entry_count());
-        self.for_each_entry(|name, key, value| entries.push((name.to_string(), key.clone(), value.to_vec())));
+        self.view().for_each_entry(|name, key, value| entries.push((name.to_string(), key.clone(), value.to_vec())));
         entries
     }
 
@@ -236,27 +288,27 @@ impl<K: Key> KeyedStateBackend<K> {
         made.map(drop)
     }
 
-    pub(crate) fn value<V: 'static>(&mut self, handle: &ValueState<V>, key: KeyId) -> Option<&V> {
+    pub(crate) fn value<V: Clone + 'static>(&mut self, handle: &ValueState<V>, key: KeyId) -> Option<&V> {
         self.table::<V>(handle.index).get(key)
     }
 
-    pub(crate) fn update<V: 'static>(&mut self, handle: &ValueState<V>, key: KeyId, value: V) {
+    pub(crate) fn update<V: Clone + 'static>(&mut self, handle: &ValueState<V>, key: KeyId, value: V) {
         if self.table::<V>(handle.index).put(key, value) {
             self.keys.hold(key);
         }
     }
 
-    pub(crate) fn clear_value<V: 'static>(&mut self, handle: &ValueState<V>, key: KeyId) {
+    pub(crate) fn clear_value<V: Clone + 'static>(&mut self, handle: &ValueState<V>, key: KeyId) {
         if self.table::<V>(handle.index).take(key).is_some() {
             self.keys.release(key);
         }
     }
 
-    pub(crate) fn list<V: 'static>(&mut self, handle: &ListState<V>, key: KeyId) -> &[V] {
+    pub(crate) fn list<V: Clone + 'static>(&mut self, handle: &ListState<V>, key: KeyId) -> &[V] {
         self.table::<Vec<V>>(handle.index).get(key).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    pub(crate) fn add<V: 'static>(&mut self, handle: &ListState<V>, key: KeyId, value: V) {
+    pub(crate) fn add<V: Clone + 'static>(&mut self, handle: &ListState<V>, key: KeyId, value: V) {
         let (list, made) = self.table::<Vec<V>>(handle.index).get_or_insert_with(key, Vec::new);
         list.push(value);
         if made {
@@ -264,13 +316,13 @@ impl<K: Key> KeyedStateBackend<K> {
         }
     }
 
-    pub(crate) fn clear_list<V: 'static>(&mut self, handle: &ListState<V>, key: KeyId) {
+    pub(crate) fn clear_list<V: Clone + 'static>(&mut self, handle: &ListState<V>, key: KeyId) {
         if self.table::<Vec<V>>(handle.index).take(key).is_some() {
             self.keys.release(key);
         }
     }
 
-    pub(crate) fn map_get<UK: Key, UV: 'static>(
+    pub(crate) fn map_get<UK: Key, UV: Clone + 'static>(
         &mut self,
         handle: &MapState<UK, UV>,
         key: KeyId,
@@ -279,7 +331,7 @@ impl<K: Key> KeyedStateBackend<K> {
         self.table::<HashMap<UK, UV>>(handle.index).get(key).and_then(|m| m.get(user_key))
     }
 
-    pub(crate) fn map_put<UK: Key, UV: 'static>(
+    pub(crate) fn map_put<UK: Key, UV: Clone + 'static>(
         &mut self,
         handle: &MapState<UK, UV>,
         key: KeyId,
@@ -293,7 +345,7 @@ impl<K: Key> KeyedStateBackend<K> {
         }
     }
 
-    pub(crate) fn map_remove<UK: Key, UV: 'static>(
+    pub(crate) fn map_remove<UK: Key, UV: Clone + 'static>(
         &mut self,
         handle: &MapState<UK, UV>,
         key: KeyId,
@@ -309,7 +361,7 @@ impl<K: Key> KeyedStateBackend<K> {
         removed
     }
 
-    pub(crate) fn map_entries<UK: Key, UV: 'static>(
+    pub(crate) fn map_entries<UK: Key, UV: Clone + 'static>(
         &mut self,
         handle: &MapState<UK, UV>,
         key: KeyId,
@@ -320,7 +372,7 @@ impl<K: Key> KeyedStateBackend<K> {
         }
     }
 
-    pub(crate) fn clear_map<UK: Key, UV: 'static>(&mut self, handle: &MapState<UK, UV>, key: KeyId) {
+    pub(crate) fn clear_map<UK: Key, UV: Clone + 'static>(&mut self, handle: &MapState<UK, UV>, key: KeyId) {
         if self.table::<HashMap<UK, UV>>(handle.index).take(key).is_some() {
             self.keys.release(key);
         }

@@ -27,6 +27,7 @@ pub enum KeySet<T> {
     Many(Box<IndexedSet<T>>),
 }
 
+#[derive(Clone)]
 pub struct IndexedSet<T> {
     entries: Vec<T>,
     positions: HashTable<u32>,
@@ -160,6 +161,7 @@ impl<T> KeySet<T> {
 /// per id once they are dense enough that the bits take less memory (at least one id in 32
 /// below the largest). It goes back to an indexed set when fewer than one in 128 are left, so
 /// a conversion's O(bits) cost is paid for by as many inserts or removals.
+#[derive(Clone)]
 pub enum IdSet {
     One(KeyId),
     Sparse(Box<IndexedSet<KeyId>>),
@@ -273,6 +275,7 @@ impl TimerSet for IdSet {
 
 /// A bit per key id. Written here rather than taken from a bit-set crate for `pop`: any element
 /// in O(1) amortized, by remembering the first word that may have a bit set.
+#[derive(Clone)]
 pub struct IdBits {
     words: Vec<u64>,
     len: usize,
@@ -346,6 +349,7 @@ impl IdBits {
 
 /// Timers of one time domain: (time, key) pairs, at most one per pair, due in time order. The
 /// keys of one time are an `S`: [`KeySet`] of keys, or [`IdSet`] of interned key ids.
+#[derive(Clone)]
 pub struct TimerQueue<S> {
     by_time: BTreeMap<Timestamp, S>,
     len: usize,

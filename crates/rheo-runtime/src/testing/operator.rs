@@ -319,13 +319,27 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
     pub(super) fn snapshot_at(&mut self, barrier: CheckpointBarrier) -> OperatorSnapshot {
         let mut snapshot = TaskSnapshot::default();
         self.chain.barrier(&barrier, &mut snapshot);
+        self.written(barrier.id, snapshot)
+    }
+
+    /// Passes checkpoint barrier `checkpoint_id` through the chain and returns what the task
+    /// thread captured, before any state taken as a view is written (the synchronous part of
+    /// a checkpoint); [`written`](Self::written) writes it.
+    pub fn barrier(&mut self, checkpoint_id: u64) -> TaskSnapshot {
+        let mut snapshot = TaskSnapshot::default();
+        self.chain.barrier(&CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time }, &mut snapshot);
+        snapshot
+    }
+
+    /// What [`barrier`](Self::barrier) captured, written out now, as a snapshot to restore from.
+    pub fn written(&self, checkpoint_id: u64, snapshot: TaskSnapshot) -> OperatorSnapshot {
         OperatorSnapshot {
-            checkpoint_id: barrier.id,
+            checkpoint_id,
             subtask: self.setup.subtask,
             parallelism: self.setup.parallelism,
             max_parallelism: self.setup.max_parallelism,
             processing_time: self.processing_time,
-            states: snapshot.states,
+            states: snapshot.into_bytes(),
         }
     }
 
