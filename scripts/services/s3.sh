@@ -50,13 +50,15 @@ JSON
     -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 >"$state/weed.log" 2>&1 &
   echo $! >"$state/pid"
   for _ in $(seq 1 150); do
-    # The bucket answers once S3 and the filer are up (an HTTP status, even 403, means up).
-    if "$bin/python" - "$port" <<'PY' 2>/dev/null; then
+    # Up once S3 answers (anonymous requests get 403, even for a missing bucket) and the filer
+    # lists the bucket's directory (the bucket exists: right after start it may not yet).
+    if "$bin/python" - "$port" "$((19888 + offset))" <<'PY' 2>/dev/null; then
 import sys, urllib.error, urllib.request
 try:
     urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/rheo-test", timeout=1)
 except urllib.error.HTTPError:
     pass
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[2]}/buckets/rheo-test/", timeout=1)
 PY
       print_env
       return

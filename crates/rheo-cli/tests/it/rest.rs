@@ -658,8 +658,11 @@ fn metrics_are_per_subtask() {
     assert_eq!(records["min"].as_f64(), Some(0.0), "{aggregated}");
     assert_eq!(records["sum"], records["max"], "{aggregated}");
     assert!((records["skew"].as_f64().unwrap() - 100.0).abs() < 1e-9, "{aggregated}");
-    let busy = await_json(&server, &path, "one subtask to be busy", |m| m[1]["max"].as_f64() > Some(50.0));
-    assert!(busy[1]["min"].as_f64() < Some(50.0), "the idle subtask is not busy: {busy}");
+    // Relative, not absolute: on a loaded machine the idle subtask's few wake-ups (ticks, no
+    // records) can be preempted and read as tens of busy ms per second.
+    let busy = await_json(&server, &path, "one subtask to be busy", |m| m[1]["max"].as_f64() > Some(100.0));
+    let (idle, working) = (busy[1]["min"].as_f64().unwrap(), busy[1]["max"].as_f64().unwrap());
+    assert!(idle < working / 2.0, "the idle subtask is not as busy as the working one: {busy}");
 
     let details: Vec<u64> = (0..2)
         .map(|n| {
