@@ -7,7 +7,9 @@ test-engine:
 	scripts/with-s3.sh $(CARGO) test $(ENGINE_CRATES)
 
 ## make bench: word count throughput, latency and memory; checkpoint cost; recovery time; Rheo
-## beside Apache Flink 2.3 (from PyPI, scripts/flink-bench-job.sh) on the same job and file
+## beside Apache Flink 2.3 (from PyPI, scripts/flink-bench-job.sh) on the same job and file; Kafka
+## to Kafka exactly-once against at-least-once on a real broker (scripts/with-kafka.sh)
 bench:
 	$(CARGO) build --release -p rheo-cli -p rheo-bench --bins
-	RHEO_BENCH_FLINK_CLASSPATH="$$(scripts/flink-bench-job.sh)" scripts/with-s3.sh $(CARGO_TARGET_DIR)/release/rheo-bench
+	RHEO_BENCH_FLINK_CLASSPATH="$$(scripts/flink-bench-job.sh)" scripts/with-kafka.sh scripts/with-s3.sh \
+		$(CARGO_TARGET_DIR)/release/rheo-bench

@@ -151,13 +151,13 @@ fn read_output(dir: &Path) -> anyhow::Result<Counts> {
     Ok(counts)
 }
 
-struct Usage {
-    cpu_seconds: f64,
-    max_rss_kib: i64,
+pub struct Usage {
+    pub cpu_seconds: f64,
+    pub max_rss_kib: i64,
 }
 
 /// CPU time and the largest resident set of the children this process has waited for.
-fn children_usage() -> Usage {
+pub fn children_usage() -> Usage {
     // SAFETY: getrusage writes into the zeroed struct it is given and reads nothing else.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

@@ -29,8 +29,11 @@
 //! - `compare-rheo-p1`, `compare-flink-p1`, `compare-rheo-p2`, `compare-flink-p2`: Rheo and
 //!   Apache Flink 2.3 on the same event-time word count over the same file, in this run; see
 //!   [`compare`] for the job and what each figure means.
+//! - `kafka-exactly-once`, `kafka-at-least-once`: `kafka-word-count` from topic to topic on a
+//!   real broker under each delivery guarantee; see [`kafka`].
 
 mod compare;
+mod kafka;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -138,6 +141,13 @@ fn orchestrate() -> anyhow::Result<()> {
         eprintln!("{} not set: skipping the comparison with Flink (make bench sets it)", compare::FLINK_CLASSPATH);
         cases.extend(["compare-rheo-p1", "compare-rheo-p2"]);
     }
+    if std::env::var_os("KAFKA_BOOTSTRAP").is_some() {
+        cases.extend(["kafka-exactly-once", "kafka-at-least-once"]);
+    } else {
+        eprintln!("KAFKA_BOOTSTRAP not set: skipping the Kafka cases (make bench starts a broker)");
+    }
+    let kafka_lines: u64 =
+        std::env::var("RHEO_BENCH_KAFKA_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     // The comparison reads a file; Flink's pace makes 10M lines take minutes per case.
     let compare_lines: u64 =
         std::env::var("RHEO_BENCH_COMPARE_LINES").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000_000);
@@ -160,7 +170,11 @@ fn orchestrate() -> anyhow::Result<()> {
     for case in cases {
         // A backtrace on the recovery case's injected panic would measure symbolization, not
         // recovery: the cases run as production would, without RUST_BACKTRACE.
-        let case_lines = if case.starts_with("compare-") { compare_lines } else { lines };
+        let case_lines = match case {
+            c if c.starts_with("compare-") => compare_lines,
+            c if c.starts_with("kafka-") => kafka_lines,
+            _ => lines,
+        };
         let output = std::process::Command::new(&exe)
             .args(["case", case, &case_lines.to_string()])
             .env("RUST_BACKTRACE", "0")
@@ -228,6 +242,13 @@ fn orchestrate() -> anyhow::Result<()> {
         );
     }
     print_comparison(&reports, compare_lines);
+    let kafka_rate = |case: &str| reports.iter().find(|r| r.case == case).map(|r| r.lines_per_second);
+    if let (Some(eos), Some(alo)) = (kafka_rate("kafka-exactly-once"), kafka_rate("kafka-at-least-once")) {
+        println!(
+            "Kafka to Kafka ({kafka_lines} lines, p=2, checkpoints every 1 s): exactly-once runs at {:.0} % of at-least-once",
+            100.0 * eos / alo
+        );
+    }
     print_definitions();
     let scale: Vec<&Report> = reports.iter().filter(|r| r.state.is_some()).collect();
     if !scale.is_empty() {
@@ -324,6 +345,8 @@ fn print_definitions() {
          running and consistent again)",
         "rescale pause: the longest gap between two records the map sees after the rescale request",
         "CPU s/M lines: user and system CPU seconds of the engine's process per million input lines",
+        "kafka-*: input lines over the seconds of `rheo run kafka-word-count --bounded` from start to exit, the \
+         output read back with read_committed and checked",
     ] {
         println!("  {line}");
     }
@@ -371,6 +394,8 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "cluster-recovery" => return cluster::recovery(report),
         "state-scale-1m" => state_scale::run(&mut report, 1_000_000)?,
         "state-scale-10m" => state_scale::run(&mut report, 10_000_000)?,
+        "kafka-exactly-once" => return kafka::run(report, lines, "exactly-once"),
+        "kafka-at-least-once" => return kafka::run(report, lines, "at-least-once"),
         "compare-rheo-p1" => return compare::run(report, lines, compare::Engine::Rheo, 1),
         "compare-flink-p1" => return compare::run(report, lines, compare::Engine::Flink, 1),
         "compare-rheo-p2" => return compare::run(report, lines, compare::Engine::Rheo, 2),

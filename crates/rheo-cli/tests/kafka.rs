@@ -19,12 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rheo_testkit::kafka::{self, bootstrap, create_topic};
 
 /// 2 s of event time per 1000 lines over 4 partitions.
 const LINES: u64 = 40_000;
@@ -35,35 +32,8 @@ const WINDOW_MS: i64 = 200;
 const BASE_TS: i64 = 1_700_000_000_000;
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn bootstrap() -> Option<String> {
-    match std::env::var("KAFKA_BOOTSTRAP") {
-        Ok(b) => Some(b),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("KAFKA_BOOTSTRAP is not set: run under scripts/with-kafka.sh")
-        }
-        Err(_) => {
-            eprintln!("KAFKA_BOOTSTRAP not set: skipping (run `make test-kafka`)");
-            None
-        }
-    }
-}
-
 fn unique(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), rheo::runtime::task::now_ms())
-}
-
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
-    // The records carry event times from 2023: under the broker's default time-based retention
-    // (7 days) it would delete them within minutes (at its next retention check).
-    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1")];
-    let results = rheo::runtime::checkpoint::io_runtime()
-        .block_on(admin.create_topics(&topics, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)))))
-        .unwrap();
-    for r in results {
-        r.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
-    }
 }
 
 fn line(rng: &mut impl Rng) -> String {
@@ -73,14 +43,9 @@ fn line(rng: &mut impl Rng) -> String {
 /// Writes `LINES` lines round-robin over the partitions; line `i` has timestamp `BASE_TS + 2i`
 /// ms. Returns the reference counts: (window end, word) → count for windows of WINDOW_MS.
 fn produce_input(bootstrap: &str, topic: &str, partitions: i32, lines: u64) -> BTreeMap<(i64, String), u64> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(11);
     let mut reference = BTreeMap::new();
+    let mut records = Vec::with_capacity(lines as usize);
     for i in 0..lines {
         let text = line(&mut rng);
         let ts = BASE_TS + 2 * i as i64;
@@ -88,66 +53,14 @@ fn produce_input(bootstrap: &str, topic: &str, partitions: i32, lines: u64) -> B
         for word in text.split(' ') {
             *reference.entry((window_end, word.to_string())).or_insert(0) += 1;
         }
-        let mut record =
-            BaseRecord::<(), String>::to(topic).payload(&text).partition((i % partitions as u64) as i32).timestamp(ts);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                    r,
-                )) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
-            }
-        }
+        records.push((ts, text));
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
+    kafka::produce(bootstrap, topic, partitions, records);
     reference
 }
 
-/// Every record of `topic` up to its end, as `(key, value)`.
 fn read_all(bootstrap: &str, topic: &str, isolation: &str) -> Vec<(String, String)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "false")
-        // position() needs a group; it never joins it (assign only).
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-    let mut list = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in metadata.topics()[0].partitions() {
-        list.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
-        // Under read_committed: the last stable offset.
-        let (_, end) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap();
-        ends.insert(p.id(), end);
-    }
-    consumer.assign(&list).unwrap();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + DEADLINE;
-    let done = |consumer: &BaseConsumer| {
-        ends.iter().all(|(p, end)| match consumer.position().unwrap().find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(o)) => o >= *end,
-            _ => *end == 0,
-        })
-    };
-    while !done(&consumer) {
-        assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.unwrap();
-            let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
-            records.push((text(message.key()), text(message.payload())));
-        }
-    }
-    // Dropping a consumer with a group id can block in librdkafka's close.
-    std::mem::forget(consumer);
-    records
+    kafka::read_all(bootstrap, topic, isolation, DEADLINE)
 }
 
 /// The counts in the output, failing on a count that appears twice.

@@ -18,6 +18,8 @@
 //! ```
 
 mod cluster;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 mod process;
 mod rest;
 

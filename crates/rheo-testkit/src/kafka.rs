@@ -1,0 +1,116 @@
+//! A real Kafka broker's topics for tests and the benchmark (feature `kafka`): create a topic,
+//! produce timestamped lines, read a topic to its end under an isolation level.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// `KAFKA_BOOTSTRAP`, set by `scripts/with-kafka.sh`; `None` (and a note) when it is not set,
+/// a panic under CI, where a missing broker must not pass as a skipped test.
+pub fn bootstrap() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP") {
+        Ok(b) => Some(b),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("KAFKA_BOOTSTRAP is not set: run under scripts/with-kafka.sh")
+        }
+        Err(_) => {
+            eprintln!("KAFKA_BOOTSTRAP not set: skipping (run under scripts/with-kafka.sh)");
+            None
+        }
+    }
+}
+
+/// Creates `topic` with `partitions`, kept forever: records carry old event times, which the
+/// broker's default time-based retention (7 days) would delete at its next check.
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1)).set("retention.ms", "-1")];
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    for result in runtime.block_on(admin.create_topics(&topics, &options)).expect("create topics") {
+        result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
+    }
+}
+
+/// Produces `(timestamp ms, text)` records, the `i`-th to partition `i % partitions`, and waits
+/// until the broker has them all.
+pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: impl IntoIterator<Item = (i64, String)>) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()
+        .expect("producer");
+    for (i, (ts, text)) in records.into_iter().enumerate() {
+        let partition = (i as u64 % partitions as u64) as i32;
+        let mut record = BaseRecord::<(), String>::to(topic).payload(&text).partition(partition).timestamp(ts);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Every record of `topic` up to its end when called, as `(key, value)`, read with
+/// `isolation` (`read_committed`: up to the last stable offset).
+pub fn read_all(bootstrap: &str, topic: &str, isolation: &str, deadline: Duration) -> Vec<(String, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "false")
+        // position() needs a group; it never joins it (assign only).
+        .set("group.id", format!("reader-{}-{}", std::process::id(), unique_suffix()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut list = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in metadata.topics()[0].partitions() {
+        list.add_partition_offset(topic, p.id(), Offset::Beginning).expect("partition");
+        let (_, end) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+        ends.insert(p.id(), end);
+    }
+    consumer.assign(&list).expect("assign");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + deadline;
+    let done = |consumer: &BaseConsumer| {
+        ends.iter().all(|(p, end)| {
+            match consumer.position().expect("position").find_partition(topic, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o >= *end,
+                _ => *end == 0,
+            }
+        })
+    };
+    while !done(&consumer) {
+        assert!(Instant::now() < deadline, "reading {topic} did not reach its end");
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.expect("message");
+            let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).to_string();
+            records.push((text(message.key()), text(message.payload())));
+        }
+    }
+    // Dropping a consumer with a group id can block in librdkafka's close.
+    std::mem::forget(consumer);
+    records
+}
+
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
