@@ -89,11 +89,7 @@ pub fn run(mut report: Report, lines: u64, engine: Engine, parallelism: usize) -
         );
     }
 
-    report.seconds = seconds;
-    report.lines_per_second = lines as f64 / seconds;
-    report.words_per_second = report.lines_per_second * WORDS_PER_LINE as f64;
-    report.peak_rss_mib = usage.max_rss_kib as f64 / 1024.0;
-    report.cpu_seconds_per_million_lines = Some(usage.cpu_seconds / (lines as f64 / 1e6));
+    usage.report(&mut report, lines, seconds);
     Ok(report)
 }
 
@@ -138,22 +134,38 @@ fn read_output(dir: &Path) -> anyhow::Result<Counts> {
             continue;
         }
         for line in std::io::BufReader::new(std::fs::File::open(&path)?).lines() {
-            let line = line?;
-            let mut fields = line.splitn(3, ',');
-            let (Some(end), Some(word), Some(count)) = (fields.next(), fields.next(), fields.next()) else {
-                bail!("{}: '{line}' is not `window end,word,count`", path.display());
-            };
-            if counts.insert((end.parse()?, word.to_string()), count.parse()?).is_some() {
-                bail!("{}: ({end}, {word}) written twice", path.display());
+            let (key, count) = parse_count(&line?).with_context(|| path.display().to_string())?;
+            if counts.insert(key.clone(), count).is_some() {
+                bail!("{}: {key:?} written twice", path.display());
             }
         }
     }
     Ok(counts)
 }
 
+/// One `window end,word,count` record of an engine's output.
+pub fn parse_count(record: &str) -> anyhow::Result<((i64, String), u64)> {
+    let mut fields = record.splitn(3, ',');
+    let (Some(end), Some(word), Some(count)) = (fields.next(), fields.next(), fields.next()) else {
+        bail!("'{record}' is not `window end,word,count`");
+    };
+    Ok(((end.parse()?, word.to_string()), count.parse()?))
+}
+
 pub struct Usage {
-    pub cpu_seconds: f64,
-    pub max_rss_kib: i64,
+    cpu_seconds: f64,
+    max_rss_kib: i64,
+}
+
+impl Usage {
+    /// The figures of an engine's process that took `seconds` for `lines` input lines.
+    pub fn report(&self, report: &mut Report, lines: u64, seconds: f64) {
+        report.seconds = seconds;
+        report.lines_per_second = lines as f64 / seconds;
+        report.words_per_second = report.lines_per_second * WORDS_PER_LINE as f64;
+        report.peak_rss_mib = self.max_rss_kib as f64 / 1024.0;
+        report.cpu_seconds_per_million_lines = Some(self.cpu_seconds / (lines as f64 / 1e6));
+    }
 }
 
 /// CPU time and the largest resident set of the children this process has waited for.

@@ -73,21 +73,14 @@ pub fn run(mut report: Report, lines: u64, guarantee: &str) -> anyhow::Result<Re
 
     let mut produced: HashMap<(i64, String), u64> = HashMap::new();
     for (_, value) in kafka::read_all(&bootstrap, &output, "read_committed", Duration::from_secs(300)) {
-        let mut fields = value.splitn(3, ',');
-        let (Some(end), Some(word), Some(count)) = (fields.next(), fields.next(), fields.next()) else {
-            bail!("output record '{value}' is not `window end,word,count`");
-        };
-        if produced.insert((end.parse()?, word.to_string()), count.parse()?).is_some() {
-            bail!("({end}, {word}) is in the output twice");
+        let (key, count) = compare::parse_count(&value)?;
+        if produced.insert(key.clone(), count).is_some() {
+            bail!("{key:?} is in the output twice");
         }
     }
     if produced != expected {
         bail!("{}: {} counts in the output, {} expected, or some differ", report.case, produced.len(), expected.len());
     }
-    report.seconds = seconds;
-    report.lines_per_second = lines as f64 / seconds;
-    report.words_per_second = report.lines_per_second * WORDS_PER_LINE as f64;
-    report.peak_rss_mib = usage.max_rss_kib as f64 / 1024.0;
-    report.cpu_seconds_per_million_lines = Some(usage.cpu_seconds / (lines as f64 / 1e6));
+    usage.report(&mut report, lines, seconds);
     Ok(report)
 }
