@@ -58,6 +58,7 @@ VALUE_SETS = {
 WORKLOAD_RIGHTS = {
     ("rheo.io", "flinkjobs"): {"list", "watch", "patch"},
     ("rheo.io", "flinkjobs/status"): {"patch"},
+    ("rheo.io", "flinkjobs/scale"): {"patch"},
     ("apps", "deployments"): {"list", "watch", "create", "patch"},
     ("", "services"): {"list", "watch", "create", "patch"},
     ("", "configmaps"): {"list", "watch", "create", "patch"},

@@ -77,6 +77,20 @@ pub const MAX_NAME_LENGTH: usize = 40;
         json_path = ".status.jobStatus.lastCheckpoint.timestamp",
         description = "Age of the newest completed checkpoint"
     ),
+    printcolumn(
+        name = "Autoscaler",
+        type_ = "string",
+        json_path = ".status.autoscaler.decision",
+        description = "The newest decision of Rheo's autoscaler",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Last Rescale",
+        type_ = "date",
+        json_path = ".status.autoscaler.lastRescaleTime",
+        description = "When Rheo's autoscaler last rescaled the job",
+        priority = "1"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -246,13 +260,18 @@ impl TaskManagerSpec {
             replicas,
             slots: _,        // Job
             resources: _,    // Job
-            autoscaler: _,   // Live bounds, but whether there is one is Job (reactive mode)
+            autoscaler: _,   // Live bounds and mode, but whether there is one is Job (reactive mode)
             pod_template: _, // Job
         } = self;
         let parallelism_follows_replicas = self.autoscaler.is_none() && job.parallelism.is_none();
         TaskManagerSpec {
             replicas: if parallelism_follows_replicas { *replicas } else { 0 },
-            autoscaler: self.autoscaler.as_ref().map(|_| AutoscalerSpec { min_replicas: 0, max_replicas: 0 }),
+            autoscaler: self.autoscaler.as_ref().map(|_| AutoscalerSpec {
+                min_replicas: 0,
+                max_replicas: 0,
+                mode: AutoscalerMode::default(),
+                metrics_interval_seconds: 0,
+            }),
             ..self.clone()
         }
     }
@@ -340,9 +359,10 @@ pub struct TaskManagerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Set when an autoscaler (an HPA on this resource's scale subresource) sets `replicas`:
-    /// the job then runs in Flink's reactive mode and uses every slot it gets, and the operator
-    /// keeps the TaskManager count within `minReplicas..=maxReplicas`.
+    /// Set when an autoscaler sets `replicas` through this resource's scale subresource: an
+    /// HPA or other tool (`mode: External`), or the operator itself from the job's metrics
+    /// (`mode: Rheo`). The job then runs in Flink's reactive mode and uses every slot it gets,
+    /// and the operator keeps the TaskManager count within `minReplicas..=maxReplicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<AutoscalerSpec>,
 
@@ -371,11 +391,37 @@ impl Default for TaskManagerSpec {
     "fieldPath": ".minReplicas"
 }]))]
 pub struct AutoscalerSpec {
+    /// Fewest TaskManagers (also `job.autoscaler.taskmanager.min-replicas` of mode `Rheo`).
     #[serde(default = "one")]
     #[schemars(range(min = 1))]
     pub min_replicas: i32,
+    /// Most TaskManagers (also `job.autoscaler.taskmanager.max-replicas` of mode `Rheo`).
     #[schemars(range(min = 1))]
     pub max_replicas: i32,
+    /// Who sets `replicas`.
+    #[serde(default)]
+    pub mode: AutoscalerMode,
+    /// Mode `Rheo`: how often the operator samples the job's metrics and decides. The
+    /// algorithm's options are Flink's `job.autoscaler.*` keys in `flinkConfiguration`.
+    #[serde(default = "default_metrics_interval")]
+    #[schemars(range(min = 1))]
+    pub metrics_interval_seconds: i64,
+}
+
+fn default_metrics_interval() -> i64 {
+    10
+}
+
+/// Who sets an autoscaled FlinkJob's TaskManager `replicas`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AutoscalerMode {
+    /// Someone else, through the scale subresource: an HPA, KEDA, `kubectl scale`.
+    #[default]
+    External,
+    /// The operator, from the job's own metrics (busy time, rates, backlog) by Rheo's
+    /// autoscaler; each rescale stops the job with a synchronous checkpoint and redeploys it
+    /// from it, so nothing is processed twice.
+    Rheo,
 }
 
 /// The job to run.
@@ -579,6 +625,97 @@ pub struct FlinkJobStatus {
     /// What the operator has deployed and what it is doing: written before it acts.
     #[serde(default)]
     pub reconciliation: ReconciliationStatus,
+
+    /// Rheo's autoscaler (`taskManager.autoscaler.mode: Rheo`): what it measured, what it
+    /// decided and why, and the rescale in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerStatus>,
+}
+
+/// What Rheo's autoscaler saw and decided in its newest evaluation.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// When the job's metrics were last sampled and evaluated (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation_time: Option<String>,
+    /// The newest decision: `NoChange`, `ScaleUp` or `ScaleDown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Why, in words (e.g. `collecting metrics ...`, `parallelism 1 → 3, TaskManagers 1 → 3: ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Each vertex as the newest evaluation saw it, in topological order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vertices: Vec<AutoscalerVertexStatus>,
+    /// When the operator last rescaled the job (RFC 3339): the end of its last rescale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rescale_time: Option<String>,
+    /// A rescale in progress: recorded before it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescale: Option<RescaleProgress>,
+}
+
+/// One vertex's metrics averaged over the window, and the parallelism it wants.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerVertexStatus {
+    /// The vertex id (`/jobs/:id/vertices/:vid`).
+    pub id: String,
+    /// The vertex's name (its operators).
+    pub name: String,
+    /// Its parallelism now.
+    pub parallelism: i32,
+    /// Records it processed per second (for a source, records it read), over the window.
+    pub records_in_per_second: f64,
+    /// Milliseconds per second its subtasks were busy (0 to 1000), over the window.
+    pub busy_time_ms_per_second: f64,
+    /// Milliseconds per second its subtasks were back-pressured (0 to 1000), over the window.
+    pub back_pressured_time_ms_per_second: f64,
+    /// A source's backlog (`pendingRecords`), if it reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_records: Option<f64>,
+    /// Records per second it has to process (arrivals plus the backlog to catch up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_rate: Option<f64>,
+    /// Records per second it could process at its parallelism if always busy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub true_processing_rate: Option<f64>,
+    /// The parallelism the window asks for (none until a full window is collected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wanted_parallelism: Option<i32>,
+    /// Why it wants that: `WithinBand`, `ScaleUp`, `ScaleDown`, `ScaleDownDelayed`, `Idle`,
+    /// `AtMaxParallelism`, `AtMinParallelism`, `OutOfBounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A rescale by Rheo's autoscaler. A scale-up first holds the job at its parallelism, adds the
+/// TaskManagers, and rescales once they have registered (one pause, not one per pod); a
+/// scale-down rescales first and then removes the TaskManagers it left idle.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RescaleProgress {
+    /// The job's parallelism before.
+    pub from_parallelism: i32,
+    /// The parallelism asked for.
+    pub parallelism: i32,
+    /// TaskManagers before.
+    pub from_task_managers: i32,
+    /// TaskManagers asked for.
+    pub task_managers: i32,
+    /// Where it is.
+    pub phase: RescalePhase,
+    /// When it started (RFC 3339).
+    pub since: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RescalePhase {
+    /// Scale-up: the TaskManagers are starting and registering.
+    AddingTaskManagers,
+    /// The job stops with a synchronous checkpoint and restarts from it at the new parallelism.
+    Redeploying,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -6,9 +6,9 @@
 
 use futures::future::BoxFuture;
 use rheo_rest::{
-    AsynchronousOperationResult, CheckpointTriggerRequest, CheckpointTriggerResult, CheckpointingStatistics,
-    JobDetails, JobExceptions, RestClient, SavepointDisposalRequest, SavepointTriggerRequest, StopWithSavepointRequest,
-    TriggerResponse,
+    AggregatedMetric, AsynchronousOperationResult, CheckpointTriggerRequest, CheckpointTriggerResult,
+    CheckpointingStatistics, JobDetails, JobExceptions, JobResourceRequirements, RestClient, SavepointDisposalRequest,
+    SavepointTriggerRequest, StopWithSavepointRequest, TaskManagersInfo, TriggerResponse,
 };
 
 /// A JobManager call's failure, reduced to what the reconciler decides on.
@@ -82,6 +82,25 @@ pub trait JobManagerApi: Send + Sync {
         base: &'a str,
         trigger_id: &'a str,
     ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>>;
+    /// The registered TaskManagers and their slots (`GET /taskmanagers`).
+    fn taskmanagers<'a>(&'a self, base: &'a str) -> BoxFuture<'a, JmResult<TaskManagersInfo>>;
+    /// A vertex's metrics aggregated over its subtasks
+    /// (`GET /jobs/:id/vertices/:vid/subtasks/metrics?get=...`).
+    fn subtasks_metrics<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        vertex_id: &'a str,
+        names: &'a [&'a str],
+    ) -> BoxFuture<'a, JmResult<Vec<AggregatedMetric>>>;
+    /// Rescales the job (`PUT /jobs/:id/resource-requirements`): it stops with a synchronous
+    /// checkpoint and restarts from it at the new parallelism.
+    fn set_resource_requirements<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        requirements: JobResourceRequirements,
+    ) -> BoxFuture<'a, JmResult<()>>;
 }
 
 /// The real JobManagers, over HTTP with one shared connection pool.
@@ -172,5 +191,25 @@ impl JobManagerApi for RestJobManagers {
         trigger_id: &'a str,
     ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>> {
         Box::pin(async move { Ok(self.client(base).disposal_status(trigger_id).await?) })
+    }
+    fn taskmanagers<'a>(&'a self, base: &'a str) -> BoxFuture<'a, JmResult<TaskManagersInfo>> {
+        Box::pin(async move { Ok(self.client(base).taskmanagers().await?) })
+    }
+    fn subtasks_metrics<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        vertex_id: &'a str,
+        names: &'a [&'a str],
+    ) -> BoxFuture<'a, JmResult<Vec<AggregatedMetric>>> {
+        Box::pin(async move { Ok(self.client(base).subtasks_metrics(job_id, vertex_id, names).await?) })
+    }
+    fn set_resource_requirements<'a>(
+        &'a self,
+        base: &'a str,
+        job_id: &'a str,
+        requirements: JobResourceRequirements,
+    ) -> BoxFuture<'a, JmResult<()>> {
+        Box::pin(async move { Ok(self.client(base).set_resource_requirements(job_id, &requirements).await?) })
     }
 }

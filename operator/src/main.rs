@@ -103,7 +103,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         jobmanagers: Arc::new(RestJobManagers::default()),
-        now: jiff::Timestamp::now,
+        now: Arc::new(jiff::Timestamp::now),
+        autoscaler: Default::default(),
     });
     let controllers = controller::run(client, namespaces, ctx, metrics.clone());
     tokio::select! {

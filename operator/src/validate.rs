@@ -7,7 +7,7 @@
 use rheo_config::options;
 
 use crate::build::pod_template;
-use crate::crd::{DeletionPolicy, FlinkJob, MAX_NAME_LENGTH, RESERVED_CONFIG_KEYS, UpgradeMode};
+use crate::crd::{AutoscalerMode, DeletionPolicy, FlinkJob, MAX_NAME_LENGTH, RESERVED_CONFIG_KEYS, UpgradeMode};
 
 /// Every problem found, each naming the field, e.g. `spec.job.entry: must not be empty`.
 pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
@@ -37,6 +37,16 @@ pub fn validate(fj: &FlinkJob) -> Result<(), Vec<String>> {
     if let Some(a) = &spec.task_manager.autoscaler {
         check(a.min_replicas >= 1, "spec.taskManager.autoscaler.minReplicas: must be at least 1");
         check(a.min_replicas <= a.max_replicas, "spec.taskManager.autoscaler.minReplicas: must not exceed maxReplicas");
+        check(
+            a.metrics_interval_seconds >= 1,
+            "spec.taskManager.autoscaler.metricsIntervalSeconds: must be at least 1",
+        );
+        if a.mode == AutoscalerMode::Rheo
+            && a.min_replicas <= a.max_replicas
+            && let Err(e) = crate::reconcile::autoscale::autoscaler_config(spec)
+        {
+            check(false, &format!("spec.flinkConfiguration: {e}"));
+        }
     }
     for key in RESERVED_CONFIG_KEYS {
         check(

@@ -1062,3 +1062,318 @@ async fn a_checkpoint_directory_that_cannot_be_removed_is_reported_and_left() {
     assert!(kept.body["note"].as_str().unwrap().contains("Access Denied"), "{}", kept.body);
     assert!(env.status()["reconciliation"].get("retiredCheckpointDirs").is_none(), "not retried for ever");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Rheo's autoscaler (taskManager.autoscaler.mode: Rheo), against a simulated job: a source
+// reading numbers that arrive at a scripted rate, and a map that processes 400 records/s per
+// subtask. The JobManager behaves as Rheo's reactive one: it runs at the smaller of the
+// parallelism last PUT to /resource-requirements and the registered slots, and each change of
+// that is one redeploy that pauses the job for one step.
+// ---------------------------------------------------------------------------------------------
+
+const AUTOSCALED: &str = r#"
+metadata: {}
+spec:
+  image: rheo:latest
+  taskManager:
+    replicas: 1
+    slots: 1
+    autoscaler: {minReplicas: 1, maxReplicas: 3, mode: Rheo, metricsIntervalSeconds: 5}
+  flinkConfiguration:
+    state.checkpoints.dir: s3://rheo/checkpoints
+    job.autoscaler.metrics.window: 30s
+    job.autoscaler.stabilization.interval: 15s
+    job.autoscaler.scale-down.interval: 60s
+    job.autoscaler.catch-up.duration: 5min
+  job: {entry: arriving-numbers}
+"#;
+
+/// Records per second one map subtask processes.
+const MAP_CAPACITY: f64 = 400.0;
+/// One simulated step: the reconciler's pass interval while the autoscaler runs.
+const STEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The simulated job and cluster.
+#[derive(Default)]
+struct World {
+    /// Seconds since the start.
+    t: u64,
+    parallelism: u32,
+    /// The parallelism the running redeploy goes to.
+    redeploying_to: Option<u32>,
+    redeploys: u32,
+    backlog: f64,
+    /// (t, load, parallelism, TaskManager replicas asked, decision) per step.
+    timeline: Vec<(u64, f64, u32, i64, String)>,
+}
+
+impl World {
+    /// One step: the cluster follows the operator's last pass, the job processes `load`
+    /// records/s for a step, and the operator passes over it once.
+    async fn step(&mut self, env: &Env, load: f64) {
+        // Pods: the TaskManager Deployment's replicas have registered.
+        let taskmanagers =
+            env.object(TM_DEPLOY).map_or(1, |d| d["spec"]["replicas"].as_u64().unwrap_or(0) as u32).max(1);
+        let requested = env.jm.scripted.lock().unwrap().as_ref().and_then(|j| j.requested);
+        if let Some(to) = self.redeploying_to.take() {
+            self.parallelism = to;
+        } else {
+            let wanted = requested.unwrap_or(u32::MAX).min(taskmanagers);
+            if wanted != self.parallelism {
+                self.redeploying_to = Some(wanted);
+                self.redeploys += 1;
+            }
+        }
+        let running = self.redeploying_to.is_none();
+        let dt = STEP.as_secs_f64();
+        let capacity = self.parallelism as f64 * MAP_CAPACITY;
+        let processed = if running { (load + self.backlog / dt).min(capacity) } else { 0.0 };
+        self.backlog = (self.backlog + (load - processed) * dt).max(0.0);
+        let saturated = running && processed >= capacity - 1e-6;
+        let busy = if running { processed / capacity * 1000.0 } else { 0.0 };
+        let metrics = |records: f64, busy: f64, backpressured: f64, pending: Option<f64>| {
+            let p = self.parallelism as f64;
+            let mut m = vec![
+                ("numRecordsInPerSecond".to_string(), records, records / p),
+                ("numRecordsOutPerSecond".to_string(), records, records / p),
+                ("busyTimeMsPerSecond".to_string(), busy * p, busy),
+                ("backPressuredTimeMsPerSecond".to_string(), backpressured * p, backpressured),
+                ("idleTimeMsPerSecond".to_string(), (1000.0 - busy - backpressured) * p, 1000.0 - busy - backpressured),
+            ];
+            if let Some(pending) = pending {
+                m.push(("pendingRecords".to_string(), pending, pending / p));
+            }
+            m
+        };
+        let source_bp = if saturated { 950.0 } else { 0.0 };
+        *env.jm.scripted.lock().unwrap() = Some(ScriptedJob {
+            vertices: vec![("src".into(), "Source: arriving-numbers".into()), ("map".into(), "Map".into())],
+            parallelism: self.parallelism,
+            running,
+            taskmanagers,
+            slots: 1,
+            metrics: [
+                ("src".to_string(), metrics(processed, 50.0, source_bp, Some(self.backlog))),
+                ("map".to_string(), metrics(processed, busy, 0.0, None)),
+            ]
+            .into(),
+            requested,
+        });
+        env.advance(STEP);
+        self.t += STEP.as_secs();
+        env.reconcile().await.unwrap();
+        let fj = env.flinkjob();
+        let replicas = fj["spec"]["taskManager"]["replicas"].as_i64().unwrap();
+        let decision = fj["status"]["autoscaler"]["decision"].as_str().unwrap_or("-").to_string();
+        self.timeline.push((self.t, load, self.parallelism, replicas, decision));
+    }
+
+    /// The first time (s) from `since` at which the job runs at `parallelism` with every subtask.
+    fn reached(&self, parallelism: u32, since: u64) -> Option<u64> {
+        self.timeline.iter().find(|(t, _, p, _, _)| *t >= since && *p == parallelism).map(|(t, ..)| *t)
+    }
+}
+
+/// Events the operator published: (reason, action, note).
+fn events(calls: &[Call]) -> Vec<(String, String, String)> {
+    calls
+        .iter()
+        .filter(|c| c.path.ends_with("/events") && c.method == "POST")
+        .map(|c| {
+            let field = |f: &str| c.body[f].as_str().unwrap_or_default().to_string();
+            (field("reason"), field("action"), field("note"))
+        })
+        .collect()
+}
+
+/// A load of ±10 % around `rate`, the same every run.
+fn wobble(rate: f64, step: u64) -> f64 {
+    rate * (1.0 + 0.1 * (step as f64 * 1.7).sin())
+}
+
+async fn autoscaled(manifest: &str, replicas: u32) -> (Env, World) {
+    let env = Env::new(manifest);
+    env.reconcile().await.unwrap();
+    let world = World { parallelism: replicas, ..Default::default() };
+    (env, world)
+}
+
+#[tokio::test]
+async fn a_load_step_scales_up_within_bounds_holds_and_scales_down_after_the_delay() {
+    let (env, mut world) = autoscaled(AUTOSCALED, 1).await;
+    // 100/s for a minute, 1,000/s ± 10 % for two minutes, then 100/s again.
+    let (step_up, step_down, end) = (60, 180, 420);
+    while world.t < end {
+        let k = world.t / STEP.as_secs();
+        let load = match world.t {
+            t if t < step_up => 100.0,
+            t if t < step_down => wobble(1000.0, k),
+            _ => 100.0,
+        };
+        world.step(&env, load).await;
+    }
+    for (t, load, p, replicas, decision) in &world.timeline {
+        eprintln!("t={t:>3}s load={load:>6.0}/s parallelism={p} replicas={replicas} {decision}");
+    }
+    let calls = env.take_calls();
+
+    // Bounds: never more TaskManagers than maxReplicas, never fewer than minReplicas.
+    assert!(world.timeline.iter().all(|(_, _, _, r, _)| (1..=3).contains(r)));
+    // Up: three subtasks keep up with 1,000/s at 400/s each; the job gets there after the step.
+    let up = world.reached(3, step_up).expect("scaled up to 3");
+    eprintln!("load step to parallelism 3: {} s; backlog at the step down {:.0}", up - step_up, world.backlog);
+    // The first decision sees a window still partly at the low rate and asks for less than
+    // enough; the next one waits out stabilisation (15 s) and a full window (30 s) after it.
+    assert!(up - step_up <= 120, "scaled up {} s after the load step", up - step_up);
+    // Held through the wobble: parallelism 3 from then until the load steps down, and the
+    // backlog the step built is gone.
+    assert!(
+        world.timeline.iter().filter(|(t, ..)| (up..step_down).contains(t)).all(|(_, _, p, r, _)| *p == 3 && *r == 3)
+    );
+    // Down: not before scale-down.interval (60 s) of wanting fewer, then to 1 on one TaskManager.
+    let down = world.reached(1, step_down).expect("scaled down to 1");
+    eprintln!("load step down to parallelism 1: {} s", down - step_down);
+    assert!(down - step_down >= 60, "scaled down only {} s after the load dropped", down - step_down);
+    assert!(down - step_down <= 150, "scaled down {} s after the load dropped", down - step_down);
+    assert_eq!(world.timeline.last().unwrap().3, 1, "one TaskManager at the end");
+    assert!(world.backlog < 1.0, "the backlog is worked off: {}", world.backlog);
+
+    // Each decision is an Event with its reason; each rescale was one redeploy (one pause), the
+    // scale-up's TaskManagers being added while the job was held at its parallelism.
+    let events = events(&calls);
+    let decisions: Vec<_> = events.iter().filter(|(r, ..)| r == "ScaledUp" || r == "ScaledDown").collect();
+    for e in &decisions {
+        eprintln!("EVENT {} [{}] {}", e.0, e.1, e.2);
+    }
+    assert_eq!(decisions.last().unwrap().0, "ScaledDown");
+    assert!(decisions.last().unwrap().2.contains("TaskManagers 3 → 1"), "{decisions:?}");
+    let (ups, downs) = (
+        decisions.iter().filter(|(r, a, _)| r == "ScaledUp" && a.starts_with("AutoscaleTo")).count(),
+        decisions.iter().filter(|(r, a, _)| r == "ScaledDown" && a.starts_with("AutoscaleTo")).count(),
+    );
+    assert!(ups >= 1 && downs == 1, "{decisions:?}");
+    let up_note = &decisions[0].2;
+    assert!(up_note.starts_with("parallelism 1 → "), "{up_note}");
+    assert!(
+        up_note.contains("Map ") && up_note.contains("% busy: wants ") && up_note.contains("(ScaleUp)"),
+        "{up_note}"
+    );
+    assert_eq!(world.redeploys as usize, ups + downs, "one pause per rescale");
+    assert_eq!(events.iter().filter(|(r, ..)| r == "Rescaled").count(), ups + downs);
+
+    // The replicas were set through the scale subresource, which the chart grants.
+    let scales: Vec<i64> = calls
+        .iter()
+        .filter(|c| c.path == format!("{FJ_PATH}/scale"))
+        .map(|c| {
+            assert_eq!(c.method, "PATCH");
+            assert!(c.content_type.contains("merge-patch"), "{}", c.content_type);
+            c.body["spec"]["replicas"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!(scales.last(), Some(&1));
+    assert!(scales.contains(&3), "{scales:?}");
+}
+
+#[tokio::test]
+async fn status_shows_each_vertex_the_decision_and_the_last_rescale() {
+    let (env, mut world) = autoscaled(AUTOSCALED, 1).await;
+    // Collecting: no decision until the window is full.
+    world.step(&env, 100.0).await;
+    let a = env.status()["autoscaler"].clone();
+    assert_eq!(a["decision"], "NoChange");
+    assert!(
+        a["reason"].as_str().unwrap().starts_with("stabilising")
+            || a["reason"].as_str().unwrap().starts_with("collecting"),
+        "{a}"
+    );
+    assert_eq!(a["vertices"][1]["name"], "Map");
+    assert_eq!(a["vertices"][1]["recordsInPerSecond"], 100.0);
+    assert_eq!(a["vertices"][1]["busyTimeMsPerSecond"], 250.0);
+    assert!(a["vertices"][1].get("wantedParallelism").is_none());
+    while world.t < 60 {
+        world.step(&env, 100.0).await;
+    }
+    let a = env.status()["autoscaler"].clone();
+    assert_eq!(a["reason"], "every vertex keeps its parallelism", "{a}");
+    assert_eq!(a["vertices"][1]["wantedParallelism"], 1);
+    assert_eq!(a["vertices"][1]["reason"], "AtMinParallelism");
+    assert_eq!(a["vertices"][1]["trueProcessingRate"], 400.0);
+    assert!(a.get("lastRescaleTime").is_none());
+    // A step up: a decision, then the rescale in progress, then done.
+    while env.status()["autoscaler"].get("rescale").is_none() {
+        world.step(&env, 1000.0).await;
+        assert!(world.t < 200, "no decision");
+    }
+    let a = env.status()["autoscaler"].clone();
+    assert_eq!(a["decision"], "ScaleUp");
+    assert_eq!(a["rescale"]["phase"], "AddingTaskManagers");
+    assert_eq!(a["rescale"]["fromParallelism"], 1);
+    let map = &a["vertices"][1];
+    assert_eq!(map["reason"], "ScaleUp", "{a}");
+    assert!(map["wantedParallelism"].as_i64().unwrap() > 1);
+    assert_eq!(
+        a["reason"].as_str().unwrap().split(':').next().unwrap(),
+        format!("parallelism 1 → {0}, TaskManagers 1 → {0}", map["wantedParallelism"])
+    );
+    let decided = world.t;
+    while env.status()["autoscaler"].get("rescale").is_some() {
+        world.step(&env, 1000.0).await;
+        assert!(world.t < decided + 120, "the rescale does not end");
+    }
+    let a = env.status()["autoscaler"].clone();
+    assert_eq!(a["lastRescaleTime"], env.time().to_string());
+    eprintln!(
+        "decision to rescaled: {} s (simulated: pods register one step after the replicas, one step of redeploy)",
+        world.t - decided
+    );
+    let fj = env.flinkjob();
+    assert_eq!(fj["status"]["taskManager"]["desiredReplicas"], fj["spec"]["taskManager"]["replicas"]);
+}
+
+#[tokio::test]
+async fn max_replicas_bounds_a_scale_up_and_min_replicas_a_scale_down() {
+    let capped = AUTOSCALED.replace("maxReplicas: 3", "maxReplicas: 2");
+    let (env, mut world) = autoscaled(&capped, 1).await;
+    while world.t < 200 {
+        let load = if world.t < 60 { 100.0 } else { 1000.0 };
+        world.step(&env, load).await;
+    }
+    assert_eq!(world.timeline.iter().map(|(_, _, _, r, _)| *r).max(), Some(2));
+    assert_eq!(world.parallelism, 2);
+    let map = &env.status()["autoscaler"]["vertices"][1];
+    assert_eq!(map["reason"], "AtMaxParallelism", "{map}");
+    assert_eq!(map["wantedParallelism"], 2);
+
+    let floored = AUTOSCALED.replace("minReplicas: 1", "minReplicas: 2").replace("replicas: 1\n", "replicas: 3\n");
+    let (env, mut world) = autoscaled(&floored, 3).await;
+    while world.t < 300 {
+        world.step(&env, 100.0).await;
+    }
+    assert_eq!(world.timeline.iter().map(|(_, _, _, r, _)| *r).min(), Some(2), "{:?}", world.timeline);
+    assert_eq!(world.timeline.last().unwrap().3, 2);
+    assert_eq!(world.parallelism, 1, "one subtask is enough; the second TaskManager is minReplicas'");
+}
+
+#[tokio::test]
+async fn an_external_autoscaler_is_left_alone() {
+    // HPA users: the same spec without mode. Nothing reads metrics, nothing scales.
+    let hpa = AUTOSCALED.replace(", mode: Rheo, metricsIntervalSeconds: 5", "");
+    let (env, mut world) = autoscaled(&hpa, 1).await;
+    while world.t < 200 {
+        world.step(&env, 1000.0).await;
+    }
+    assert!(env.jm.take_calls().iter().all(|c| !c.contains("/metrics") && !c.contains("resource-requirements")));
+    assert!(env.status().get("autoscaler").is_none());
+    assert!(env.take_calls().iter().all(|c| !c.path.ends_with("/scale")));
+    assert_eq!(world.timeline.last().unwrap().3, 1);
+}
+
+#[tokio::test]
+async fn bad_autoscaler_options_are_an_invalid_spec() {
+    let bad = AUTOSCALED.replace("job.autoscaler.metrics.window: 30s", "job.autoscaler.metrics.window: soon");
+    let env = Env::new(&bad);
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_INVALID));
+    let status = env.status();
+    assert!(status["error"].as_str().unwrap().contains("job.autoscaler.metrics.window"), "{status}");
+}

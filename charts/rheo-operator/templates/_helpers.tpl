@@ -62,6 +62,10 @@ widening it needs a change of the operator's contract and of charts/tests.
 - apiGroups: [rheo.io]
   resources: [flinkjobs/status]
   verbs: [patch]
+# scale: Rheo's autoscaler (taskManager.autoscaler.mode: Rheo) sets replicas as an HPA would.
+- apiGroups: [rheo.io]
+  resources: [flinkjobs/scale]
+  verbs: [patch]
 # children: watched (owns), server-side applied (apply creates a missing object: create);
 # never deleted by the operator (garbage collection through owner references).
 - apiGroups: [apps]

@@ -86,6 +86,8 @@ mod config;
 mod decide;
 mod evaluate;
 mod metrics;
+#[cfg(feature = "rest")]
+pub mod rest;
 
 pub use config::*;
 pub use decide::{AutoscalerInput, Decision, NoChangeReason, Outcome, ParallelismChange, decide};

@@ -13,26 +13,15 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use rheo_autoscaler::{AutoscalerConfig, AutoscalerInput, Decision, MetricHistory, MetricSample, Topology};
+use rheo_autoscaler::rest::{METRICS, is_running, requirements, sample, topology};
+use rheo_autoscaler::{AutoscalerConfig, AutoscalerInput, Decision, MetricHistory};
 use rheo_config::options;
-use rheo_rest::{
-    JobDetails, JobResourceRequirements, JobState, ParallelismBounds, RestClient, VertexResourceRequirements,
-};
+use rheo_rest::{JobDetails, JobState, RestClient};
 
 use crate::Failure;
 use crate::client::{JobManager, client};
 use crate::jobs::parse_duration_arg;
 use crate::processes::ConfigArgs;
-
-/// The metrics a sample reads, under Flink's names.
-const METRICS: [&str; 6] = [
-    "numRecordsInPerSecond",
-    "numRecordsOutPerSecond",
-    "busyTimeMsPerSecond",
-    "backPressuredTimeMsPerSecond",
-    "idleTimeMsPerSecond",
-    "pendingRecords",
-];
 
 /// How long a rescale may take (TaskManagers registering, the job redeployed) before the
 /// autoscaler gives up on it and goes on sampling.
@@ -159,21 +148,7 @@ impl Autoscaler {
         let now = now_ms();
         for vertex in &job.vertices {
             let metrics = self.rest.subtasks_metrics(job_id, &vertex.id, &METRICS).await.map_err(|e| e.to_string())?;
-            let metric = |name: &str, sum: bool| {
-                metrics.iter().find(|m| m.id == name).and_then(|m| if sum { m.sum } else { m.avg })
-            };
-            self.history.push(MetricSample {
-                timestamp_ms: now,
-                vertex: vertex.id.clone().into(),
-                parallelism: vertex.parallelism,
-                max_parallelism: vertex.max_parallelism.max(1) as u32,
-                num_records_in_per_second: metric("numRecordsInPerSecond", true).unwrap_or(f64::NAN),
-                num_records_out_per_second: metric("numRecordsOutPerSecond", true).unwrap_or(f64::NAN),
-                busy_time_ms_per_second: metric("busyTimeMsPerSecond", false).unwrap_or(f64::NAN),
-                back_pressured_time_ms_per_second: metric("backPressuredTimeMsPerSecond", false).unwrap_or(f64::NAN),
-                idle_time_ms_per_second: metric("idleTimeMsPerSecond", false).unwrap_or(f64::NAN),
-                pending_records: metric("pendingRecords", true),
-            });
+            self.history.push(sample(vertex, &metrics, now));
         }
         let keep =
             self.config.metrics_window_ms + self.config.scale_down_interval_ms + self.args.interval.as_millis() as u64;
@@ -237,14 +212,7 @@ impl Autoscaler {
             }
             return Ok(());
         }
-        let requirements: JobResourceRequirements = job
-            .vertices
-            .iter()
-            .map(|v| {
-                let bounds = ParallelismBounds { lower_bound: 1, upper_bound: parallelism };
-                (v.id.clone(), VertexResourceRequirements { parallelism: bounds })
-            })
-            .collect();
+        let requirements = requirements(job, parallelism);
         self.rest.set_resource_requirements(job_id, &requirements).await.map_err(|e| e.to_string())?;
         self.await_until(&format!("the job to run at parallelism {parallelism}"), || async {
             let job = self.rest.job(job_id).await.map_err(|e| e.to_string())?;
@@ -366,50 +334,4 @@ fn terminate(child: &Child) {
     if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
         tracing::warn!(pid = child.id(), error = %e, "cannot send SIGTERM to a TaskManager");
     }
-}
-
-/// Every subtask of every vertex is running.
-fn is_running(job: &JobDetails) -> bool {
-    job.state == JobState::Running
-        && job.vertices.iter().all(|v| v.tasks.get("RUNNING").copied().unwrap_or(0) == v.parallelism)
-}
-
-/// The job graph from `GET /jobs/:id`'s plan (`nodes[].inputs[].id`); a vertex the plan does
-/// not describe reads the vertex listed before it.
-fn topology(job: &JobDetails) -> Topology {
-    let inputs: BTreeMap<String, Vec<String>> = job
-        .plan
-        .as_ref()
-        .and_then(|plan| plan.get("nodes"))
-        .and_then(|nodes| nodes.as_array())
-        .map(|nodes| {
-            nodes
-                .iter()
-                .filter_map(|node| {
-                    let id = node.get("id")?.as_str()?.to_string();
-                    let inputs = node
-                        .get("inputs")
-                        .and_then(|i| i.as_array())
-                        .map(|i| i.iter().filter_map(|i| Some(i.get("id")?.as_str()?.to_string())).collect())
-                        .unwrap_or_default();
-                    Some((id, inputs))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut topology = Topology::new();
-    for (k, vertex) in job.vertices.iter().enumerate() {
-        let upstream: Vec<String> = match inputs.get(&vertex.id) {
-            Some(inputs) => inputs.clone(),
-            None if k == 0 => Vec::new(),
-            None => vec![job.vertices[k - 1].id.clone()],
-        };
-        topology = if upstream.is_empty() {
-            topology.source(vertex.id.as_str())
-        } else {
-            let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
-            topology.vertex(vertex.id.as_str(), &upstream)
-        };
-    }
-    topology
 }

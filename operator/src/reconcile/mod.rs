@@ -20,12 +20,15 @@
 //!    savepoints asked for by nonce or period, checkpoints by nonce; the removal of earlier job
 //!    epochs' checkpoint directories; the rollback of an upgrade that does not become healthy
 //!    within `rollback.readinessTimeoutSeconds`.
+//!    With `taskManager.autoscaler.mode: Rheo`, **autoscale** ([`autoscale`]) samples the
+//!    job's metrics, decides with Rheo's autoscaler, and rescales through the scale subresource.
 //! 6. **status** ([`status`]): kstatus conditions, one server-side apply of the status, and an
 //!    Event for every transition.
 //!
 //! Deletion runs through a finalizer applying `deletionPolicy` ([`cleanup`]).
 
 mod apply;
+pub mod autoscale;
 mod cleanup;
 pub mod decide;
 pub mod observe;
@@ -41,6 +44,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, Recorder};
 use kube::runtime::finalizer::{self, finalizer};
+use rheo_rest::JobDetails;
 use tracing::info;
 
 use crate::build;
@@ -98,8 +102,13 @@ pub struct Context {
     pub recorder: Recorder,
     pub jobmanagers: Arc<dyn JobManagerApi>,
     /// The clock, replaceable in tests.
-    pub now: fn() -> Timestamp,
+    pub now: Clock,
+    /// The metric windows of the jobs Rheo's autoscaler scales.
+    pub autoscaler: autoscale::Windows,
 }
+
+/// A source of the current time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// Entry point for kube's `Controller`.
 pub async fn reconcile(fj: Arc<FlinkJob>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -136,6 +145,8 @@ struct Pass<'a> {
     problem: Option<Problem>,
     /// A reactive job restarting for new TaskManagers (not a failure).
     rescaling: bool,
+    /// The job as the JobManager showed it in this pass's observe step.
+    job_details: Option<JobDetails>,
     events: Vec<Event>,
 }
 
@@ -144,7 +155,17 @@ impl<'a> Pass<'a> {
         let written = fj.status.clone().unwrap_or_default();
         let mut status = written.clone();
         status.observed_generation = fj.metadata.generation;
-        Pass { fj, ctx, now: (ctx.now)(), status, written, problem: None, rescaling: false, events: Vec::new() }
+        Pass {
+            fj,
+            ctx,
+            now: (ctx.now)(),
+            status,
+            written,
+            problem: None,
+            rescaling: false,
+            job_details: None,
+            events: Vec::new(),
+        }
     }
 
     fn name(&self) -> &str {

@@ -132,7 +132,12 @@ impl Pass<'_> {
             self.write_status().await?;
             return Ok(Action::await_change());
         }
-        let next = self.observe_job(&deployed).await?;
+        let mut next = self.observe_job(&deployed).await?;
+        if let Next::Requeue(after) = next
+            && let Some(wanted) = self.autoscale(&deployed).await?
+        {
+            next = Next::Requeue(after.min(wanted));
+        }
         if !matches!(next, Next::Terminal) && self.rollback_due() {
             return Box::pin(self.rollback(deployed)).await;
         }
@@ -287,6 +292,7 @@ impl Pass<'_> {
         let state = JobStateView::from(details.state);
         self.status.job_status.state = Some(state);
         self.status.job_status.parallelism = details.parallelism().map(|p| p as i32);
+        self.job_details = Some(details);
         self.observe_checkpoints(&url, &job_id).await;
 
         let rec = &mut self.status.reconciliation;
@@ -386,18 +392,20 @@ impl Pass<'_> {
         )
     }
 
-    /// A reactive job within [`RESCALE_GRACE`] of a TaskManager count change.
+    /// A reactive job within [`RESCALE_GRACE`] of a TaskManager count change, or being
+    /// rescaled by Rheo's autoscaler.
     fn rescaling(&self, deployed: &FlinkJobSpec) -> bool {
-        deployed.task_manager.autoscaler.is_some()
-            && self
-                .status
-                .task_manager
-                .last_scale_time
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .is_some_and(|t| {
-                    self.now.duration_since(t) <= jiff::SignedDuration::try_from(RESCALE_GRACE).unwrap_or_default()
-                })
+        deployed.task_manager.autoscaler.is_some() && super::autoscale::rescale_in_progress(&self.status)
+            || deployed.task_manager.autoscaler.is_some()
+                && self
+                    .status
+                    .task_manager
+                    .last_scale_time
+                    .as_deref()
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .is_some_and(|t| {
+                        self.now.duration_since(t) <= jiff::SignedDuration::try_from(RESCALE_GRACE).unwrap_or_default()
+                    })
     }
 
     /// The newest exception into `jobStatus.failure`; returns it as `: cause` for messages.

@@ -146,6 +146,20 @@ impl FakeApi {
                 }
                 (StatusCode::OK, obj.clone())
             }
+            // The scale subresource (`kubectl scale`, an HPA, Rheo's autoscaler): a merge patch
+            // of `spec.replicas`, stored at the spec path the CRD names.
+            "PATCH" if path.ends_with("/scale") => {
+                let Some(obj) = objects.get_mut(path.trim_end_matches("/scale")) else { return not_found() };
+                let replicas = call.body["spec"]["replicas"].clone();
+                obj["spec"]["taskManager"]["replicas"] = replicas.clone();
+                let g = obj["metadata"]["generation"].as_i64().unwrap_or(1);
+                obj["metadata"]["generation"] = json!(g + 1);
+                let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                    "metadata": {"name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"]},
+                    "spec": {"replicas": replicas},
+                    "status": {"replicas": obj["status"]["taskManager"]["replicas"].as_i64().unwrap_or(0)}});
+                (StatusCode::OK, scale)
+            }
             "PATCH" => (StatusCode::OK, call.body.clone()),
             _ => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
         }
@@ -167,6 +181,26 @@ pub struct FakeJm {
     pub triggered_checkpoint: Mutex<Option<Result<u64, String>>>,
     /// Why a disposal fails, if it does.
     pub disposal_failure: Mutex<Option<String>>,
+    /// A job with vertices and metrics, for the autoscaler; `None`: a job with no vertices.
+    pub scripted: Mutex<Option<ScriptedJob>>,
+}
+
+/// The running job as the autoscaler sees it, set by the scenario step by step.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptedJob {
+    /// (id, name) of each vertex, in topological order: each reads the one before it.
+    pub vertices: Vec<(String, String)>,
+    /// The parallelism every vertex runs at.
+    pub parallelism: u32,
+    /// Every subtask runs (false while the job redeploys).
+    pub running: bool,
+    /// TaskManagers registered with the JobManager, and their slots.
+    pub taskmanagers: u32,
+    pub slots: u32,
+    /// `/jobs/:id/vertices/:vid/subtasks/metrics` per vertex id: (metric, sum, avg).
+    pub metrics: BTreeMap<String, Vec<(String, f64, f64)>>,
+    /// The parallelism of the newest `PUT /jobs/:id/resource-requirements`.
+    pub requested: Option<u32>,
 }
 
 impl Default for FakeJm {
@@ -179,6 +213,7 @@ impl Default for FakeJm {
             exceptions: Mutex::default(),
             triggered_checkpoint: Mutex::default(),
             disposal_failure: Mutex::default(),
+            scripted: Mutex::default(),
         }
     }
 }
@@ -217,6 +252,24 @@ impl JobManagerApi for FakeJm {
                 None => return Err(JmError::NotFound(format!("Job {job_id} not found"))),
                 Some(s) => s?,
             };
+            let scripted = self.scripted.lock().unwrap().clone().unwrap_or_default();
+            let vertices = scripted
+                .vertices
+                .iter()
+                .map(|(id, name)| JobVertexSummary {
+                    id: id.clone(),
+                    slot_sharing_group_id: None,
+                    name: name.clone(),
+                    max_parallelism: 128,
+                    parallelism: scripted.parallelism,
+                    status: "RUNNING".into(),
+                    start_time: 0,
+                    end_time: -1,
+                    duration: 1,
+                    tasks: [("RUNNING".to_string(), if scripted.running { scripted.parallelism } else { 0 })].into(),
+                    metrics: Default::default(),
+                })
+                .collect();
             Ok(JobDetails {
                 jid: job_id.into(),
                 application_id: None,
@@ -231,7 +284,7 @@ impl JobManagerApi for FakeJm {
                 max_parallelism: -1,
                 now: 1,
                 timestamps: BTreeMap::new(),
-                vertices: vec![],
+                vertices,
                 status_counts: BTreeMap::new(),
                 plan: None,
                 pending_operators: None,
@@ -356,6 +409,72 @@ impl JobManagerApi for FakeJm {
             Ok(TriggerResponse { request_id: "disposal-1".into() })
         })
     }
+    fn taskmanagers<'a>(&'a self, _base: &'a str) -> BoxFuture<'a, JmResult<TaskManagersInfo>> {
+        Box::pin(async move {
+            self.record("GET /taskmanagers".into());
+            self.reachable()?;
+            let scripted = self.scripted.lock().unwrap().clone().unwrap_or_default();
+            let taskmanagers = (0..scripted.taskmanagers)
+                .map(|i| TaskManagerInfo {
+                    id: format!("tm-{i}"),
+                    path: String::new(),
+                    data_port: 6121,
+                    jmx_port: -1,
+                    time_since_last_heartbeat: 0,
+                    slots_number: scripted.slots,
+                    free_slots: 0,
+                    assigned_tasks: 0,
+                    total_resource: Default::default(),
+                    free_resource: Default::default(),
+                    hardware: Default::default(),
+                    memory_configuration: Default::default(),
+                })
+                .collect();
+            Ok(TaskManagersInfo { taskmanagers })
+        })
+    }
+    fn subtasks_metrics<'a>(
+        &'a self,
+        _base: &'a str,
+        job_id: &'a str,
+        vertex_id: &'a str,
+        names: &'a [&'a str],
+    ) -> BoxFuture<'a, JmResult<Vec<AggregatedMetric>>> {
+        Box::pin(async move {
+            self.record(format!("GET /jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics"));
+            self.reachable()?;
+            let scripted = self.scripted.lock().unwrap().clone().unwrap_or_default();
+            let metrics = scripted.metrics.get(vertex_id).cloned().unwrap_or_default();
+            Ok(metrics
+                .into_iter()
+                .filter(|(name, _, _)| names.contains(&name.as_str()))
+                .map(|(id, sum, avg)| AggregatedMetric {
+                    id,
+                    min: None,
+                    max: None,
+                    avg: Some(avg),
+                    sum: Some(sum),
+                    skew: None,
+                })
+                .collect())
+        })
+    }
+    fn set_resource_requirements<'a>(
+        &'a self,
+        _base: &'a str,
+        job_id: &'a str,
+        requirements: JobResourceRequirements,
+    ) -> BoxFuture<'a, JmResult<()>> {
+        Box::pin(async move {
+            let parallelism = requirements.values().map(|r| r.parallelism.upper_bound).max().unwrap_or(0);
+            self.record(format!("PUT /jobs/{job_id}/resource-requirements {parallelism}"));
+            self.reachable()?;
+            if let Some(job) = self.scripted.lock().unwrap().as_mut() {
+                job.requested = Some(parallelism);
+            }
+            Ok(())
+        })
+    }
     fn disposal_status<'a>(
         &'a self,
         _base: &'a str,
@@ -380,6 +499,7 @@ pub struct Env {
     pub api: Arc<FakeApi>,
     pub jm: Arc<FakeJm>,
     pub ctx: Arc<Context>,
+    clock: Arc<Mutex<Timestamp>>,
 }
 
 impl Env {
@@ -426,13 +546,27 @@ impl Env {
         });
         let client = Client::new(svc, "default");
         let jm = Arc::new(FakeJm::default());
+        let clock = Arc::new(Mutex::new(now()));
+        let reading = clock.clone();
         let ctx = Arc::new(Context {
             client: client.clone(),
             recorder: Recorder::new(client, Reporter { controller: "rheo-operator".into(), instance: None }),
             jobmanagers: jm.clone(),
-            now,
+            now: Arc::new(move || *reading.lock().unwrap()),
+            autoscaler: Default::default(),
         });
-        Env { api, jm, ctx }
+        Env { api, jm, ctx, clock }
+    }
+
+    /// Moves the clock the reconciler reads forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        let mut t = self.clock.lock().unwrap();
+        *t += jiff::SignedDuration::try_from(by).unwrap();
+    }
+
+    /// The clock the reconciler reads.
+    pub fn time(&self) -> Timestamp {
+        *self.clock.lock().unwrap()
     }
 
     /// The FlinkJob as stored.
@@ -473,7 +607,8 @@ impl Env {
                 Reporter { controller: "rheo-operator".into(), instance: None },
             ),
             jobmanagers: self.ctx.jobmanagers.clone(),
-            now: self.ctx.now,
+            now: self.ctx.now.clone(),
+            autoscaler: Default::default(),
         });
         reconcile::reconcile(Arc::new(fj), ctx).await
     }
