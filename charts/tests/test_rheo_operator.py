@@ -41,6 +41,8 @@ VALUE_SETS = {
 #   flinkjobs patch          operator/src/reconcile.rs reconcile(): kube::runtime::finalizer adds and
 #                            removes rheo.io/finalizer with a JSON patch on the FlinkJob
 #   flinkjobs/status patch   operator/src/reconcile.rs write_status(): patch_status (server-side apply)
+#   flinkjobs/scale patch    operator/src/reconcile/autoscale.rs scale_task_managers(): patch_scale
+#                            (merge patch of spec.replicas), Rheo's autoscaler (mode: Rheo)
 #   deployments, services, configmaps
 #     list, watch            operator/src/controller.rs: .owns(..) watches of the children
 #     patch, create          operator/src/reconcile.rs apply_children(): server-side apply, which

@@ -202,6 +202,114 @@ for FJ in hpa-word-count word-count-s3; do
   fi
 done
 
+# --- examples/autoscaled-arriving-numbers.yaml: Rheo's autoscaler scales the TaskManagers -------
+# The load steps from 30/s to 600/s (alternating 660 and 540 every 5 s, so +-10 %) and back, through
+# a map costing 4 ms per record (one subtask keeps up with 250/s): the operator adds TaskManagers
+# (at most maxReplicas 3), holds them through the wobble, removes them after the scale-down delay,
+# and the committed output is every arrived number exactly once.
+FJ=arriving-numbers
+t0=$(date +%s%3N)
+{
+  echo "$t0 30"
+  for ((k = 0; k < 24; k++)); do echo "$((t0 + 90000 + k * 5000)) $((k % 2 ? 540 : 660))"; done
+  echo "$((t0 + 210000)) 30"
+  echo "$((t0 + 390000)) 0"
+} >"$work/schedule"
+# Records arrived by the end: the schedule integrated (each line rate times its duration).
+total=$(awk 'NR > 1 { n += r * ($1 - t) / 1000 } { t = $1; r = $2 } END { printf "%d", n }' "$work/schedule")
+kubectl -n $NS create configmap arriving-numbers-schedule --from-file=schedule="$work/schedule" >/dev/null
+jq -n --arg image "rheo:$TAG" '{FlinkJob: {spec: {
+    image: $image,
+    flinkConfiguration: {"execution.checkpointing.interval": "2s", "job.autoscaler.metrics.window": "30s",
+                         "job.autoscaler.stabilization.interval": "20s", "job.autoscaler.scale-down.interval": "60s"},
+    jobManager: {resources: {requests: {cpu: "100m", memory: "256Mi"}, limits: {memory: "1Gi"}}},
+    taskManager: {autoscaler: {maxReplicas: 3, metricsIntervalSeconds: 5},
+                  resources: {requests: {cpu: "200m", memory: "256Mi"}, limits: {memory: "1Gi"}}}}}}' \
+  >"$work/$FJ.patch.json"
+"$PY" "$here/e2e-derive.py" "$repo/examples/autoscaled-arriving-numbers.yaml" "$work/$FJ.patch.json" >"$work/$FJ.yaml"
+kubectl -n $NS apply -f "$work/$FJ.yaml" >/dev/null
+# scale_log: one line per change of (parallelism, replicas asked, TaskManagers running), with the
+# seconds since t0; replicas above maxReplicas are recorded for the bound check.
+: >"$work/scale.log"
+last=
+scaled() { # scaled P R: the job runs at parallelism P and the operator asks for R TaskManagers
+  local p r now
+  p=$(fj_get $FJ '{.status.jobStatus.parallelism}'); r=$(fj_get $FJ '{.spec.taskManager.replicas}')
+  now=$(( ($(date +%s%3N) - t0) / 1000 ))
+  if [[ "$p $r" != "$last" ]]; then last="$p $r"; echo "$now $p $r $(fj_get $FJ '{.status.autoscaler.decision}')" >>"$work/scale.log"; fi
+  [[ $p == "$1" && $r == "$2" ]] && state_is $FJ RUNNING
+}
+if wait_for "$FJ RUNNING" 300 state_is $FJ RUNNING; then
+  ok "$FJ: RUNNING at parallelism $(fj_get $FJ '{.status.jobStatus.parallelism}') on 1 TaskManager, $(( ($(date +%s%3N) - t0) / 1000 )) s after the apply"
+else
+  bad "$FJ: not RUNNING" "$(describe $FJ)"
+fi
+if wait_for "$FJ scaled up to 3 TaskManagers" 360 scaled 3 3; then
+  up=$(( ($(date +%s%3N) - t0) / 1000 - 90 ))
+  ok "$FJ: the load stepped up to 600/s at 90 s; parallelism 3 on 3 TaskManagers $up s later"
+  kubectl -n $NS get fj/$FJ -o wide | sed 's/^/     | /'
+else
+  bad "$FJ: not scaled up to parallelism 3 on 3 TaskManagers" "$(cat "$work/scale.log"; describe $FJ)"
+fi
+# Held through the wobble until the step down at 210 s.
+held() { scaled 3 3 && (( ($(date +%s%3N) - t0) / 1000 >= 210 )); }
+until held || ! scaled 3 3; do sleep 1; done
+if held; then ok "$FJ: held parallelism 3 through the +-10 % wobble until the load stepped down at 210 s"
+else bad "$FJ: did not hold parallelism 3 through the wobble" "$(cat "$work/scale.log")"; fi
+if wait_for "$FJ scaled down to 1 TaskManager" 400 scaled 1 1; then
+  down=$(( ($(date +%s%3N) - t0) / 1000 - 210 ))
+  ok "$FJ: the load stepped down to 30/s at 210 s; parallelism 1 on 1 TaskManager $down s later (scale-down delay 60 s)"
+else
+  bad "$FJ: not scaled down to 1 TaskManager" "$(cat "$work/scale.log"; describe $FJ)"
+fi
+if awk '$3 > 3 { exit 1 }' "$work/scale.log"; then
+  ok "$FJ: replicas never above maxReplicas 3:"; sed 's/^/     | t=/' "$work/scale.log"
+else
+  bad "$FJ: replicas above maxReplicas 3" "$(cat "$work/scale.log")"
+fi
+events=$(kubectl -n $NS get events --field-selector involvedObject.name=$FJ -o json \
+  | jq -r '.items[] | select(.reason == "ScaledUp" or .reason == "ScaledDown" or .reason == "Rescaled")
+           | select((.action // "") | startswith("AutoscaleTo")) | "\(.reason) \(.note // .message)"')
+if grep -q "^ScaledUp parallelism 1 → " <<<"$events" && grep -Eq "^ScaledDown parallelism [0-9] → 1, TaskManagers [0-9] → 1: " <<<"$events" \
+   && grep -q "^Rescaled " <<<"$events"; then
+  ok "$FJ: each decision is an Event:"; sed 's/^/     | /' <<<"$events"
+else
+  bad "$FJ: missing ScaledUp, ScaledDown or Rescaled Events" "$events"
+fi
+status=$(kubectl -n $NS get fj/$FJ -o json | jq -c '.status.autoscaler | {decision, reason, lastRescaleTime,
+  vertices: [.vertices[] | {name, parallelism, recordsInPerSecond, busyTimeMsPerSecond, wantedParallelism}]}')
+if jq -e '.lastRescaleTime != null and (.vertices | length) >= 2 and all(.vertices[]; .recordsInPerSecond != null)' <<<"$status" >/dev/null; then
+  ok "$FJ: status.autoscaler: $status"
+else
+  bad "$FJ: status.autoscaler incomplete" "$status"
+fi
+# Exactly once: after the arrivals stop at 390 s, the committed output reaches every arrived number.
+committed() {
+  local f
+  : >"$work/$FJ.out"
+  for f in $(filer_ls "/buckets/rheo/output/$FJ/" | grep -E '/part-[^/#]*\.csv$'); do
+    filer_get "$f" >>"$work/$FJ.out" || return 1
+  done
+  [[ $(wc -l <"$work/$FJ.out") -ge $total ]]
+}
+if wait_for "$FJ: $total numbers committed" 420 committed; then
+  sort -n "$work/$FJ.out" -o "$work/$FJ.out"
+  if cmp -s "$work/$FJ.out" <(seq 0 $((total - 1))); then
+    ok "$FJ: the committed output is the numbers 0 to $((total - 1)), each exactly once, through every rescale"
+  else
+    bad "$FJ: the committed output is not 0..$((total - 1)) exactly once" \
+      "$(wc -l <"$work/$FJ.out") lines, $(uniq -d "$work/$FJ.out" | wc -l) duplicated; $(diff <(seq 0 $((total - 1))) "$work/$FJ.out" | head -10)"
+  fi
+else
+  bad "$FJ: $(wc -l <"$work/$FJ.out") of $total numbers committed" "$(describe $FJ)"
+fi
+start=$SECONDS
+if out=$(kubectl -n $NS delete fj/$FJ --timeout=180s 2>&1) && wait_for "$FJ's children garbage-collected" 120 children_gone $FJ; then
+  ok "$FJ: deleted in $((SECONDS - start)) s"
+else
+  bad "$FJ: kubectl delete fj" "$out"
+fi
+
 # --- helm uninstall ------------------------------------------------------------------------------
 operator_gone() { [[ -z $(kubectl -n $OP_NS get deploy,pods,svc,sa -l app.kubernetes.io/instance=$RELEASE -o name 2>/dev/null) ]]; }
 if out=$(helm uninstall $RELEASE -n $OP_NS --wait --timeout 120s 2>&1) \

@@ -269,6 +269,11 @@ impl Pass<'_> {
         format!("{}/{}", self.fj.namespace(), self.name())
     }
 
+    /// Drops the job's metric window (the FlinkJob is being deleted).
+    pub(super) fn forget_metrics(&self) {
+        self.ctx.autoscaler.forget(&self.window_key());
+    }
+
     /// The autoscale step over the job as `observe` read it. Returns how soon the next pass is
     /// wanted, or `None` when the operator does not scale this job.
     pub(super) async fn autoscale(&mut self, deployed: &FlinkJobSpec) -> Result<Option<Duration>, Error> {

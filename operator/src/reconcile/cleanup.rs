@@ -12,6 +12,7 @@ use crate::crd::*;
 impl Pass<'_> {
     pub(super) async fn cleanup(mut self) -> Result<Action, Error> {
         self.status.lifecycle_state = Some(LifecycleState::Deleting);
+        self.forget_metrics();
         let deployed = self.deployed_spec();
         let running = deployed.as_ref().is_some_and(|d| d.job.state == DesiredJobState::Running);
         // A FINISHED or CANCELED job has no JobManager any more (its pods are scaled to zero):
