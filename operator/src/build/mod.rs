@@ -201,6 +201,9 @@ pub fn build(fj: &FlinkJob, plan: &Plan) -> Result<Children, BuildError> {
         metadata: meta(names::rest_service(name), "jobmanager"),
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
+            // A JobManager whose job FAILED is not Ready, and it is exactly then that the
+            // operator (and a user) must read the job's state and exceptions through here.
+            publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(name, "jobmanager")),
             ports: Some(vec![service_port("rest", REST_PORT)]),
             ..Default::default()
@@ -315,9 +318,10 @@ fn pod(fj: &FlinkJob, plan: &Plan, component: Component) -> Result<PodTemplateSp
 
     let (ports, readiness, liveness) = match component {
         Component::JobManager => {
-            // Ready once the JobManager serves its own job (404 before it is submitted);
-            // alive while it answers at all.
-            let job_path = format!("/jobs/{}", plan.job_id);
+            // Ready while the JobManager serves its own job and that job has not FAILED
+            // (`/jobs/:id/ready`: 404 before it is submitted, 503 once it failed); alive while
+            // it answers at all.
+            let job_path = format!("/jobs/{}/ready", plan.job_id);
             let probe = |path: &str, initial: i32, period: i32, failures: i32| Probe {
                 http_get: Some(HTTPGetAction {
                     path: Some(path.into()),

@@ -555,6 +555,40 @@ fn submit_and_wait_reports_how_the_job_ended() {
     assert_eq!(get(&server, &format!("/jobs/{id}"))["state"], "FAILED");
 }
 
+/// `GET /jobs/:id/ready`, the JobManager pod's readiness probe: 200 while the job runs and
+/// after it finished, 503 once it FAILED (where `/jobs/:id` still answers 200), 404 for a job
+/// the cluster does not have yet.
+#[test]
+fn the_readiness_endpoint_follows_the_job_state() {
+    let session = Session::new(&[]);
+    let server = common::serve(session.clone(), session.config());
+    let ready = |id: &str| common::http(&server, "GET", &format!("/jobs/{id}/ready"), None);
+    let submit = |body: &str| {
+        let (status, run) = common::http(&server, "POST", "/jars/rheo/run", Some(body));
+        assert_eq!(status, 200, "{run}");
+        run["jobid"].as_str().unwrap().to_string()
+    };
+    let running = submit(r#"{"entryClass":"slow-sink","parallelism":1}"#);
+    await_json(&server, &format!("/jobs/{running}"), "the job to run", |j| j["state"] == "RUNNING");
+    assert_eq!(ready(&running), (200, serde_json::json!({"ready": true, "state": "RUNNING"})));
+    // Cancelled: over, but not failed. It also frees the slots for the next jobs.
+    common::http(&server, "PATCH", &format!("/jobs/{running}?mode=cancel"), None);
+    await_json(&server, &format!("/jobs/{running}"), "the job to cancel", |j| j["state"] == "CANCELED");
+    assert_eq!(ready(&running), (200, serde_json::json!({"ready": true, "state": "CANCELED"})));
+
+    let failing = submit(r#"{"entryClass":"fail-once","programArgs":"--always --fail-at 500"}"#);
+    await_json(&server, &format!("/jobs/{failing}"), "the job to fail", |j| j["state"] == "FAILED");
+    assert_eq!(ready(&failing), (503, serde_json::json!({"ready": false, "state": "FAILED"})));
+    assert_eq!(common::http(&server, "GET", &format!("/jobs/{failing}"), None).0, 200, "the old probe's path");
+
+    let finished = submit(r#"{"entryClass":"datagen-word-count","programArgs":"--count 2000 --sink discard"}"#);
+    await_json(&server, &format!("/jobs/{finished}"), "the job to finish", |j| j["state"] == "FINISHED");
+    assert_eq!(ready(&finished), (200, serde_json::json!({"ready": true, "state": "FINISHED"})));
+
+    let (status, body) = ready("00000000000000000000000000000000");
+    assert_eq!(status, 404, "{body}");
+}
+
 #[test]
 fn serve_for_cluster_fails_when_it_cannot_bind() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();

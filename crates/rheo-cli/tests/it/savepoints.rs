@@ -135,3 +135,32 @@ fn savepoint_while_running_then_stop_with_savepoint_then_resume_exactly() {
     assert_eq!(result.records_in + resumed.records_in, LINES, "every line read once over both runs");
     assert_eq!(committed(&output), expected());
 }
+
+/// What the Kubernetes operator does at every upgrade, resume and rollback: the job is
+/// stopped with a savepoint and deployed again under a new job id, restoring it. The new job
+/// continues the old one's output (the sink's location names the old job as its owner), and
+/// the committed output equals one failure-free run.
+#[test]
+fn a_new_job_id_restoring_the_savepoint_continues_the_output_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out");
+    let cluster = MiniCluster::new(config(dir.path())).with_job_id("00112233445566778899aabbccddeeff");
+    let handle = cluster.handle();
+    let controller = std::thread::spawn(move || savepoint(&handle, true));
+    let first = job(output.to_str().unwrap()).execute_on(&cluster, "savepoints").unwrap();
+    let stopped = controller.join().unwrap();
+    assert!(first.records_in < LINES, "the job stopped early ({} of {LINES} lines)", first.records_in);
+
+    let mut from_savepoint = config(dir.path());
+    from_savepoint.set("execution.savepoint.path", &stopped);
+    let cluster = MiniCluster::new(from_savepoint).with_job_id("00112233445566778899aabbccdd0001");
+    let resumed = job(output.to_str().unwrap()).execute_on(&cluster, "savepoints").unwrap();
+    assert!(resumed.restored_from.is_some(), "restored from the savepoint");
+    assert_eq!(first.records_in + resumed.records_in, LINES, "every line read once over both runs");
+    assert_eq!(committed(&output), expected());
+
+    // A job of another lineage (from nothing, under a third id) is still refused.
+    let cluster = MiniCluster::new(config(dir.path())).with_job_id("00112233445566778899aabbccdd0002");
+    let error = job(output.to_str().unwrap()).execute_on(&cluster, "savepoints").unwrap_err().to_string();
+    assert!(error.contains("00112233445566778899aabbccdd0001") && error.contains("fs.overwrite-files"), "{error}");
+}

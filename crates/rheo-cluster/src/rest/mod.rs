@@ -17,7 +17,9 @@
 //! pseudo-jar, the binary, whose entries are the jobs it carries (no upload); every
 //! `checkpointType` of `POST /jobs/:id/checkpoints` takes a full checkpoint (Rheo has no
 //! incremental ones); `/savepoint-disposal` also deletes a job's checkpoint directory (only
-//! `chk-<n>/` in it), which the operator uses for the directories of old job epochs.
+//! `chk-<n>/` in it), which the operator uses for the directories of old job epochs. One
+//! addition: `GET /jobs/:id/ready` (200, or 503 once the job has FAILED), the readiness probe
+//! of a JobManager pod.
 
 mod handlers;
 mod metrics;

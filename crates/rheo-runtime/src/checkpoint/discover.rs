@@ -105,6 +105,7 @@ async fn load_checked(dir: &CheckpointStorage) -> Result<Option<Discovered>, Loa
         });
     }
     let state = RestoredState {
+        job_id: metadata.job_id.clone(),
         checkpoint_id: metadata.checkpoint_id,
         max_parallelism: metadata.max_parallelism,
         nodes,

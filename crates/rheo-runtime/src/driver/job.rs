@@ -23,7 +23,7 @@ use crate::checkpoint::coordinator::{Announce, CheckpointCoordinator, Checkpoint
 use crate::checkpoint::discover::FINISHED_MARKER;
 use crate::checkpoint::{CheckpointStorage, StorageError, io_runtime};
 use crate::graph::plan::{ExecutionPlan, PlanError};
-use crate::graph::{JobGraph, OutputCheck, Partitioning};
+use crate::graph::{JobGraph, OutputCheck, OutputClaim, Partitioning};
 use crate::output::NodeId;
 use crate::task::{TaskEvent, VertexCounters, now_ms};
 
@@ -239,8 +239,12 @@ impl JobDriver {
             return Ok(());
         }
         let mut restore = initial_state(&self.config, storage.as_ref(), &self.operators)?;
+        let claim = OutputClaim {
+            job_id: &job_id,
+            restored_from: restore.as_ref().map(|r| r.state.job_id.as_str()).filter(|id| !id.is_empty()),
+        };
         for check in &self.output_checks {
-            check(&job_id, &self.config).map_err(JobError::Output)?;
+            check(&claim, &self.config).map_err(JobError::Output)?;
         }
         if let Some(r) = &restore {
             let id = r.state.checkpoint_id;

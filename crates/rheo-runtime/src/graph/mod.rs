@@ -124,9 +124,19 @@ pub struct Node {
     pub ports: Vec<Arc<dyn StreamType>>,
 }
 
-/// Checks one output of a job before it starts (given the job id and configuration): that it
-/// can be written and belongs to this job. The error says what is wrong and what to do.
-pub type OutputCheck = Arc<dyn Fn(&str, &rheo_config::Configuration) -> Result<(), String> + Send + Sync>;
+/// Who is about to write a job's outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputClaim<'a> {
+    /// The job that starts.
+    pub job_id: &'a str,
+    /// The job whose checkpoint or savepoint it starts from, if any: the new job continues
+    /// that job's output (an upgrade, a resume or a rollback deploys a new job id from it).
+    pub restored_from: Option<&'a str>,
+}
+
+/// Checks one output of a job before it starts (given who claims it and the configuration):
+/// that it can be written and belongs to this job. The error says what is wrong and what to do.
+pub type OutputCheck = Arc<dyn Fn(&OutputClaim<'_>, &rheo_config::Configuration) -> Result<(), String> + Send + Sync>;
 
 /// A logical job graph under construction.
 #[derive(Default)]

@@ -23,6 +23,8 @@ pub struct SubtaskState {
 /// Everything a run restores from.
 #[derive(Debug, Default)]
 pub struct RestoredState {
+    /// The job that took the snapshot (empty when unknown).
+    pub job_id: String,
     pub checkpoint_id: u64,
     pub max_parallelism: usize,
     pub nodes: HashMap<NodeId, Vec<SubtaskState>>,

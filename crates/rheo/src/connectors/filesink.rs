@@ -12,7 +12,11 @@
 //!
 //! The sink fences its own output. The location records the job that owns it (`_rheo_owner`,
 //! written before the job starts, which also proves the store writable); another job writing
-//! there fails unless `fs.overwrite-files` lets it replace that job's parts. And a sink that
+//! there fails unless `fs.overwrite-files` lets it replace that job's parts. A job that starts
+//! from a checkpoint or savepoint of the owner continues the owner's output and takes the
+//! location over (the Kubernetes operator deploys every upgrade, resume and rollback as a new
+//! job id from such a snapshot), and so does one that starts from the same snapshot as the
+//! owner did (a second attempt at the same upgrade). And a sink that
 //! starts from checkpoint `N` first deletes the parts committed after `N` (all of them when it
 //! starts from nothing): they came from a run whose later checkpoints are lost or were
 //! discarded, and the rerun commits that output again, cut at other checkpoints. So the
@@ -25,7 +29,7 @@ use crate::api::DataStream;
 use crate::api::stream::DataSink;
 use rheo_config::{Configuration, options};
 use rheo_runtime::checkpoint::{CheckpointStorage, StorageError, io_runtime};
-use rheo_runtime::graph::{Data, OperatorContext};
+use rheo_runtime::graph::{Data, OperatorContext, OutputClaim};
 use rheo_runtime::output::Timestamp;
 use rheo_runtime::sink::{SinkError, SinkFunction};
 use rheo_runtime::state::restore::encode;
@@ -52,6 +56,20 @@ pub const OWNER_FILE: &str = "_rheo_owner";
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Owner {
     job_id: String,
+    /// The job whose snapshot the owner started from: the output's lineage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restored_from: Option<String>,
+}
+
+impl Owner {
+    /// Whether `claim` continues this owner's output: the same job, or one that starts from a
+    /// snapshot of the owner or from the snapshot the owner started from.
+    fn continued_by(&self, claim: &OutputClaim<'_>) -> bool {
+        self.job_id == claim.job_id
+            || claim
+                .restored_from
+                .is_some_and(|from| from == self.job_id || Some(from) == self.restored_from.as_deref())
+    }
 }
 
 /// The checkpoint a committed part belongs to: `Some(None)` for a final part (written without
@@ -91,32 +109,38 @@ async fn roll_back(storage: &CheckpointStorage, after: Option<u64>) -> Result<us
     Ok(deleted)
 }
 
-/// Claims `storage` for `job_id` before the job starts; see the module docs.
-async fn claim(storage: &CheckpointStorage, job_id: &str, overwrite: bool) -> Result<(), String> {
+/// Claims `storage` for the claiming job before it starts; see the module docs.
+async fn claim(storage: &CheckpointStorage, claim: &OutputClaim<'_>, overwrite: bool) -> Result<(), String> {
     let url = storage.url();
     let unreadable = |e: StorageError| format!("cannot read output {url}: {e}");
     let owner = match storage.get_if_exists(OWNER_FILE).await.map_err(unreadable)? {
         Some(bytes) => Some(
             serde_json::from_slice::<Owner>(&bytes)
-                .map(|o| o.job_id)
-                .unwrap_or_else(|_| "(unreadable _rheo_owner)".to_string()),
+                .unwrap_or_else(|_| Owner { job_id: "(unreadable _rheo_owner)".to_string(), restored_from: None }),
         ),
         None => {
             let files = storage.list_files("").await.map_err(unreadable)?;
-            files.iter().any(|f| part_checkpoint(f).is_some()).then(|| "(unknown: no _rheo_owner)".to_string())
+            files
+                .iter()
+                .any(|f| part_checkpoint(f).is_some())
+                .then(|| Owner { job_id: "(unknown: no _rheo_owner)".to_string(), restored_from: None })
         }
     };
-    if let Some(other) = owner.filter(|o| o != job_id) {
+    let job_id = claim.job_id;
+    if let Some(other) = owner.filter(|o| !o.continued_by(claim)) {
+        let other = other.job_id;
         if !overwrite {
             return Err(format!(
-                "output {url} holds the part files of job {other}, not of this job ({job_id}); jobs never \
-                 mix their output. Write somewhere else, or replace that output with -D fs.overwrite-files=true"
+                "output {url} holds the part files of job {other}, not of this job ({job_id}) nor of the job it \
+                 restores; jobs never mix their output. Write somewhere else, or replace that output with -D \
+                 fs.overwrite-files=true"
             ));
         }
         let deleted = roll_back(storage, None).await.map_err(|e| format!("cannot replace output {url}: {e}"))?;
         tracing::warn!(output = url, previous_owner = %other, deleted, "replacing another job's output (fs.overwrite-files)");
     }
-    let owner = serde_json::to_vec(&Owner { job_id: job_id.to_string() }).expect("owner serializes");
+    let owner = Owner { job_id: job_id.to_string(), restored_from: claim.restored_from.map(str::to_string) };
+    let owner = serde_json::to_vec(&owner).expect("owner serializes");
     storage.put(OWNER_FILE, owner).await.map_err(|e| format!("cannot write to output {url}: {e}"))
 }
 
@@ -267,9 +291,9 @@ impl<T: Data> DataStream<T> {
     ) -> Result<DataSink, StorageError> {
         let storage = CheckpointStorage::from_url(url)?;
         let claimed = storage.clone();
-        self.add_output_check(Arc::new(move |job_id: &str, config: &Configuration| {
+        self.add_output_check(Arc::new(move |who: &OutputClaim<'_>, config: &Configuration| {
             let overwrite = config.get(&options::OVERWRITE_FILES).map_err(|e| e.to_string())?;
-            io_runtime().block_on(claim(&claimed, job_id, overwrite))
+            io_runtime().block_on(claim(&claimed, who, overwrite))
         }));
         let format: LineFormat<T> = Arc::new(format);
         Ok(self.add_sink("Exactly-once File Sink", move |ctx| {
@@ -323,14 +347,34 @@ mod tests {
     fn a_location_of_another_job_is_refused_unless_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let storage = CheckpointStorage::from_url(dir.path().to_str().unwrap()).unwrap();
+        let fresh = |job_id| OutputClaim { job_id, restored_from: None };
         io_runtime().block_on(async {
-            claim(&storage, "a", false).await.unwrap();
+            claim(&storage, &fresh("a"), false).await.unwrap();
             storage.put("part-0-1.csv", b"x\n".to_vec()).await.unwrap();
-            claim(&storage, "a", false).await.expect("its own output");
-            let error = claim(&storage, "b", false).await.unwrap_err();
+            claim(&storage, &fresh("a"), false).await.expect("its own output");
+            let error = claim(&storage, &fresh("b"), false).await.unwrap_err();
             assert!(error.contains("job a") && error.contains("fs.overwrite-files"), "{error}");
-            claim(&storage, "b", true).await.unwrap();
+            claim(&storage, &fresh("b"), true).await.unwrap();
             assert_eq!(storage.list_files("").await.unwrap(), vec![OWNER_FILE.to_string()]);
+        });
+    }
+
+    #[test]
+    fn a_job_restoring_the_owner_or_the_owner_s_own_start_takes_the_output_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage::from_url(dir.path().to_str().unwrap()).unwrap();
+        let restoring = |job_id, from| OutputClaim { job_id, restored_from: Some(from) };
+        io_runtime().block_on(async {
+            claim(&storage, &OutputClaim { job_id: "a", restored_from: None }, false).await.unwrap();
+            storage.put("part-0-1.csv", b"x\n".to_vec()).await.unwrap();
+            // An upgrade: b starts from a savepoint of a.
+            claim(&storage, &restoring("b", "a"), false).await.expect("b continues a's output");
+            // b failed before it checkpointed; c starts again from the same savepoint of a.
+            claim(&storage, &restoring("c", "a"), false).await.expect("c is another attempt of b");
+            // d starts from a snapshot of some other job: not this output's lineage.
+            let error = claim(&storage, &restoring("d", "x"), false).await.unwrap_err();
+            assert!(error.contains("job c"), "{error}");
+            assert_eq!(storage.list_files("").await.unwrap().len(), 2, "nothing deleted: {error}");
         });
     }
 }

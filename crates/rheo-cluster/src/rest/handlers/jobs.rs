@@ -45,6 +45,25 @@ pub(super) fn job_overview(state: &State, job: &JobHandle, now: i64) -> api::Job
     }
 }
 
+/// What `GET /jobs/:id/ready` answers (Rheo's, not Flink's).
+#[derive(Serialize)]
+pub(super) struct Readiness {
+    ready: bool,
+    state: api::JobState,
+}
+
+/// A readiness probe that knows the job: 200 while the job can still run or has ended well
+/// (CREATED, RUNNING, RESTARTING, FINISHED, CANCELED), 503 once it has FAILED, 404 before the
+/// job is submitted. The Kubernetes operator points the JobManager pod's readiness probe
+/// here, so a pod whose job failed is not Ready (`/jobs/:id` answers 200 for a FAILED job).
+pub(super) async fn ready(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Result<Response, Error> {
+    let handle = find_job(&state, &id)?;
+    let job_state = handle.status().state;
+    let ready = job_state != JobState::Failed;
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((code, axum::Json(Readiness { ready, state: flink_state(job_state) })).into_response())
+}
+
 pub(super) async fn job(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<api::JobDetails> {
     let handle = find_job(&state, &id)?;
     let status = handle.status();

@@ -44,6 +44,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/jobs/overview", get(jobs::jobs_overview))
         .route("/jobs/{id}", get(jobs::job).patch(jobs::cancel))
         .route("/jobs/{id}/exceptions", get(jobs::exceptions))
+        .route("/jobs/{id}/ready", get(jobs::ready))
         .route("/jobs/{id}/checkpoints", get(checkpoints::checkpoints).post(checkpoints::trigger_checkpoint))
         .route("/jobs/{id}/checkpoints/config", get(checkpoints::checkpoint_config))
         .route("/jobs/{id}/checkpoints/{trigger}", get(checkpoints::checkpoint_status))
