@@ -855,6 +855,14 @@ fn rest_api_triggers_a_checkpoint() {
     let refused = dispose(&not_a_checkpoint_dir).expect("refused");
     assert!(refused.contains("is no savepoint"), "{refused}");
     assert!(cwd.path().exists());
+    // A job stopped with a savepoint (an operator upgrade or suspension) finished: its directory
+    // also holds the driver's marker, and is removed all the same (make e2e found it kept).
+    let stopped_job_dir = cwd.path().join("stopped-job");
+    std::fs::create_dir_all(stopped_job_dir.join("chk-7")).unwrap();
+    std::fs::write(stopped_job_dir.join("chk-7/_metadata"), b"{}").unwrap();
+    std::fs::write(stopped_job_dir.join(rheo::runtime::checkpoint::discover::FINISHED_MARKER), id.as_bytes()).unwrap();
+    assert_eq!(dispose(&format!("file://{}", stopped_job_dir.display())), None);
+    assert!(!stopped_job_dir.exists(), "{} is still there", stopped_job_dir.display());
     let job_dir = path.parent().unwrap().to_path_buf();
     assert_eq!(std::fs::read_dir(&job_dir).unwrap().count(), 2, "two checkpoints retained");
     assert_eq!(dispose(&format!("file://{}", job_dir.display())), None);

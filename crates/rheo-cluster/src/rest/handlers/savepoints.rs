@@ -107,12 +107,15 @@ async fn dispose(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `storage` holds checkpoints (`chk-<n>/`) and nothing else.
+/// Whether `storage` holds checkpoints (`chk-<n>/`) and nothing else but the marker the job
+/// driver leaves in the directory of a job that finished (a job stopped with a savepoint for an
+/// upgrade or a suspension finishes: the operator retires exactly such directories).
 async fn is_job_checkpoint_dir(storage: &rheo_runtime::checkpoint::CheckpointStorage) -> Result<bool, String> {
+    use rheo_runtime::checkpoint::discover::FINISHED_MARKER;
     let files = storage.list_files("").await.map_err(|e| e.to_string())?;
     let dirs = storage.list_dirs("").await.map_err(|e| e.to_string())?;
     let only_checkpoints = dirs.iter().all(|d| d.strip_prefix("chk-").is_some_and(|n| n.parse::<u64>().is_ok()));
-    Ok(files.is_empty() && !dirs.is_empty() && only_checkpoints)
+    Ok(files.iter().all(|f| f == FINISHED_MARKER) && !dirs.is_empty() && only_checkpoints)
 }
 
 /// `POST /savepoint-disposal` with `{"savepoint-path": ..}` (`flink savepoint -d PATH`).
