@@ -106,29 +106,54 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         now: Arc::new(jiff::Timestamp::now),
         autoscaler: Default::default(),
     });
+    // The controllers stop on SIGTERM by themselves (`shutdown_on_signal`): they take no new
+    // work and end once the passes in flight have finished.
     let controllers = controller::run(client, namespaces, ctx, metrics.clone());
-    tokio::select! {
-        _ = controllers => info!("controllers stopped"),
-        _ = async { match &elector { Some(e) => e.hold().await, None => std::future::pending().await } } => {
-            metrics.leader.set(0);
-            error!("leadership lost: exiting so that only one replica acts");
-            std::process::exit(1);
+    let holding = async {
+        match &elector {
+            Some(e) => e.hold().await,
+            None => std::future::pending().await,
         }
-        r = http => {
+    };
+    tokio::pin!(controllers, holding, http);
+    let lost_leadership = || -> ! {
+        error!("leadership lost: exiting so that only one replica acts");
+        std::process::exit(1);
+    };
+    tokio::select! {
+        _ = &mut controllers => info!("controllers stopped"),
+        _ = &mut holding => lost_leadership(),
+        r = &mut http => {
             r.context("metrics server task")?.context("metrics server")?;
         }
         _ = shutdown_signal() => {
-            info!("shutting down");
-            if let Some(elector) = &elector {
-                // The next replica takes over now rather than when the Lease expires.
-                if let Err(e) = elector.release().await {
-                    error!(error = %e, "could not release the leader Lease");
+            // A pass cut off here would leave its Events unpublished, and a Lease released
+            // while it still ran would let the next leader act beside it (make e2e saw the
+            // first): the Lease is kept, and renewed, until the passes in flight are done.
+            info!("shutting down: waiting for the reconcile passes in flight");
+            tokio::select! {
+                _ = &mut controllers => info!("controllers stopped"),
+                _ = &mut holding => lost_leadership(),
+                _ = tokio::time::sleep(SHUTDOWN_DRAIN) => {
+                    error!(after = ?SHUTDOWN_DRAIN, "reconcile passes still running at shutdown: stopping them");
                 }
             }
         }
     }
+    metrics.leader.set(0);
+    if let Some(elector) = &elector {
+        // The next replica takes over now rather than when the Lease expires.
+        if let Err(e) = elector.release().await {
+            error!(error = %e, "could not release the leader Lease");
+        }
+    }
     Ok(())
 }
+
+/// How long a stopping operator waits for its passes in flight: well within the pod's default
+/// termination grace period of 30 s. A pass waits on nothing long (savepoints and upgrades are
+/// polled from later passes), so it ends within its API calls' timeouts.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
 async fn shutdown_signal() {
