@@ -12,9 +12,16 @@
 #      CEL rules the rule's message too); the scale subresource and the printer columns,
 #   3. (e2e-jobs.sh) examples/word-count-s3.yaml run for real, a TaskManager and the JobManager
 #      pod deleted, output exact; examples/hpa-word-count.yaml rescaled with `kubectl scale`,
-#      output exact; `kubectl delete fj`; `helm upgrade` and `helm uninstall`.
+#      output exact; `kubectl delete fj`; `helm upgrade` and `helm uninstall`,
+#   4. (e2e-lifecycle.sh) the lifecycle of issues 11 and 12, its scenarios at once: spec changes
+#      under each upgrade mode, both nonces, suspend/resume, the final savepoint of a running job
+#      at `kubectl delete fj`, the operator's leader deleted mid-upgrade, a bad image tag then
+#      fixed, a FAILED job restarted by policy (its JobManager NotReady meanwhile), an unhealthy
+#      upgrade rolled back, periodic savepoints with history cleanup, `kubectl scale` of a job
+#      that is not reactive; output exact wherever the mode promises it.
 # Starts the cluster if it is not running and stops it at the end if it started it
 # (RHEO_K8S_KEEP=1 keeps it and what runs on it). Every wait is on an event, with a timeout.
+# RHEO_E2E_SUITES (default "crd jobs lifecycle") runs only some of 2-4, e.g. `lifecycle`.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -22,6 +29,7 @@ source "$here/lib.sh"
 source "$here/oci.sh"
 
 NS=rheo-e2e
+SUITES=" ${RHEO_E2E_SUITES:-crd jobs lifecycle} "
 CRD=$repo/crds/flinkjob.yaml
 CRD_NAME=flinkjobs.rheo.io
 begin_checks e2e
@@ -45,6 +53,7 @@ wait_for "flinkjobs in discovery" 60 kubectl get fj -A || { bad "FlinkJob not in
 
 kubectl create namespace $NS >/dev/null
 
+if [[ $SUITES == *" crd "* ]]; then  # (not indented: the block is most of this file)
 # --- the examples: accepted ----------------------------------------------------------------------
 for f in "$repo"/examples/*.yaml; do
   if out=$(kubectl -n $NS apply --dry-run=server -f "$f" 2>&1); then
@@ -131,4 +140,7 @@ else
   bad "kubectl delete fj/$FJ" "$out"
 fi
 
-source "$here/e2e-jobs.sh"
+fi  # crd
+
+if [[ $SUITES == *" jobs "* ]]; then source "$here/e2e-jobs.sh"; fi
+if [[ $SUITES == *" lifecycle "* ]]; then source "$here/e2e-lifecycle.sh"; fi
