@@ -17,7 +17,7 @@ run:
 	$(RHEO) run word-count --input README.md
 
 ## make test: everything CI checks (e2e: a real single-node Kubernetes, built once into ~/.cache)
-test: lint test-engine test-operator test-chart e2e test-kafka test-dashboard
+test: lint test-engine test-operator test-chart e2e test-dashboard
 
 lint:
 	$(CARGO) fmt --all --check

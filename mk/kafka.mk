@@ -10,8 +10,8 @@ kafka-smoke:
 kafka-fetch:
 	scripts/services/kafka.sh fetch
 
-## make test-kafka: the Kafka connector's tests against the real broker (kafka-word-count killed
-## ten times, rescaled, fenced zombie, backlog metric); the broker starts and stops around them
+## make test-kafka: only the Kafka connector's tests against the real broker (kafka-word-count
+## killed ten times, rescaled, fenced zombie, backlog metric); make test-engine runs them too
 .PHONY: test-kafka
 test-kafka:
 	$(CARGO) test -p rheo-kafka --features rheo/s3
