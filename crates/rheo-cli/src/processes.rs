@@ -123,6 +123,11 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Fai
         tracing::info!(job_id = %handle.job_id(), "submitted the job");
     }
     wait_for_sigterm();
+    // Stop serving first: the tasks are about to be cancelled, and a client (the operator) that
+    // read CANCELED here would take this JobManager's shutdown for the user's cancel and stop
+    // the job for good (Flink reports such a job SUSPENDED: over here, not globally). Unread
+    // savepoint results are still served for a few seconds.
+    rest.shutdown();
     // Stop the tasks (their checkpoints stay: a JobManager started again resumes the job),
     // then exit, well within a pod's termination grace period.
     tracing::info!("SIGTERM: stopping the running job's tasks");
@@ -135,7 +140,6 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Fai
     while running.iter().any(|job| !job.status().state.is_terminal()) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    rest.shutdown();
     Ok(())
 }
 

@@ -47,6 +47,16 @@ fn a_jobmanager_sent_sigterm_stops_and_one_started_again_resumes_exactly() {
     let job = cluster.await_job().unwrap();
     cluster.await_checkpoints(&job, 2).unwrap();
     cluster.jobmanager().terminate().unwrap();
+    // What a client (the operator) reads while the JobManager shuts down: never a terminal
+    // state, which it would take for the end of the job (the shutdown is not a cancel).
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while cluster.jobmanager().exit_status().is_none() && std::time::Instant::now() < deadline {
+        if let Ok(details) = cluster.rest().job(&job) {
+            seen.push(details.state);
+        }
+    }
+    assert!(!seen.iter().any(|s| s.is_terminal()), "read during the JobManager's shutdown: {seen:?}");
     let status = cluster.jobmanager().await_exit(Duration::from_secs(15)).unwrap();
     assert!(status.success(), "a JobManager stopped by SIGTERM exits cleanly: {status}");
     assert!(committed(&output) != expected, "the job had finished before SIGTERM: nothing was tested");
