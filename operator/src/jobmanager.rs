@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use rheo_rest::{
     AggregatedMetric, AsynchronousOperationResult, CheckpointTriggerRequest, CheckpointTriggerResult,
     CheckpointingStatistics, JobDetails, JobExceptions, JobResourceRequirements, RestClient, SavepointDisposalRequest,
-    SavepointTriggerRequest, StopWithSavepointRequest, TaskManagersInfo, TriggerResponse,
+    SavepointTriggerRequest, SnapshotValidation, StopWithSavepointRequest, TaskManagersInfo, TriggerResponse,
 };
 
 /// A JobManager call's failure, reduced to what the reconciler decides on.
@@ -82,6 +82,9 @@ pub trait JobManagerApi: Send + Sync {
         base: &'a str,
         trigger_id: &'a str,
     ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>>;
+    /// Whether a job started from `path` could restore it: the JobManager resolves it and
+    /// reads every file (`POST /snapshots/validation`, Rheo's).
+    fn validate_snapshot<'a>(&'a self, base: &'a str, path: &'a str) -> BoxFuture<'a, JmResult<SnapshotValidation>>;
     /// The registered TaskManagers and their slots (`GET /taskmanagers`).
     fn taskmanagers<'a>(&'a self, base: &'a str) -> BoxFuture<'a, JmResult<TaskManagersInfo>>;
     /// A vertex's metrics aggregated over its subtasks
@@ -191,6 +194,9 @@ impl JobManagerApi for RestJobManagers {
         trigger_id: &'a str,
     ) -> BoxFuture<'a, JmResult<AsynchronousOperationResult>> {
         Box::pin(async move { Ok(self.client(base).disposal_status(trigger_id).await?) })
+    }
+    fn validate_snapshot<'a>(&'a self, base: &'a str, path: &'a str) -> BoxFuture<'a, JmResult<SnapshotValidation>> {
+        Box::pin(async move { Ok(self.client(base).validate_snapshot(path).await?) })
     }
     fn taskmanagers<'a>(&'a self, base: &'a str) -> BoxFuture<'a, JmResult<TaskManagersInfo>> {
         Box::pin(async move { Ok(self.client(base).taskmanagers().await?) })

@@ -117,9 +117,14 @@ async fn last_state_upgrade_restores_the_newest_checkpoint() {
     env.edit(|fj| fj["spec"]["job"]["args"] = json!(["--input", "/data/other"]));
 
     env.reconcile().await.unwrap();
+    // Checked restorable before the cancel: the JobManager reads the directory's newest checkpoint.
     assert_eq!(
-        env.jm.take_calls()[..2],
-        s(&[&format!("GET /jobs/{JOB0}/checkpoints"), &format!("PATCH /jobs/{JOB0}?mode=cancel")])
+        env.jm.take_calls()[..3],
+        s(&[
+            &format!("GET /jobs/{JOB0}/checkpoints"),
+            &format!("POST /snapshots/validation s3://rheo/checkpoints/{JOB0}"),
+            &format!("PATCH /jobs/{JOB0}?mode=cancel")
+        ])
     );
     // The old job's checkpoint directory: the new JobManager starts from the newest complete
     // checkpoint in it, so one completed after the look above is not skipped.
@@ -914,8 +919,16 @@ async fn savepoint_redeploy_nonce_redeploys_from_the_chosen_savepoint_discarding
 
     env.reconcile().await.unwrap();
     let jm = env.jm.take_calls();
-    assert_eq!(jm[0], format!("PATCH /jobs/{JOB0}?mode=cancel"), "its state is discarded: {jm:#?}");
-    assert!(!jm.iter().any(|c| c.contains("/stop") || c.contains("/savepoints")), "{jm:#?}");
+    assert_eq!(
+        jm[..2],
+        s(&[
+            "POST /snapshots/validation s3://rheo/savepoints/savepoint-623226-chosen",
+            &format!("PATCH /jobs/{JOB0}?mode=cancel")
+        ]),
+        "checked, then its state is discarded: {jm:#?}"
+    );
+    assert!(!jm.iter().any(|c| c.contains("/stop")), "{jm:#?}");
+    assert!(!jm.iter().any(|c| c.starts_with(&format!("POST /jobs/{JOB0}/savepoints"))), "{jm:#?}");
     assert_eq!(
         jm_args(&env)[4..7],
         s(&[JOB1, "--from-savepoint", "s3://rheo/savepoints/savepoint-623226-chosen"]),
@@ -941,6 +954,54 @@ async fn savepoint_redeploy_nonce_redeploys_from_the_chosen_savepoint_discarding
     assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_INVALID));
     let error = env.status()["error"].as_str().unwrap().to_string();
     assert!(error.contains("spec.job.savepointRedeployNonce: needs spec.job.initialSavepointPath"), "{error}");
+}
+
+#[tokio::test]
+async fn an_upgrade_whose_snapshot_cannot_be_restored_leaves_the_running_job_alone() {
+    // A redeploy from a savepoint that is damaged: found before the running job is cancelled.
+    let env = deployed("last-state").await;
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB0}/chk-7"), 1_795_464_470_622));
+    let damaged = "s3://rheo/savepoints/savepoint-623226-damaged";
+    env.jm.unrestorable.lock().unwrap().insert(
+        damaged.into(),
+        format!("{damaged}/0-1.state: expected 1024 bytes with CRC32 0badf00d, found 9 bytes with CRC32 00c0ffee"),
+    );
+    env.edit(|fj| {
+        fj["spec"]["job"]["initialSavepointPath"] = json!(damaged);
+        fj["spec"]["job"]["savepointRedeployNonce"] = json!(1);
+    });
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_STEADY));
+    let jm = env.jm.take_calls();
+    assert!(jm.contains(&format!("POST /snapshots/validation {damaged}")), "{jm:#?}");
+    assert!(!jm.iter().any(|c| c.contains("mode=cancel") || c.contains("/stop")), "the job was stopped: {jm:#?}");
+    assert_eq!(jm_args(&env)[4], JOB0, "nothing redeployed");
+    let status = env.status();
+    let error = status["error"].as_str().unwrap();
+    assert!(error.contains(damaged) && error.contains("found 9 bytes") && error.contains("left running"), "{error}");
+    assert_eq!(condition(&status, "Stalled")["reason"], "SnapshotUnrestorable", "{status}");
+    assert_eq!(status["lifecycleState"], "UPGRADING");
+
+    // The fix: another savepoint and nonce; the redeploy goes ahead.
+    let good = "s3://rheo/savepoints/savepoint-623226-good";
+    env.edit(|fj| {
+        fj["spec"]["job"]["initialSavepointPath"] = json!(good);
+        fj["spec"]["job"]["savepointRedeployNonce"] = json!(2);
+    });
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4..7], s(&[JOB1, "--from-savepoint", good]));
+    assert!(env.status()["error"].is_null(), "{}", env.status());
+
+    // A last-state upgrade whose checkpoints cannot be restored: the job keeps running too.
+    let dir = format!("s3://rheo/checkpoints/{JOB1}");
+    env.jm.unrestorable.lock().unwrap().insert(dir.clone(), format!("{dir}/chk-9/_metadata: EOF"));
+    env.edit(|fj| fj["spec"]["job"]["args"] = json!(["--input", "/data/other"]));
+    env.jm.take_calls();
+    assert_eq!(env.reconcile().await.unwrap(), Action::requeue(REQUEUE_STEADY));
+    let jm = env.jm.take_calls();
+    assert!(!jm.iter().any(|c| c.contains("mode=cancel")), "the job was cancelled: {jm:#?}");
+    assert_eq!(jm_args(&env)[4], JOB1);
+    let error = env.status()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("chk-9/_metadata: EOF") && error.contains("upgradeMode: savepoint"), "{error}");
 }
 
 #[tokio::test]

@@ -109,29 +109,12 @@ lc_describe() {
   kubectl -n $NS logs -l "app.kubernetes.io/instance=$1,app.kubernetes.io/component=jobmanager" --tail=8 2>&1
 }
 
-# lc_output NAME: the committed part files under s3://rheo/output/NAME/ equal the reference.
-lc_output() {
-  local name=$1 f= parts=0 out=$lc_work/$1.out
-  : >"$out"
-  for f in $(filer_ls "/buckets/rheo/output/$name/" | grep -E '/part-[^/]*\.csv$'); do
-    filer_get "$f" >>"$out" || { bad "$name: cannot read $f from the filer"; return; }
-    parts=$((parts + 1))
-  done
-  sort "$out" -o "$out"
-  if cmp -s "$out" "$lc_work/reference.csv"; then
-    ok "$name: the committed output ($(wc -l <"$out") rows in $parts part files) equals the reference: no duplicate, no loss"
-  else
-    bad "$name: output ($(wc -l <"$out") rows, $(cut -d, -f1,2 "$out" | uniq -d | wc -l) duplicated keys, $parts parts) differs from the reference ($(wc -l <"$lc_work/reference.csv") rows)" \
-      "$(diff "$lc_work/reference.csv" "$out" | head -20)"
-  fi
-}
-
 # lc_finish NAME: FINISHED, exact output, kubectl delete fj (a finished job: released at once).
 lc_finish() {
   local name=$1
   if wait_for "$name FINISHED" "$LC_TIMEOUT" lc_holds "$name" '.status.jobStatus.state == "FINISHED"'; then
     ok "$name: FINISHED ($(lc_get "$name" '.status.lifecycleState'))"
-    lc_output "$name"
+    check_output "$name" "$lc_work"
     # The checkpoint directories of earlier epochs are removed once the new job checkpoints.
     if lc_event "$name" CheckpointsKept || lc_holds "$name" '(.status.reconciliation.retiredCheckpointDirs // []) | length > 0'; then
       bad "$name: checkpoint directories of earlier job epochs kept" "$(lc_events "$name" | grep '^Checkpoints')"

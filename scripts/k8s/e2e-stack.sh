@@ -99,6 +99,23 @@ filer_get() { local p=$1; shift; curl -sf --max-time 5 "$@" "http://$FILER$p"; }
 # filer_ls DIR: the full paths of DIR's entries, one a line (DIR must end in /).
 filer_ls() { filer_get "$1?limit=100000" -H 'Accept: application/json' | jq -r '.Entries[]?.FullPath'; }
 bucket_listed() { filer_ls /buckets/ | grep -qx /buckets/rheo; }
+# check_output NAME WORK: the committed part files under s3://rheo/output/NAME/ (not the marker of
+# the job that owns the directory), sorted into WORK/NAME.out, equal WORK/reference.csv.
+check_output() {
+  local name=$1 work=$2 f= parts=0 out=$2/$1.out
+  : >"$out"
+  for f in $(filer_ls "/buckets/rheo/output/$name/" | grep -E '/part-[^/]*\.csv$'); do
+    filer_get "$f" >>"$out" || { bad "$name: cannot read $f from the filer"; return; }
+    parts=$((parts + 1))
+  done
+  sort "$out" -o "$out"
+  if cmp -s "$out" "$work/reference.csv"; then
+    ok "$name: the committed output ($(wc -l <"$out") rows in $parts part files on S3) equals the reference from the input: no duplicate, no loss"
+  else
+    bad "$name: output ($(wc -l <"$out") rows, $(cut -d, -f1,2 "$out" | uniq -d | wc -l) duplicated window/word keys, $parts parts) differs from the reference ($(wc -l <"$work/reference.csv") rows)" \
+      "$(diff "$work/reference.csv" "$out" | head -20)"
+  fi
+}
 if kubectl -n $S3_NS rollout status deployment/seaweedfs --timeout=180s >/dev/null 2>&1 \
    && wait_for "bucket rheo listed by the filer" 120 bucket_listed; then
   ok "S3 store: SeaweedFS pod Ready behind seaweedfs.$S3_NS.svc:8333, bucket rheo"

@@ -132,6 +132,12 @@ impl RestClient {
         self.send(Method::POST, "/savepoint-disposal", Some(request)).await
     }
 
+    /// `POST /snapshots/validation` (Rheo's): whether a job started from `path` could restore it.
+    pub async fn validate_snapshot(&self, path: &str) -> Result<SnapshotValidation, Error> {
+        let request = SnapshotValidationRequest { path: path.to_string() };
+        self.send(Method::POST, "/snapshots/validation", Some(&request)).await
+    }
+
     /// `GET /savepoint-disposal/:trigger`: the state of a disposal.
     pub async fn disposal_status(&self, trigger_id: &str) -> Result<AsynchronousOperationResult, Error> {
         self.get(&format!("/savepoint-disposal/{trigger_id}")).await

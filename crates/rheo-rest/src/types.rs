@@ -303,6 +303,37 @@ pub struct SavepointDisposalRequest {
     pub savepoint_path: Option<String>,
 }
 
+/// `POST /snapshots/validation` body (Rheo's, not Flink's): a savepoint or checkpoint
+/// directory, or a job's checkpoint directory, that a job is about to be started from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SnapshotValidationRequest {
+    #[serde(default)]
+    pub path: String,
+}
+
+/// What `POST /snapshots/validation` found: whether a job given `path` to start from could
+/// restore it, resolved as a starting JobManager resolves it, every file read and checked.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotValidation {
+    pub path: String,
+    pub restorable: bool,
+    /// The checkpoint or savepoint directory a job would restore (for a job's checkpoint
+    /// directory: its newest complete checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// Bytes of state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_size: Option<u64>,
+    /// Why it cannot be restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
 /// `POST /jobs/:id/savepoints` body.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct SavepointTriggerRequest {

@@ -37,6 +37,8 @@ impl Pass<'_> {
         } else if self.status.lifecycle_state == Some(LifecycleState::Finished) {
             // The job is over and its pods are gone: nothing to stop.
             self.stop_finished()
+        } else if let Some(refused) = self.refuse_unrestorable_redeploy(&upgrade).await {
+            refused
         } else {
             match upgrade.mode {
                 UpgradeMode::Stateless => self.stop_stateless().await,
@@ -196,20 +198,74 @@ impl Pass<'_> {
         let (url, job_id) = (self.rest_url(), self.job_id());
         match self.ctx.jobmanagers.checkpoints(&url, &job_id).await {
             Ok(stats) => {
+                let own = stats.latest.completed.is_some() || stats.latest.savepoint.is_some();
+                let restored = stats.latest.restored.and_then(|r| r.external_path);
+                let from = if own {
+                    super::job_checkpoint_dir(self.fj, deployed, &job_id)
+                } else {
+                    self.own_state_or_restored(restored)
+                };
+                if let Some(path) = &from
+                    && let Some(refused) = self
+                        .refuse_unrestorable(
+                            path,
+                            "set spec.job.upgradeMode: savepoint to take a fresh savepoint from the running job, \
+                             or stateless to start with empty state",
+                        )
+                        .await
+                {
+                    return refused;
+                }
                 if let Err(e) = self.ctx.jobmanagers.cancel(&url, &job_id).await {
                     info!(job = self.name(), error = %e, "cancel before the last-state upgrade failed");
                 }
-                let own = stats.latest.completed.is_some() || stats.latest.savepoint.is_some();
-                let restored = stats.latest.restored.and_then(|r| r.external_path);
-                if own {
-                    Stop::Done(super::job_checkpoint_dir(self.fj, deployed, &job_id))
-                } else {
-                    Stop::Done(self.own_state_or_restored(restored))
-                }
+                Stop::Done(from)
             }
             Err(e) => {
                 info!(job = self.name(), error = %e, "last-state upgrade without the JobManager: state from storage");
                 Stop::Done(self.own_state_or_restored(None))
+            }
+        }
+    }
+
+    /// A redeploy from a chosen savepoint (`savepointRedeployNonce`): checked before the
+    /// running job is cancelled for it.
+    async fn refuse_unrestorable_redeploy(&mut self, upgrade: &UpgradeProgress) -> Option<Stop> {
+        if upgrade.reason != UpgradeReason::SavepointRedeploy {
+            return None;
+        }
+        let path = self.fj.spec.job.initial_savepoint_path.clone()?;
+        self.refuse_unrestorable(
+            &path,
+            "set spec.job.initialSavepointPath to a savepoint that can be restored (with a new savepointRedeployNonce)",
+        )
+        .await
+    }
+
+    /// Before the old job is stopped: can the new one restore `path`? The running JobManager
+    /// resolves and reads it as a starting one would, so a damaged or mistyped snapshot is
+    /// found while the old job still runs, not by the new job failing after it was stopped.
+    /// `Some`: it cannot be restored; the old job is left running and the status says why and
+    /// what to change. A JobManager that cannot answer (down, busy, or an image from before
+    /// `/snapshots/validation`) is not waited for: the upgrade goes on unchecked.
+    async fn refuse_unrestorable(&mut self, path: &str, way_on: &str) -> Option<Stop> {
+        match self.ctx.jobmanagers.validate_snapshot(&self.rest_url(), path).await {
+            Ok(v) if !v.restorable => {
+                let problem = v.problem.unwrap_or_else(|| "no reason given".into());
+                self.problem = Some(Problem {
+                    stalled: true,
+                    reason: "SnapshotUnrestorable",
+                    message: format!(
+                        "the upgrade would start the new job from {path}, which cannot be restored: {problem}. \
+                         The running job is left running; {way_on}"
+                    ),
+                });
+                Some(Stop::Wait(REQUEUE_STEADY))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                info!(job = self.name(), %path, error = %e, "cannot validate the snapshot to restore; upgrading unchecked");
+                None
             }
         }
     }

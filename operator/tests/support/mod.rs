@@ -181,6 +181,8 @@ pub struct FakeJm {
     pub triggered_checkpoint: Mutex<Option<Result<u64, String>>>,
     /// Why a disposal fails, if it does.
     pub disposal_failure: Mutex<Option<String>>,
+    /// Why `POST /snapshots/validation` finds a path unrestorable, by path (others are fine).
+    pub unrestorable: Mutex<BTreeMap<String, String>>,
     /// A job with vertices and metrics, for the autoscaler; `None`: a job with no vertices.
     pub scripted: Mutex<Option<ScriptedJob>>,
 }
@@ -213,6 +215,7 @@ impl Default for FakeJm {
             exceptions: Mutex::default(),
             triggered_checkpoint: Mutex::default(),
             disposal_failure: Mutex::default(),
+            unrestorable: Mutex::default(),
             scripted: Mutex::default(),
         }
     }
@@ -407,6 +410,14 @@ impl JobManagerApi for FakeJm {
             self.record(format!("POST /savepoint-disposal {path}"));
             self.reachable()?;
             Ok(TriggerResponse { request_id: "disposal-1".into() })
+        })
+    }
+    fn validate_snapshot<'a>(&'a self, _base: &'a str, path: &'a str) -> BoxFuture<'a, JmResult<SnapshotValidation>> {
+        Box::pin(async move {
+            self.record(format!("POST /snapshots/validation {path}"));
+            self.reachable()?;
+            let problem = self.unrestorable.lock().unwrap().get(path).cloned();
+            Ok(SnapshotValidation { path: path.into(), restorable: problem.is_none(), problem, ..Default::default() })
         })
     }
     fn taskmanagers<'a>(&'a self, _base: &'a str) -> BoxFuture<'a, JmResult<TaskManagersInfo>> {

@@ -839,6 +839,43 @@ fn rest_api_triggers_a_checkpoint() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 
+    // `/snapshots/validation` resolves and reads a snapshot as a JobManager started from it
+    // would (what the operator asks before it stops a job for an upgrade).
+    let validate = |path: &str| {
+        let request = serde_json::json!({ "path": path }).to_string();
+        let (status, body) = http(port, "POST", "/snapshots/validation", Some(&request));
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let job_dir_url = format!("file://{}", path.parent().unwrap().display());
+    let newest = validate(&job_dir_url);
+    assert_eq!(newest["restorable"], true, "{newest}");
+    assert!(newest["checkpointId"].as_u64() > Some(checkpoint_id), "the newest checkpoint: {newest}");
+    assert_eq!(newest["jobId"], id.as_str(), "{newest}");
+    let one = validate(&format!("file://{}", path.display()));
+    assert_eq!((one["restorable"].clone(), one["checkpointId"].clone()), (true.into(), checkpoint_id.into()), "{one}");
+    let copy = cwd.path().join("damaged");
+    std::fs::create_dir_all(&copy).unwrap();
+    let mut state_file = None;
+    for entry in std::fs::read_dir(&path).unwrap().flatten() {
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+        if entry.file_name().to_string_lossy().ends_with(".state") {
+            state_file = Some(entry.file_name());
+        }
+    }
+    let state_file = state_file.expect("a state file");
+    std::fs::write(copy.join(&state_file), b"truncated").unwrap();
+    let damaged = validate(&format!("file://{}", copy.display()));
+    assert_eq!(damaged["restorable"], false, "{damaged}");
+    let problem = damaged["problem"].as_str().unwrap();
+    assert!(problem.contains(&*state_file.to_string_lossy()) && problem.contains("CRC32"), "{damaged}");
+    let nothing = validate(&format!("file://{}", cwd.path().join("no-such-savepoint").display()));
+    assert_eq!(nothing["restorable"], false, "{nothing}");
+    assert!(nothing["problem"].as_str().unwrap().contains("no _metadata there"), "{nothing}");
+    let (status, body) = http(port, "POST", "/snapshots/validation", Some(r#"{"path":" "}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("'path'"), "{body}");
+
     // `/savepoint-disposal` removes a job's checkpoint directory (what the operator does with
     // the directories of job epochs it no longer needs), and refuses any other directory.
     let dispose = |path: &str| {

@@ -19,6 +19,27 @@ pub async fn latest_checkpoint(storage: &CheckpointStorage) -> Result<Option<Res
     }))
 }
 
+/// The snapshot a job given `path` (`execution.savepoint.path`) starts from, loaded and checked
+/// (every file present with its size and checksum), and its directory's URL. `path` is a
+/// savepoint or checkpoint directory (with `_metadata`), or a job's checkpoint directory
+/// (`<state.checkpoints.dir>/<job-id>`): then its newest complete checkpoint. The operator
+/// hands over the old job's directory on a last-state upgrade, so the new job starts from the
+/// newest checkpoint at its start, even when the old JobManager could not be asked.
+/// `Err`: why nothing can be restored from `path`.
+pub async fn resolve_snapshot(path: &str) -> Result<(discover::Discovered, String), String> {
+    let dir = CheckpointStorage::from_url(path).map_err(|e| e.to_string())?;
+    if let Some(found) = discover::load(&dir).await? {
+        return Ok((found, path.to_string()));
+    }
+    match discover::latest(&dir).await.map_err(|e| e.to_string())? {
+        Some(found) => {
+            let url = dir.child(&checkpoint_dir(found.state.checkpoint_id)).url().to_string();
+            Ok((found, url))
+        }
+        None => Err("no _metadata there, nor a complete chk-<n>/_metadata under it".into()),
+    }
+}
+
 /// A checkpoint or savepoint to start from.
 pub struct Restore {
     pub state: Arc<RestoredState>,
@@ -68,30 +89,10 @@ pub fn initial_state(
         }
     }
     let Some(path) = savepoint.as_deref() else { return Ok(None) };
-    let dir = CheckpointStorage::from_url(path)?;
-    // A savepoint or checkpoint directory (with `_metadata`), or a job's checkpoint directory
-    // (`<state.checkpoints.dir>/<job-id>`): then its newest complete checkpoint. The operator
-    // hands over the old job's directory on a last-state upgrade, so the new job starts from
-    // the newest checkpoint at its start, even when the old JobManager could not be asked.
-    let found = io_runtime().block_on(async {
-        match discover::load(&dir).await? {
-            Some(found) => Ok(Some((found.state, path.to_string()))),
-            None => Ok(discover::latest(&dir).await.map_err(|e| e.to_string())?.map(|d| {
-                let url = dir.child(&checkpoint_dir(d.state.checkpoint_id)).url().to_string();
-                (d.state, url)
-            })),
-        }
-    });
-    let (mut state, url) = match found {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            return Err(JobError::Restore {
-                path: path.into(),
-                message: "no _metadata there, nor a complete chk-<n>/_metadata under it".into(),
-            });
-        }
-        Err(message) => return Err(JobError::Restore { path: path.into(), message }),
-    };
+    let (found, url) = io_runtime()
+        .block_on(resolve_snapshot(path))
+        .map_err(|message| JobError::Restore { path: path.into(), message })?;
+    let mut state = found.state;
     let unclaimed = state.unclaimed(operators);
     if !unclaimed.is_empty() {
         if !config.get(&options::SAVEPOINT_IGNORE_UNCLAIMED_STATE)? {

@@ -53,6 +53,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/jobs/{id}/stop", post(savepoints::stop))
         .route("/savepoint-disposal", post(savepoints::trigger_disposal))
         .route("/savepoint-disposal/{trigger}", get(savepoints::disposal_status))
+        .route("/snapshots/validation", post(savepoints::validate_snapshot))
         .route("/jobs/{id}/vertices/{vid}/backpressure", get(vertices::backpressure))
         .route("/jobs/{id}/vertices/{vid}/metrics", get(vertices::vertex_metrics))
         .route("/jobs/{id}/vertices/{vid}", get(vertices::vertex))

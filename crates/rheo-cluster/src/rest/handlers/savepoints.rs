@@ -159,3 +159,40 @@ pub(super) async fn disposal_status(
         operation: Some(operation),
     })
 }
+
+/// `POST /snapshots/validation` with `{"path": ..}` (Rheo's): resolves and reads the snapshot
+/// exactly as a JobManager started with `execution.savepoint.path` would, so that a client (the
+/// operator, before it stops a job for an upgrade) learns now, not from the new job's failure,
+/// that the state it is about to hand over cannot be restored. Run off the REST thread: reading
+/// every file of a large snapshot takes a while.
+pub(super) async fn validate_snapshot(bytes: Bytes) -> Answer<api::SnapshotValidation> {
+    let request: api::SnapshotValidationRequest = body(&bytes, "SnapshotValidationRequest")?;
+    let path = request.path.trim().to_string();
+    if path.is_empty() {
+        return Err(bad_field("SnapshotValidationRequest", "path", "the snapshot to validate is required"));
+    }
+    let resolved = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            rheo_runtime::checkpoint::io_runtime().block_on(rheo_runtime::driver::restore::resolve_snapshot(&path))
+        })
+        .await
+        .map_err(|e| Error(StatusCode::INTERNAL_SERVER_ERROR, format!("the validation stopped: {e}")))?
+    };
+    let answer = match resolved {
+        Ok((found, url)) => api::SnapshotValidation {
+            path,
+            restorable: true,
+            resolved: Some(url),
+            checkpoint_id: Some(found.metadata.checkpoint_id),
+            job_id: Some(found.metadata.job_id.clone()),
+            state_size: Some(found.metadata.total_size()),
+            problem: None,
+        },
+        Err(problem) => {
+            tracing::warn!(%path, %problem, "snapshot cannot be restored (validation request)");
+            api::SnapshotValidation { path, restorable: false, problem: Some(problem), ..Default::default() }
+        }
+    };
+    ok(answer)
+}
