@@ -184,6 +184,24 @@ async fn an_upgrade_mode_change_takes_effect_on_a_stalled_savepoint_upgrade() {
 }
 
 #[tokio::test]
+async fn a_job_that_finishes_on_its_own_during_a_savepoint_upgrade_is_upgraded_as_a_finished_job() {
+    // The upgrade is recorded while the job runs; its bounded input runs out before the
+    // stop-with-savepoint: nothing is left to stop, and no savepoint is asked of a FINISHED job.
+    let env = deployed("savepoint").await;
+    env.edit(|fj| fj["spec"]["job"]["state"] = json!("suspended"));
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Finished));
+    env.reconcile().await.unwrap();
+    let jm = env.jm.take_calls();
+    assert!(!jm.iter().any(|c| c.contains("/stop")), "{jm:#?}");
+    let status = env.status();
+    assert!(status["error"].is_null(), "{status}");
+    assert_eq!(status["lifecycleState"], "SUSPENDED", "{status}");
+    assert!(status["reconciliation"].get("upgrade").is_none(), "{status}");
+    // A FINISHED job starts over with empty state when it is resumed.
+    assert!(status["reconciliation"].get("restorePath").is_none(), "{status}");
+}
+
+#[tokio::test]
 async fn savepoint_upgrade_falls_back_to_last_state_when_allowed() {
     let env = deployed("savepoint").await;
     *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Failed));

@@ -356,6 +356,15 @@ impl Pass<'_> {
                 self.savepoint_completed(path.clone(), purpose);
                 return Ok(Stop::Done(Some(path)));
             }
+            if matches!(details.state, JobState::Finished | JobState::Canceled) {
+                // It ended on its own (its bounded input ran out, or a user cancelled it) after
+                // the upgrade began and before it could be stopped: nothing is left to stop, and
+                // the upgrade goes on as any upgrade of a job that is over.
+                info!(job = self.name(), state = %details.state, "the job ended before its stop-with-savepoint");
+                self.status.job_status.state = Some(JobStateView::from(details.state));
+                self.status.lifecycle_state = Some(LifecycleState::Finished);
+                return Ok(self.stop_finished());
+            }
             self.savepoint_impossible(format!("job {job_id} is {}", details.state));
             return Ok(Stop::Wait(REQUEUE_STEADY));
         }
