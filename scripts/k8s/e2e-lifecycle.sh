@@ -1,6 +1,7 @@
-# Sourced by e2e.sh after e2e-jobs.sh: a FlinkJob's lifecycle on the real cluster (issues 11
-# and 12), each scenario a job of its own, all of them at once (each in a background subshell
-# with its own log, printed when it ends), with two operator replicas:
+# Sourced by e2e.sh after e2e-jobs.sh (suites `lifecycle` and `autoscale`): a FlinkJob's
+# lifecycle on the real cluster (issues 11 and 12), each scenario a job of its own, all of them
+# at once (each in a background subshell with its own log, printed when it ends), with two
+# operator replicas, and beside them the autoscaler's scenario (e2e-autoscale.sh):
 #
 #   lc-savepoint   both nonces; a spec change under upgradeMode savepoint with the operator's
 #                  leader pod deleted while UPGRADING (the other replica finishes it); suspend
@@ -368,9 +369,18 @@ lc_scale() {
 }
 
 # --- run them all at once ------------------------------------------------------------------------
-scenarios=(lc_savepoint "lc_spec_change lc-last-state last-state" \
-           "lc_spec_change lc-stateless stateless {\"flinkConfiguration\":{\"fs.overwrite-files\":\"true\"}}" \
-           lc_delete lc_bad_image lc_restart lc_scale)
+# With the autoscale suite, its scenario (e2e-autoscale.sh) runs beside these: it is the longest,
+# and run after them it would add its whole 8 minutes to make e2e.
+scenarios=()
+if [[ $SUITES == *" lifecycle "* ]]; then
+  scenarios+=(lc_savepoint "lc_spec_change lc-last-state last-state" \
+              "lc_spec_change lc-stateless stateless {\"flinkConfiguration\":{\"fs.overwrite-files\":\"true\"}}" \
+              lc_delete lc_bad_image lc_restart lc_scale)
+fi
+if [[ $SUITES == *" autoscale "* ]]; then
+  mkdir -p "$lc_work/autoscale"
+  scenarios+=("autoscale_scenario $lc_work/autoscale")
+fi
 pids=()
 for i in "${!scenarios[@]}"; do
   # shellcheck disable=SC2086 # a scenario is a function and its arguments
@@ -384,7 +394,7 @@ for i in "${!scenarios[@]}"; do
   pass=$((pass + $(grep -c '^ok ' "$lc_work/scenario-$i.log")))
   fail=$((fail + $(grep -c '^FAIL ' "$lc_work/scenario-$i.log")))
 done
-echo "lifecycle scenarios: $((SECONDS - lc_start)) s"
+echo "lifecycle and autoscale scenarios: $((SECONDS - lc_start)) s"
 
 # The operator back to what e2e.sh installed it as is not needed: the suite ends here.
 if out=$(helm uninstall $RELEASE -n $OP_NS --wait --timeout 120s 2>&1); then

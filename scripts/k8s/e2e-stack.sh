@@ -99,6 +99,21 @@ filer_get() { local p=$1; shift; curl -sf --max-time 5 "$@" "http://$FILER$p"; }
 # filer_ls DIR: the full paths of DIR's entries, one a line (DIR must end in /).
 filer_ls() { filer_get "$1?limit=100000" -H 'Accept: application/json' | jq -r '.Entries[]?.FullPath'; }
 bucket_listed() { filer_ls /buckets/ | grep -qx /buckets/rheo; }
+# --- what the suites share: a FlinkJob's status, its pods, what to print when a wait fails -------
+fj_get() { kubectl -n $NS get fj/"$1" -o jsonpath="$2" 2>/dev/null; }
+state_is() { [[ $(fj_get "$1" '{.status.jobStatus.state}') == "$2" ]]; }
+pods() { kubectl -n $NS get pods -l "app.kubernetes.io/instance=$1,app.kubernetes.io/component=$2" \
+           -o jsonpath='{range .items[*]}{.metadata.name} {.status.phase} {.metadata.deletionTimestamp}{"\n"}{end}'; }
+running_pods() { pods "$1" "$2" | awk '$2 == "Running" && $3 == "" {print $1}'; }
+count_running() { [[ $(running_pods "$1" "$2" | wc -l) -eq $3 ]]; }
+describe() { # what to print when a wait fails
+  kubectl -n $NS get fj,pods -o wide 2>&1
+  kubectl -n $NS get fj/"$1" -o jsonpath='{.status}' 2>&1; echo
+  kubectl -n $NS logs -l "app.kubernetes.io/instance=$1,app.kubernetes.io/component=jobmanager" --tail=15 2>&1
+  kubectl -n $OP_NS logs deploy/$RELEASE --tail=10 2>&1
+}
+children_gone() { [[ -z $(kubectl -n $NS get deploy,svc,cm,pods -l app.kubernetes.io/instance=$1 -o name 2>/dev/null) ]]; }
+
 # check_output NAME WORK: the committed part files under s3://rheo/output/NAME/ (not the marker of
 # the job that owns the directory), sorted into WORK/NAME.out, equal WORK/reference.csv.
 check_output() {

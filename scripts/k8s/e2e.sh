@@ -18,13 +18,13 @@
 #      at `kubectl delete fj`, the operator's leader deleted mid-upgrade, a bad image tag then
 #      fixed, a FAILED job restarted by policy (its JobManager NotReady meanwhile), an unhealthy
 #      upgrade rolled back, periodic savepoints with history cleanup, `kubectl scale` of a job
-#      that is not reactive; output exact wherever the mode promises it.
+#      that is not reactive; output exact wherever the mode promises it; and beside them
+#   5. (e2e-autoscale.sh) examples/autoscaled-arriving-numbers.yaml: Rheo's autoscaler adds
+#      TaskManagers under a load step and removes them after it, output exact.
 # Starts the cluster if it is not running and stops it at the end if it started it
 # (RHEO_K8S_KEEP=1 keeps it and what runs on it). Every wait is on an event, with a timeout.
-# RHEO_E2E_SUITES (default "crd jobs") picks among 2-4, e.g. "crd jobs lifecycle". The
-# lifecycle suite is opt-in for now: after the autoscaler work merged, its savepoint-mode upgrade
-# and its kubectl scale of a non-reactive job stayed UPGRADING with "a savepoint needs a RUNNING
-# job but job ... is FINISHED" (scripts/k8s/NOTES.md); it passed 48/48 before that merge.
+# RHEO_E2E_SUITES (default "crd jobs lifecycle autoscale") picks among them, e.g.
+# RHEO_E2E_SUITES=autoscale. The lifecycle and autoscale scenarios run at once (e2e-lifecycle.sh).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -32,7 +32,7 @@ source "$here/lib.sh"
 source "$here/oci.sh"
 
 NS=rheo-e2e
-SUITES=" ${RHEO_E2E_SUITES:-crd jobs} "
+SUITES=" ${RHEO_E2E_SUITES:-crd jobs lifecycle autoscale} "
 CRD=$repo/crds/flinkjob.yaml
 CRD_NAME=flinkjobs.rheo.io
 begin_checks e2e
@@ -146,4 +146,5 @@ fi
 fi  # crd
 
 if [[ $SUITES == *" jobs "* ]]; then source "$here/e2e-jobs.sh"; fi
-if [[ $SUITES == *" lifecycle "* ]]; then source "$here/e2e-lifecycle.sh"; fi
+source "$here/e2e-autoscale.sh"
+if [[ $SUITES == *" lifecycle "* || $SUITES == *" autoscale "* ]]; then source "$here/e2e-lifecycle.sh"; fi
