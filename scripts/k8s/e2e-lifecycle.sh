@@ -166,11 +166,18 @@ lc_savepoint() {
   old_leader=$(leader)
   start=$SECONDS
   lc_patch $FJ '{"spec": {"flinkConfiguration": {"execution.checkpointing.interval": "3s"}}}'
-  # Deleted once the stop-with-savepoint is sent: a later pass (5 s on) is to read its result.
-  if wait_for "$FJ: stop-with-savepoint triggered" 60 lc_holds $FJ \
-       '.status.lifecycleState == "UPGRADING" and .status.jobStatus.pendingSavepoint.triggerId != null'; then
+  # Deleted once the stop-with-savepoint is sent: a later pass is to read its result. The whole
+  # upgrade may take less than one look at the status on a loaded machine, so its Event counts
+  # too (Events stay); the deletion then comes after the upgrade, which must not undo it.
+  sent() {
+    lc_holds $FJ '.status.lifecycleState == "UPGRADING" and .status.jobStatus.pendingSavepoint.triggerId != null' \
+      || lc_event $FJ StopWithSavepointTriggered
+  }
+  local lifecycle_at_deletion=
+  if wait_for "$FJ: stop-with-savepoint triggered" 60 sent; then
+    lifecycle_at_deletion=$(lc_get $FJ '.status.lifecycleState')
     kubectl -n $OP_NS delete pod "$old_leader" --wait=false >/dev/null
-    echo "     ($FJ UPGRADING, stop-with-savepoint triggered: deleted the operator leader $old_leader)"
+    echo "     ($FJ $lifecycle_at_deletion, stop-with-savepoint triggered: deleted the operator leader $old_leader)"
   else
     bad "$FJ: no stop-with-savepoint seen after the spec change" "$(lc_describe $FJ)"
   fi
@@ -188,7 +195,7 @@ lc_savepoint() {
     # leader does. Either way once: one savepoint taken and restored, one upgrade Event.
     if [[ $path == s3://rheo/savepoints/savepoint-* && $restored == "$path" && $interval == 3000 && $upgrades == 1 \
           && ($finisher == "$new_leader" || $finisher == "$old_leader") ]]; then
-      ok "$FJ: spec change (savepoint mode) with leader $old_leader deleted while its stop-with-savepoint ran: finished once by $finisher ($([[ $finisher == "$new_leader" ]] && echo "the next leader" || echo "the deleted leader, before it let the Lease go")), $new_leader leads now; job $old_job -> $(lc_job $FJ) restored $path, checkpoint interval 3 s, in $((SECONDS - start)) s"
+      ok "$FJ: spec change (savepoint mode) with leader $old_leader deleted while its stop-with-savepoint ran: lifecycle $lifecycle_at_deletion at the deletion, finished once by $finisher ($([[ $finisher == "$new_leader" ]] && echo "the next leader" || echo "the deleted leader, before it let the Lease go")), $new_leader leads now; job $old_job -> $(lc_job $FJ) restored $path, checkpoint interval 3 s, in $((SECONDS - start)) s"
     else
       bad "$FJ: upgrade: restorePath '$path', restored '$restored', interval '$interval', $upgrades upgrade Events, finished by '$finisher' (new leader $new_leader)" "$(lc_describe $FJ)"
     fi
