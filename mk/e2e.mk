@@ -25,7 +25,8 @@ e2e-cluster-smoke: image-worker e2e-tools
 ## make e2e: helm install of the operator (a pod from its image), a SeaweedFS pod, the CRD on the real API server
 ## (examples accepted, invalid fixtures rejected naming the field), word-count-s3 through a deleted TaskManager
 ## and JobManager pod with exact output, a reactive kubectl scale, kubectl delete fj, helm upgrade/uninstall;
-## then (opt-in: RHEO_E2E_SUITES="crd jobs lifecycle") the lifecycle scenarios (scripts/k8s/e2e-lifecycle.sh).
+## then the lifecycle scenarios (scripts/k8s/e2e-lifecycle.sh) and beside them Rheo's autoscaler
+## (scripts/k8s/e2e-autoscale.sh). RHEO_E2E_SUITES picks among "crd jobs lifecycle autoscale".
 ## Its images hold debug binaries (the ones cargo test built); RHEO_E2E_PROFILE=release for release ones.
 e2e: e2e-tools
 	CARGO="$(CARGO)" scripts/k8s/e2e.sh
