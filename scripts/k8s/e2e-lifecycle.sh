@@ -7,7 +7,8 @@
 #                  leader pod deleted while UPGRADING (the other replica finishes it); suspend
 #                  (no pods) and resume from the savepoint; exact output
 #   lc-last-state  a spec change under last-state: the new job restores the old one's newest
-#                  checkpoint; exact output
+#                  checkpoint; a redeploy from a missing savepoint refused before the job is
+#                  touched, then withdrawn; exact output
 #   lc-stateless   a spec change under stateless: the new job starts from nothing and, with
 #                  fs.overwrite-files, rewrites the whole output; exact output
 #   lc-delete      kubectl delete fj of a RUNNING job with deletionPolicy savepoint: the final
@@ -256,7 +257,31 @@ lc_spec_change() {
   else
     bad "$FJ: the $mode upgrade did not finish" "$(lc_describe "$FJ")"
   fi
+  [[ $mode == last-state ]] && lc_unrestorable_redeploy "$FJ"
   lc_finish "$FJ"
+}
+
+# lc_unrestorable_redeploy NAME: a redeploy from a savepoint that does not exist is refused
+# before the running job is touched (the JobManager reads it first: /snapshots/validation);
+# taking the nonce and path back withdraws the upgrade, and the job runs on.
+lc_unrestorable_redeploy() {
+  local FJ=$1 job_before= missing=s3://rheo/savepoints/no-such-savepoint
+  job_before=$(lc_job "$FJ")
+  lc_patch "$FJ" "{\"spec\": {\"job\": {\"initialSavepointPath\": \"$missing\", \"savepointRedeployNonce\": 1}}}"
+  if wait_for "$FJ: SnapshotUnrestorable" 60 lc_holds "$FJ" \
+       '.status.conditions[] | select(.type == "Stalled") | .reason == "SnapshotUnrestorable"' \
+     && [[ $(lc_job "$FJ") == "$job_before" ]] && lc_holds "$FJ" '.status.jobStatus.state == "RUNNING"'; then
+    ok "$FJ: savepointRedeployNonce with $missing refused before job $job_before was touched, which runs on: $(lc_get "$FJ" '.status.error')"
+  else
+    bad "$FJ: a redeploy from a missing savepoint was not refused, or the job was touched" "$(lc_describe "$FJ")"
+  fi
+  lc_patch "$FJ" '{"spec": {"job": {"initialSavepointPath": null, "savepointRedeployNonce": null}}}'
+  if wait_for "$FJ: upgrade withdrawn" 60 lc_holds "$FJ" \
+       '.status.reconciliation.upgrade == null and (.status.error // "") == "" and .status.jobStatus.state == "RUNNING"'; then
+    ok "$FJ: nonce and path taken back: the upgrade withdrawn, job $(lc_job "$FJ") RUNNING"
+  else
+    bad "$FJ: the refused redeploy was not withdrawn" "$(lc_describe "$FJ")"
+  fi
 }
 
 # --- lc-delete: kubectl delete fj of a running job takes the final savepoint ---------------------
