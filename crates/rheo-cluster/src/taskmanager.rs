@@ -20,7 +20,7 @@ use crate::registry::JobRegistry;
 use crate::rpc::{self, Deployment, Registration, RpcError, ToJobManager, ToTaskManager};
 use rheo_config::{ConfigError, Configuration, options};
 use rheo_network::{NetworkConfig, NetworkEnvironment};
-use rheo_runtime::checkpoint::coordinator::upload_snapshot;
+use rheo_runtime::checkpoint::coordinator::{UploadTarget, upload_snapshot};
 use rheo_runtime::checkpoint::storage::initialize_file_systems;
 use rheo_runtime::checkpoint::{CheckpointStorage, discover, io_runtime};
 use rheo_runtime::graph::plan::{ExecutionPlan, Remote};
@@ -466,8 +466,14 @@ impl Uploader {
         snapshot: rheo_runtime::output::TaskSnapshot,
     ) {
         let (attempt, outbox) = (self.attempt, self.outbox.clone());
-        let uploads = CheckpointStorage::from_url(dir)
-            .map(|dir| upload_snapshot(&dir, &self.operators, subtask, parallelism, snapshot));
+        // Shared files of incremental checkpoints go to the job's directory, the parent of the
+        // checkpoint's.
+        let uploads = CheckpointStorage::from_url(dir).map(|dir| {
+            // Only a savepoint directory (never incremental) can lack a parent.
+            let job = dir.parent().unwrap_or_else(|_| dir.clone());
+            let target = UploadTarget { dir, job, checkpoint_id, subtask, parallelism };
+            upload_snapshot(&target, &self.operators, snapshot)
+        });
         io_runtime().spawn(async move {
             let states = match uploads {
                 Err(e) => Err(e.to_string()),

@@ -82,6 +82,13 @@ pub const CHECKPOINTS_RETAINED: ConfigOption<usize> = ConfigOption::new(
 )
 .at_least(1.0);
 
+pub const INCREMENTAL_CHECKPOINTS: ConfigOption<bool> = ConfigOption::new(
+    "state.backend.incremental",
+    Section::Checkpointing,
+    true,
+    "Whether checkpoints upload only the keyed state changed since the last completed checkpoint, sharing unchanged files with earlier checkpoints (Flink's default is false; Rheo's is true). Savepoints are always full.",
+);
+
 pub const SAVEPOINT_PATH: ConfigOption<Option<String>> = ConfigOption::new(
     "execution.savepoint.path",
     Section::Checkpointing,
@@ -320,6 +327,7 @@ pub static ALL: &[&dyn AnyOption] = &[
     &CHECKPOINTS_DIR,
     &SAVEPOINTS_DIR,
     &CHECKPOINTS_RETAINED,
+    &INCREMENTAL_CHECKPOINTS,
     &SAVEPOINT_PATH,
     &SAVEPOINT_IGNORE_UNCLAIMED_STATE,
     &FRESH_START,

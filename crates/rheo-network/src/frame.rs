@@ -16,7 +16,7 @@ use rheo_types::Event;
 use rheo_types::{CheckpointBarrier, Timestamp};
 
 /// First bytes of every connection: protocol name and version.
-pub const MAGIC: &[u8; 8] = b"RHEONET1";
+pub const MAGIC: &[u8; 8] = b"RHEONET2";
 /// Bytes of the channel id in a frame.
 pub const ID_LEN: usize = 28;
 /// Length prefix, kind and channel id.
@@ -83,6 +83,7 @@ pub fn encode_event<T: Serialize>(buf: &mut Vec<u8>, id: &ChannelId, event: &Eve
             begin(buf, BARRIER, id);
             buf.extend_from_slice(&barrier.id.to_le_bytes());
             buf.extend_from_slice(&barrier.timestamp.to_le_bytes());
+            buf.push(u8::from(barrier.incremental));
         }
         Event::EndOfData => begin(buf, END_OF_DATA, id),
         Event::End => begin(buf, END, id),
@@ -113,11 +114,13 @@ pub fn decode_event<T: DeserializeOwned>(kind: u8, payload: &[u8]) -> Result<Eve
             _ => return Err("malformed idle frame".into()),
         },
         BARRIER => {
-            let bytes: [u8; 16] = fixed(payload, "barrier")?;
-            let (id, timestamp) = bytes.split_at(8);
+            let bytes: [u8; 17] = fixed(payload, "barrier")?;
+            let (id, rest) = bytes.split_at(8);
+            let (timestamp, incremental) = rest.split_at(8);
             Event::Barrier(CheckpointBarrier {
                 id: u64::from_le_bytes(id.try_into().expect("8 bytes")),
                 timestamp: i64::from_le_bytes(timestamp.try_into().expect("8 bytes")),
+                incremental: incremental[0] != 0,
             })
         }
         END_OF_DATA => Event::EndOfData,

@@ -4,14 +4,16 @@
 use std::sync::Arc;
 
 use crate::graph::{Data, OperatorContext};
-use crate::output::{Operator, Output, StateBytes, Timestamp};
+use crate::output::{CheckpointBarrier, Operator, Output, StateBytes, Timestamp};
+use crate::state::incremental::{IncrementalSnapshot, Piece};
 use crate::state::keys::KeyId;
 use crate::state::restore::encode;
 use crate::state::timers::{IdSet, TimerQueue};
-use crate::state::{KeyedStateBackend, ListState, MapState, StateView, ValueState};
+use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
 use crate::window::AggregateFunction;
 use rheo_types::Key;
+use snapshot::{ProcessChanges, ProcessEntry, ProcessSnapshot, apply_changes};
 
 /// Extracts the key of a record.
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -125,22 +127,26 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     pub fn register_event_time_timer(&mut self, time: Timestamp) {
         if self.timers.event.register(time, self.key) {
             self.state.keys().hold(self.key);
+            self.state.increments().timer_changed(true, time, self.key);
         }
     }
     /// Calls `on_timer` once the clock reaches `time`.
     pub fn register_processing_time_timer(&mut self, time: Timestamp) {
         if self.timers.processing.register(time, self.key) {
             self.state.keys().hold(self.key);
+            self.state.increments().timer_changed(false, time, self.key);
         }
     }
     pub fn delete_event_time_timer(&mut self, time: Timestamp) {
         if self.timers.event.delete(time, &self.key) {
             self.state.keys().release(self.key);
+            self.state.increments().timer_changed(true, time, self.key);
         }
     }
     pub fn delete_processing_time_timer(&mut self, time: Timestamp) {
         if self.timers.processing.delete(time, &self.key) {
             self.state.keys().release(self.key);
+            self.state.increments().timer_changed(false, time, self.key);
         }
     }
     pub fn value<V: Clone + 'static>(&mut self, handle: &ValueState<V>) -> Option<&V> {
@@ -189,89 +195,24 @@ pub struct KeyedProcessOperator<K, I, O, F> {
     _types: std::marker::PhantomData<fn(I) -> O>,
 }
 
-/// One restorable piece of a keyed process operator, always with its key.
-#[derive(serde::Serialize, serde::Deserialize)]
-enum ProcessEntry<K> {
-    State { table: String, key: K, value: Vec<u8> },
-    EventTimer { key: K, at: Timestamp },
-    ProcessingTimer { key: K, at: Timestamp },
-}
-
-/// [`ProcessEntry`] by reference, encoded the same way (postcard writes a byte string as it
-/// writes a `Vec<u8>`: its length, then the bytes), so a snapshot is written straight from the
-/// state without a copy of every entry first.
-#[derive(serde::Serialize)]
-enum ProcessEntryRef<'a, K> {
-    State { table: &'a str, key: &'a K, value: Bytes<'a> },
-    EventTimer { key: &'a K, at: Timestamp },
-    ProcessingTimer { key: &'a K, at: Timestamp },
-}
-
-struct Bytes<'a>(&'a [u8]);
-
-impl serde::Serialize for Bytes<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.0)
-    }
-}
-
-/// A keyed process operator's state and timers as the sequence of [`ProcessEntry`] its
-/// snapshot is.
-struct ProcessSnapshot<K> {
-    state: StateView<K>,
-    /// A copy: timers are a B-tree of timestamps whose sets are bits or small vectors.
-    timers: Timers,
-}
-
-impl<K: Key> serde::Serialize for ProcessSnapshot<K> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let (event, processing) = (&self.timers.event, &self.timers.processing);
-        let len = self.state.entry_count() + event.len() + processing.len();
-        let mut seq = serializer.serialize_seq(Some(len))?;
-        let mut failed = None;
-        self.state.for_each_entry(|table, key, value| {
-            if failed.is_none() {
-                failed = seq.serialize_element(&ProcessEntryRef::State { table, key, value: Bytes(value) }).err();
-            }
-        });
-        if let Some(error) = failed {
-            return Err(error);
-        }
-        for (at, id) in event.iter() {
-            seq.serialize_element(&ProcessEntryRef::EventTimer { key: self.state.key(id), at })?;
-        }
-        for (at, id) in processing.iter() {
-            seq.serialize_element(&ProcessEntryRef::ProcessingTimer { key: self.state.key(id), at })?;
-        }
-        seq.end()
-    }
-}
-
-impl<K> ProcessEntry<K> {
-    fn key(&self) -> &K {
-        match self {
-            ProcessEntry::State { key, .. }
-            | ProcessEntry::EventTimer { key, .. }
-            | ProcessEntry::ProcessingTimer { key, .. } => key,
-        }
-    }
-}
-
 impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, O, F> {
     pub fn new(key_of: KeySelector<I, K>, mut function: F, ctx: &OperatorContext) -> Self {
         let mut state = KeyedStateBackend::default();
         function.open(&mut state);
         let mut timers = Timers::default();
-        for entry in ctx.restore_keyed::<ProcessEntry<K>, K>(ProcessEntry::key) {
-            match entry {
-                ProcessEntry::State { table, key, value } => {
-                    state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
-                }
-                ProcessEntry::EventTimer { key, at } => restore_timer(&mut timers.event, at, key, &mut state),
-                ProcessEntry::ProcessingTimer { key, at } => restore_timer(&mut timers.processing, at, key, &mut state),
+        let (full, changes) = ctx.restore_keyed_with_changes::<ProcessEntry<K>, K>(ProcessEntry::key);
+        apply_changes(full, changes, |entry| match entry {
+            ProcessEntry::State { table, key, value } => {
+                state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
             }
-        }
+            ProcessEntry::EventTimer { key, at } => restore_timer(&mut timers.event, at, key, &mut state),
+            ProcessEntry::ProcessingTimer { key, at } => restore_timer(&mut timers.processing, at, key, &mut state),
+            // Folded away by `apply_changes`.
+            ProcessEntry::KeyDropped { .. }
+            | ProcessEntry::StateReplaced { .. }
+            | ProcessEntry::EventTimerDeleted { .. }
+            | ProcessEntry::ProcessingTimerDeleted { .. } => {}
+        });
         Self {
             key_of,
             function,
@@ -289,6 +230,7 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
             let Some((at, key)) = queue.pop_due(time) else { break };
             // The fired timer no longer holds the key; the key stays while `on_timer` runs.
             self.state.keys().release(key);
+            self.state.increments().timer_changed(event_time, at, key);
             let mut ctx = KeyedContext {
                 key,
                 timestamp: at,
@@ -299,7 +241,7 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
                 out,
             };
             self.function.on_timer(at, &mut ctx);
-            self.state.keys().free_if_unused(key);
+            self.state.free_if_unused(key);
         }
     }
 }
@@ -308,14 +250,29 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     for KeyedProcessOperator<K, I, O, F>
 {
     fn snapshot(&mut self) -> Option<Vec<u8>> {
-        self.snapshot_state().map(StateBytes::into_bytes)
+        let snapshot = ProcessSnapshot { state: self.state.view(), timers: self.timers.clone() };
+        Some(encode(&snapshot))
     }
 
     /// Takes a copy-on-write view of the state and a copy of the timers; the snapshot is
-    /// written from them off the task thread.
-    fn snapshot_state(&mut self) -> Option<StateBytes> {
-        let snapshot = ProcessSnapshot { state: self.state.view(), timers: self.timers.clone() };
-        Some(StateBytes::Deferred(Box::new(move || encode(&snapshot))))
+    /// written from them off the task thread: in full, or (incremental checkpoints) the
+    /// changes since the last completed checkpoint.
+    fn snapshot_state(&mut self, barrier: &CheckpointBarrier) -> Option<StateBytes> {
+        let (state, timers) = (self.state.view(), self.timers.clone());
+        if !barrier.incremental {
+            let snapshot = ProcessSnapshot { state, timers };
+            return Some(StateBytes::Deferred(Box::new(move || encode(&snapshot))));
+        }
+        let (piece, builds_on, written) = self.state.increments().begin(barrier.id);
+        let write: Box<dyn FnOnce() -> Vec<u8> + Send> = match piece {
+            Piece::Full => Box::new(move || encode(&ProcessSnapshot { state, timers })),
+            Piece::Changes(changes) => Box::new(move || encode(&ProcessChanges { state, timers, changes })),
+        };
+        Some(StateBytes::Incremental(IncrementalSnapshot { builds_on, write, written }))
+    }
+
+    fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+        self.state.increments().completed(checkpoint_id);
     }
 
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
@@ -331,7 +288,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
         };
         self.function.process_element(value, &mut ctx);
         // A key that kept neither state nor a timer is not kept.
-        self.state.keys().free_if_unused(key);
+        self.state.free_if_unused(key);
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut dyn Output<O>) {
@@ -375,5 +332,6 @@ where
     }
 }
 
+mod snapshot;
 #[cfg(test)]
 mod tests;

@@ -32,13 +32,26 @@ impl TaskSnapshot {
 pub enum StateBytes {
     Ready(Vec<u8>),
     Deferred(Box<dyn FnOnce() -> Vec<u8> + Send>),
+    /// Keyed state of an incremental checkpoint: a new file for the job's shared area, on top of
+    /// files of earlier checkpoints.
+    Incremental(crate::state::incremental::IncrementalSnapshot),
 }
 
 impl StateBytes {
+    /// The state as one self-contained blob. An incremental snapshot is one only when it
+    /// builds on nothing (its first, full file); one that builds on earlier files is restored
+    /// from storage, never from bytes alone.
     pub fn into_bytes(self) -> Vec<u8> {
         match self {
             StateBytes::Ready(bytes) => bytes,
             StateBytes::Deferred(write) => write(),
+            StateBytes::Incremental(incremental) => {
+                assert!(
+                    incremental.builds_on.is_empty(),
+                    "an incremental snapshot that builds on earlier checkpoints is not self-contained"
+                );
+                (incremental.write)()
+            }
         }
     }
 }
@@ -48,6 +61,9 @@ impl std::fmt::Debug for StateBytes {
         match self {
             StateBytes::Ready(bytes) => write!(f, "Ready({} bytes)", bytes.len()),
             StateBytes::Deferred(_) => f.write_str("Deferred"),
+            StateBytes::Incremental(incremental) => {
+                write!(f, "Incremental(on {} files)", incremental.builds_on.len())
+            }
         }
     }
 }
@@ -112,8 +128,8 @@ pub trait Operator<I, O>: Send + 'static {
     }
 
     /// The state for a checkpoint as [`snapshot`](Operator::snapshot) gives it, or a view of it
-    /// to be written off the task thread.
-    fn snapshot_state(&mut self) -> Option<StateBytes> {
+    /// to be written off the task thread (incrementally if the barrier allows it).
+    fn snapshot_state(&mut self, _barrier: &CheckpointBarrier) -> Option<StateBytes> {
         self.snapshot().map(StateBytes::Ready)
     }
 
@@ -151,7 +167,7 @@ impl<I, O: 'static, Op: Operator<I, O>> Output<I> for Chained<Op, O> {
         self.out.finish();
     }
     fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) {
-        if let Some(state) = self.op.snapshot_state() {
+        if let Some(state) = self.op.snapshot_state(barrier) {
             snapshot.put_state(self.node, state);
         }
         self.out.barrier(barrier, snapshot);

@@ -7,6 +7,10 @@ use crate::time::Timestamp;
 pub struct CheckpointBarrier {
     pub id: u64,
     pub timestamp: Timestamp,
+    /// Whether keyed state may be written as the changes since the last completed checkpoint
+    /// (Flink's checkpoint options travel with its barrier the same way): false for savepoints,
+    /// which are always full and self-contained, and with `state.backend.incremental: false`.
+    pub incremental: bool,
 }
 
 /// What travels on a channel between two subtasks.

@@ -74,7 +74,9 @@ fn to_event(seen: &Seen) -> Event<u64> {
         Seen::Records(r) => Event::Records(r.clone()),
         Seen::Watermark(w) => Event::Watermark(*w),
         Seen::Idle(i) => Event::Idle(*i),
-        Seen::Barrier(id, timestamp) => Event::Barrier(CheckpointBarrier { id: *id, timestamp: *timestamp }),
+        Seen::Barrier(id, timestamp) => {
+            Event::Barrier(CheckpointBarrier { id: *id, timestamp: *timestamp, incremental: true })
+        }
         Seen::EndOfData => Event::EndOfData,
         Seen::End => Event::End,
     }
@@ -285,7 +287,7 @@ fn malformed_frames_are_errors_naming_the_peer() {
     await_true(Duration::from_secs(10), "the handshake error", || receiving.errors().iter().any(|e| e.peer == peer));
     // A good handshake, then an event for a channel that was never granted credit, then garbage.
     let mut rogue = std::net::TcpStream::connect(receiving.local_addr()).unwrap();
-    let mut frame = b"RHEONET1".to_vec();
+    let mut frame = b"RHEONET2".to_vec();
     frame.extend_from_slice(&33u32.to_le_bytes());
     frame.push(16); // records
     frame.extend_from_slice(&[7; 16]);

@@ -8,13 +8,16 @@
 //! closes them once the savepoint completes. At the end of input every source waits for a
 //! final checkpoint, which commits the last output; then the sources close (Flink's FLIP-147).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::checkpoint::io_runtime;
-use crate::checkpoint::metadata::{CheckpointMetadata, METADATA_FILE, METADATA_VERSION, StateHandle, checkpoint_dir};
+use crate::checkpoint::metadata::{
+    CheckpointMetadata, METADATA_FILE, METADATA_VERSION, SharedFile, StateHandle, checkpoint_dir, shared_dir,
+};
+use crate::checkpoint::shared::{RetainedCheckpoints, SharedError, delete_checkpoint, delete_dropped};
 use crate::checkpoint::storage::{CheckpointStorage, StorageError};
 use crate::driver::handle::{
     CheckpointTriggerStatus, CompletedCheckpoint, JobHandle, SavepointRequest, SavepointStatus, SnapshotRequest,
@@ -69,6 +72,9 @@ pub struct CheckpointSettings {
     pub max_parallelism: usize,
     /// Operator names by node id, recorded with each state file.
     pub operators: Vec<String>,
+    /// `state.backend.incremental`: checkpoints (never savepoints) write keyed state as the
+    /// changes since the last completed checkpoint.
+    pub incremental: bool,
 }
 
 /// Statistics of completed checkpoints, for logs and the benchmark.
@@ -81,6 +87,33 @@ pub struct CheckpointStats {
     pub last_size: u64,
     pub max_size: u64,
     pub total_duration: Duration,
+    /// The first completed checkpoint, and the last [`RECENT_CHECKPOINTS`] ones.
+    pub first: Option<CheckpointSample>,
+    pub recent: VecDeque<CheckpointSample>,
+}
+
+/// How many completed checkpoints [`CheckpointStats::recent`] keeps.
+pub const RECENT_CHECKPOINTS: usize = 256;
+
+/// One completed checkpoint's cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckpointSample {
+    pub id: u64,
+    pub duration: Duration,
+    /// Bytes it wrote (less than `size` when incremental).
+    pub uploaded: u64,
+    /// Bytes of state it needs, shared files of earlier checkpoints included.
+    pub size: u64,
+}
+
+impl CheckpointStats {
+    pub fn record(&mut self, sample: CheckpointSample) {
+        self.first.get_or_insert(sample);
+        if self.recent.len() == RECENT_CHECKPOINTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sample);
+    }
 }
 
 /// Where a pending checkpoint goes and what follows it.
@@ -120,6 +153,9 @@ pub struct CheckpointCoordinator {
     retry_at: Option<Instant>,
     /// Deletions of failed checkpoints' files, awaited before the coordinator ends.
     cleanups: Vec<tokio::task::JoinHandle<()>>,
+    /// The job's retained checkpoints and the shared files they reference, read from storage
+    /// when first needed (`None` until then, or while storage could not be read).
+    retained: Option<RetainedCheckpoints>,
 }
 
 /// The wait before the next checkpoint after `failures` failed in a row.
@@ -153,7 +189,16 @@ impl CheckpointCoordinator {
             consecutive_failures: 0,
             retry_at: None,
             cleanups: Vec::new(),
+            retained: None,
         }
+    }
+
+    /// The retained checkpoints, read from storage if they are not known yet.
+    fn retained(&mut self) -> Result<&mut RetainedCheckpoints, StorageError> {
+        if self.retained.is_none() {
+            self.retained = Some(io_runtime().block_on(RetainedCheckpoints::load(&self.storage))?);
+        }
+        Ok(self.retained.as_mut().expect("just loaded"))
     }
 
     /// Tells `announce` where each checkpoint goes before triggering it.
@@ -179,8 +224,14 @@ impl CheckpointCoordinator {
                         continue;
                     }
                     let parallelism = self.tasks[task].parallelism;
-                    let uploads =
-                        upload_snapshot(&current.dir, &self.settings.operators, subtask, parallelism, snapshot);
+                    let target = UploadTarget {
+                        dir: current.dir.clone(),
+                        job: self.storage.clone(),
+                        checkpoint_id,
+                        subtask,
+                        parallelism,
+                    };
+                    let uploads = upload_snapshot(&target, &self.settings.operators, snapshot);
                     current.uploads.extend(uploads.into_iter().map(Upload::Running));
                     if current.awaiting.is_empty() {
                         let done = pending.take().expect("pending checkpoint");
@@ -271,7 +322,11 @@ impl CheckpointCoordinator {
     }
 
     fn trigger(&mut self, kind: Kind) -> Pending {
-        let barrier = CheckpointBarrier { id: self.next_id, timestamp: now_ms() };
+        // Savepoints are full and self-contained whatever the setting (Flink's semantics);
+        // a rescale's stop is a checkpoint of the job and may be incremental.
+        let is_savepoint = matches!(&kind, Kind::Savepoint(request) if !request.as_checkpoint);
+        let incremental = self.settings.incremental && !is_savepoint;
+        let barrier = CheckpointBarrier { id: self.next_id, timestamp: now_ms(), incremental };
         self.next_id += 1;
         let (dir, stop) = match &kind {
             Kind::Checkpoint { .. } => (self.storage.child(&checkpoint_dir(barrier.id)), false),
@@ -313,11 +368,18 @@ impl CheckpointCoordinator {
     fn failed(&mut self, pending: Pending, cause: &str) {
         self.consecutive_failures += 1;
         self.retry_at = Some(Instant::now() + retry_delay(self.consecutive_failures));
-        let (root, relative) = match &pending.kind {
-            // The job's directory, so that the emptied chk-<n> directory goes too.
-            Kind::Checkpoint { .. } => (self.storage.clone(), checkpoint_dir(pending.barrier.id)),
-            Kind::Savepoint(_) => (pending.dir.clone(), String::new()),
+        let in_job_dir = match &pending.kind {
+            Kind::Checkpoint { .. } => true,
+            Kind::Savepoint(request) => request.as_checkpoint,
         };
+        let (root, relative) = match in_job_dir {
+            // The job's directory, so that the emptied chk-<n> directory goes too.
+            true => (self.storage.clone(), checkpoint_dir(pending.barrier.id)),
+            false => (pending.dir.clone(), String::new()),
+        };
+        // Its shared files go too, unless (an id reused after a crash) a retained checkpoint
+        // references them; without knowing which are referenced, none is deleted.
+        let retained = if in_job_dir { self.retained().ok().cloned() } else { None };
         let running: Vec<_> = pending
             .uploads
             .into_iter()
@@ -333,7 +395,11 @@ impl CheckpointCoordinator {
                 upload.abort();
                 let _ = upload.await;
             }
-            if let Err(e) = root.delete_all(&relative).await {
+            let deleted = match &retained {
+                Some(retained) => delete_checkpoint(&root, retained, id).await,
+                None => root.delete_all(&relative).await,
+            };
+            if let Err(e) = deleted {
                 tracing::warn!(checkpoint = id, error = %e, "cannot delete the files of a failed checkpoint");
             }
         }));
@@ -358,8 +424,12 @@ impl CheckpointCoordinator {
     fn complete(&mut self, pending: Pending, sources: &HashSet<usize>) -> bool {
         let id = pending.barrier.id;
         let is_final = matches!(pending.kind, Kind::Checkpoint { is_final: true, .. });
+        let is_savepoint = matches!(&pending.kind, Kind::Savepoint(request) if !request.as_checkpoint);
         let dir = pending.dir.clone();
-        let result: Result<CheckpointMetadata, StorageError> = io_runtime().block_on(async {
+        // Loaded before the uploads are awaited: the check below must not block on storage
+        // inside the I/O runtime.
+        let retained = if is_savepoint { None } else { Some(self.retained().map(|r| r.clone())) };
+        let result: Result<CheckpointMetadata, SharedError> = io_runtime().block_on(async {
             let mut states = Vec::with_capacity(pending.uploads.len());
             let mut failure = None;
             for upload in pending.uploads {
@@ -378,7 +448,7 @@ impl CheckpointCoordinator {
                 }
             }
             if let Some(e) = failure {
-                return Err(e);
+                return Err(e.into());
             }
             states.sort_by_key(|s| (s.node, s.subtask));
             let metadata = CheckpointMetadata {
@@ -391,6 +461,9 @@ impl CheckpointCoordinator {
                 max_parallelism: self.settings.max_parallelism,
                 states,
             };
+            if let Some(retained) = retained {
+                retained?.check(&metadata)?;
+            }
             let json = serde_json::to_vec_pretty(&metadata).expect("metadata serializes");
             dir.put(METADATA_FILE, json).await?;
             Ok(metadata)
@@ -408,15 +481,17 @@ impl CheckpointCoordinator {
         self.retry_at = None;
         let duration = pending.started.elapsed();
         let size = metadata.total_size();
+        let uploaded = metadata.uploaded_size();
+        self.stats.record(CheckpointSample { id, duration, uploaded, size });
         self.stats.completed += 1;
         self.stats.last_id = Some(id);
         self.stats.last_duration = duration;
         self.stats.last_size = size;
         self.stats.max_size = self.stats.max_size.max(size);
         self.stats.total_duration += duration;
-        let (is_savepoint, stop) = match &pending.kind {
-            Kind::Savepoint(request) => (!request.as_checkpoint, request.stop),
-            Kind::Checkpoint { .. } => (false, false),
+        let stop = match &pending.kind {
+            Kind::Savepoint(request) => request.stop,
+            Kind::Checkpoint { .. } => false,
         };
         let completed = CompletedCheckpoint {
             id,
@@ -450,6 +525,7 @@ impl CheckpointCoordinator {
             checkpoint = id,
             duration_ms = duration.as_millis() as u64,
             bytes = size,
+            uploaded_bytes = uploaded,
             is_final,
             is_savepoint,
             path = dir.url(),
@@ -467,23 +543,27 @@ impl CheckpointCoordinator {
             }
         }
         if !is_savepoint {
-            self.retain();
+            self.retain(&metadata);
         }
         is_final || stop
     }
 
-    /// Deletes all but the newest `state.checkpoints.num-retained` checkpoints.
-    fn retain(&self) {
+    /// Adds a completed checkpoint to the retained ones and deletes all but the newest
+    /// `state.checkpoints.num-retained`, with the shared files no retained checkpoint needs.
+    fn retain(&mut self, completed: &CheckpointMetadata) {
+        let keep = self.settings.retained.max(1);
         let storage = self.storage.clone();
-        let retained = self.settings.retained.max(1);
-        let cleanup = async move {
-            let ids = crate::checkpoint::discover::checkpoint_ids(&storage).await?;
-            for old in ids.into_iter().skip(retained) {
-                storage.delete_all(&checkpoint_dir(old)).await?;
+        let retained = match self.retained() {
+            Ok(retained) => retained,
+            Err(e) => {
+                // Without knowing what the retained checkpoints reference, nothing is deleted.
+                tracing::warn!(error = %e, "cannot read the retained checkpoints; deleting none");
+                return;
             }
-            Ok::<(), StorageError>(())
         };
-        if let Err(e) = io_runtime().block_on(cleanup) {
+        retained.add(completed);
+        let dropped = retained.drop_oldest(keep);
+        if let Err(e) = io_runtime().block_on(delete_dropped(&storage, retained, &dropped)) {
             tracing::warn!(error = %e, "cannot delete old checkpoints");
         }
     }
@@ -495,12 +575,22 @@ fn savepoint_dir_name(job_id: &str, trigger_id: &str, checkpoint_id: u64) -> Str
     format!("savepoint-{}-{:012x}", &job_id[..job_id.len().min(6)], unique & 0xffff_ffff_ffff)
 }
 
-/// Starts uploading a task's snapshot to `dir`, one file per stateful operator.
+/// Where one task's snapshot of one checkpoint goes.
+#[derive(Clone)]
+pub struct UploadTarget {
+    /// The checkpoint's (or savepoint's) directory: full states go there.
+    pub dir: CheckpointStorage,
+    /// The job's directory, whose shared area incremental states go to.
+    pub job: CheckpointStorage,
+    pub checkpoint_id: u64,
+    pub subtask: usize,
+    pub parallelism: usize,
+}
+
+/// Starts uploading a task's snapshot, one file per stateful operator.
 pub fn upload_snapshot(
-    dir: &CheckpointStorage,
+    target: &UploadTarget,
     operators: &[String],
-    subtask: usize,
-    parallelism: usize,
     snapshot: crate::output::TaskSnapshot,
 ) -> Vec<tokio::task::JoinHandle<Result<StateHandle, StorageError>>> {
     snapshot
@@ -508,43 +598,63 @@ pub fn upload_snapshot(
         .into_iter()
         .map(|(node, state)| {
             let operator = operators.get(node).cloned().unwrap_or_default();
-            let file = StateFile { node, operator, subtask, parallelism };
-            let dir = dir.clone();
+            let target = target.clone();
             io_runtime().spawn(async move {
-                // A state taken as a view at the barrier is written here, off the task thread.
-                let bytes = match state {
-                    StateBytes::Ready(bytes) => bytes,
-                    deferred => tokio::task::spawn_blocking(move || deferred.into_bytes())
-                        .await
-                        .map_err(|e| StorageError::Encode { node, message: e.to_string() })?,
+                let handle = StateHandle {
+                    node,
+                    operator,
+                    subtask: target.subtask,
+                    parallelism: target.parallelism,
+                    file: String::new(),
+                    size: 0,
+                    crc32: 0,
+                    shared: Vec::new(),
                 };
-                upload(dir, file, bytes).await
+                // A state taken as a view at the barrier is written here, off the task thread.
+                let encode_failed = |e: tokio::task::JoinError| StorageError::Encode { node, message: e.to_string() };
+                match state {
+                    StateBytes::Incremental(incremental) => {
+                        let bytes = tokio::task::spawn_blocking(incremental.write).await.map_err(encode_failed)?;
+                        let file = upload_shared(&target, node, bytes).await?;
+                        // The operator builds on it once the checkpoint completes.
+                        let _ = incremental.written.set(file.clone());
+                        let shared = incremental.builds_on.into_iter().chain([file]).collect();
+                        Ok(StateHandle { shared, ..handle })
+                    }
+                    state => {
+                        let bytes = match state {
+                            StateBytes::Ready(bytes) => bytes,
+                            deferred => tokio::task::spawn_blocking(move || deferred.into_bytes())
+                                .await
+                                .map_err(encode_failed)?,
+                        };
+                        let file = format!("{node}-{}.state", target.subtask);
+                        let (size, crc32) = (bytes.len() as u64, crc32fast::hash(&bytes));
+                        target.dir.put(&file, bytes).await?;
+                        Ok(StateHandle { file, size, crc32, ..handle })
+                    }
+                }
             })
         })
         .collect()
 }
 
-/// Whose state a file holds.
-struct StateFile {
-    node: usize,
-    operator: String,
-    subtask: usize,
-    parallelism: usize,
-}
-
-async fn upload(dir: CheckpointStorage, state: StateFile, bytes: Vec<u8>) -> Result<StateHandle, StorageError> {
-    let file = format!("{}-{}.state", state.node, state.subtask);
-    let handle = StateHandle {
-        node: state.node,
-        operator: state.operator,
-        subtask: state.subtask,
-        parallelism: state.parallelism,
-        file: file.clone(),
+/// Writes a new file of the job's shared area. Its name is new every time (a nonce), so a
+/// late write of an earlier attempt that reused the checkpoint id never replaces it.
+async fn upload_shared(target: &UploadTarget, node: usize, bytes: Vec<u8>) -> Result<SharedFile, StorageError> {
+    use std::hash::BuildHasher;
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nonce = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), count, now_ms()));
+    let path = format!("{}/{node}-{}-{nonce:016x}.state", shared_dir(target.checkpoint_id), target.subtask);
+    let file = SharedFile {
+        path: path.clone(),
         size: bytes.len() as u64,
         crc32: crc32fast::hash(&bytes),
+        checkpoint_id: target.checkpoint_id,
     };
-    dir.put(&file, bytes).await?;
-    Ok(handle)
+    target.job.put(&path, bytes).await?;
+    Ok(file)
 }
 
 /// A test hook: with `RHEO_FAILPOINT_ABORT_AFTER_CHECKPOINT=N`, the process aborts once

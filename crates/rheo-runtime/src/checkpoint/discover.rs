@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use futures::{StreamExt, TryStreamExt};
+
 use crate::checkpoint::metadata::{CheckpointMetadata, METADATA_FILE, checkpoint_dir, parse_checkpoint_dir};
 use crate::checkpoint::storage::{CheckpointStorage, StorageError};
 use crate::state::restore::{RestoredState, SubtaskState};
@@ -81,27 +83,29 @@ async fn load_checked(dir: &CheckpointStorage) -> Result<Option<Discovered>, Loa
         serde_json::from_slice(&raw).map_err(|e| LoadError::Corrupt(format!("{}/{METADATA_FILE}: {e}", dir.url())))?;
     let mut nodes: HashMap<usize, Vec<SubtaskState>> = HashMap::new();
     let mut operators: HashMap<usize, String> = HashMap::new();
+    // Shared files of incremental checkpoints are in the job's directory, the parent of this one.
+    let job = match metadata.shared_files().next() {
+        Some(_) => Some(dir.parent().map_err(LoadError::Storage)?),
+        None => None,
+    };
     for handle in &metadata.states {
-        let bytes = match dir.get_if_exists(&handle.file).await.map_err(LoadError::Storage)? {
-            Some(bytes) => bytes,
-            None => return Err(LoadError::Corrupt(format!("{}/{}: the file is missing", dir.url(), handle.file))),
-        };
-        if bytes.len() as u64 != handle.size || crc32fast::hash(&bytes) != handle.crc32 {
-            return Err(LoadError::Corrupt(format!(
-                "{}/{}: expected {} bytes with CRC32 {:08x}, found {} bytes with CRC32 {:08x}",
-                dir.url(),
-                handle.file,
-                handle.size,
-                handle.crc32,
-                bytes.len(),
-                crc32fast::hash(&bytes)
-            )));
+        let mut files = Vec::with_capacity(1 + handle.shared.len());
+        if !handle.file.is_empty() {
+            files.push(read_checked(dir, &handle.file, handle.size, handle.crc32).await?);
         }
+        if let Some(job) = &job {
+            // A chain of change files is read a few at a time: on an object store each is a request.
+            let reads = handle.shared.iter().map(|f| read_checked(job, &f.path, f.size, f.crc32));
+            files.extend(futures::stream::iter(reads).buffered(8).try_collect::<Vec<_>>().await?);
+        }
+        let mut files = files.into_iter();
+        let bytes = files.next().unwrap_or_default();
         operators.insert(handle.node, handle.operator.clone());
         nodes.entry(handle.node).or_default().push(SubtaskState {
             subtask: handle.subtask,
             parallelism: handle.parallelism,
             bytes,
+            changes: files.collect(),
         });
     }
     let state = RestoredState {
@@ -112,4 +116,21 @@ async fn load_checked(dir: &CheckpointStorage) -> Result<Option<Discovered>, Loa
         operators,
     };
     Ok(Some(Discovered { metadata, state }))
+}
+
+/// Reads `file` under `dir` and checks its size and CRC32 against the metadata.
+async fn read_checked(dir: &CheckpointStorage, file: &str, size: u64, crc32: u32) -> Result<Vec<u8>, LoadError> {
+    let bytes = match dir.get_if_exists(file).await.map_err(LoadError::Storage)? {
+        Some(bytes) => bytes,
+        None => return Err(LoadError::Corrupt(format!("{}/{file}: the file is missing", dir.url()))),
+    };
+    if bytes.len() as u64 != size || crc32fast::hash(&bytes) != crc32 {
+        return Err(LoadError::Corrupt(format!(
+            "{}/{file}: expected {size} bytes with CRC32 {crc32:08x}, found {} bytes with CRC32 {:08x}",
+            dir.url(),
+            bytes.len(),
+            crc32fast::hash(&bytes)
+        )));
+    }
+    Ok(bytes)
 }

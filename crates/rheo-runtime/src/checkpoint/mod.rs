@@ -3,7 +3,13 @@
 //! ```text
 //! <state.checkpoints.dir>/<job-id>/chk-<n>/_metadata   written last: a checkpoint exists iff this does
 //! <state.checkpoints.dir>/<job-id>/chk-<n>/<node>-<subtask>.state
+//! <state.checkpoints.dir>/<job-id>/shared/chk-<n>/<node>-<subtask>-<nonce>.state
 //! ```
+//!
+//! With incremental checkpoints (`state.backend.incremental`), keyed state goes to the shared
+//! area instead: each checkpoint adds the files of what changed and lists in `_metadata` every
+//! file it needs, those of earlier checkpoints included; [`shared`] deletes a shared file once
+//! no retained checkpoint references it.
 //!
 //! The [`coordinator`] triggers checkpoints, collects each task's snapshot, uploads it while the
 //! tasks go on processing, and writes `_metadata` once every task acknowledged. [`discover`]
@@ -12,6 +18,7 @@
 pub mod coordinator;
 pub mod discover;
 pub mod metadata;
+pub mod shared;
 pub mod storage;
 
 pub use storage::{CheckpointStorage, StorageError};

@@ -220,6 +220,30 @@ impl CheckpointStorage {
         }
     }
 
+    /// The directory this one is in: where a checkpoint (`<job>/chk-<n>`) finds the shared files
+    /// of its job. A storage opened at a local directory is rooted there, so its parent is
+    /// opened anew.
+    pub fn parent(&self) -> Result<Self, StorageError> {
+        let fail = |message: &str| StorageError::Url { url: self.url.clone(), message: message.to_string() };
+        let (parent_url, _) = self.url.rsplit_once('/').ok_or_else(|| fail("has no parent directory"))?;
+        let parts: Vec<_> = self.root.parts().collect();
+        if let Some((_, above)) = parts.split_last() {
+            return Ok(Self {
+                store: self.store.clone(),
+                root: Path::from_iter(above.iter().cloned()),
+                url: parent_url.to_string(),
+                local_dir: self.local_dir.as_ref().and_then(|d| d.parent()).map(std::path::Path::to_path_buf),
+            });
+        }
+        match &self.local_dir {
+            Some(dir) => {
+                let above = dir.parent().ok_or_else(|| fail("has no parent directory"))?;
+                Self::open(&above.to_string_lossy(), &s3_options())
+            }
+            None => Err(fail("is the root of its store: it has no parent directory")),
+        }
+    }
+
     fn path(&self, relative: &str) -> Path {
         relative.split('/').filter(|p| !p.is_empty()).fold(self.root.clone(), |p, part| p.join(part))
     }

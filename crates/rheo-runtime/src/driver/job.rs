@@ -377,6 +377,12 @@ fn merge_stats(total: &mut CheckpointStats, attempt: &CheckpointStats) {
     total.failed += attempt.failed;
     total.total_duration += attempt.total_duration;
     total.max_size = total.max_size.max(attempt.max_size);
+    if total.first.is_none() {
+        total.first = attempt.first;
+    }
+    for &sample in &attempt.recent {
+        total.record(sample);
+    }
     if attempt.last_id.is_some() {
         total.last_id = attempt.last_id;
         total.last_duration = attempt.last_duration;
@@ -403,6 +409,7 @@ fn checkpoint_settings(
         job_name: job_name.to_string(),
         max_parallelism,
         operators: Vec::new(),
+        incremental: config.get(&options::INCREMENTAL_CHECKPOINTS)?,
     }))
 }
 

@@ -52,6 +52,21 @@ impl OperatorContext<'_> {
         }
     }
 
+    /// This subtask's keyed entries of this operator as [`restore_keyed`](Self::restore_keyed)
+    /// gives them, with those of the full snapshots apart from those of the change files of
+    /// incremental checkpoints.
+    pub fn restore_keyed_with_changes<E: serde::de::DeserializeOwned, K: std::hash::Hash>(
+        &self,
+        key_of: impl Fn(&E) -> &K,
+    ) -> (Vec<E>, Vec<E>) {
+        match &self.info.restored {
+            None => (Vec::new(), Vec::new()),
+            Some(restored) => restored
+                .keyed_with_changes(self.node, self.key_groups(), self.info.max_parallelism, key_of)
+                .unwrap_or_else(|e| panic!("{}: {e}", self.info.task_name)),
+        }
+    }
+
     /// Every old subtask's non-keyed state of this operator (union redistribution), for
     /// sources that rescale by skipping what any old subtask already emitted.
     pub fn restore_operator_all<E: serde::de::DeserializeOwned>(&self) -> Vec<E> {

@@ -85,15 +85,17 @@ impl<K: Hash + Eq + Clone> KeyTable<K> {
         *holds = holds.checked_sub(1).expect("released more often than held");
     }
 
-    /// Frees `id` if nothing holds it: its key is dropped and the id can be given to a new key.
-    pub fn free_if_unused(&mut self, id: KeyId) {
+    /// Frees `id` if nothing holds it: its key is taken out (and returned) and the id can be
+    /// given to a new key.
+    pub fn free_if_unused(&mut self, id: KeyId) -> Option<K> {
         if self.holds[id as usize] != 0 {
-            return;
+            return None;
         }
         let key = self.keys.existing_slot_mut(id as usize).and_then(Option::take).expect("the id of a live key");
         let hash = self.hasher.hash_one(&key);
         self.index.find_entry(hash, |&indexed| indexed == id).expect("live keys are indexed").remove();
         self.free.push(id);
+        Some(key)
     }
 
     /// How many keys are live (held by some state entry or timer, or current).

@@ -8,6 +8,7 @@
 //! key group for rescaling.
 
 mod cow;
+pub mod incremental;
 pub mod keys;
 pub mod restore;
 pub(crate) mod timers;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use cow::{CowVec, CowView};
+use incremental::Increments;
 use keys::{KeyId, KeyTable};
 use rheo_types::Key;
 
@@ -91,6 +93,8 @@ trait TableView: Send {
     fn len(&self) -> usize;
     /// Calls `visit` with every key id and its value encoded, in one buffer reused for all.
     fn for_each_encoded(&self, visit: &mut dyn FnMut(KeyId, &[u8]));
+    /// The value of `id` encoded, if it has one.
+    fn encoded(&self, id: KeyId) -> Option<Vec<u8>>;
 }
 
 struct TypedView<S> {
@@ -109,6 +113,9 @@ impl<S: KeyedValue> TableView for TypedView<S> {
             buffer = postcard::to_extend(value, buffer).expect("state is serializable");
             visit(id as KeyId, &buffer);
         }
+    }
+    fn encoded(&self, id: KeyId) -> Option<Vec<u8>> {
+        self.slots.get(id as usize).map(|value| postcard::to_stdvec(value).expect("state is serializable"))
     }
 }
 
@@ -145,6 +152,20 @@ impl<K> StateView<K> {
     /// The key of an id that was live when the view was taken.
     pub fn key(&self, id: KeyId) -> &K {
         self.keys.get(id as usize).expect("the id of a key live at the view")
+    }
+
+    /// The key of `id` if it was live when the view was taken.
+    pub fn live_key(&self, id: KeyId) -> Option<&K> {
+        self.keys.get(id as usize)
+    }
+
+    /// Calls `visit` with every (state name, encoded value) of key `id`.
+    pub fn for_each_entry_of<'a>(&'a self, id: KeyId, mut visit: impl FnMut(&'a str, Vec<u8>)) {
+        for (name, table) in self.names.iter().zip(&self.tables) {
+            if let Some(value) = table.encoded(id) {
+                visit(name, value);
+            }
+        }
     }
 
     /// Calls `visit` with every (state name, key, encoded value).
@@ -206,11 +227,13 @@ pub struct KeyedStateBackend<K> {
     keys: KeyTable<K>,
     names: Vec<String>,
     tables: Vec<Box<dyn StateTable>>,
+    /// What changed since the last completed checkpoint, for incremental checkpoints.
+    increments: Increments<K>,
 }
 
 impl<K: Key> Default for KeyedStateBackend<K> {
     fn default() -> Self {
-        Self { keys: KeyTable::default(), names: Vec::new(), tables: Vec::new() }
+        Self { keys: KeyTable::default(), names: Vec::new(), tables: Vec::new(), increments: Increments::default() }
     }
 }
 
@@ -246,6 +269,19 @@ impl<K: Key> KeyedStateBackend<K> {
     /// The key of a live id.
     pub(crate) fn key(&self, id: KeyId) -> &K {
         self.keys.key(id)
+    }
+
+    /// Frees `id` if nothing holds it (see [`KeyTable::free_if_unused`]), remembering the key as
+    /// dropped for the next incremental checkpoint.
+    pub(crate) fn free_if_unused(&mut self, id: KeyId) {
+        if let Some(key) = self.keys.free_if_unused(id) {
+            self.increments.key_dropped(id, &key);
+        }
+    }
+
+    /// The change tracking of incremental checkpoints (timers are marked by their operator).
+    pub(crate) fn increments(&mut self) -> &mut Increments<K> {
+        &mut self.increments
     }
 
     /// How many (state, key) entries there are.
@@ -293,12 +329,14 @@ impl<K: Key> KeyedStateBackend<K> {
     }
 
     pub(crate) fn update<V: Clone + 'static>(&mut self, handle: &ValueState<V>, key: KeyId, value: V) {
+        self.increments.state_changed(key);
         if self.table::<V>(handle.index).put(key, value) {
             self.keys.hold(key);
         }
     }
 
     pub(crate) fn clear_value<V: Clone + 'static>(&mut self, handle: &ValueState<V>, key: KeyId) {
+        self.increments.state_changed(key);
         if self.table::<V>(handle.index).take(key).is_some() {
             self.keys.release(key);
         }
@@ -309,6 +347,7 @@ impl<K: Key> KeyedStateBackend<K> {
     }
 
     pub(crate) fn add<V: Clone + 'static>(&mut self, handle: &ListState<V>, key: KeyId, value: V) {
+        self.increments.state_changed(key);
         let (list, made) = self.table::<Vec<V>>(handle.index).get_or_insert_with(key, Vec::new);
         list.push(value);
         if made {
@@ -317,6 +356,7 @@ impl<K: Key> KeyedStateBackend<K> {
     }
 
     pub(crate) fn clear_list<V: Clone + 'static>(&mut self, handle: &ListState<V>, key: KeyId) {
+        self.increments.state_changed(key);
         if self.table::<Vec<V>>(handle.index).take(key).is_some() {
             self.keys.release(key);
         }
@@ -338,6 +378,7 @@ impl<K: Key> KeyedStateBackend<K> {
         user_key: UK,
         value: UV,
     ) {
+        self.increments.state_changed(key);
         let (map, made) = self.table::<HashMap<UK, UV>>(handle.index).get_or_insert_with(key, HashMap::new);
         map.insert(user_key, value);
         if made {
@@ -351,6 +392,7 @@ impl<K: Key> KeyedStateBackend<K> {
         key: KeyId,
         user_key: &UK,
     ) -> Option<UV> {
+        self.increments.state_changed(key);
         let table = self.table::<HashMap<UK, UV>>(handle.index);
         let map = table.get_mut(key)?;
         let removed = map.remove(user_key);
@@ -373,6 +415,7 @@ impl<K: Key> KeyedStateBackend<K> {
     }
 
     pub(crate) fn clear_map<UK: Key, UV: Clone + 'static>(&mut self, handle: &MapState<UK, UV>, key: KeyId) {
+        self.increments.state_changed(key);
         if self.table::<HashMap<UK, UV>>(handle.index).take(key).is_some() {
             self.keys.release(key);
         }

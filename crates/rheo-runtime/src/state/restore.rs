@@ -17,7 +17,10 @@ use rheo_types::keygroups::{KeyGroupRange, hash_key};
 pub struct SubtaskState {
     pub subtask: usize,
     pub parallelism: usize,
+    /// The state, or for incremental keyed state the full snapshot it starts from.
     pub bytes: Vec<u8>,
+    /// Incremental keyed state: the change files applied after `bytes`, in order.
+    pub changes: Vec<Vec<u8>>,
 }
 
 /// Everything a run restores from.
@@ -70,7 +73,7 @@ impl RestoredState {
     }
 
     /// The keyed entries of `node` whose key belongs to `range`. `key_of` picks the key of an
-    /// entry.
+    /// entry. For an operator whose state has change files, see [`keyed_with_changes`](Self::keyed_with_changes).
     pub fn keyed<E: DeserializeOwned, K: std::hash::Hash>(
         &self,
         node: NodeId,
@@ -78,20 +81,41 @@ impl RestoredState {
         max_parallelism: usize,
         key_of: impl Fn(&E) -> &K,
     ) -> Result<Vec<E>, RestoreError> {
+        let (mut entries, changes) = self.keyed_with_changes(node, range, max_parallelism, key_of)?;
+        entries.extend(changes);
+        Ok(entries)
+    }
+
+    /// Like [`keyed`](Self::keyed), with the entries of the full snapshots apart from those of
+    /// the change files of incremental checkpoints (in the order they apply, per old subtask).
+    /// Old subtasks hold disjoint key groups, so their files can be applied one after another.
+    pub fn keyed_with_changes<E: DeserializeOwned, K: std::hash::Hash>(
+        &self,
+        node: NodeId,
+        range: KeyGroupRange,
+        max_parallelism: usize,
+        key_of: impl Fn(&E) -> &K,
+    ) -> Result<(Vec<E>, Vec<E>), RestoreError> {
         if self.max_parallelism != max_parallelism {
             return Err(RestoreError::MaxParallelism { checkpoint: self.max_parallelism, now: max_parallelism });
         }
-        let mut entries = Vec::new();
-        for state in self.nodes.get(&node).into_iter().flatten() {
-            let decoded: Vec<E> = postcard::from_bytes(&state.bytes)
-                .map_err(|e| RestoreError::Decode { node, message: e.to_string() })?;
-            entries.extend(
-                decoded.into_iter().filter(|entry| {
+        let decode_into =
+            |bytes: &[u8], entries: &mut Vec<E>| {
+                let decoded: Vec<E> =
+                    postcard::from_bytes(bytes).map_err(|e| RestoreError::Decode { node, message: e.to_string() })?;
+                entries.extend(decoded.into_iter().filter(|entry| {
                     range.contains(KeyGroupRange::key_group_of(hash_key(key_of(entry)), max_parallelism))
-                }),
-            );
+                }));
+                Ok(())
+            };
+        let (mut full, mut changes) = (Vec::new(), Vec::new());
+        for state in self.nodes.get(&node).into_iter().flatten() {
+            decode_into(&state.bytes, &mut full)?;
+            for bytes in &state.changes {
+                decode_into(bytes, &mut changes)?;
+            }
         }
-        Ok(entries)
+        Ok((full, changes))
     }
 
     /// The non-keyed states of `node` this subtask takes over: its own at the same

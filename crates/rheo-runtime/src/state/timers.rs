@@ -172,6 +172,17 @@ pub enum IdSet {
 const DENSE_FROM: usize = 256;
 
 impl IdSet {
+    pub fn contains(&self, id: KeyId) -> bool {
+        match self {
+            IdSet::One(one) => *one == id,
+            IdSet::Sparse(sparse) => {
+                let hash = sparse.hasher.hash_one(id);
+                sparse.positions.find(hash, |&i| sparse.entries[i as usize] == id).is_some()
+            }
+            IdSet::Dense(dense) => dense.words.get(id as usize / 64).is_some_and(|w| w & (1 << (id % 64)) != 0),
+        }
+    }
+
     /// The ids, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = KeyId> + '_ {
         let (one, sparse, dense) = match self {
@@ -444,6 +455,11 @@ impl<K> TimerQueue<KeySet<K>> {
 }
 
 impl TimerQueue<IdSet> {
+    /// Whether the timer of `id` at `at` is set.
+    pub fn contains(&self, at: Timestamp, id: KeyId) -> bool {
+        self.by_time.get(&at).is_some_and(|ids| ids.contains(id))
+    }
+
     /// Every timer, in time order (ids of one time in no particular order).
     pub fn iter(&self) -> impl Iterator<Item = (Timestamp, KeyId)> + '_ {
         self.by_time.iter().flat_map(|(&at, ids)| ids.iter().map(move |id| (at, id)))

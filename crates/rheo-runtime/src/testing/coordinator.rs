@@ -76,6 +76,7 @@ impl CoordinatorHarness {
             job_name: "harness".into(),
             max_parallelism: 128,
             operators: vec!["operator".into()],
+            incremental: true,
         }
     }
 

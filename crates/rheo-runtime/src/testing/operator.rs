@@ -209,6 +209,7 @@ pub fn restored_state(snapshots: &[OperatorSnapshot]) -> RestoredState {
                 subtask: snapshot.subtask,
                 parallelism: snapshot.parallelism,
                 bytes: bytes.clone(),
+                changes: Vec::new(),
             });
         }
     }
@@ -271,6 +272,14 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
         Self::open(self.build.clone(), setup, Some(Arc::new(restored_state(snapshots))))
     }
 
+    /// A fresh instance restored from state read back from storage (a checkpoint's
+    /// [`Discovered`](crate::checkpoint::discover::Discovered) state, incremental ones
+    /// included) as `subtask` of `parallelism`.
+    pub fn restore_from(&self, restored: RestoredState, subtask: usize, parallelism: usize) -> Self {
+        let setup = HarnessSetup { subtask, parallelism, ..self.setup.clone() };
+        Self::open(self.build.clone(), setup, Some(Arc::new(restored)))
+    }
+
     /// This subtask's key groups.
     pub fn key_groups(&self) -> KeyGroupRange {
         KeyGroupRange::for_subtask(self.setup.max_parallelism, self.setup.parallelism, self.setup.subtask)
@@ -313,7 +322,7 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
 
     /// Passes checkpoint barrier `checkpoint_id` through the chain and returns what it captured.
     pub fn snapshot(&mut self, checkpoint_id: u64) -> OperatorSnapshot {
-        self.snapshot_at(CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time })
+        self.snapshot_at(CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: false })
     }
 
     pub(super) fn snapshot_at(&mut self, barrier: CheckpointBarrier) -> OperatorSnapshot {
@@ -327,7 +336,17 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
     /// a checkpoint); [`written`](Self::written) writes it.
     pub fn barrier(&mut self, checkpoint_id: u64) -> TaskSnapshot {
         let mut snapshot = TaskSnapshot::default();
-        self.chain.barrier(&CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time }, &mut snapshot);
+        let barrier = CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: false };
+        self.chain.barrier(&barrier, &mut snapshot);
+        snapshot
+    }
+
+    /// The barrier of an incremental checkpoint: keyed state is captured as the changes since
+    /// the last checkpoint this harness was told completed, for an uploader to write.
+    pub fn incremental_barrier(&mut self, checkpoint_id: u64) -> TaskSnapshot {
+        let mut snapshot = TaskSnapshot::default();
+        let barrier = CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: true };
+        self.chain.barrier(&barrier, &mut snapshot);
         snapshot
     }
 
