@@ -332,6 +332,8 @@ where
     }
 }
 
+#[cfg(test)]
+mod incremental_tests;
 mod snapshot;
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,17 @@ impl CoordinatorHarness {
     /// Starts the coordinator, writing checkpoints under `storage`. The job is RUNNING, so
     /// savepoints can be triggered through [`CoordinatorHarness::handle`].
     pub fn start(settings: CheckpointSettings, storage: CheckpointStorage, tasks: &[TaskSpec]) -> Self {
+        Self::start_at(settings, storage, tasks, 1)
+    }
+
+    /// [`start`](Self::start) with the first checkpoint id `next_id`: a job's later attempt,
+    /// past the ids of the checkpoints already under `storage`.
+    pub fn start_at(
+        settings: CheckpointSettings,
+        storage: CheckpointStorage,
+        tasks: &[TaskSpec],
+        next_id: u64,
+    ) -> Self {
         let handle = JobHandle::new(
             settings.job_id.clone(),
             settings.job_name.clone(),
@@ -57,8 +68,15 @@ impl CoordinatorHarness {
                 control: ControlSender::Local(tx),
             });
         }
-        let coordinator =
-            CheckpointCoordinator::new(settings, storage.clone(), entries, events_rx, savepoints_rx, handle.clone(), 1);
+        let coordinator = CheckpointCoordinator::new(
+            settings,
+            storage.clone(),
+            entries,
+            events_rx,
+            savepoints_rx,
+            handle.clone(),
+            next_id,
+        );
         let thread = std::thread::Builder::new()
             .name("checkpoint-coordinator".into())
             .spawn(move || coordinator.run())
