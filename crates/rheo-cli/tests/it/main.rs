@@ -11,6 +11,7 @@ mod cluster;
 mod connectors;
 mod exactly_once;
 mod fencing;
+mod incremental;
 mod lifecycle;
 mod network;
 mod operators;

@@ -1,0 +1,190 @@
+//! Incremental checkpoints (the default), proven by killing: the final-count word count (a
+//! count per word in keyed state, `rheo run word-count --input FILE --output URL`) is killed
+//! with SIGKILL after several checkpoints of each run, and run again at another parallelism,
+//! until it finishes. Each rerun restores a checkpoint made of a full file and change files
+//! (checked on storage before it starts), and the committed counts must equal a failure-free
+//! run's. At the end, the shared area holds only files the retained checkpoint references.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rheo::runtime::checkpoint::discover;
+use rheo::runtime::checkpoint::metadata::{SHARED_DIR, parse_checkpoint_dir};
+use rheo::runtime::checkpoint::{CheckpointStorage, io_runtime};
+use rheo_testkit::Cluster;
+
+const LINES: usize = 400_000;
+/// Words seen once, in the first lines: most of the state, never changed again.
+const COLD_WORDS: usize = 20_000;
+const HOT_WORDS: usize = 100;
+const CHECKPOINT_INTERVAL_MS: u64 = 100;
+/// A killed run reads for a few checkpoint intervals of 5,000 lines each.
+const KILLED_RATE: u64 = 50_000;
+
+/// One cold word on each of the first lines, then hot words only: after the first run,
+/// every checkpoint changes about a hundred of the 20,100 keys.
+fn write_input(path: &Path) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(16);
+    for line in 0..LINES {
+        let mut words: Vec<String> = (0..3).map(|_| format!("hot{}", rng.random_range(0..HOT_WORDS))).collect();
+        if line < COLD_WORDS {
+            words.push(format!("cold{line}"));
+        }
+        writeln!(out, "{}", words.join(" ")).unwrap();
+    }
+}
+
+/// word → count, from every committed part file; fails on a word committed twice.
+fn committed(url: &str) -> BTreeMap<String, u64> {
+    let storage = CheckpointStorage::from_url(url).unwrap();
+    let mut counts = BTreeMap::new();
+    for file in io_runtime().block_on(storage.list_files("")).unwrap() {
+        if !file.starts_with("part-") {
+            continue;
+        }
+        let text = String::from_utf8(io_runtime().block_on(storage.get(&file)).unwrap()).unwrap();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(',').collect();
+            assert_eq!(fields.len(), 3, "CSV line '{line}' in {file}");
+            let previous = counts.insert(fields[1].to_string(), fields[2].parse().unwrap());
+            assert!(previous.is_none(), "{} committed twice (again in {file})", fields[1]);
+        }
+    }
+    counts
+}
+
+fn job_args(input: &Path, output: &str, checkpoints: &str, parallelism: usize) -> Vec<String> {
+    [
+        "word-count",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output,
+        "-p",
+        &parallelism.to_string(),
+        "-D",
+        &format!("execution.checkpointing.interval={CHECKPOINT_INTERVAL_MS}ms"),
+        "-D",
+        &format!("state.checkpoints.dir={checkpoints}"),
+        "-D",
+        "state.checkpoints.num-retained=2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The job's directory: the one directory under the checkpoints root.
+fn job_dir(checkpoints: &str) -> Option<CheckpointStorage> {
+    let root = CheckpointStorage::from_url(checkpoints).unwrap();
+    let jobs = io_runtime().block_on(root.list_dirs("")).unwrap();
+    assert!(jobs.len() <= 1, "one job: {jobs:?}");
+    jobs.first().map(|job| root.child(job))
+}
+
+/// The files of the newest complete checkpoint's keyed state (its longest chain).
+fn newest_chain(job: &CheckpointStorage) -> Option<(u64, usize)> {
+    let found = io_runtime().block_on(discover::latest(job)).unwrap()?;
+    let longest = found.metadata.states.iter().map(|s| s.shared.len()).max().unwrap_or(0);
+    Some((found.metadata.checkpoint_id, longest))
+}
+
+/// Every file of the shared area, relative to the job's directory.
+fn shared_files(job: &CheckpointStorage) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for dir in io_runtime().block_on(job.list_dirs(SHARED_DIR)).unwrap() {
+        for file in io_runtime().block_on(job.list_files(&format!("{SHARED_DIR}/{dir}"))).unwrap() {
+            files.insert(format!("{SHARED_DIR}/{dir}/{file}"));
+        }
+    }
+    files
+}
+
+/// Shared files referenced by the job's complete checkpoints, and the newest checkpoint id.
+fn referenced(job: &CheckpointStorage) -> (BTreeSet<String>, u64) {
+    let mut files = BTreeSet::new();
+    let mut newest = 0;
+    for dir in io_runtime().block_on(job.list_dirs("")).unwrap() {
+        let Some(id) = parse_checkpoint_dir(&dir) else { continue };
+        if let Some(found) = io_runtime().block_on(discover::load(&job.child(&dir))).unwrap() {
+            files.extend(found.metadata.shared_files().map(|f| f.path.clone()));
+            newest = newest.max(id);
+        }
+    }
+    (files, newest)
+}
+
+#[test]
+fn sigkill_and_rescale_restore_incremental_checkpoints_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let input = dir.path().join("input.txt");
+    write_input(&input);
+    let mut cluster =
+        Cluster::new(env!("CARGO_BIN_EXE_rheo"), dir.path()).unwrap().with_timeout(Duration::from_secs(120));
+
+    let reference_out = format!("{root}/reference-out");
+    cluster.start_run(&job_args(&input, &reference_out, &format!("{root}/reference-chk"), 2)).unwrap();
+    let status = cluster.jobmanager().await_exit(Duration::from_secs(300)).unwrap();
+    assert!(status.success(), "failure-free run failed:\n{}", cluster.jobmanager().log());
+    let reference = committed(&reference_out);
+    assert_eq!(reference.len(), COLD_WORDS + HOT_WORDS);
+
+    let seed: u64 = std::env::var("RHEO_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rheo::runtime::task::now_ms() as u64);
+    eprintln!("kill schedule seed {seed}");
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let (output, checkpoints) = (format!("{root}/out"), format!("{root}/chk"));
+    let parallelisms = [2, 3, 1, 2, 4, 1, 3];
+    let (mut kills, mut from_chains) = (0, 0);
+    for (run, &parallelism) in parallelisms.iter().enumerate() {
+        if let Some((id, files)) = job_dir(&checkpoints).and_then(|job| newest_chain(&job)) {
+            eprintln!("run {run} at parallelism {parallelism} restores checkpoint {id}, {files} files a subtask");
+            from_chains += usize::from(files >= 2);
+        }
+        // The same arguments every time (the job id follows from them), but `-p`.
+        let mut args = job_args(&input, &output, &checkpoints, parallelism);
+        args.extend(["--rate".to_string(), KILLED_RATE.to_string()]);
+        let last = run + 1 == parallelisms.len();
+        cluster.start_run(&args).unwrap();
+        if last {
+            let status = cluster.jobmanager().await_exit(Duration::from_secs(300)).unwrap();
+            assert!(status.success(), "the last run failed:\n{}", cluster.jobmanager().log());
+            break;
+        }
+        // Several checkpoints of its own, so that it is killed in an incremental chain.
+        let job = cluster.await_job().unwrap();
+        let wanted = rng.random_range(3..=6);
+        match cluster.await_checkpoints(&job, wanted) {
+            Ok(_) => {
+                std::thread::sleep(Duration::from_millis(rng.random_range(0..CHECKPOINT_INTERVAL_MS)));
+                if cluster.jobmanager().exit_status().is_none() {
+                    cluster.kill_jobmanager().unwrap();
+                    kills += 1;
+                }
+            }
+            Err(e) => panic!("run {run} did not reach {wanted} checkpoints: {e}\n{}", cluster.jobmanager().log()),
+        }
+    }
+    eprintln!("killed {kills} times; {from_chains} runs restored a chain of incremental files");
+    assert!(kills >= 4, "killed only {kills} times");
+    assert!(from_chains >= 3, "only {from_chains} runs restored from incremental chains");
+    assert_eq!(committed(&output), reference, "killed {kills} times, seed {seed}");
+
+    // Nothing leaks: every shared file is referenced by a retained checkpoint, or belongs to
+    // a checkpoint newer than the last complete one (a killed run's, whose id comes again).
+    let job = job_dir(&checkpoints).expect("the job's directory");
+    let (referenced, newest) = referenced(&job);
+    let leaked: Vec<_> = shared_files(&job)
+        .into_iter()
+        .filter(|f| !referenced.contains(f))
+        .filter(|f| f.split('/').nth(1).and_then(parse_checkpoint_dir).is_some_and(|id| id <= newest))
+        .collect();
+    assert!(leaked.is_empty(), "shared files no retained checkpoint references: {leaked:?}");
+}
