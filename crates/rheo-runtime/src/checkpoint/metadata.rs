@@ -30,8 +30,9 @@ pub struct StateHandle {
     pub operator: String,
     pub subtask: usize,
     pub parallelism: usize,
-    /// Relative to the checkpoint directory; empty when the state is all in `shared`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Relative to the checkpoint directory; empty when the state is all in `shared`. (No
+    /// `skip_serializing_if`: handles also travel in postcard, which needs every field.)
+    #[serde(default)]
     pub file: String,
     #[serde(default)]
     pub size: u64,
@@ -39,7 +40,7 @@ pub struct StateHandle {
     pub crc32: u32,
     /// Incremental keyed state: a full snapshot, then the changes of later checkpoints, in the
     /// order they are applied on restore. Files of earlier checkpoints are shared with them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub shared: Vec<SharedFile>,
 }
 
