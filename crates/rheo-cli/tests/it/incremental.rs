@@ -188,3 +188,44 @@ fn sigkill_and_rescale_restore_incremental_checkpoints_exactly() {
         .collect();
     assert!(leaked.is_empty(), "shared files no retained checkpoint references: {leaked:?}");
 }
+
+/// The same on a cluster of processes, where the TaskManagers upload their state: two
+/// TaskManagers are killed in turn once the job has run a chain of checkpoints, and the job is
+/// redeployed from them on the survivors and a new TaskManager.
+#[test]
+fn killed_taskmanagers_restore_incremental_checkpoints_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    let input = dir.path().join("input.txt");
+    write_input(&input);
+    let (output, checkpoints) = (format!("{root}/out"), format!("{root}/chk"));
+    let mut cluster = super::cluster::cluster(dir.path(), &["taskmanager.numberOfTaskSlots=1"]);
+    let mut args: Vec<String> = ["--job", "word-count", "-p", "2", "--", "--input"].map(String::from).to_vec();
+    args.extend([input.display().to_string(), "--output".into(), output.clone(), "--rate".into(), "40000".into()]);
+    cluster.start_jobmanager(&args).unwrap();
+    for _ in 0..3 {
+        cluster.start_taskmanager().unwrap();
+    }
+    let job = cluster.await_job().unwrap();
+    let mut from_chains = 0;
+    for (round, victim) in [0, 1].into_iter().enumerate() {
+        let seen = cluster.rest().checkpoints(&job).map(|s| s.counts.completed).unwrap_or(0);
+        cluster.await_checkpoints(&job, seen + 4).unwrap();
+        let (id, files) = newest_chain(&job_dir(&checkpoints).unwrap()).expect("a checkpoint");
+        eprintln!("round {round}: killing TaskManager {victim}; checkpoint {id} has {files} files a subtask");
+        from_chains += usize::from(files >= 2);
+        cluster.kill_taskmanager(victim).unwrap();
+        cluster.await_taskmanagers(2).unwrap();
+        cluster.start_taskmanager().unwrap();
+        cluster.await_taskmanagers(3).unwrap();
+    }
+    cluster.await_state(&job, rheo_testkit::JobState::Finished).unwrap();
+    assert!(from_chains >= 1, "no kill came after a chain of incremental checkpoints");
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for line in std::fs::read_to_string(&input).unwrap().lines() {
+        for word in line.split_whitespace() {
+            *expected.entry(word.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(committed(&output), expected, "{}", cluster.logs());
+}
