@@ -26,6 +26,10 @@
 //! - `state-scale-1m`, `state-scale-10m`: the final-count word count (`rheo run word-count`:
 //!   a count per word in keyed state and a timer per word at the end of input) with 1M or 10M
 //!   distinct short words, each seen twice. See [`state_scale`] for what is measured.
+//! - `state-checkpoints-incremental`, `state-checkpoints-full`: a keyed job holding
+//!   `RHEO_BENCH_STATE_KEYS` keys (1M by default) of which about 1 % change per second,
+//!   checkpointed every second with `state.backend.incremental` on and off. See
+//!   [`state_checkpoints`] for what is measured.
 //! - `compare-rheo-p1`, `compare-flink-p1`, `compare-rheo-p2`, `compare-flink-p2`: Rheo and
 //!   Apache Flink 2.3 on the same event-time word count over the same file, in this run; see
 //!   [`compare`] for the job and what each figure means.
@@ -92,6 +96,8 @@ struct Report {
     /// Comparison cases: user and system CPU seconds per million input lines.
     #[serde(default)]
     cpu_seconds_per_million_lines: Option<f64>,
+    #[serde(default)]
+    state_checkpoints: Option<state_checkpoints::Measured>,
 }
 
 /// What the state-scale cases measure (see [`state_scale`]).
@@ -154,9 +160,11 @@ fn orchestrate() -> anyhow::Result<()> {
     if let Some(only) = &only {
         let only: Vec<&str> = only.split(',').map(str::trim).collect();
         cases.retain(|c| only.contains(c));
-        cases.extend(only.iter().filter(|c| c.starts_with("state-scale-")).copied());
+        cases.extend(
+            only.iter().filter(|c| c.starts_with("state-scale-") || c.starts_with("state-checkpoints-")).copied(),
+        );
     } else {
-        cases.extend(["state-scale-1m", "state-scale-10m"]);
+        cases.extend(["state-scale-1m", "state-scale-10m", "state-checkpoints-incremental", "state-checkpoints-full"]);
     }
     println!(
         "word count: lines of {WORDS_PER_LINE} words from a {VOCABULARY}-word vocabulary, key by word, 1 s tumbling window, sum; {lines} lines per case; {} cores",
@@ -292,6 +300,7 @@ fn orchestrate() -> anyhow::Result<()> {
             }
         }
     }
+    state_checkpoints::print(&reports);
     Ok(())
 }
 
@@ -394,6 +403,8 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "cluster-recovery" => return cluster::recovery(report),
         "state-scale-1m" => state_scale::run(&mut report, 1_000_000)?,
         "state-scale-10m" => state_scale::run(&mut report, 10_000_000)?,
+        "state-checkpoints-incremental" => state_checkpoints::run(&mut report, true)?,
+        "state-checkpoints-full" => state_checkpoints::run(&mut report, false)?,
         "kafka-exactly-once" => return kafka::run(report, lines, "exactly-once"),
         "kafka-at-least-once" => return kafka::run(report, lines, "at-least-once"),
         "compare-rheo-p1" => return compare::run(report, lines, compare::Engine::Rheo, 1),
@@ -872,6 +883,154 @@ mod state_scale {
         }
         report.state = Some(state.lock().expect("state").clone());
         Ok(())
+    }
+}
+
+/// What checkpoints cost when a small part of a large state changes, with incremental
+/// checkpoints and without.
+///
+/// The final-count word count's keyed function (`CountAtEnd`: a count per key and a timer per
+/// key at the end of input) on the mini-cluster at parallelism 1, checkpointing every second to a
+/// local directory. One source emits each of `RHEO_BENCH_STATE_KEYS` keys once, as fast as it
+/// can (the state is loaded within the first checkpoints); a second emits `keys / 100` records a
+/// second over random keys for `RHEO_BENCH_STATE_SECONDS` seconds (30 by default): about 1 % of
+/// the keys change per second. Measured, from the coordinator's statistics:
+/// - the first checkpoint: duration (trigger to completion) and bytes uploaded;
+/// - the steady state: the checkpoints that completed once every key was loaded, except the
+///   final one at the end of input (every timer fired, every key dropped): their median
+///   duration, median and largest bytes uploaded, and the size of the state they describe.
+mod state_checkpoints {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use anyhow::Context;
+    use compact_str::format_compact;
+    use rheo::config::options;
+    use rheo::connectors::datagen::DatagenConfig;
+    use rheo::prelude::*;
+    use rheo::runtime::checkpoint::coordinator::CheckpointSample;
+    use rheo::runtime::driver::minicluster::MiniCluster;
+    use rheo::runtime::task::now_ms;
+    use rheo_cli::jobs::words::{CountAtEnd, WordWithCount};
+
+    use super::Report;
+
+    #[derive(serde::Serialize, serde::Deserialize, Default, Clone)]
+    pub struct Measured {
+        pub keys: u64,
+        pub incremental: bool,
+        pub first_ms: f64,
+        pub first_bytes: u64,
+        pub steady_checkpoints: usize,
+        pub steady_median_ms: f64,
+        pub steady_max_ms: f64,
+        pub steady_median_bytes: u64,
+        pub steady_max_bytes: u64,
+        /// The state a steady checkpoint describes (its files and those it builds on).
+        pub state_bytes: u64,
+    }
+
+    fn env_u64(name: &str, default: u64) -> u64 {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    fn median<T: Copy + PartialOrd>(mut values: Vec<T>) -> Option<T> {
+        values.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+        values.get(values.len() / 2).copied()
+    }
+
+    pub fn run(report: &mut Report, incremental: bool) -> anyhow::Result<()> {
+        let keys = env_u64("RHEO_BENCH_STATE_KEYS", 1_000_000);
+        let seconds = env_u64("RHEO_BENCH_STATE_SECONDS", 30);
+        let per_second = (keys / 100).max(1);
+        let dir = std::env::temp_dir().join(format!("rheo-bench-chk-{}", std::process::id()));
+        let mut config = Configuration::new();
+        config.set(options::CHECKPOINT_INTERVAL.key, "1 s");
+        config.set(options::CHECKPOINTS_DIR.key, dir.to_str().context("temp dir")?);
+        config.set(options::INCREMENTAL_CHECKPOINTS.key, if incremental { "true" } else { "false" });
+        let mut env = StreamEnv::new(config.clone());
+        env.set_parallelism(1);
+        // When the last key was loaded (ms since the epoch): checkpoints triggered after it are
+        // the steady state.
+        let loaded_at = Arc::new(AtomicI64::new(i64::MAX));
+        let loaded = loaded_at.clone();
+        let load = env.datagen(
+            DatagenConfig { count: Some(keys), rate: None },
+            Arc::new(move |i: u64| {
+                if i + 1 == keys {
+                    loaded.store(now_ms(), Ordering::SeqCst);
+                }
+                WordWithCount { word: format_compact!("k{i:x}"), count: 1 }
+            }),
+        );
+        let updates = env.datagen(
+            DatagenConfig { count: Some(per_second * seconds), rate: Some(per_second as f64) },
+            Arc::new(move |i: u64| {
+                let key = rheo::types::keygroups::hash_key(&i) % keys;
+                WordWithCount { word: format_compact!("k{key:x}"), count: 1 }
+            }),
+        );
+        load.union(&[&updates]).key_by(|wc: &WordWithCount| wc.word.clone()).process(CountAtEnd::default()).discard();
+        let graph = std::mem::take(&mut *env.graph());
+        let result = MiniCluster::new(config).run(&report.case, graph, &env.plan_settings()?)?;
+        let _ = std::fs::remove_dir_all(dir);
+        let stats = &result.checkpoints;
+        let first = stats.first.context("no checkpoint completed")?;
+        let loaded_ms = loaded_at.load(Ordering::SeqCst);
+        // Triggered once every key was loaded; the last (final) checkpoint is not steady.
+        let samples: Vec<CheckpointSample> = stats.recent.iter().copied().collect();
+        let steady: Vec<CheckpointSample> =
+            samples[..samples.len().saturating_sub(1)].iter().filter(|s| s.triggered_ms > loaded_ms).copied().collect();
+        let ms = |s: &CheckpointSample| s.duration.as_secs_f64() * 1000.0;
+        report.state_checkpoints = Some(Measured {
+            keys,
+            incremental,
+            first_ms: ms(&first),
+            first_bytes: first.uploaded,
+            steady_checkpoints: steady.len(),
+            steady_median_ms: median(steady.iter().map(ms).collect()).unwrap_or(f64::NAN),
+            steady_max_ms: steady.iter().map(ms).fold(0.0, f64::max),
+            steady_median_bytes: median(steady.iter().map(|s| s.uploaded).collect()).unwrap_or(0),
+            steady_max_bytes: steady.iter().map(|s| s.uploaded).max().unwrap_or(0),
+            state_bytes: median(steady.iter().map(|s| s.size).collect()).unwrap_or(0),
+        });
+        Ok(())
+    }
+
+    pub fn print(reports: &[Report]) {
+        let measured: Vec<&Measured> = reports.iter().filter_map(|r| r.state_checkpoints.as_ref()).collect();
+        if measured.is_empty() {
+            return;
+        }
+        println!("checkpoints of a large state of which ~1 % changes per second (every 1 s, local directory):");
+        println!(
+            "{:<12} {:>10} {:>10} {:>12} {:>8} {:>12} {:>10} {:>14} {:>13} {:>11}",
+            "mode",
+            "keys",
+            "first ms",
+            "first MiB",
+            "steady",
+            "median ms",
+            "max ms",
+            "median KiB up",
+            "max KiB up",
+            "state MiB"
+        );
+        for m in measured {
+            println!(
+                "{:<12} {:>10} {:>10.0} {:>12.1} {:>8} {:>12.0} {:>10.0} {:>14.0} {:>13.0} {:>11.1}",
+                if m.incremental { "incremental" } else { "full" },
+                m.keys,
+                m.first_ms,
+                m.first_bytes as f64 / (1024.0 * 1024.0),
+                m.steady_checkpoints,
+                m.steady_median_ms,
+                m.steady_max_ms,
+                m.steady_median_bytes as f64 / 1024.0,
+                m.steady_max_bytes as f64 / 1024.0,
+                m.state_bytes as f64 / (1024.0 * 1024.0),
+            );
+        }
     }
 }
 

@@ -99,6 +99,8 @@ pub const RECENT_CHECKPOINTS: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CheckpointSample {
     pub id: u64,
+    /// When it was triggered, ms since the epoch.
+    pub triggered_ms: i64,
     pub duration: Duration,
     /// Bytes it wrote (less than `size` when incremental).
     pub uploaded: u64,
@@ -482,7 +484,8 @@ impl CheckpointCoordinator {
         let duration = pending.started.elapsed();
         let size = metadata.total_size();
         let uploaded = metadata.uploaded_size();
-        self.stats.record(CheckpointSample { id, duration, uploaded, size });
+        let triggered_ms = pending.barrier.timestamp;
+        self.stats.record(CheckpointSample { id, triggered_ms, duration, uploaded, size });
         self.stats.completed += 1;
         self.stats.last_id = Some(id);
         self.stats.last_duration = duration;

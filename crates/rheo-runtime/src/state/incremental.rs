@@ -31,6 +31,11 @@ pub const MAX_CHANGE_FILES: usize = 32;
 /// changes stay in the newer ones).
 const MAX_IN_FLIGHT: usize = 8;
 
+/// After this many barriers without a completion, the next checkpoint is full: if the job
+/// refused to complete checkpoints built on these files (retention deleted one), building on
+/// them again would never succeed.
+const FULL_AFTER_UNCOMPLETED: usize = 3;
+
 /// What changed in an operator instance's keyed state over some time.
 #[derive(Clone)]
 pub struct Changes<K> {
@@ -203,9 +208,13 @@ impl<K: Clone> Increments<K> {
     }
 
     /// A full snapshot is due: there is none to build on, or the changes written since the last
-    /// one are as large as it (restoring reads them all), or there are too many files.
+    /// one are as large as it (restoring reads them all), or there are too many files, or
+    /// checkpoints built on these files keep failing.
     fn needs_full(&self) -> bool {
         let Some((full, changes)) = self.files.split_first() else { return true };
+        if self.in_flight.len() >= FULL_AFTER_UNCOMPLETED {
+            return true;
+        }
         changes.len() >= MAX_CHANGE_FILES || changes.iter().map(|f| f.size).sum::<u64>() >= full.size
     }
 
@@ -306,6 +315,18 @@ mod tests {
             assert!(!next(&mut inc, 1));
         }
         assert!(next(&mut inc, 100), "too many files");
+    }
+
+    #[test]
+    fn checkpoints_that_keep_failing_are_followed_by_a_full_one() {
+        let mut inc = Increments::<String>::default();
+        let (_, _, written) = inc.begin(1);
+        written.set(file(1, 100)).unwrap();
+        inc.completed(1);
+        for id in 2..2 + FULL_AFTER_UNCOMPLETED as u64 {
+            assert!(matches!(inc.begin(id).0, Piece::Changes(_)), "checkpoint {id}");
+        }
+        assert!(matches!(inc.begin(9).0, Piece::Full));
     }
 
     #[test]
