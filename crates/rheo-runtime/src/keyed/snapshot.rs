@@ -261,3 +261,60 @@ pub(super) fn apply_changes<K: Key>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(key: &str, table: &str, value: u8) -> ProcessEntry<String> {
+        ProcessEntry::State { table: table.into(), key: key.into(), value: vec![value] }
+    }
+
+    /// What restoring `full` then `changes` leaves, sorted for comparison.
+    fn restored(full: Vec<ProcessEntry<String>>, changes: Vec<ProcessEntry<String>>) -> Vec<String> {
+        let mut left = Vec::new();
+        apply_changes(full, changes, |entry| {
+            left.push(match entry {
+                ProcessEntry::State { table, key, value } => format!("{key} {table}={}", value[0]),
+                ProcessEntry::EventTimer { key, at } => format!("{key} event@{at}"),
+                ProcessEntry::ProcessingTimer { key, at } => format!("{key} processing@{at}"),
+                _ => panic!("only state and timers are applied"),
+            })
+        });
+        left.sort();
+        left
+    }
+
+    #[test]
+    fn changes_replace_state_per_key_and_set_or_delete_timers_one_by_one() {
+        let full = vec![
+            state("a", "count", 1),
+            state("a", "seen", 1),
+            state("b", "count", 2),
+            state("c", "count", 3),
+            ProcessEntry::EventTimer { key: "a".into(), at: 10 },
+            ProcessEntry::ProcessingTimer { key: "a".into(), at: 20 },
+            ProcessEntry::EventTimer { key: "b".into(), at: 10 },
+            ProcessEntry::EventTimer { key: "c".into(), at: 10 },
+        ];
+        let changes = vec![
+            // Checkpoint 2: a's state replaced (its `seen` entry is gone), its processing timer
+            // fired; b dropped.
+            ProcessEntry::KeyDropped { key: "b".into() },
+            ProcessEntry::StateReplaced { key: "a".into() },
+            state("a", "count", 5),
+            ProcessEntry::ProcessingTimerDeleted { key: "a".into(), at: 20 },
+            // Checkpoint 3: b comes back; c gets a second timer; a's count changes again.
+            ProcessEntry::StateReplaced { key: "b".into() },
+            state("b", "count", 1),
+            ProcessEntry::EventTimer { key: "b".into(), at: 30 },
+            ProcessEntry::EventTimer { key: "c".into(), at: 40 },
+            ProcessEntry::StateReplaced { key: "a".into() },
+            state("a", "count", 6),
+        ];
+        assert_eq!(
+            restored(full, changes),
+            ["a count=6", "a event@10", "b count=1", "b event@30", "c count=3", "c event@10", "c event@40",]
+        );
+    }
+}
