@@ -202,6 +202,38 @@ async fn a_job_that_finishes_on_its_own_during_a_savepoint_upgrade_is_upgraded_a
 }
 
 #[tokio::test]
+async fn a_stop_whose_trigger_the_jobmanager_forgot_is_found_by_its_savepoint_not_taken_for_the_end_of_the_job() {
+    // The stop-with-savepoint completed and FINISHED the job, but the JobManager answers 404 for
+    // its trigger: the savepoint is found in the checkpoint statistics and restored; a FINISHED
+    // job is never taken for one that ended on its own once a stop was sent (its state would go).
+    let env = deployed("savepoint").await;
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:2"));
+    env.reconcile().await.unwrap();
+    assert!(env.jm.take_calls().iter().any(|c| c.starts_with(&format!("POST /jobs/{JOB0}/stop"))));
+    *env.jm.forgets_triggers.lock().unwrap() = true;
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Finished));
+    let taken = "s3://rheo/savepoints/savepoint-623226-stopped";
+    *env.jm.stats_savepoint.lock().unwrap() = Some(taken.into());
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4..7], s(&[JOB1, "--from-savepoint", taken]));
+
+    // Not found anywhere: Stalled, never a fresh start.
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Running));
+    *env.jm.forgets_triggers.lock().unwrap() = false;
+    *env.jm.stats_savepoint.lock().unwrap() = None;
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB1}/chk-3"), 1_795_464_470_622));
+    env.edit(|fj| fj["spec"]["image"] = json!("rheo:3"));
+    env.reconcile().await.unwrap();
+    let calls = env.jm.take_calls();
+    assert!(calls.iter().any(|c| c.starts_with(&format!("POST /jobs/{JOB1}/stop"))), "{calls:#?}");
+    *env.jm.forgets_triggers.lock().unwrap() = true;
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Finished));
+    env.reconcile().await.unwrap();
+    assert_eq!(jm_args(&env)[4], JOB1, "not redeployed");
+    assert_eq!(condition(&env.status(), "Stalled")["reason"], "SavepointImpossible");
+}
+
+#[tokio::test]
 async fn savepoint_upgrade_falls_back_to_last_state_when_allowed() {
     let env = deployed("savepoint").await;
     *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Failed));

@@ -310,12 +310,12 @@ impl Pass<'_> {
         let (url, job_id) = (self.rest_url(), self.job_id());
         let pending = self.status.job_status.pending_savepoint.clone().filter(|p| p.purpose == purpose);
         if let Some(trigger) = pending.as_ref().and_then(|p| p.trigger_id.clone()) {
-            return Ok(match self.ctx.jobmanagers.savepoint_status(&url, &job_id, &trigger).await {
-                Ok(r) if r.status.id == QueueStatusId::InProgress => Stop::Wait(REQUEUE_BUSY),
+            let polled = match self.ctx.jobmanagers.savepoint_status(&url, &job_id, &trigger).await {
+                Ok(r) if r.status.id == QueueStatusId::InProgress => Some(Stop::Wait(REQUEUE_BUSY)),
                 Ok(r) => {
                     let op = r.operation.unwrap_or_default();
                     self.status.job_status.pending_savepoint = None;
-                    match op.location {
+                    Some(match op.location {
                         Some(location) => {
                             self.savepoint_completed(location.clone(), purpose);
                             Stop::Done(Some(location))
@@ -329,15 +329,17 @@ impl Pass<'_> {
                             });
                             Stop::Wait(REQUEUE_STEADY)
                         }
-                    }
+                    })
                 }
-                Err(JmError::NotFound(_)) => {
-                    // The JobManager forgot the trigger (it restarted): trigger again.
-                    self.status.job_status.pending_savepoint = None;
-                    Stop::Wait(REQUEUE_BUSY)
-                }
-                Err(e) => self.jobmanager_down("savepoint", e).await,
-            });
+                // The JobManager does not know the trigger (it restarted, or the result is gone):
+                // if the job is no longer RUNNING the stop may have completed, and its savepoint
+                // is looked for below by the time the stop was recorded; else it is triggered again.
+                Err(JmError::NotFound(_)) => None,
+                Err(e) => Some(self.jobmanager_down("savepoint", e).await),
+            };
+            if let Some(stop) = polled {
+                return Ok(stop);
+            }
         }
 
         let details = match self.ctx.jobmanagers.job(&url, &job_id).await {
@@ -356,10 +358,12 @@ impl Pass<'_> {
                 self.savepoint_completed(path.clone(), purpose);
                 return Ok(Stop::Done(Some(path)));
             }
-            if matches!(details.state, JobState::Finished | JobState::Canceled) {
+            if pending.is_none() && matches!(details.state, JobState::Finished | JobState::Canceled) {
                 // It ended on its own (its bounded input ran out, or a user cancelled it) after
                 // the upgrade began and before it could be stopped: nothing is left to stop, and
-                // the upgrade goes on as any upgrade of a job that is over.
+                // the upgrade goes on as any upgrade of a job that is over. (Once a stop was sent,
+                // a job that is over without its savepoint found is never taken for that: its
+                // state would be dropped.)
                 info!(job = self.name(), state = %details.state, "the job ended before its stop-with-savepoint");
                 self.status.job_status.state = Some(JobStateView::from(details.state));
                 self.status.lifecycle_state = Some(LifecycleState::Finished);

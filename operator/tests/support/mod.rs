@@ -181,6 +181,10 @@ pub struct FakeJm {
     pub triggered_checkpoint: Mutex<Option<Result<u64, String>>>,
     /// Why a disposal fails, if it does.
     pub disposal_failure: Mutex<Option<String>>,
+    /// The JobManager answers 404 for every savepoint trigger (it restarted, or the result is gone).
+    pub forgets_triggers: Mutex<bool>,
+    /// The newest savepoint in `/jobs/:id/checkpoints` (`latest.savepoint`), if any.
+    pub stats_savepoint: Mutex<Option<String>>,
     /// Why `POST /snapshots/validation` finds a path unrestorable, by path (others are fine).
     pub unrestorable: Mutex<BTreeMap<String, String>>,
     /// A job with vertices and metrics, for the autoscaler; `None`: a job with no vertices.
@@ -216,6 +220,8 @@ impl Default for FakeJm {
             triggered_checkpoint: Mutex::default(),
             disposal_failure: Mutex::default(),
             unrestorable: Mutex::default(),
+            forgets_triggers: Mutex::default(),
+            stats_savepoint: Mutex::default(),
             scripted: Mutex::default(),
         }
     }
@@ -299,10 +305,12 @@ impl JobManagerApi for FakeJm {
             self.record(format!("GET /jobs/{job_id}/checkpoints"));
             self.reachable()?;
             let completed = self.checkpoint.lock().unwrap().clone().map(|(p, t)| checkpoint_stats(&p, t));
+            let savepoint =
+                self.stats_savepoint.lock().unwrap().clone().map(|p| checkpoint_stats(&p, 1_795_464_470_622));
             Ok(CheckpointingStatistics {
                 counts: CheckpointCounts::default(),
                 summary: BTreeMap::new(),
-                latest: LatestCheckpoints { completed, ..Default::default() },
+                latest: LatestCheckpoints { completed, savepoint, ..Default::default() },
                 history: vec![],
             })
         })
@@ -358,6 +366,9 @@ impl JobManagerApi for FakeJm {
         Box::pin(async move {
             self.record(format!("GET /jobs/{job_id}/savepoints/{trigger_id}"));
             self.reachable()?;
+            if *self.forgets_triggers.lock().unwrap() {
+                return Err(JmError::NotFound(format!("no savepoint with triggerId={trigger_id}")));
+            }
             let v = match self.savepoint.lock().unwrap().clone() {
                 None => json!({"status": {"id": "IN_PROGRESS"}}),
                 Some(Ok(loc)) => json!({"status": {"id": "COMPLETED"}, "operation": {"location": loc}}),

@@ -222,22 +222,9 @@ fn a_finished_job_starts_fresh() {
     assert_eq!(committed(&dir.path().join("b")), expected());
 }
 
-/// The S3 endpoint of the test environment (`scripts/services/s3.sh start`), if any. Under CI it
-/// must be there; elsewhere the S3 variants are skipped with a note.
-fn s3_root() -> Option<String> {
-    match std::env::var("RHEO_TEST_S3") {
-        Ok(root) => Some(root),
-        Err(_) if std::env::var_os("CI").is_some() => panic!("RHEO_TEST_S3 is not set: start scripts/services/s3.sh"),
-        Err(_) => {
-            eprintln!("RHEO_TEST_S3 not set: skipping the S3 variant (run scripts/services/s3.sh start)");
-            None
-        }
-    }
-}
-
 #[test]
 fn exactly_once_with_checkpoints_and_output_on_s3() {
-    let Some(root) = s3_root() else { return };
+    let Some(root) = super::common::s3_root() else { return };
     let run_id = format!("{}-{}", std::process::id(), rheo::runtime::task::now_ms());
     let checkpoints = format!("{root}/{run_id}/checkpoints");
     let output = format!("{root}/{run_id}/out");

@@ -168,11 +168,7 @@ fn sigkill_at_random_moments_on_the_local_file_system() {
 
 #[test]
 fn sigkill_at_random_moments_on_s3() {
-    let root = match std::env::var("RHEO_TEST_S3") {
-        Ok(root) => root,
-        Err(_) if std::env::var_os("CI").is_some() => panic!("RHEO_TEST_S3 is not set: start scripts/services/s3.sh"),
-        Err(_) => return eprintln!("RHEO_TEST_S3 not set: skipping (run scripts/services/s3.sh start)"),
-    };
+    let Some(root) = super::common::s3_root() else { return };
     let dir = tempfile::tempdir().unwrap();
     let root = format!("{root}/exactly-once-{}-{}", std::process::id(), rheo::runtime::task::now_ms());
     killed_runs_commit_exactly_the_failure_free_output(&root, dir.path());

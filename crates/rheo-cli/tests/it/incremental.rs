@@ -130,11 +130,7 @@ fn sigkill_and_rescale_restore_incremental_checkpoints_exactly() {
 
 #[test]
 fn sigkill_and_rescale_restore_incremental_checkpoints_exactly_on_s3() {
-    let root = match std::env::var("RHEO_TEST_S3") {
-        Ok(root) => root,
-        Err(_) if std::env::var_os("CI").is_some() => panic!("RHEO_TEST_S3 is not set: start scripts/services/s3.sh"),
-        Err(_) => return eprintln!("RHEO_TEST_S3 not set: skipping (run scripts/services/s3.sh start)"),
-    };
+    let Some(root) = super::common::s3_root() else { return };
     let dir = tempfile::tempdir().unwrap();
     let root = format!("{root}/incremental-{}-{}", std::process::id(), rheo::runtime::task::now_ms());
     killed_and_rescaled_runs_restore_exactly(&root, dir.path());
