@@ -89,6 +89,29 @@ pub const INCREMENTAL_CHECKPOINTS: ConfigOption<bool> = ConfigOption::new(
     "Whether checkpoints upload only the keyed state changed since the last completed checkpoint, sharing unchanged files with earlier checkpoints (Flink's default is false; Rheo's is true). Savepoints are always full.",
 );
 
+pub const STATE_BACKEND_TYPE: ConfigOption<String> = ConfigOption::new(
+    "state.backend.type",
+    Section::Checkpointing,
+    "hashmap",
+    "Where keyed state lives: `hashmap` keeps all of it in memory; `disk` keeps at most `state.backend.disk.cached-keys` keys per operator subtask in memory and the rest in an embedded database (redb) on local disk, so state can outgrow memory. Checkpoints, restore and rescaling are the same for both. Keys with timers stay in memory.",
+)
+.one_of(&["hashmap", "disk"]);
+
+pub const STATE_BACKEND_DISK_DIR: ConfigOption<Option<String>> = ConfigOption::new(
+    "state.backend.disk.localdir",
+    Section::Checkpointing,
+    None,
+    "The local directory of the `disk` state backend's databases (one per operator subtask, deleted when it ends; not durable: checkpoints are). Default: the system's temporary directory.",
+);
+
+pub const STATE_BACKEND_DISK_CACHED_KEYS: ConfigOption<usize> = ConfigOption::new(
+    "state.backend.disk.cached-keys",
+    Section::Checkpointing,
+    100_000,
+    "With the `disk` state backend, how many keys an operator subtask keeps in memory; beyond it the least recently used keys without timers move to disk.",
+)
+.at_least(1.0);
+
 pub const SAVEPOINT_PATH: ConfigOption<Option<String>> = ConfigOption::new(
     "execution.savepoint.path",
     Section::Checkpointing,
@@ -328,6 +351,9 @@ pub static ALL: &[&dyn AnyOption] = &[
     &SAVEPOINTS_DIR,
     &CHECKPOINTS_RETAINED,
     &INCREMENTAL_CHECKPOINTS,
+    &STATE_BACKEND_TYPE,
+    &STATE_BACKEND_DISK_DIR,
+    &STATE_BACKEND_DISK_CACHED_KEYS,
     &SAVEPOINT_PATH,
     &SAVEPOINT_IGNORE_UNCLAIMED_STATE,
     &FRESH_START,

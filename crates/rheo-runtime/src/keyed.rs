@@ -9,7 +9,7 @@ use crate::state::incremental::{IncrementalSnapshot, Piece};
 use crate::state::keys::KeyId;
 use crate::state::restore::encode;
 use crate::state::timers::{IdSet, TimerQueue};
-use crate::state::{KeyedStateBackend, ListState, MapState, ValueState};
+use crate::state::{BackendOptions, KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
 use crate::window::AggregateFunction;
 use rheo_types::Key;
@@ -197,7 +197,9 @@ pub struct KeyedProcessOperator<K, I, O, F> {
 
 impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, O, F> {
     pub fn new(key_of: KeySelector<I, K>, mut function: F, ctx: &OperatorContext) -> Self {
-        let mut state = KeyedStateBackend::default();
+        let options = BackendOptions::from_config(&ctx.info.config);
+        let mut state = KeyedStateBackend::new(&options, &ctx.info.display_name())
+            .unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name));
         function.open(&mut state);
         let mut timers = Timers::default();
         let (full, changes) = ctx.restore_keyed_with_changes::<ProcessEntry<K>, K>(ProcessEntry::key);
@@ -276,7 +278,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     }
 
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
-        let key = self.state.keys().intern((self.key_of)(&value));
+        let key = self.state.intern((self.key_of)(&value));
         let mut ctx = KeyedContext {
             key,
             timestamp,
@@ -312,11 +314,11 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
 
 /// Sets a restored timer, held by its key.
 fn restore_timer<K: Key>(queue: &mut TimerQueue<IdSet>, at: Timestamp, key: K, state: &mut KeyedStateBackend<K>) {
-    let id = state.keys().intern(key);
+    let id = state.intern(key);
     if queue.register(at, id) {
         state.keys().hold(id);
     }
-    state.keys().free_if_unused(id);
+    state.free_if_unused(id);
 }
 
 /// A [`KeyedProcessFunction`] from a closure, for functions that need no state or timers.

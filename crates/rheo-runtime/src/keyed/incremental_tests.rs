@@ -15,7 +15,9 @@ use crate::keyed::{KeyedContext, KeyedProcessFunction, KeyedProcessOperator};
 use crate::output::{TaskSnapshot, Timestamp};
 use crate::state::{KeyedStateBackend, ValueState};
 use crate::task::Control;
-use crate::testing::{CoordinatorHarness, OneInputHarness, TaskSpec};
+use crate::testing::{CoordinatorHarness, HarnessSetup, OneInputHarness, TaskSpec};
+
+use super::snapshot::ProcessEntry;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -24,11 +26,27 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const TASKS: [TaskSpec; 2] =
     [TaskSpec { is_source: true, parallelism: 1 }, TaskSpec { is_source: false, parallelism: 1 }];
 
-/// Adds to a count per key (a delta of 0 drops the key) and keeps a timer per key that emits
-/// `(key, count)` at the end of input.
+/// Where the operator keeps its state: in memory with a timer per key (keys with timers stay in
+/// memory), or with the disk tier holding at most [`CACHED_KEYS`] keys in memory and no timers,
+/// so that most keys live on disk.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Memory,
+    Disk,
+}
+
+const CACHED_KEYS: usize = 40;
+
+/// A delta that only reads the key's count: the key is used (read back from disk if it was
+/// evicted) but does not change.
+const READ: u64 = u64::MAX;
+
+/// Adds to a count per key (a delta of 0 drops the key); in memory it keeps a timer per key that
+/// emits `(key, count)` at the end of input.
 #[derive(Default)]
 struct Counter {
     count: Option<ValueState<u64>>,
+    timers: bool,
 }
 
 const EMIT_AT: Timestamp = 1_000;
@@ -40,14 +58,22 @@ impl KeyedProcessFunction<String, (String, u64), (String, u64)> for Counter {
 
     fn process_element(&mut self, (_, delta): (String, u64), ctx: &mut KeyedContext<'_, String, (String, u64)>) {
         let count = self.count.as_ref().expect("opened");
+        if delta == READ {
+            ctx.value(count);
+            return;
+        }
         if delta == 0 {
             ctx.clear(count);
-            ctx.delete_event_time_timer(EMIT_AT);
+            if self.timers {
+                ctx.delete_event_time_timer(EMIT_AT);
+            }
             return;
         }
         let now = ctx.value(count).copied().unwrap_or(0) + delta;
         ctx.update(count, now);
-        ctx.register_event_time_timer(EMIT_AT);
+        if self.timers {
+            ctx.register_event_time_timer(EMIT_AT);
+        }
     }
 
     fn on_timer(&mut self, _: Timestamp, ctx: &mut KeyedContext<'_, String, (String, u64)>) {
@@ -59,10 +85,34 @@ impl KeyedProcessFunction<String, (String, u64), (String, u64)> for Counter {
 
 type Harness = OneInputHarness<(String, u64), (String, u64)>;
 
-fn operator() -> Harness {
-    OneInputHarness::for_operator(|ctx| {
-        KeyedProcessOperator::new(Arc::new(|r: &(String, u64)| r.0.clone()), Counter::default(), ctx)
+fn operator(backend: Backend) -> Harness {
+    let mut config = rheo_config::Configuration::default();
+    if backend == Backend::Disk {
+        config.set(rheo_config::options::STATE_BACKEND_TYPE.key, "disk");
+        config.set(rheo_config::options::STATE_BACKEND_DISK_CACHED_KEYS.key, CACHED_KEYS.to_string());
+    }
+    let setup = HarnessSetup { config: Arc::new(config), ..HarnessSetup::default() };
+    let timers = backend == Backend::Memory;
+    OneInputHarness::for_operator_with(setup, move |ctx| {
+        KeyedProcessOperator::new(Arc::new(|r: &(String, u64)| r.0.clone()), Counter { count: None, timers }, ctx)
     })
+}
+
+/// The counts an operator holds, read from a full snapshot of it (memory and disk alike).
+fn counts_of(operator: &mut Harness) -> BTreeMap<String, u64> {
+    let snapshot = operator.snapshot(u64::MAX);
+    let mut counts = BTreeMap::new();
+    for (_, bytes) in snapshot.states {
+        let entries: Vec<ProcessEntry<String>> = postcard::from_bytes(&bytes).expect("a full snapshot decodes");
+        for entry in entries {
+            if let ProcessEntry::State { table, key, value } = entry {
+                assert_eq!(table, "count");
+                let count: u64 = postcard::from_bytes(&value).expect("a count");
+                assert!(counts.insert(key.clone(), count).is_none(), "{key} is in the snapshot twice");
+            }
+        }
+    }
+    counts
 }
 
 /// A keyed operator checkpointed by a coordinator, with the counts it should hold.
@@ -76,12 +126,12 @@ struct Job {
 }
 
 impl Job {
-    fn start(retained: usize) -> Self {
+    fn start(retained: usize, backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().to_path_buf();
         let storage = CheckpointStorage::from_url(root.to_str().expect("utf-8")).expect("local storage");
-        let mut job =
-            Self { _dir: dir, root, storage, coordinator: None, operator: operator(), expected: BTreeMap::new() };
+        let operator = operator(backend);
+        let mut job = Self { _dir: dir, root, storage, coordinator: None, operator, expected: BTreeMap::new() };
         job.start_coordinator(retained, 1);
         job
     }
@@ -151,8 +201,12 @@ impl Job {
             .expect("checkpoint loads")
             .expect("checkpoint is complete");
         let mut restored = self.operator.restore_from(found.state, subtask, parallelism);
-        restored.finish();
-        restored.take_records().into_iter().map(|(record, _)| record).collect()
+        counts_of(&mut restored)
+    }
+
+    /// Uses `key` without changing it.
+    fn read(&mut self, key: &str) {
+        self.operator.process((key.to_string(), READ), 0);
     }
 
     /// Every checkpoint of the job restores what it should, at any parallelism.
@@ -197,9 +251,8 @@ fn shared_paths(metadata: &CheckpointMetadata) -> Vec<String> {
     paths
 }
 
-#[test]
-fn a_checkpoint_uploads_only_what_changed_and_restores_everything_at_any_parallelism() {
-    let mut job = Job::start(1);
+fn a_checkpoint_uploads_only_what_changed_and_restores_everything_at_any_parallelism(backend: Backend) {
+    let mut job = Job::start(1, backend);
     for k in 0..2_000 {
         job.add(&format!("key-{k}"), 1);
     }
@@ -242,9 +295,8 @@ fn a_checkpoint_uploads_only_what_changed_and_restores_everything_at_any_paralle
     eventually("retention keeps one checkpoint", || job.metadata(3).is_none());
 }
 
-#[test]
-fn the_changes_of_a_failed_checkpoint_are_in_the_next_one() {
-    let mut job = Job::start(1);
+fn the_changes_of_a_failed_checkpoint_are_in_the_next_one(backend: Backend) {
+    let mut job = Job::start(1, backend);
     for k in 0..500 {
         job.add(&format!("key-{k}"), 1);
     }
@@ -274,9 +326,8 @@ fn the_changes_of_a_failed_checkpoint_are_in_the_next_one() {
     );
 }
 
-#[test]
-fn retention_deletes_exactly_the_shared_files_no_retained_checkpoint_references() {
-    let mut job = Job::start(2);
+fn retention_deletes_exactly_the_shared_files_no_retained_checkpoint_references(backend: Backend) {
+    let mut job = Job::start(2, backend);
     for k in 0..300 {
         job.add(&format!("key-{k}"), 1);
     }
@@ -320,9 +371,8 @@ fn retention_deletes_exactly_the_shared_files_no_retained_checkpoint_references(
     job.assert_restores(5);
 }
 
-#[test]
-fn savepoints_are_full_whatever_the_setting_and_leave_the_chain_alone() {
-    let mut job = Job::start(1);
+fn savepoints_are_full_whatever_the_setting_and_leave_the_chain_alone(backend: Backend) {
+    let mut job = Job::start(1, backend);
     for k in 0..200 {
         job.add(&format!("key-{k}"), 1);
     }
@@ -336,4 +386,124 @@ fn savepoints_are_full_whatever_the_setting_and_leave_the_chain_alone() {
     let next = job.checkpoint();
     assert_eq!(next.shared_files().count(), 2, "the chain goes on past the savepoint");
     job.assert_restores(next.checkpoint_id);
+}
+
+#[test]
+fn a_checkpoint_uploads_only_what_changed_and_restores_everything_at_any_parallelism_in_memory() {
+    a_checkpoint_uploads_only_what_changed_and_restores_everything_at_any_parallelism(Backend::Memory);
+}
+
+#[test]
+fn a_checkpoint_uploads_only_what_changed_and_restores_everything_at_any_parallelism_on_disk() {
+    a_checkpoint_uploads_only_what_changed_and_restores_everything_at_any_parallelism(Backend::Disk);
+}
+
+#[test]
+fn the_changes_of_a_failed_checkpoint_are_in_the_next_one_in_memory() {
+    the_changes_of_a_failed_checkpoint_are_in_the_next_one(Backend::Memory);
+}
+
+#[test]
+fn the_changes_of_a_failed_checkpoint_are_in_the_next_one_on_disk() {
+    the_changes_of_a_failed_checkpoint_are_in_the_next_one(Backend::Disk);
+}
+
+#[test]
+fn retention_deletes_exactly_the_shared_files_no_retained_checkpoint_references_in_memory() {
+    retention_deletes_exactly_the_shared_files_no_retained_checkpoint_references(Backend::Memory);
+}
+
+#[test]
+fn retention_deletes_exactly_the_shared_files_no_retained_checkpoint_references_on_disk() {
+    retention_deletes_exactly_the_shared_files_no_retained_checkpoint_references(Backend::Disk);
+}
+
+#[test]
+fn savepoints_are_full_whatever_the_setting_and_leave_the_chain_alone_in_memory() {
+    savepoints_are_full_whatever_the_setting_and_leave_the_chain_alone(Backend::Memory);
+}
+
+#[test]
+fn savepoints_are_full_whatever_the_setting_and_leave_the_chain_alone_on_disk() {
+    savepoints_are_full_whatever_the_setting_and_leave_the_chain_alone(Backend::Disk);
+}
+
+/// The disk tier's hard cases: a key changed and then evicted is written from disk; one evicted
+/// before a checkpoint that fails and read back after it is written by the next one, though it
+/// did not change again; keys pass back and forth between memory and disk between checkpoints.
+#[test]
+fn keys_that_move_between_memory_and_disk_around_a_failed_checkpoint_are_all_restored() {
+    let mut job = Job::start(1, Backend::Disk);
+    for k in 0..2_000 {
+        job.add(&format!("key-{k}"), 1);
+    }
+    job.checkpoint();
+    // key-5 and key-6 change, then 200 other keys are used: both are evicted.
+    job.add("key-5", 10);
+    job.add("key-6", 20);
+    for k in 100..300 {
+        job.read(&format!("key-{k}"));
+    }
+    // Checkpoint 2 writes them from disk, and fails.
+    let failed = job.barrier();
+    let written = format!("shared/chk-{failed}/");
+    eventually("the failed checkpoint's file is written", || {
+        job.shared_files().iter().any(|f| f.starts_with(&written))
+    });
+    job.coordinator().decline(1, failed, "the other task could not write its state");
+    job.coordinator().wait_for_status(PATIENCE, |s| s.checkpoints.failed == 1);
+    // key-5 is read back (not changed); key-6 stays on disk; key-7 changes and is evicted.
+    job.read("key-5");
+    job.add("key-7", 30);
+    for k in 300..400 {
+        job.read(&format!("key-{k}"));
+    }
+    let next = job.checkpoint();
+    // Keys only read back from disk are not written again (key-5 is: the checkpoint that
+    // wrote it from disk failed).
+    assert!(
+        next.uploaded_size() * 20 < next.total_size(),
+        "the changes, not everything: {} of {} bytes",
+        next.uploaded_size(),
+        next.total_size()
+    );
+    job.assert_restores(next.checkpoint_id);
+    // And a key dropped while on disk's neighbours are busy, then made again.
+    job.add("key-8", 0);
+    for k in 0..100 {
+        job.read(&format!("key-{k}"));
+    }
+    job.add("key-8", 4);
+    let last = job.checkpoint();
+    job.assert_restores(last.checkpoint_id);
+}
+
+/// The backend alone: at most the cached keys stay in memory, the rest is read back from disk
+/// with the same values, and a view shows every entry once, wherever it is.
+#[test]
+fn the_disk_tier_keeps_the_cached_keys_in_memory_and_every_value() {
+    use crate::state::BackendOptions;
+    let options = BackendOptions::Disk { dir: None, cached_keys: 100 };
+    let mut backend = KeyedStateBackend::<String>::new(&options, "disk-test (1/1)").expect("a disk tier");
+    let count: ValueState<u64> = backend.value_state("count");
+    for k in 0..10_000u64 {
+        let id = backend.intern(format!("key-{k}"));
+        backend.update(&count, id, k);
+        backend.free_if_unused(id);
+        assert!(backend.key_count() <= 100, "{} keys in memory", backend.key_count());
+    }
+    assert!(backend.keys_on_disk() >= 9_900, "{} keys on disk", backend.keys_on_disk());
+    let mut seen = BTreeMap::new();
+    backend
+        .view()
+        .for_each_entry(|_, key, value| {
+            assert!(seen.insert(key.clone(), postcard::from_bytes::<u64>(value).unwrap()).is_none(), "{key} twice");
+        })
+        .expect("readable");
+    assert_eq!(seen.len(), 10_000);
+    for k in (0..10_000u64).rev().step_by(7) {
+        let id = backend.intern(format!("key-{k}"));
+        assert_eq!(backend.value(&count, id), Some(&k), "key-{k}");
+        backend.free_if_unused(id);
+    }
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::ser::SerializeSeq;
+use serde::ser::{Error as _, SerializeSeq};
 
 use super::Timers;
 use crate::output::Timestamp;
@@ -101,7 +101,7 @@ impl<K: Key> serde::Serialize for ProcessSnapshot<K> {
         let len = self.state.entry_count() + event.len() + processing.len();
         let mut seq = serializer.serialize_seq(Some(len))?;
         let mut failed = None;
-        self.state.for_each_entry(|table, key, value| {
+        let read = self.state.for_each_entry(|table, key, value| {
             if failed.is_none() {
                 failed = seq.serialize_element(&ProcessEntryRef::State { table, key, value: Bytes(value) }).err();
             }
@@ -109,6 +109,7 @@ impl<K: Key> serde::Serialize for ProcessSnapshot<K> {
         if let Some(error) = failed {
             return Err(error);
         }
+        read.map_err(|e| S::Error::custom(format!("keyed state on disk: {e}")))?;
         for (at, id) in event.iter() {
             seq.serialize_element(&ProcessEntryRef::EventTimer { key: self.state.key(id), at })?;
         }
@@ -135,6 +136,17 @@ type EncodedEntries<'a> = Vec<(&'a str, Vec<u8>)>;
 impl<K: Key> serde::Serialize for ProcessChanges<K> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let changes = &self.changes;
+        // Keys evicted to disk since they changed: written from the disk as they were at the
+        // barrier. One that is back in memory is not there, and is written below (reading it
+        // back marked it changed).
+        let mut from_disk: Vec<(&K, EncodedEntries<'_>)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for key in changes.evicted.iter().filter(|key| seen.insert(*key)) {
+            let on_disk = self.state.on_disk(key).map_err(|e| S::Error::custom(format!("keyed state on disk: {e}")))?;
+            if let Some(entries) = on_disk {
+                from_disk.push((key, entries));
+            }
+        }
         // Postcard needs the length first; the values are few (the changed keys' only).
         let mut values: Vec<(&K, EncodedEntries<'_>)> = Vec::new();
         for id in changes.ids() {
@@ -157,11 +169,22 @@ impl<K: Key> serde::Serialize for ProcessChanges<K> {
             (changes.event_timers.iter().filter_map(|(at, id)| timer(true, at, id)))
                 .chain(changes.processing_timers.iter().filter_map(|(at, id)| timer(false, at, id)))
                 .collect();
-        let len =
-            changes.dropped.len() + values.iter().map(|(_, entries)| 1 + entries.len()).sum::<usize>() + timers.len();
+        let len = changes.dropped.len()
+            + from_disk.iter().map(|(_, entries)| 2 + entries.len()).sum::<usize>()
+            + values.iter().map(|(_, entries)| 1 + entries.len()).sum::<usize>()
+            + timers.len();
         let mut seq = serializer.serialize_seq(Some(len))?;
         for key in &changes.dropped {
             seq.serialize_element(&ProcessEntryRef::KeyDropped { key })?;
+        }
+        // An evicted key had no timers (timers keep their key in memory): dropped and made
+        // again is all of it.
+        for (key, entries) in &from_disk {
+            seq.serialize_element(&ProcessEntryRef::KeyDropped { key: *key })?;
+            seq.serialize_element(&ProcessEntryRef::StateReplaced { key: *key })?;
+            for (table, value) in entries {
+                seq.serialize_element(&ProcessEntryRef::State { table, key: *key, value: Bytes(value) })?;
+            }
         }
         for (key, entries) in &values {
             seq.serialize_element(&ProcessEntryRef::StateReplaced { key: *key })?;

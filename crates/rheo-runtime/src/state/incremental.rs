@@ -44,8 +44,12 @@ pub struct Changes<K> {
     /// Timers set or deleted, by time domain; whether each is set now is read at the barrier.
     pub event_timers: TimerQueue<IdSet>,
     pub processing_timers: TimerQueue<IdSet>,
-    /// Keys that changed and then were dropped (nothing holds them any more), in order.
+    /// Keys that changed and then were dropped (nothing holds them any more), in order. With
+    /// the disk tier, also keys read back from disk: their state is written in full, as a key
+    /// dropped and made again.
     pub dropped: Vec<K>,
+    /// Keys that changed and then were evicted to disk (disk backend): written from the disk.
+    pub evicted: Vec<K>,
 }
 
 impl<K> Default for Changes<K> {
@@ -55,6 +59,7 @@ impl<K> Default for Changes<K> {
             event_timers: TimerQueue::default(),
             processing_timers: TimerQueue::default(),
             dropped: Vec::new(),
+            evicted: Vec::new(),
         }
     }
 }
@@ -66,6 +71,10 @@ impl<K> Changes<K> {
             self.ids.resize(word + 1, 0);
         }
         self.ids[word] |= 1 << (id % 64);
+    }
+
+    fn is_marked(&self, id: KeyId) -> bool {
+        self.ids.get(id as usize / 64).is_some_and(|word| word & (1 << (id % 64)) != 0)
     }
 
     /// Clears the mark of `id`; whether it was marked.
@@ -85,7 +94,7 @@ impl<K> Changes<K> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.iter().all(|&w| w == 0) && self.dropped.is_empty()
+        self.ids.iter().all(|&w| w == 0) && self.dropped.is_empty() && self.evicted.is_empty()
     }
 
     /// Adds `other`'s changes, which happened before this one's.
@@ -105,6 +114,8 @@ impl<K> Changes<K> {
         // Earlier drops first: a key dropped and made again is live at the end.
         other.dropped.append(&mut self.dropped);
         self.dropped = other.dropped;
+        other.evicted.append(&mut self.evicted);
+        self.evicted = other.evicted;
     }
 }
 
@@ -134,6 +145,8 @@ struct InFlight<K> {
     written: Arc<OnceLock<SharedFile>>,
     /// Changes up to its barrier since the last checkpoint known complete at that barrier.
     changes: Arc<Changes<K>>,
+    /// Which barrier it was, counting from 1.
+    barrier: u64,
 }
 
 /// Tracks one operator instance's changes and shared files across checkpoints.
@@ -144,11 +157,21 @@ pub struct Increments<K> {
     in_flight: BTreeMap<u64, InFlight<K>>,
     /// Changes since the last barrier.
     changes: Changes<K>,
+    /// Barriers seen, and the number of the barrier of the last completed checkpoint (counting
+    /// from 1): changes made before that barrier are in a completed checkpoint.
+    barriers: u64,
+    completed_barrier: u64,
 }
 
 impl<K> Default for Increments<K> {
     fn default() -> Self {
-        Self { files: Vec::new(), in_flight: BTreeMap::new(), changes: Changes::default() }
+        Self {
+            files: Vec::new(),
+            in_flight: BTreeMap::new(),
+            changes: Changes::default(),
+            barriers: 0,
+            completed_barrier: 0,
+        }
     }
 }
 
@@ -183,9 +206,37 @@ impl<K: Clone> Increments<K> {
         }
     }
 
+    /// `key` (id `id`) was evicted to disk and its id may go to another key. If a checkpoint not
+    /// yet complete would write it (its id is marked now or in a checkpoint in flight, which a
+    /// failure would fold into the next), it is remembered by value, to be written from disk,
+    /// and the number of barriers seen so far is returned, to be stored with it.
+    pub fn key_evicted(&mut self, id: KeyId, key: &K) -> Option<u64> {
+        let marked_now = self.changes.unmark(id);
+        if marked_now || self.in_flight.values().any(|f| f.changes.is_marked(id)) {
+            self.changes.evicted.push(key.clone());
+            return Some(self.barriers);
+        }
+        None
+    }
+
+    /// `key` was read back from disk into id `id`; `changed_at` is what [`key_evicted`]
+    /// returned for it. If no checkpoint whose barrier came after the eviction has completed, a
+    /// checkpoint in flight may count on finding the key on disk, where it no longer is: its
+    /// state is written in full at the next checkpoint (as a key dropped and made again).
+    ///
+    /// [`key_evicted`]: Self::key_evicted
+    pub fn key_faulted_in(&mut self, id: KeyId, key: &K, changed_at: Option<u64>) {
+        let covered = changed_at.is_none_or(|at| self.completed_barrier > at);
+        if self.tracking() && !covered {
+            self.changes.dropped.push(key.clone());
+            self.changes.mark(id);
+        }
+    }
+
     /// The barrier of incremental checkpoint `checkpoint_id`: what to write, what it builds on,
     /// and where the uploader reports the file it wrote.
     pub fn begin(&mut self, checkpoint_id: u64) -> (Piece<K>, Vec<SharedFile>, Arc<OnceLock<SharedFile>>) {
+        self.barriers += 1;
         let mut changes = std::mem::take(&mut self.changes);
         // Changes of checkpoints not (yet) known complete go into this one too.
         for earlier in self.in_flight.values_mut().rev() {
@@ -202,7 +253,8 @@ impl<K: Clone> Increments<K> {
             (Piece::Changes(changes.clone()), self.files.clone())
         };
         let written = Arc::new(OnceLock::new());
-        let in_flight = InFlight { builds_on: builds_on.clone(), written: written.clone(), changes };
+        let in_flight =
+            InFlight { builds_on: builds_on.clone(), written: written.clone(), changes, barrier: self.barriers };
         self.in_flight.insert(checkpoint_id, in_flight);
         (piece, builds_on, written)
     }
@@ -223,6 +275,7 @@ impl<K: Clone> Increments<K> {
     pub fn completed(&mut self, checkpoint_id: u64) {
         let Some(done) = self.in_flight.remove(&checkpoint_id) else { return };
         self.in_flight.retain(|&id, _| id > checkpoint_id);
+        self.completed_barrier = self.completed_barrier.max(done.barrier);
         self.files = match done.written.get() {
             Some(file) => done.builds_on.into_iter().chain([file.clone()]).collect(),
             // Not uploaded here (cannot happen for a completed checkpoint): start over, safely.

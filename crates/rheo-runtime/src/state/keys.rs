@@ -98,6 +98,21 @@ impl<K: Hash + Eq + Clone> KeyTable<K> {
         Some(key)
     }
 
+    /// How many state entries and timers hold `id`.
+    pub fn holds(&self, id: KeyId) -> u32 {
+        self.holds[id as usize]
+    }
+
+    /// Whether `id` is the id of a live key.
+    pub fn is_live(&self, id: KeyId) -> bool {
+        self.keys.get(id as usize).is_some()
+    }
+
+    /// How many ids have been given out (live or free): ids are below this.
+    pub fn capacity(&self) -> usize {
+        self.holds.len()
+    }
+
     /// How many keys are live (held by some state entry or timer, or current).
     pub fn len(&self) -> usize {
         self.index.len()

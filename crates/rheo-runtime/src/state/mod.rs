@@ -6,8 +6,14 @@
 //! key's 4-byte id, so a key is stored once however many states and timers it has. Every
 //! entry's key group follows from its key hash, which is how a restored snapshot is split by
 //! key group for rescaling.
+//!
+//! With `state.backend.type: disk` the backend keeps at most `state.backend.disk.cached-keys`
+//! keys in memory and moves the state of keys not used for a while to a [`disk::DiskTier`];
+//! a key used again is read back first. Keys with timers stay in memory (timers are kept on the
+//! heap, as with Flink's `HEAP` timer service), as does the key of the record being processed.
 
 mod cow;
+pub mod disk;
 pub mod incremental;
 pub mod keys;
 pub mod restore;
@@ -16,11 +22,14 @@ pub(crate) mod timers;
 use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use cow::{CowVec, CowView};
+use disk::{DiskError, DiskRecord, DiskTier, DiskView, StoredKey};
 use incremental::Increments;
 use keys::{KeyId, KeyTable};
 use rheo_types::Key;
@@ -86,6 +95,10 @@ trait StateTable: Send {
     fn view(&self) -> Box<dyn TableView>;
     /// Sets the value of `id` from its encoding; true if it had none.
     fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error>;
+    /// Whether `id` has a value.
+    fn has(&self, id: KeyId) -> bool;
+    /// Takes the value of `id` out, encoded.
+    fn take_encoded(&mut self, id: KeyId) -> Option<Vec<u8>>;
 }
 
 /// A registered state as it was at a checkpoint.
@@ -132,21 +145,35 @@ impl<S: KeyedValue> StateTable for Table<S> {
     fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error> {
         Ok(self.put(id, postcard::from_bytes(bytes)?))
     }
+    fn has(&self, id: KeyId) -> bool {
+        self.get(id).is_some()
+    }
+    fn take_encoded(&mut self, id: KeyId) -> Option<Vec<u8>> {
+        self.take(id).map(|value| postcard::to_stdvec(&value).expect("state is serializable"))
+    }
 }
+
+/// A key's state entries: (state name, encoded value).
+pub type NamedEntries<'a> = Vec<(&'a str, Vec<u8>)>;
 
 /// All keyed state of an operator instance as it was when the view was taken: what a
 /// checkpoint writes, off the task thread, while the task goes on changing the state. Taking
-/// it copies a pointer per chunk of 1,024 keys or values.
+/// it copies a pointer per chunk of 1,024 keys or values (and, with the disk tier, commits the
+/// keys evicted since the last commit and opens a read transaction).
 pub struct StateView<K> {
     keys: CowView<K>,
     names: Vec<String>,
     tables: Vec<Box<dyn TableView>>,
+    /// The keys on disk at the view (disk backend only).
+    disk: Option<Arc<DiskView>>,
+    _key: PhantomData<fn() -> K>,
 }
 
-impl<K> StateView<K> {
+impl<K: Key> StateView<K> {
     /// How many (state, key) entries there are.
     pub fn entry_count(&self) -> usize {
-        self.tables.iter().map(|t| t.len()).sum()
+        let on_disk = self.disk.as_ref().map_or(0, |d| d.entries as usize);
+        self.tables.iter().map(|t| t.len()).sum::<usize>() + on_disk
     }
 
     /// The key of an id that was live when the view was taken.
@@ -168,11 +195,97 @@ impl<K> StateView<K> {
         }
     }
 
-    /// Calls `visit` with every (state name, key, encoded value).
-    pub fn for_each_entry(&self, mut visit: impl FnMut(&str, &K, &[u8])) {
+    /// The (state name, encoded value) entries of `key` if it was on disk at the view.
+    pub fn on_disk(&self, key: &K) -> Result<Option<NamedEntries<'_>>, String> {
+        let Some(disk) = &self.disk else { return Ok(None) };
+        let encoded = postcard::to_stdvec(key).map_err(|e| e.to_string())?;
+        Ok(disk.get(&encoded)?.map(|record| self.named(record)))
+    }
+
+    fn named(&self, record: DiskRecord) -> NamedEntries<'_> {
+        record.into_iter().map(|(index, value)| (self.names[index as usize].as_str(), value)).collect()
+    }
+
+    /// Calls `visit` with every (state name, key, encoded value), those on disk last.
+    pub fn for_each_entry(&self, mut visit: impl FnMut(&str, &K, &[u8])) -> Result<(), String> {
         for (name, table) in self.names.iter().zip(&self.tables) {
             table.for_each_encoded(&mut |id, value| visit(name, self.key(id), value));
         }
+        let Some(disk) = &self.disk else { return Ok(()) };
+        let mut failed = None;
+        disk.for_each(|key, record| {
+            if failed.is_some() {
+                return;
+            }
+            match postcard::from_bytes::<K>(key) {
+                Ok(key) => {
+                    for (index, value) in record {
+                        visit(&self.names[index as usize], &key, &value);
+                    }
+                }
+                Err(e) => failed = Some(format!("a key on disk cannot be decoded: {e}")),
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+}
+
+/// Where keyed state lives (`state.backend.type`).
+#[derive(Debug, Clone, Default)]
+pub enum BackendOptions {
+    /// All of it in memory (Flink's `hashmap`).
+    #[default]
+    Memory,
+    /// At most `cached_keys` keys in memory, the rest in a database under `dir` (the system's
+    /// temporary directory when `None`).
+    Disk { dir: Option<PathBuf>, cached_keys: usize },
+}
+
+impl BackendOptions {
+    /// The options of `config`, which the job driver validated before the job started.
+    pub fn from_config(config: &rheo_config::Configuration) -> Self {
+        use rheo_config::options;
+        match config.get(&options::STATE_BACKEND_TYPE).as_deref() {
+            Ok("disk") => BackendOptions::Disk {
+                dir: config.get(&options::STATE_BACKEND_DISK_DIR).ok().flatten().map(PathBuf::from),
+                cached_keys: (config.get(&options::STATE_BACKEND_DISK_CACHED_KEYS))
+                    .unwrap_or(options::STATE_BACKEND_DISK_CACHED_KEYS.default_value())
+                    .max(1),
+            },
+            _ => BackendOptions::Memory,
+        }
+    }
+}
+
+/// The disk tier and its eviction clock.
+struct Spill {
+    tier: DiskTier,
+    cached_keys: usize,
+    /// A bit per key id set when the key is used, cleared as the clock hand passes (the CLOCK
+    /// approximation of least-recently-used).
+    used: Vec<u64>,
+    hand: usize,
+    /// Eviction is tried again once this many keys are in memory: when every key is pinned by
+    /// timers, scanning again at every record would cost a scan per record.
+    next_try_at: usize,
+}
+
+impl Spill {
+    fn touch(&mut self, id: KeyId) {
+        let word = id as usize / 64;
+        if self.used.len() <= word {
+            self.used.resize(word + 1, 0);
+        }
+        self.used[word] |= 1 << (id % 64);
+    }
+
+    /// Clears the use bit of `id`; whether it was set.
+    fn clear_used(&mut self, id: KeyId) -> bool {
+        let Some(word) = self.used.get_mut(id as usize / 64) else { return false };
+        let bit = 1 << (id % 64);
+        let was = *word & bit != 0;
+        *word &= !bit;
+        was
     }
 }
 
@@ -229,15 +342,33 @@ pub struct KeyedStateBackend<K> {
     tables: Vec<Box<dyn StateTable>>,
     /// What changed since the last completed checkpoint, for incremental checkpoints.
     increments: Increments<K>,
+    /// The disk tier, with `state.backend.type: disk`.
+    spill: Option<Spill>,
 }
 
 impl<K: Key> Default for KeyedStateBackend<K> {
     fn default() -> Self {
-        Self { keys: KeyTable::default(), names: Vec::new(), tables: Vec::new(), increments: Increments::default() }
+        Self {
+            keys: KeyTable::default(),
+            names: Vec::new(),
+            tables: Vec::new(),
+            increments: Increments::default(),
+            spill: None,
+        }
     }
 }
 
 impl<K: Key> KeyedStateBackend<K> {
+    /// A backend as configured; `name` names its directory on disk (the task's name).
+    pub fn new(options: &BackendOptions, name: &str) -> Result<Self, DiskError> {
+        let mut backend = Self::default();
+        if let BackendOptions::Disk { dir, cached_keys } = options {
+            let tier = DiskTier::create(dir.as_deref(), name)?;
+            backend.spill = Some(Spill { tier, cached_keys: *cached_keys, used: Vec::new(), hand: 0, next_try_at: 0 });
+        }
+        Ok(backend)
+    }
+
     fn register<S: KeyedValue>(&mut self, name: &str) -> usize {
         assert!(!self.names.iter().any(|n| n == name), "keyed state '{name}' is registered twice");
         self.names.push(name.to_string());
@@ -266,17 +397,95 @@ impl<K: Key> KeyedStateBackend<K> {
         &mut self.keys
     }
 
+    /// The id of `key`, reading its state back from disk first if it was evicted (see
+    /// [`KeyTable::intern`] for what the caller owes).
+    pub(crate) fn intern(&mut self, key: K) -> KeyId {
+        let known = self.keys.len();
+        let id = self.keys.intern(key);
+        let Some(spill) = &mut self.spill else { return id };
+        spill.touch(id);
+        if self.keys.len() == known || spill.tier.key_count() == 0 {
+            return id;
+        }
+        let encoded = postcard::to_stdvec(self.keys.key(id)).expect("keys are serializable");
+        let record = spill.tier.take(&encoded).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
+        if let Some(StoredKey { changed_at, entries }) = record {
+            for (index, value) in entries {
+                let made = self.tables[index as usize].insert_encoded(id, &value);
+                if made.unwrap_or_else(|e| panic!("keyed state on disk cannot be decoded: {e}")) {
+                    self.keys.hold(id);
+                }
+            }
+            let key = self.keys.key(id).clone();
+            self.increments.key_faulted_in(id, &key, changed_at);
+        }
+        id
+    }
+
     /// The key of a live id.
     pub(crate) fn key(&self, id: KeyId) -> &K {
         self.keys.key(id)
     }
 
     /// Frees `id` if nothing holds it (see [`KeyTable::free_if_unused`]), remembering the key as
-    /// dropped for the next incremental checkpoint.
+    /// dropped for the next incremental checkpoint; then, with the disk tier, evicts keys if too
+    /// many are in memory.
     pub(crate) fn free_if_unused(&mut self, id: KeyId) {
         if let Some(key) = self.keys.free_if_unused(id) {
             self.increments.key_dropped(id, &key);
         }
+        self.evict_if_over();
+    }
+
+    /// Moves the state of keys not used lately to disk until at most 90 % of the cached keys are
+    /// in memory. Keys held by timers stay.
+    fn evict_if_over(&mut self) {
+        let Some(spill) = &mut self.spill else { return };
+        let in_memory = self.keys.len();
+        if in_memory <= spill.cached_keys || in_memory < spill.next_try_at {
+            return;
+        }
+        let target = spill.cached_keys - spill.cached_keys / 10;
+        let capacity = self.keys.capacity();
+        let mut evicted: Vec<(Vec<u8>, StoredKey)> = Vec::new();
+        // Two turns of the clock at most: the first clears use bits, the second finds them clear.
+        for _ in 0..2 * capacity {
+            if self.keys.len() <= target {
+                break;
+            }
+            let id = spill.hand as KeyId;
+            spill.hand = (spill.hand + 1) % capacity;
+            if !self.keys.is_live(id) || spill.clear_used(id) {
+                continue;
+            }
+            let entries = self.tables.iter().filter(|t| t.has(id)).count() as u32;
+            if self.keys.holds(id) != entries {
+                continue; // timers hold it
+            }
+            let record: DiskRecord = (self.tables.iter_mut().enumerate())
+                .filter_map(|(index, table)| Some((index as u32, table.take_encoded(id)?)))
+                .collect();
+            for _ in &record {
+                self.keys.release(id);
+            }
+            let key = self.keys.free_if_unused(id).expect("an evicted key is held by nothing");
+            let changed_at = self.increments.key_evicted(id, &key);
+            let stored = StoredKey { changed_at, entries: record };
+            evicted.push((postcard::to_stdvec(&key).expect("keys are serializable"), stored));
+        }
+        spill.tier.put_all(&evicted).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
+        spill.next_try_at = if self.keys.len() > target { self.keys.len() + spill.cached_keys / 10 + 1 } else { 0 };
+        tracing::debug!(
+            evicted = evicted.len(),
+            in_memory = self.keys.len(),
+            on_disk = spill.tier.key_count(),
+            "keyed state evicted"
+        );
+    }
+
+    /// How many keys are on disk (0 without the disk tier).
+    pub fn keys_on_disk(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.tier.key_count())
     }
 
     /// The change tracking of incremental checkpoints (timers are marked by their operator).
@@ -284,29 +493,37 @@ impl<K: Key> KeyedStateBackend<K> {
         &mut self.increments
     }
 
-    /// How many (state, key) entries there are.
+    /// How many (state, key) entries are in memory.
     pub fn entry_count(&self) -> usize {
         self.tables.iter().map(|t| t.len()).sum()
     }
 
-    /// How many distinct keys have state or timers.
+    /// How many distinct keys in memory have state or timers.
     pub fn key_count(&self) -> usize {
         self.keys.len()
     }
 
     /// The state as it is now, for a checkpoint written while it changes.
-    pub fn view(&self) -> StateView<K> {
+    pub fn view(&mut self) -> StateView<K> {
+        let disk = self
+            .spill
+            .as_mut()
+            .map(|spill| Arc::new(spill.tier.view().unwrap_or_else(|e| panic!("keyed state on disk: {e}"))));
         StateView {
             keys: self.keys.view(),
             names: self.names.clone(),
             tables: self.tables.iter().map(|table| table.view()).collect(),
+            disk,
+            _key: PhantomData,
         }
     }
 
     /// Every (state name, key, encoded value), for a checkpoint.
-    pub fn snapshot_entries(&self) -> Vec<(String, K, Vec<u8>)> {
+    pub fn snapshot_entries(&mut self) -> Vec<(String, K, Vec<u8>)> {
         let mut entries = Vec::with_capacity(self.entry_count());
-        self.view().for_each_entry(|name, key, value| entries.push((name.to_string(), key.clone(), value.to_vec())));
+        self.view()
+            .for_each_entry(|name, key, value| entries.push((name.to_string(), key.clone(), value.to_vec())))
+            .unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
         entries
     }
 
@@ -314,13 +531,14 @@ impl<K: Key> KeyedStateBackend<K> {
     pub fn restore_entry(&mut self, name: &str, key: K, value: &[u8]) -> Result<(), StateError> {
         let index =
             self.names.iter().position(|n| n == name).ok_or_else(|| StateError::UnknownState(name.to_string()))?;
-        let id = self.keys.intern(key);
+        let id = self.intern(key);
         let made = self.tables[index].insert_encoded(id, value);
         let made = made.map_err(|source| StateError::Decode { name: name.to_string(), source });
         if made.as_ref().is_ok_and(|&made| made) {
             self.keys.hold(id);
         }
         self.keys.free_if_unused(id);
+        self.evict_if_over();
         made.map(drop)
     }
 

@@ -158,11 +158,20 @@ pub struct HarnessSetup {
     pub max_parallelism: usize,
     /// Processing time when the operator opens (the task loop ticks it right away).
     pub processing_time: Timestamp,
+    /// The job's configuration as the operator reads it (e.g. `state.backend.type`).
+    pub config: Arc<Configuration>,
 }
 
 impl Default for HarnessSetup {
     fn default() -> Self {
-        Self { task_name: "harness".into(), subtask: 0, parallelism: 1, max_parallelism: 128, processing_time: 0 }
+        Self {
+            task_name: "harness".into(),
+            subtask: 0,
+            parallelism: 1,
+            max_parallelism: 128,
+            processing_time: 0,
+            config: Arc::new(Configuration::default()),
+        }
     }
 }
 
@@ -173,7 +182,7 @@ pub fn task_info(setup: &HarnessSetup, restored: Option<Arc<RestoredState>>) -> 
         subtask_index: setup.subtask,
         parallelism: setup.parallelism,
         max_parallelism: setup.max_parallelism,
-        config: Arc::new(Configuration::default()),
+        config: setup.config.clone(),
         job: Arc::new(JobShared::default()),
         restored,
         counters: Arc::new(TaskCounters::default()),
@@ -247,6 +256,14 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
     /// An [`Operator`] chained to the main output, as the plan chains it.
     pub fn for_operator<Op: Operator<I, O>>(make: impl Fn(&OperatorContext) -> Op + 'static) -> Self {
         Self::new(move |ctx, outs| Box::new(Chained { op: make(ctx), node: ctx.node, out: outs.main() }))
+    }
+
+    /// An [`Operator`] chained to the main output, opened with `setup`.
+    pub fn for_operator_with<Op: Operator<I, O>>(
+        setup: HarnessSetup,
+        make: impl Fn(&OperatorContext) -> Op + 'static,
+    ) -> Self {
+        Self::with_setup(setup, move |ctx, outs| Box::new(Chained { op: make(ctx), node: ctx.node, out: outs.main() }))
     }
 
     fn open(build: Build<I, O>, setup: HarnessSetup, restored: Option<Arc<RestoredState>>) -> Self {

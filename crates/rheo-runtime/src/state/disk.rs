@@ -1,0 +1,208 @@
+//! The disk tier of the keyed state backend (`state.backend.type: disk`): the state of keys
+//! that have not been used for a while, kept in an embedded database on local disk so an
+//! operator's state is bounded by its disk, not its memory.
+//!
+//! The store is [redb](https://www.redb.org): a pure-Rust, ACID B-tree with a stable file
+//! format and MVCC reads. A read transaction sees the last commit while the task goes on
+//! writing, which is exactly what a checkpoint needs: at the barrier the task commits and opens
+//! a read transaction (a pointer to the committed root, whatever the size), and the checkpoint
+//! is written from it on another thread. It builds from source in seconds with no C/C++
+//! toolchain, which a RocksDB binding would need (minutes of C++ on every cold build).
+//!
+//! The database is a working copy, not a durable store: each operator instance creates its own
+//! in a fresh directory and deletes it when dropped. What survives a failure are checkpoints.
+//!
+//! One record per key: the key's encoding → its state entries (table index, encoded value).
+//! A key is in memory or here, never both at a commit: it is written when evicted and removed
+//! when it is used again (faulted in), in the same write transaction that stays open between
+//! commits.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+/// Encoded key → encoded [`DiskRecord`].
+const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keys");
+
+/// Every this many commits is durable: redb keeps the pages freed by non-durable commits until a
+/// durable one, so a long run of them would grow the file.
+const DURABLE_EVERY: u64 = 8;
+
+/// The page cache of one operator instance's database.
+const PAGE_CACHE_BYTES: usize = 16 << 20;
+
+/// A key's state entries: (index of the state's table, encoded value).
+pub(crate) type DiskRecord = Vec<(u32, Vec<u8>)>;
+
+/// A key as stored on disk.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredKey {
+    /// If the key had changes no completed checkpoint holds yet when it was evicted, the
+    /// number of checkpoint barriers the operator had seen by then (see
+    /// [`Increments::key_evicted`](super::incremental::Increments::key_evicted)).
+    pub changed_at: Option<u64>,
+    pub entries: DiskRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("cannot create the state directory {path}: {source}")]
+    Directory { path: PathBuf, source: std::io::Error },
+    #[error("state database {path}: {message}")]
+    Database { path: PathBuf, message: String },
+}
+
+/// One operator instance's keys on disk.
+pub(crate) struct DiskTier {
+    /// Deleted with its contents when the tier is dropped.
+    dir: tempfile::TempDir,
+    db: Database,
+    /// Open between commits: evictions and fault-ins go here, and reads see them.
+    txn: Option<WriteTransaction>,
+    commits: u64,
+    /// Keys and state entries on disk now.
+    keys: u64,
+    entries: u64,
+}
+
+/// The keys on disk as of a checkpoint's barrier, readable from any thread.
+pub(crate) struct DiskView {
+    table: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+    pub entries: u64,
+}
+
+impl DiskTier {
+    /// A new, empty tier in a fresh directory under `parent` (the system's temporary
+    /// directory when `None`).
+    pub fn create(parent: Option<&Path>, name: &str) -> Result<Self, DiskError> {
+        let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&parent).map_err(|source| DiskError::Directory { path: parent.clone(), source })?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rheo-state-{}-", sanitize(name)))
+            .tempdir_in(&parent)
+            .map_err(|source| DiskError::Directory { path: parent.clone(), source })?;
+        let path = dir.path().join("state.redb");
+        let db = Database::builder()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| DiskError::Database { path: path.clone(), message: e.to_string() })?;
+        let mut tier = Self { dir, db, txn: None, commits: 0, keys: 0, entries: 0 };
+        tier.txn = Some(tier.begin()?);
+        Ok(tier)
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("state.redb")
+    }
+
+    fn error(&self, error: impl std::fmt::Display) -> DiskError {
+        DiskError::Database { path: self.path(), message: error.to_string() }
+    }
+
+    fn begin(&mut self) -> Result<WriteTransaction, DiskError> {
+        let mut txn = self.db.begin_write().map_err(|e| self.error(e))?;
+        self.commits += 1;
+        let durable = self.commits.is_multiple_of(DURABLE_EVERY);
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
+            .map_err(|e| self.error(e))?;
+        Ok(txn)
+    }
+
+    fn txn(&self) -> &WriteTransaction {
+        self.txn.as_ref().expect("a write transaction is open between commits")
+    }
+
+    /// How many keys are on disk.
+    pub fn key_count(&self) -> u64 {
+        self.keys
+    }
+
+    /// Takes `key` off the disk, if it is there.
+    pub fn take(&mut self, key: &[u8]) -> Result<Option<StoredKey>, DiskError> {
+        if self.keys == 0 {
+            return Ok(None);
+        }
+        let record = {
+            let mut table = self.txn().open_table(KEYS).map_err(|e| self.error(e))?;
+            let removed = table.remove(key).map_err(|e| self.error(e))?;
+            match removed {
+                None => None,
+                Some(bytes) => Some(postcard::from_bytes::<StoredKey>(bytes.value()).map_err(|e| self.error(e))?),
+            }
+        };
+        if let Some(record) = &record {
+            self.keys -= 1;
+            self.entries -= record.entries.len() as u64;
+        }
+        Ok(record)
+    }
+
+    /// Writes evicted keys (none of them is on disk already), and commits.
+    pub fn put_all(&mut self, records: &[(Vec<u8>, StoredKey)]) -> Result<(), DiskError> {
+        {
+            let mut table = self.txn().open_table(KEYS).map_err(|e| self.error(e))?;
+            let mut buffer = Vec::new();
+            for (key, record) in records {
+                buffer.clear();
+                buffer = postcard::to_extend(record, buffer).map_err(|e| self.error(e))?;
+                table.insert(key.as_slice(), buffer.as_slice()).map_err(|e| self.error(e))?;
+            }
+        }
+        self.keys += records.len() as u64;
+        self.entries += records.iter().map(|(_, r)| r.entries.len() as u64).sum::<u64>();
+        self.commit()
+    }
+
+    /// Commits what was written since the last commit and opens the next write transaction.
+    fn commit(&mut self) -> Result<(), DiskError> {
+        let txn = self.txn.take().expect("a write transaction is open between commits");
+        txn.commit().map_err(|e| self.error(e))?;
+        self.txn = Some(self.begin()?);
+        Ok(())
+    }
+
+    /// Commits and returns a view of the keys on disk now, for a checkpoint.
+    pub fn view(&mut self) -> Result<DiskView, DiskError> {
+        self.commit()?;
+        if self.keys == 0 {
+            return Ok(DiskView { table: None, entries: 0 });
+        }
+        let read = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = read.open_table(KEYS).map_err(|e| self.error(e))?;
+        Ok(DiskView { table: Some(table), entries: self.entries })
+    }
+}
+
+impl DiskView {
+    /// Calls `visit` with every key (encoded) and its record.
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8], DiskRecord)) -> Result<(), String> {
+        let Some(table) = &self.table else { return Ok(()) };
+        for item in table.iter().map_err(|e| e.to_string())? {
+            let (key, value) = item.map_err(|e| e.to_string())?;
+            let record = postcard::from_bytes::<StoredKey>(value.value()).map_err(|e| e.to_string())?;
+            visit(key.value(), record.entries);
+        }
+        Ok(())
+    }
+
+    /// The record of `key`, if it was on disk at the view.
+    pub fn get(&self, key: &[u8]) -> Result<Option<DiskRecord>, String> {
+        let Some(table) = &self.table else { return Ok(None) };
+        match table.get(key).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(value) => {
+                postcard::from_bytes::<StoredKey>(value.value()).map(|r| Some(r.entries)).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// A task name as part of a directory name.
+fn sanitize(name: &str) -> String {
+    let mut clean: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).take(40).collect();
+    if clean.is_empty() {
+        clean.push_str("operator");
+    }
+    clean
+}
