@@ -8,7 +8,6 @@ use crate::output::{CheckpointBarrier, Operator, Output, StateBytes, Timestamp};
 use crate::state::incremental::{IncrementalSnapshot, Piece};
 use crate::state::keys::KeyId;
 use crate::state::restore::encode;
-use crate::state::timers::{IdSet, TimerQueue};
 use crate::state::{BackendOptions, KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
 use crate::window::AggregateFunction;
@@ -84,14 +83,6 @@ pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
     fn on_timer(&mut self, _timestamp: Timestamp, _ctx: &mut KeyedContext<'_, K, O>) {}
 }
 
-/// Timers of one keyed operator, per time domain, at most one per key and time. Keys are the
-/// ids of the operator's [`KeyTable`](crate::state::keys::KeyTable), which each timer holds.
-#[derive(Default, Clone)]
-pub struct Timers {
-    event: TimerQueue<IdSet>,
-    processing: TimerQueue<IdSet>,
-}
-
 /// What a keyed process function sees of its key, time, state and timers.
 pub struct KeyedContext<'a, K, O> {
     key: KeyId,
@@ -99,7 +90,6 @@ pub struct KeyedContext<'a, K, O> {
     watermark: Timestamp,
     now: Timestamp,
     state: &'a mut KeyedStateBackend<K>,
-    timers: &'a mut Timers,
     out: &'a mut dyn Output<O>,
 }
 
@@ -125,29 +115,17 @@ impl<K: Key, O> KeyedContext<'_, K, O> {
     }
     /// Calls `on_timer` once the watermark reaches `time`.
     pub fn register_event_time_timer(&mut self, time: Timestamp) {
-        if self.timers.event.register(time, self.key) {
-            self.state.keys().hold(self.key);
-            self.state.increments().timer_changed(true, time, self.key);
-        }
+        self.state.register_timer(true, time, self.key);
     }
     /// Calls `on_timer` once the clock reaches `time`.
     pub fn register_processing_time_timer(&mut self, time: Timestamp) {
-        if self.timers.processing.register(time, self.key) {
-            self.state.keys().hold(self.key);
-            self.state.increments().timer_changed(false, time, self.key);
-        }
+        self.state.register_timer(false, time, self.key);
     }
     pub fn delete_event_time_timer(&mut self, time: Timestamp) {
-        if self.timers.event.delete(time, &self.key) {
-            self.state.keys().release(self.key);
-            self.state.increments().timer_changed(true, time, self.key);
-        }
+        self.state.delete_timer(true, time, self.key);
     }
     pub fn delete_processing_time_timer(&mut self, time: Timestamp) {
-        if self.timers.processing.delete(time, &self.key) {
-            self.state.keys().release(self.key);
-            self.state.increments().timer_changed(false, time, self.key);
-        }
+        self.state.delete_timer(false, time, self.key);
     }
     pub fn value<V: Clone + 'static>(&mut self, handle: &ValueState<V>) -> Option<&V> {
         self.state.value(handle, self.key)
@@ -189,7 +167,6 @@ pub struct KeyedProcessOperator<K, I, O, F> {
     key_of: KeySelector<I, K>,
     function: F,
     state: KeyedStateBackend<K>,
-    timers: Timers,
     watermark: Timestamp,
     now: Timestamp,
     _types: std::marker::PhantomData<fn(I) -> O>,
@@ -201,45 +178,31 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
         let mut state = KeyedStateBackend::new(&options, &ctx.info.display_name())
             .unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name));
         function.open(&mut state);
-        let mut timers = Timers::default();
         let (full, changes) = ctx.restore_keyed_with_changes::<ProcessEntry<K>, K>(ProcessEntry::key);
         apply_changes(full, changes, |entry| match entry {
             ProcessEntry::State { table, key, value } => {
                 state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
             }
-            ProcessEntry::EventTimer { key, at } => restore_timer(&mut timers.event, at, key, &mut state),
-            ProcessEntry::ProcessingTimer { key, at } => restore_timer(&mut timers.processing, at, key, &mut state),
+            ProcessEntry::EventTimer { key, at } => state.restore_timer(true, at, key),
+            ProcessEntry::ProcessingTimer { key, at } => state.restore_timer(false, at, key),
             // Folded away by `apply_changes`.
             ProcessEntry::KeyDropped { .. }
             | ProcessEntry::StateReplaced { .. }
             | ProcessEntry::EventTimerDeleted { .. }
             | ProcessEntry::ProcessingTimerDeleted { .. } => {}
         });
-        Self {
-            key_of,
-            function,
-            state,
-            timers,
-            watermark: Timestamp::MIN,
-            now: now_ms(),
-            _types: std::marker::PhantomData,
-        }
+        Self { key_of, function, state, watermark: Timestamp::MIN, now: now_ms(), _types: std::marker::PhantomData }
     }
 
     fn fire(&mut self, event_time: bool, time: Timestamp, out: &mut dyn Output<O>) {
-        loop {
-            let queue = if event_time { &mut self.timers.event } else { &mut self.timers.processing };
-            let Some((at, key)) = queue.pop_due(time) else { break };
-            // The fired timer no longer holds the key; the key stays while `on_timer` runs.
-            self.state.keys().release(key);
-            self.state.increments().timer_changed(event_time, at, key);
+        // The fired timer no longer holds the key; the key stays while `on_timer` runs.
+        while let Some((at, key)) = self.state.pop_due_timer(event_time, time) {
             let mut ctx = KeyedContext {
                 key,
                 timestamp: at,
                 watermark: self.watermark,
                 now: self.now,
                 state: &mut self.state,
-                timers: &mut self.timers,
                 out,
             };
             self.function.on_timer(at, &mut ctx);
@@ -252,7 +215,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     for KeyedProcessOperator<K, I, O, F>
 {
     fn snapshot(&mut self) -> Option<Vec<u8>> {
-        let snapshot = ProcessSnapshot { state: self.state.view(), timers: self.timers.clone() };
+        let snapshot = ProcessSnapshot { state: self.state.view(), timers: self.state.timers().clone() };
         Some(encode(&snapshot))
     }
 
@@ -260,7 +223,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     /// written from them off the task thread: in full, or (incremental checkpoints) the
     /// changes since the last completed checkpoint.
     fn snapshot_state(&mut self, barrier: &CheckpointBarrier) -> Option<StateBytes> {
-        let (state, timers) = (self.state.view(), self.timers.clone());
+        let (state, timers) = (self.state.view(), self.state.timers().clone());
         if !barrier.incremental {
             let snapshot = ProcessSnapshot { state, timers };
             return Some(StateBytes::Deferred(Box::new(move || encode(&snapshot))));
@@ -279,15 +242,8 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
 
     fn process(&mut self, value: I, timestamp: Timestamp, out: &mut dyn Output<O>) {
         let key = self.state.intern((self.key_of)(&value));
-        let mut ctx = KeyedContext {
-            key,
-            timestamp,
-            watermark: self.watermark,
-            now: self.now,
-            state: &mut self.state,
-            timers: &mut self.timers,
-            out,
-        };
+        let mut ctx =
+            KeyedContext { key, timestamp, watermark: self.watermark, now: self.now, state: &mut self.state, out };
         self.function.process_element(value, &mut ctx);
         // A key that kept neither state nor a timer is not kept.
         self.state.free_if_unused(key);
@@ -302,7 +258,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     fn on_processing_time(&mut self, now: Timestamp, out: &mut dyn Output<O>) -> Option<Timestamp> {
         self.now = now;
         self.fire(false, now, out);
-        self.timers.processing.next_time()
+        self.state.next_timer(false)
     }
 
     fn finish(&mut self, out: &mut dyn Output<O>) {
@@ -310,15 +266,6 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
         self.watermark = Timestamp::MAX;
         self.fire(true, Timestamp::MAX, out);
     }
-}
-
-/// Sets a restored timer, held by its key.
-fn restore_timer<K: Key>(queue: &mut TimerQueue<IdSet>, at: Timestamp, key: K, state: &mut KeyedStateBackend<K>) {
-    let id = state.intern(key);
-    if queue.register(at, id) {
-        state.keys().hold(id);
-    }
-    state.free_if_unused(id);
 }
 
 /// A [`KeyedProcessFunction`] from a closure, for functions that need no state or timers.

@@ -26,9 +26,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const TASKS: [TaskSpec; 2] =
     [TaskSpec { is_source: true, parallelism: 1 }, TaskSpec { is_source: false, parallelism: 1 }];
 
-/// Where the operator keeps its state: in memory with a timer per key (keys with timers stay in
-/// memory), or with the disk tier holding at most [`CACHED_KEYS`] keys in memory and no timers,
-/// so that most keys live on disk.
+/// Where the operator keeps its state: in memory, or with the disk tier holding at most
+/// [`CACHED_KEYS`] keys in memory, so that most keys and their timers live on disk.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Backend {
     Memory,
@@ -41,12 +40,11 @@ const CACHED_KEYS: usize = 40;
 /// evicted) but does not change.
 const READ: u64 = u64::MAX;
 
-/// Adds to a count per key (a delta of 0 drops the key); in memory it keeps a timer per key that
-/// emits `(key, count)` at the end of input.
+/// Adds to a count per key (a delta of 0 drops the key) and keeps a timer per key that emits
+/// `(key, count)` at the end of input.
 #[derive(Default)]
 struct Counter {
     count: Option<ValueState<u64>>,
-    timers: bool,
 }
 
 const EMIT_AT: Timestamp = 1_000;
@@ -64,16 +62,12 @@ impl KeyedProcessFunction<String, (String, u64), (String, u64)> for Counter {
         }
         if delta == 0 {
             ctx.clear(count);
-            if self.timers {
-                ctx.delete_event_time_timer(EMIT_AT);
-            }
+            ctx.delete_event_time_timer(EMIT_AT);
             return;
         }
         let now = ctx.value(count).copied().unwrap_or(0) + delta;
         ctx.update(count, now);
-        if self.timers {
-            ctx.register_event_time_timer(EMIT_AT);
-        }
+        ctx.register_event_time_timer(EMIT_AT);
     }
 
     fn on_timer(&mut self, _: Timestamp, ctx: &mut KeyedContext<'_, String, (String, u64)>) {
@@ -92,9 +86,8 @@ fn operator(backend: Backend) -> Harness {
         config.set(rheo_config::options::STATE_BACKEND_DISK_CACHED_KEYS.key, CACHED_KEYS.to_string());
     }
     let setup = HarnessSetup { config: Arc::new(config), ..HarnessSetup::default() };
-    let timers = backend == Backend::Memory;
     OneInputHarness::for_operator_with(setup, move |ctx| {
-        KeyedProcessOperator::new(Arc::new(|r: &(String, u64)| r.0.clone()), Counter { count: None, timers }, ctx)
+        KeyedProcessOperator::new(Arc::new(|r: &(String, u64)| r.0.clone()), Counter::default(), ctx)
     })
 }
 
@@ -201,7 +194,15 @@ impl Job {
             .expect("checkpoint loads")
             .expect("checkpoint is complete");
         let mut restored = self.operator.restore_from(found.state, subtask, parallelism);
-        counts_of(&mut restored)
+        let held = counts_of(&mut restored);
+        // The timers fire, from memory and disk, once per key with its count.
+        restored.finish();
+        let mut fired = BTreeMap::new();
+        for ((key, count), _) in restored.take_records() {
+            assert!(fired.insert(key.clone(), count).is_none(), "{key} fired twice");
+        }
+        assert_eq!(fired, held, "what the timers emit is what the state holds");
+        held
     }
 
     /// Uses `key` without changing it.
@@ -506,4 +507,26 @@ fn the_disk_tier_keeps_the_cached_keys_in_memory_and_every_value() {
         assert_eq!(backend.value(&count, id), Some(&k), "key-{k}");
         backend.free_if_unused(id);
     }
+
+    // A timer per key, at 100 distinct times: they go to disk with their keys and fire in time
+    // order, every one once, with at most a batch read back beyond the cached keys.
+    for k in 0..10_000u64 {
+        let id = backend.intern(format!("key-{k}"));
+        backend.register_timer(true, (k % 100) as Timestamp, id);
+        backend.free_if_unused(id);
+    }
+    assert!(backend.key_count() <= 100);
+    assert_eq!(backend.next_timer(true), Some(0));
+    let mut fired = Vec::new();
+    while let Some((at, id)) = backend.pop_due_timer(true, Timestamp::MAX) {
+        let key = backend.key(id).clone();
+        fired.push((at, key));
+        backend.free_if_unused(id);
+        assert!(backend.key_count() <= 100 + 1024, "{} keys in memory", backend.key_count());
+    }
+    assert_eq!(fired.len(), 10_000);
+    assert!(fired.windows(2).all(|pair| pair[0].0 <= pair[1].0), "in time order");
+    let keys: std::collections::BTreeSet<_> = fired.iter().map(|(_, key)| key.clone()).collect();
+    assert_eq!(keys.len(), 10_000);
+    assert_eq!(backend.next_timer(true), None);
 }

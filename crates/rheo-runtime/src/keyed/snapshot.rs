@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use serde::ser::{Error as _, SerializeSeq};
 
-use super::Timers;
 use crate::output::Timestamp;
-use crate::state::StateView;
 use crate::state::incremental::Changes;
+use crate::state::timers::Timers;
+use crate::state::{KeyOnDisk, StateView};
 use rheo_types::Key;
 
 /// One restorable piece of a keyed process operator, always with its key. The variants after
@@ -98,7 +98,7 @@ pub(super) struct ProcessSnapshot<K> {
 impl<K: Key> serde::Serialize for ProcessSnapshot<K> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (event, processing) = (&self.timers.event, &self.timers.processing);
-        let len = self.state.entry_count() + event.len() + processing.len();
+        let len = self.state.entry_count() + event.len() + processing.len() + self.state.timers_on_disk();
         let mut seq = serializer.serialize_seq(Some(len))?;
         let mut failed = None;
         let read = self.state.for_each_entry(|table, key, value| {
@@ -116,6 +116,20 @@ impl<K: Key> serde::Serialize for ProcessSnapshot<K> {
         for (at, id) in processing.iter() {
             seq.serialize_element(&ProcessEntryRef::ProcessingTimer { key: self.state.key(id), at })?;
         }
+        let read = self.state.for_each_timer_on_disk(|key, event_time, at| {
+            if failed.is_none() {
+                let entry = if event_time {
+                    ProcessEntryRef::EventTimer { key, at }
+                } else {
+                    ProcessEntryRef::ProcessingTimer { key, at }
+                };
+                failed = seq.serialize_element(&entry).err();
+            }
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        read.map_err(|e| S::Error::custom(format!("keyed state on disk: {e}")))?;
         seq.end()
     }
 }
@@ -139,12 +153,12 @@ impl<K: Key> serde::Serialize for ProcessChanges<K> {
         // Keys evicted to disk since they changed: written from the disk as they were at the
         // barrier. One that is back in memory is not there, and is written below (reading it
         // back marked it changed).
-        let mut from_disk: Vec<(&K, EncodedEntries<'_>)> = Vec::new();
+        let mut from_disk: Vec<(&K, KeyOnDisk<'_>)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for key in changes.evicted.iter().filter(|key| seen.insert(*key)) {
             let on_disk = self.state.on_disk(key).map_err(|e| S::Error::custom(format!("keyed state on disk: {e}")))?;
-            if let Some(entries) = on_disk {
-                from_disk.push((key, entries));
+            if let Some(on_disk) = on_disk {
+                from_disk.push((key, on_disk));
             }
         }
         // Postcard needs the length first; the values are few (the changed keys' only).
@@ -170,20 +184,27 @@ impl<K: Key> serde::Serialize for ProcessChanges<K> {
                 .chain(changes.processing_timers.iter().filter_map(|(at, id)| timer(false, at, id)))
                 .collect();
         let len = changes.dropped.len()
-            + from_disk.iter().map(|(_, entries)| 2 + entries.len()).sum::<usize>()
+            + from_disk.iter().map(|(_, on_disk)| 2 + on_disk.entries.len() + on_disk.timers.len()).sum::<usize>()
             + values.iter().map(|(_, entries)| 1 + entries.len()).sum::<usize>()
             + timers.len();
         let mut seq = serializer.serialize_seq(Some(len))?;
         for key in &changes.dropped {
             seq.serialize_element(&ProcessEntryRef::KeyDropped { key })?;
         }
-        // An evicted key had no timers (timers keep their key in memory): dropped and made
-        // again is all of it.
-        for (key, entries) in &from_disk {
+        // Dropped and made again: all of the key, whatever was written of it before.
+        for (key, on_disk) in &from_disk {
             seq.serialize_element(&ProcessEntryRef::KeyDropped { key: *key })?;
             seq.serialize_element(&ProcessEntryRef::StateReplaced { key: *key })?;
-            for (table, value) in entries {
+            for (table, value) in &on_disk.entries {
                 seq.serialize_element(&ProcessEntryRef::State { table, key: *key, value: Bytes(value) })?;
+            }
+            for &(event_time, at) in &on_disk.timers {
+                let key = *key;
+                seq.serialize_element(&if event_time {
+                    ProcessEntryRef::EventTimer { key, at }
+                } else {
+                    ProcessEntryRef::ProcessingTimer { key, at }
+                })?;
             }
         }
         for (key, entries) in &values {

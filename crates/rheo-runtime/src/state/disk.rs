@@ -12,21 +12,41 @@
 //! The database is a working copy, not a durable store: each operator instance creates its own
 //! in a fresh directory and deletes it when dropped. What survives a failure are checkpoints.
 //!
-//! One record per key: the key's encoding → its state entries (table index, encoded value).
-//! A key is in memory or here, never both at a commit: it is written when evicted and removed
-//! when it is used again (faulted in), in the same write transaction that stays open between
-//! commits.
+//! One record per key: the key's encoding → its state entries (table index, encoded value) and
+//! timers; and a row per timer, ordered by time domain and time, so that the next timer due on
+//! disk is one lookup. A key is in memory or here, never both at a commit: it is written when
+//! evicted and removed when it is used again or a timer of it is due (read back), in the same
+//! write transaction that stays open between commits.
 
 use std::path::{Path, PathBuf};
 
+use crate::output::Timestamp;
+
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-/// Encoded key → encoded [`DiskRecord`].
+/// Encoded key → encoded [`StoredKey`].
 const KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("keys");
+
+/// A timer of a key on disk: time domain (1 event time, 0 processing time), time (big-endian,
+/// sign bit flipped, so byte order is time order), encoded key.
+const TIMERS: TableDefinition<&[u8], ()> = TableDefinition::new("timers");
+
+fn timer_row(event_time: bool, at: Timestamp, key: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(9 + key.len());
+    row.push(u8::from(event_time));
+    row.extend_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    row.extend_from_slice(key);
+    row
+}
+
+fn timer_of_row(row: &[u8]) -> (Timestamp, &[u8]) {
+    let at = u64::from_be_bytes(row[1..9].try_into().expect("9-byte timer prefix")) ^ (1 << 63);
+    (at as Timestamp, &row[9..])
+}
 
 /// Every this many commits is durable: redb keeps the pages freed by non-durable commits until a
 /// durable one, so a long run of them would grow the file.
-const DURABLE_EVERY: u64 = 8;
+const DURABLE_EVERY: u64 = 32;
 
 /// The page cache of one operator instance's database.
 const PAGE_CACHE_BYTES: usize = 16 << 20;
@@ -42,6 +62,8 @@ pub(crate) struct StoredKey {
     /// [`Increments::key_evicted`](super::incremental::Increments::key_evicted)).
     pub changed_at: Option<u64>,
     pub entries: DiskRecord,
+    /// (event time?, at)
+    pub timers: Vec<(bool, Timestamp)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,15 +82,19 @@ pub(crate) struct DiskTier {
     /// Open between commits: evictions and fault-ins go here, and reads see them.
     txn: Option<WriteTransaction>,
     commits: u64,
-    /// Keys and state entries on disk now.
+    /// Keys, state entries and timers on disk now.
     keys: u64,
     entries: u64,
+    timers: u64,
+    /// Keys written since the last commit.
+    uncommitted: u64,
 }
 
 /// The keys on disk as of a checkpoint's barrier, readable from any thread.
 pub(crate) struct DiskView {
     table: Option<ReadOnlyTable<&'static [u8], &'static [u8]>>,
     pub entries: u64,
+    pub timers: u64,
 }
 
 impl DiskTier {
@@ -86,7 +112,7 @@ impl DiskTier {
             .set_cache_size(PAGE_CACHE_BYTES)
             .create(&path)
             .map_err(|e| DiskError::Database { path: path.clone(), message: e.to_string() })?;
-        let mut tier = Self { dir, db, txn: None, commits: 0, keys: 0, entries: 0 };
+        let mut tier = Self { dir, db, txn: None, commits: 0, keys: 0, entries: 0, timers: 0, uncommitted: 0 };
         tier.txn = Some(tier.begin()?);
         Ok(tier)
     }
@@ -131,32 +157,78 @@ impl DiskTier {
             }
         };
         if let Some(record) = &record {
+            if !record.timers.is_empty() {
+                let mut timers = self.txn().open_table(TIMERS).map_err(|e| self.error(e))?;
+                for &(event_time, at) in &record.timers {
+                    timers.remove(timer_row(event_time, at, key).as_slice()).map_err(|e| self.error(e))?;
+                }
+            }
             self.keys -= 1;
             self.entries -= record.entries.len() as u64;
+            self.timers -= record.timers.len() as u64;
         }
         Ok(record)
     }
 
-    /// Writes evicted keys (none of them is on disk already), and commits.
-    pub fn put_all(&mut self, records: &[(Vec<u8>, StoredKey)]) -> Result<(), DiskError> {
+    /// Writes evicted keys (none of them is on disk already); commits once `commit_after` keys
+    /// were written since the last commit (the open transaction's pages stay in memory until it
+    /// commits).
+    pub fn put_all(&mut self, records: &[(Vec<u8>, StoredKey)], commit_after: u64) -> Result<(), DiskError> {
         {
             let mut table = self.txn().open_table(KEYS).map_err(|e| self.error(e))?;
+            let mut timers = self.txn().open_table(TIMERS).map_err(|e| self.error(e))?;
             let mut buffer = Vec::new();
             for (key, record) in records {
                 buffer.clear();
                 buffer = postcard::to_extend(record, buffer).map_err(|e| self.error(e))?;
                 table.insert(key.as_slice(), buffer.as_slice()).map_err(|e| self.error(e))?;
+                for &(event_time, at) in &record.timers {
+                    timers.insert(timer_row(event_time, at, key).as_slice(), ()).map_err(|e| self.error(e))?;
+                }
             }
         }
+        self.timers += records.iter().map(|(_, r)| r.timers.len() as u64).sum::<u64>();
         self.keys += records.len() as u64;
         self.entries += records.iter().map(|(_, r)| r.entries.len() as u64).sum::<u64>();
-        self.commit()
+        self.uncommitted += records.len() as u64;
+        if self.uncommitted >= commit_after { self.commit() } else { Ok(()) }
+    }
+
+    /// The earliest timer of the domain on disk.
+    pub fn first_timer(&self, event_time: bool) -> Result<Option<Timestamp>, DiskError> {
+        if self.timers == 0 {
+            return Ok(None);
+        }
+        let timers = self.txn().open_table(TIMERS).map_err(|e| self.error(e))?;
+        let domain = [u8::from(event_time)];
+        let next_domain = [u8::from(event_time) + 1];
+        let mut range = timers.range(domain.as_slice()..next_domain.as_slice()).map_err(|e| self.error(e))?;
+        match range.next() {
+            None => Ok(None),
+            Some(row) => Ok(Some(timer_of_row(row.map_err(|e| self.error(e))?.0.value()).0)),
+        }
+    }
+
+    /// Up to `limit` keys (encoded) with a timer of the domain at `at` on disk.
+    pub fn keys_with_timer_at(&self, event_time: bool, at: Timestamp, limit: usize) -> Result<Vec<Vec<u8>>, DiskError> {
+        let timers = self.txn().open_table(TIMERS).map_err(|e| self.error(e))?;
+        let start = timer_row(event_time, at, &[]);
+        let end = match at.checked_add(1) {
+            Some(next) => timer_row(event_time, next, &[]),
+            None => vec![u8::from(event_time) + 1],
+        };
+        let mut keys = Vec::new();
+        for row in timers.range(start.as_slice()..end.as_slice()).map_err(|e| self.error(e))?.take(limit) {
+            keys.push(timer_of_row(row.map_err(|e| self.error(e))?.0.value()).1.to_vec());
+        }
+        Ok(keys)
     }
 
     /// Commits what was written since the last commit and opens the next write transaction.
     fn commit(&mut self) -> Result<(), DiskError> {
         let txn = self.txn.take().expect("a write transaction is open between commits");
         txn.commit().map_err(|e| self.error(e))?;
+        self.uncommitted = 0;
         self.txn = Some(self.begin()?);
         Ok(())
     }
@@ -165,34 +237,31 @@ impl DiskTier {
     pub fn view(&mut self) -> Result<DiskView, DiskError> {
         self.commit()?;
         if self.keys == 0 {
-            return Ok(DiskView { table: None, entries: 0 });
+            return Ok(DiskView { table: None, entries: 0, timers: 0 });
         }
         let read = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = read.open_table(KEYS).map_err(|e| self.error(e))?;
-        Ok(DiskView { table: Some(table), entries: self.entries })
+        Ok(DiskView { table: Some(table), entries: self.entries, timers: self.timers })
     }
 }
 
 impl DiskView {
-    /// Calls `visit` with every key (encoded) and its record.
-    pub fn for_each(&self, mut visit: impl FnMut(&[u8], DiskRecord)) -> Result<(), String> {
+    /// Calls `visit` with every key (encoded) and what is stored of it.
+    pub fn for_each(&self, mut visit: impl FnMut(&[u8], StoredKey)) -> Result<(), String> {
         let Some(table) = &self.table else { return Ok(()) };
         for item in table.iter().map_err(|e| e.to_string())? {
             let (key, value) = item.map_err(|e| e.to_string())?;
-            let record = postcard::from_bytes::<StoredKey>(value.value()).map_err(|e| e.to_string())?;
-            visit(key.value(), record.entries);
+            visit(key.value(), postcard::from_bytes::<StoredKey>(value.value()).map_err(|e| e.to_string())?);
         }
         Ok(())
     }
 
-    /// The record of `key`, if it was on disk at the view.
-    pub fn get(&self, key: &[u8]) -> Result<Option<DiskRecord>, String> {
+    /// What was stored of `key`, if it was on disk at the view.
+    pub fn get(&self, key: &[u8]) -> Result<Option<StoredKey>, String> {
         let Some(table) = &self.table else { return Ok(None) };
         match table.get(key).map_err(|e| e.to_string())? {
             None => Ok(None),
-            Some(value) => {
-                postcard::from_bytes::<StoredKey>(value.value()).map(|r| Some(r.entries)).map_err(|e| e.to_string())
-            }
+            Some(value) => postcard::from_bytes::<StoredKey>(value.value()).map(Some).map_err(|e| e.to_string()),
         }
     }
 }

@@ -219,16 +219,20 @@ impl<K: Clone> Increments<K> {
         None
     }
 
-    /// `key` was read back from disk into id `id`; `changed_at` is what [`key_evicted`]
-    /// returned for it. If no checkpoint whose barrier came after the eviction has completed, a
-    /// checkpoint in flight may count on finding the key on disk, where it no longer is: its
-    /// state is written in full at the next checkpoint (as a key dropped and made again).
+    /// `key` was read back from disk into id `id` with its `timers`; `changed_at` is what
+    /// [`key_evicted`] returned for it. If no checkpoint whose barrier came after the eviction
+    /// has completed, a checkpoint in flight may count on finding the key on disk, where it no
+    /// longer is: its state and timers are written in full at the next checkpoint (as a key
+    /// dropped and made again).
     ///
     /// [`key_evicted`]: Self::key_evicted
-    pub fn key_faulted_in(&mut self, id: KeyId, key: &K, changed_at: Option<u64>) {
+    pub fn key_faulted_in(&mut self, id: KeyId, key: &K, changed_at: Option<u64>, timers: &[(bool, Timestamp)]) {
         let covered = changed_at.is_none_or(|at| self.completed_barrier > at);
         if self.tracking() && !covered {
             self.changes.dropped.push(key.clone());
+            for &(event_time, at) in timers {
+                self.timer_changed(event_time, at, id);
+            }
             self.changes.mark(id);
         }
     }

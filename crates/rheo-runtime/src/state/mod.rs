@@ -8,9 +8,8 @@
 //! key group for rescaling.
 //!
 //! With `state.backend.type: disk` the backend keeps at most `state.backend.disk.cached-keys`
-//! keys in memory and moves the state of keys not used for a while to a [`disk::DiskTier`];
-//! a key used again is read back first. Keys with timers stay in memory (timers are kept on the
-//! heap, as with Flink's `HEAP` timer service), as does the key of the record being processed.
+//! keys in memory and moves the state and timers of keys not used for a while to a
+//! [`disk::DiskTier`]; a key used again, or whose timer is due, is read back first.
 
 mod cow;
 pub mod disk;
@@ -18,6 +17,8 @@ pub mod incremental;
 pub mod keys;
 pub mod restore;
 pub(crate) mod timers;
+
+use timers::Timers;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::output::Timestamp;
 use cow::{CowVec, CowView};
 use disk::{DiskError, DiskRecord, DiskTier, DiskView, StoredKey};
 use incremental::Increments;
@@ -156,6 +158,12 @@ impl<S: KeyedValue> StateTable for Table<S> {
 /// A key's state entries: (state name, encoded value).
 pub type NamedEntries<'a> = Vec<(&'a str, Vec<u8>)>;
 
+/// A key's state entries and timers (event time?, at) as they were on disk at a view.
+pub struct KeyOnDisk<'a> {
+    pub entries: NamedEntries<'a>,
+    pub timers: Vec<(bool, Timestamp)>,
+}
+
 /// All keyed state of an operator instance as it was when the view was taken: what a
 /// checkpoint writes, off the task thread, while the task goes on changing the state. Taking
 /// it copies a pointer per chunk of 1,024 keys or values (and, with the disk tier, commits the
@@ -195,11 +203,33 @@ impl<K: Key> StateView<K> {
         }
     }
 
-    /// The (state name, encoded value) entries of `key` if it was on disk at the view.
-    pub fn on_disk(&self, key: &K) -> Result<Option<NamedEntries<'_>>, String> {
+    /// The (state name, encoded value) entries and the timers of `key` if it was on disk at
+    /// the view.
+    pub fn on_disk(&self, key: &K) -> Result<Option<KeyOnDisk<'_>>, String> {
         let Some(disk) = &self.disk else { return Ok(None) };
         let encoded = postcard::to_stdvec(key).map_err(|e| e.to_string())?;
-        Ok(disk.get(&encoded)?.map(|record| self.named(record)))
+        Ok(disk.get(&encoded)?.map(|stored| KeyOnDisk { entries: self.named(stored.entries), timers: stored.timers }))
+    }
+
+    /// How many timers were on disk at the view.
+    pub fn timers_on_disk(&self) -> usize {
+        self.disk.as_ref().map_or(0, |d| d.timers as usize)
+    }
+
+    /// Calls `visit` with every timer (key, event time?, at) on disk at the view.
+    pub fn for_each_timer_on_disk(&self, mut visit: impl FnMut(&K, bool, Timestamp)) -> Result<(), String> {
+        let Some(disk) = &self.disk else { return Ok(()) };
+        let mut failed = None;
+        disk.for_each(|key, stored| {
+            if failed.is_some() || stored.timers.is_empty() {
+                return;
+            }
+            match postcard::from_bytes::<K>(key) {
+                Ok(key) => stored.timers.iter().for_each(|&(event_time, at)| visit(&key, event_time, at)),
+                Err(e) => failed = Some(format!("a key on disk cannot be decoded: {e}")),
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 
     fn named(&self, record: DiskRecord) -> NamedEntries<'_> {
@@ -213,13 +243,13 @@ impl<K: Key> StateView<K> {
         }
         let Some(disk) = &self.disk else { return Ok(()) };
         let mut failed = None;
-        disk.for_each(|key, record| {
-            if failed.is_some() {
+        disk.for_each(|key, stored| {
+            if failed.is_some() || stored.entries.is_empty() {
                 return;
             }
             match postcard::from_bytes::<K>(key) {
                 Ok(key) => {
-                    for (index, value) in record {
+                    for (index, value) in stored.entries {
                         visit(&self.names[index as usize], &key, &value);
                     }
                 }
@@ -265,9 +295,12 @@ struct Spill {
     /// approximation of least-recently-used).
     used: Vec<u64>,
     hand: usize,
-    /// Eviction is tried again once this many keys are in memory: when every key is pinned by
-    /// timers, scanning again at every record would cost a scan per record.
+    /// Eviction is tried again once this many keys are in memory: when every key is in use,
+    /// scanning again at every record would cost a scan per record.
     next_try_at: usize,
+    /// The times timers last fired through (event time, processing time): a key with a timer
+    /// due by then is about to fire and stays in memory.
+    fired_through: (Timestamp, Timestamp),
 }
 
 impl Spill {
@@ -342,6 +375,8 @@ pub struct KeyedStateBackend<K> {
     tables: Vec<Box<dyn StateTable>>,
     /// What changed since the last completed checkpoint, for incremental checkpoints.
     increments: Increments<K>,
+    /// The timers of every key in memory.
+    timers: Timers,
     /// The disk tier, with `state.backend.type: disk`.
     spill: Option<Spill>,
 }
@@ -353,6 +388,7 @@ impl<K: Key> Default for KeyedStateBackend<K> {
             names: Vec::new(),
             tables: Vec::new(),
             increments: Increments::default(),
+            timers: Timers::default(),
             spill: None,
         }
     }
@@ -364,7 +400,15 @@ impl<K: Key> KeyedStateBackend<K> {
         let mut backend = Self::default();
         if let BackendOptions::Disk { dir, cached_keys } = options {
             let tier = DiskTier::create(dir.as_deref(), name)?;
-            backend.spill = Some(Spill { tier, cached_keys: *cached_keys, used: Vec::new(), hand: 0, next_try_at: 0 });
+            backend.spill = Some(Spill {
+                tier,
+                cached_keys: *cached_keys,
+                used: Vec::new(),
+                hand: 0,
+                next_try_at: 0,
+                fired_through: (Timestamp::MIN, Timestamp::MIN),
+            });
+            backend.timers = Timers::indexed();
         }
         Ok(backend)
     }
@@ -392,11 +436,6 @@ impl<K: Key> KeyedStateBackend<K> {
         self.tables[index].as_any().downcast_mut::<Table<S>>().expect("state handle of this backend")
     }
 
-    /// The keys of this operator instance, which timers hold too.
-    pub(crate) fn keys(&mut self) -> &mut KeyTable<K> {
-        &mut self.keys
-    }
-
     /// The id of `key`, reading its state back from disk first if it was evicted (see
     /// [`KeyTable::intern`] for what the caller owes).
     pub(crate) fn intern(&mut self, key: K) -> KeyId {
@@ -409,17 +448,96 @@ impl<K: Key> KeyedStateBackend<K> {
         }
         let encoded = postcard::to_stdvec(self.keys.key(id)).expect("keys are serializable");
         let record = spill.tier.take(&encoded).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
-        if let Some(StoredKey { changed_at, entries }) = record {
+        if let Some(StoredKey { changed_at, entries, timers }) = record {
             for (index, value) in entries {
                 let made = self.tables[index as usize].insert_encoded(id, &value);
                 if made.unwrap_or_else(|e| panic!("keyed state on disk cannot be decoded: {e}")) {
                     self.keys.hold(id);
                 }
             }
+            for &(event_time, at) in &timers {
+                if self.timers.register(event_time, at, id) {
+                    self.keys.hold(id);
+                }
+            }
             let key = self.keys.key(id).clone();
-            self.increments.key_faulted_in(id, &key, changed_at);
+            self.increments.key_faulted_in(id, &key, changed_at, &timers);
         }
         id
+    }
+
+    /// The timers of the keys in memory.
+    pub(crate) fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    /// Sets a timer of `id`, which holds the key.
+    pub(crate) fn register_timer(&mut self, event_time: bool, at: Timestamp, id: KeyId) {
+        if self.timers.register(event_time, at, id) {
+            self.keys.hold(id);
+            self.increments.timer_changed(event_time, at, id);
+        }
+    }
+
+    /// Deletes a timer of `id`.
+    pub(crate) fn delete_timer(&mut self, event_time: bool, at: Timestamp, id: KeyId) {
+        if self.timers.delete(event_time, at, id) {
+            self.keys.release(id);
+            self.increments.timer_changed(event_time, at, id);
+        }
+    }
+
+    /// Puts back a timer of a checkpoint.
+    pub(crate) fn restore_timer(&mut self, event_time: bool, at: Timestamp, key: K) {
+        let id = self.intern(key);
+        if self.timers.register(event_time, at, id) {
+            self.keys.hold(id);
+        }
+        self.free_if_unused(id);
+    }
+
+    /// Takes the earliest timer of the domain due at `time`, in memory or on disk (whose key is
+    /// read back first). The fired timer no longer holds its key, which stays until the caller
+    /// is done with it ([`free_if_unused`](Self::free_if_unused)).
+    pub(crate) fn pop_due_timer(&mut self, event_time: bool, time: Timestamp) -> Option<(Timestamp, KeyId)> {
+        self.read_back_due_timers(event_time, time);
+        let (at, id) = self.timers.pop_due(event_time, time)?;
+        self.keys.release(id);
+        self.increments.timer_changed(event_time, at, id);
+        Some((at, id))
+    }
+
+    /// Reads back keys whose timers on disk are due at `time` and no later than the next timer
+    /// in memory: a batch of those of the earliest time, so timers fire in time order.
+    fn read_back_due_timers(&mut self, event_time: bool, time: Timestamp) {
+        let Some(spill) = &mut self.spill else { return };
+        let through = if event_time { &mut spill.fired_through.0 } else { &mut spill.fired_through.1 };
+        *through = (*through).max(time);
+        let on_disk = spill.tier.first_timer(event_time).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
+        let Some(at) = on_disk.filter(|&at| at <= time) else { return };
+        if self.timers.queue(event_time).next_time().is_some_and(|in_memory| in_memory < at) {
+            return;
+        }
+        // A batch: not one key at a time (a lookup each), not all at once (10 million timers of
+        // the end of input would all come back to memory).
+        let batch = (spill.cached_keys / 10).clamp(1, 1024);
+        let keys =
+            spill.tier.keys_with_timer_at(event_time, at, batch).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
+        for key in keys {
+            let key: K = postcard::from_bytes(&key).unwrap_or_else(|e| panic!("a key on disk cannot be decoded: {e}"));
+            let id = self.intern(key);
+            // Held by its timers: nothing to free, and no eviction before they fire.
+            assert!(self.keys.holds(id) > 0, "a timer on disk whose key is not there");
+        }
+    }
+
+    /// The time of the earliest timer of the domain, in memory or on disk.
+    pub(crate) fn next_timer(&self, event_time: bool) -> Option<Timestamp> {
+        let in_memory = self.timers.queue(event_time).next_time();
+        let on_disk = self.spill.as_ref().and_then(|spill| {
+            spill.tier.first_timer(event_time).unwrap_or_else(|e| panic!("keyed state on disk: {e}"))
+        });
+        in_memory.into_iter().chain(on_disk).min()
     }
 
     /// The key of a live id.
@@ -437,15 +555,15 @@ impl<K: Key> KeyedStateBackend<K> {
         self.evict_if_over();
     }
 
-    /// Moves the state of keys not used lately to disk until at most 90 % of the cached keys are
-    /// in memory. Keys held by timers stay.
+    /// Moves the state and timers of keys not used lately to disk until at most 75 % of the
+    /// cached keys are in memory (a batch: each write to the database has a fixed cost).
     fn evict_if_over(&mut self) {
         let Some(spill) = &mut self.spill else { return };
         let in_memory = self.keys.len();
         if in_memory <= spill.cached_keys || in_memory < spill.next_try_at {
             return;
         }
-        let target = spill.cached_keys - spill.cached_keys / 10;
+        let target = spill.cached_keys - spill.cached_keys / 4;
         let capacity = self.keys.capacity();
         let mut evicted: Vec<(Vec<u8>, StoredKey)> = Vec::new();
         // Two turns of the clock at most: the first clears use bits, the second finds them clear.
@@ -458,22 +576,27 @@ impl<K: Key> KeyedStateBackend<K> {
             if !self.keys.is_live(id) || spill.clear_used(id) {
                 continue;
             }
-            let entries = self.tables.iter().filter(|t| t.has(id)).count() as u32;
-            if self.keys.holds(id) != entries {
-                continue; // timers hold it
+            let entries = self.tables.iter().filter(|t| t.has(id)).count();
+            if self.keys.holds(id) as usize != entries + self.timers.count_of(id) {
+                continue; // held by something else than its state and timers: in use
+            }
+            if self.timers.has_due(id, spill.fired_through.0, spill.fired_through.1) {
+                continue; // fires next
             }
             let record: DiskRecord = (self.tables.iter_mut().enumerate())
                 .filter_map(|(index, table)| Some((index as u32, table.take_encoded(id)?)))
                 .collect();
-            for _ in &record {
+            let timers = self.timers.take_key(id).into_vec();
+            for _ in 0..record.len() + timers.len() {
                 self.keys.release(id);
             }
             let key = self.keys.free_if_unused(id).expect("an evicted key is held by nothing");
             let changed_at = self.increments.key_evicted(id, &key);
-            let stored = StoredKey { changed_at, entries: record };
+            let stored = StoredKey { changed_at, entries: record, timers };
             evicted.push((postcard::to_stdvec(&key).expect("keys are serializable"), stored));
         }
-        spill.tier.put_all(&evicted).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
+        let commit_after = spill.cached_keys as u64;
+        spill.tier.put_all(&evicted, commit_after).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
         spill.next_try_at = if self.keys.len() > target { self.keys.len() + spill.cached_keys / 10 + 1 } else { 0 };
         tracing::debug!(
             evicted = evicted.len(),

@@ -446,6 +446,98 @@ impl<S: TimerSet> TimerQueue<S> {
     }
 }
 
+/// A key's timers: (event time?, at).
+pub type TimerList = smallvec::SmallVec<[(bool, Timestamp); 2]>;
+
+/// The timers of one keyed operator, per time domain, at most one per key and time. Keys are
+/// the ids of the operator's [`KeyTable`](crate::state::keys::KeyTable), which each timer holds.
+#[derive(Default)]
+pub struct Timers {
+    pub event: TimerQueue<IdSet>,
+    pub processing: TimerQueue<IdSet>,
+    /// Each key's timers (event time?, at), with the disk tier only: an evicted key takes its
+    /// timers along.
+    by_key: Option<foldhash::HashMap<KeyId, TimerList>>,
+}
+
+/// A copy of the queues, for a checkpoint (the per-key index stays behind).
+impl Clone for Timers {
+    fn clone(&self) -> Self {
+        Self { event: self.event.clone(), processing: self.processing.clone(), by_key: None }
+    }
+}
+
+impl Timers {
+    /// Timers that also know each key's timers.
+    pub fn indexed() -> Self {
+        Self { by_key: Some(Default::default()), ..Self::default() }
+    }
+
+    pub fn queue(&self, event_time: bool) -> &TimerQueue<IdSet> {
+        if event_time { &self.event } else { &self.processing }
+    }
+
+    fn queue_mut(&mut self, event_time: bool) -> &mut TimerQueue<IdSet> {
+        if event_time { &mut self.event } else { &mut self.processing }
+    }
+
+    /// Sets the timer; false if it was set already.
+    pub fn register(&mut self, event_time: bool, at: Timestamp, id: KeyId) -> bool {
+        let added = self.queue_mut(event_time).register(at, id);
+        if let (true, Some(by_key)) = (added, &mut self.by_key) {
+            by_key.entry(id).or_default().push((event_time, at));
+        }
+        added
+    }
+
+    /// Deletes the timer; false if it was not set.
+    pub fn delete(&mut self, event_time: bool, at: Timestamp, id: KeyId) -> bool {
+        let removed = self.queue_mut(event_time).delete(at, &id);
+        if removed {
+            self.unindex(event_time, at, id);
+        }
+        removed
+    }
+
+    /// Takes the earliest timer of the domain due at `time`.
+    pub fn pop_due(&mut self, event_time: bool, time: Timestamp) -> Option<(Timestamp, KeyId)> {
+        let (at, id) = self.queue_mut(event_time).pop_due(time)?;
+        self.unindex(event_time, at, id);
+        Some((at, id))
+    }
+
+    fn unindex(&mut self, event_time: bool, at: Timestamp, id: KeyId) {
+        let Some(by_key) = &mut self.by_key else { return };
+        if let Some(timers) = by_key.get_mut(&id) {
+            timers.retain(|timer| *timer != (event_time, at));
+            if timers.is_empty() {
+                by_key.remove(&id);
+            }
+        }
+    }
+
+    /// How many timers `id` has (indexed timers only; 0 otherwise).
+    pub fn count_of(&self, id: KeyId) -> usize {
+        self.by_key.as_ref().and_then(|by_key| by_key.get(&id)).map_or(0, |timers| timers.len())
+    }
+
+    /// Whether `id` has an event-time timer at or before `event_through`, or a processing-time
+    /// timer at or before `processing_through` (indexed timers only).
+    pub fn has_due(&self, id: KeyId, event_through: Timestamp, processing_through: Timestamp) -> bool {
+        let Some(timers) = self.by_key.as_ref().and_then(|by_key| by_key.get(&id)) else { return false };
+        timers.iter().any(|&(event_time, at)| at <= if event_time { event_through } else { processing_through })
+    }
+
+    /// Deletes every timer of `id` and returns them (indexed timers only).
+    pub fn take_key(&mut self, id: KeyId) -> TimerList {
+        let timers = self.by_key.as_mut().and_then(|by_key| by_key.remove(&id)).unwrap_or_default();
+        for &(event_time, at) in &timers {
+            self.queue_mut(event_time).delete(at, &id);
+        }
+        timers
+    }
+}
+
 #[cfg(test)]
 impl<K> TimerQueue<KeySet<K>> {
     /// Every timer, in time order (keys of one time in no particular order).
