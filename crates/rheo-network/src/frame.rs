@@ -83,7 +83,7 @@ pub fn encode_event<T: Serialize>(buf: &mut Vec<u8>, id: &ChannelId, event: &Eve
             begin(buf, BARRIER, id);
             buf.extend_from_slice(&barrier.id.to_le_bytes());
             buf.extend_from_slice(&barrier.timestamp.to_le_bytes());
-            buf.push(u8::from(barrier.incremental));
+            buf.push(u8::from(barrier.incremental) | u8::from(barrier.full) << 1);
         }
         Event::EndOfData => begin(buf, END_OF_DATA, id),
         Event::End => begin(buf, END, id),
@@ -116,11 +116,12 @@ pub fn decode_event<T: DeserializeOwned>(kind: u8, payload: &[u8]) -> Result<Eve
         BARRIER => {
             let bytes: [u8; 17] = fixed(payload, "barrier")?;
             let (id, rest) = bytes.split_at(8);
-            let (timestamp, incremental) = rest.split_at(8);
+            let (timestamp, flags) = rest.split_at(8);
             Event::Barrier(CheckpointBarrier {
                 id: u64::from_le_bytes(id.try_into().expect("8 bytes")),
                 timestamp: i64::from_le_bytes(timestamp.try_into().expect("8 bytes")),
-                incremental: incremental[0] != 0,
+                incremental: flags[0] & 1 != 0,
+                full: flags[0] & 2 != 0,
             })
         }
         END_OF_DATA => Event::EndOfData,
@@ -159,4 +160,25 @@ pub fn read_frame(reader: &mut impl Read, body: &mut Vec<u8>) -> Result<bool, St
     body.resize(len, 0);
     reader.read_exact(body).map_err(|e| format!("connection broke inside a frame: {e}"))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_barrier_keeps_its_kind_across_the_wire() {
+        let id = ChannelId { job: [7; 16], edge: 1, upstream: 2, downstream: 3 };
+        for (incremental, full) in [(false, false), (true, false), (true, true), (false, true)] {
+            let barrier = CheckpointBarrier { id: 42, timestamp: -5, incremental, full };
+            let mut buf = Vec::new();
+            encode_event::<u64>(&mut buf, &id, &Event::Barrier(barrier)).unwrap();
+            let (kind, decoded_id, payload) = parse(&buf[4..]).unwrap();
+            assert_eq!(decoded_id, id);
+            match decode_event::<u64>(kind, payload).unwrap() {
+                Event::Barrier(decoded) => assert_eq!(decoded, barrier),
+                _ => panic!("not a barrier"),
+            }
+        }
+    }
 }

@@ -353,8 +353,10 @@ pub struct CheckpointTriggerRequest {
     pub trigger_id: Option<String>,
 }
 
-/// The kind of a checkpoint asked for. Rheo's checkpoints are always full (self-contained), so
-/// the three take the same checkpoint.
+/// The kind of a checkpoint asked for. `FULL` writes all keyed state even when checkpoints are
+/// incremental (`state.backend.incremental`, the default), and later ones build on it;
+/// `INCREMENTAL` is incremental only when the job's checkpoints are (as in Flink, where it
+/// takes the backend's configured kind).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CheckpointType {

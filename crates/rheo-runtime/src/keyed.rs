@@ -1,79 +1,21 @@
-//! Operators on keyed streams that are not windows: rolling reduce and aggregate, and the
-//! general keyed process function with keyed state and timers.
+//! Operators on keyed streams that are not windows: the general keyed process function with
+//! keyed state and timers, and rolling reduce and aggregate built on it ([`rolling`]).
 
 use std::sync::Arc;
 
-use crate::graph::{Data, OperatorContext};
+use crate::graph::OperatorContext;
 use crate::output::{CheckpointBarrier, Operator, Output, StateBytes, Timestamp};
 use crate::state::incremental::{IncrementalSnapshot, Piece};
 use crate::state::keys::KeyId;
 use crate::state::restore::encode;
 use crate::state::{BackendOptions, KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
-use crate::window::AggregateFunction;
 use rheo_types::Key;
+pub use rolling::{KeyedAggregateOperator, KeyedReduceOperator, rolling_aggregate, rolling_reduce};
 use snapshot::{ProcessChanges, ProcessEntry, ProcessSnapshot, apply_changes};
 
 /// Extracts the key of a record.
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
-
-/// Rolling `reduce`: emits the running result for the record's key after every record.
-pub struct KeyedReduceOperator<K, T, F> {
-    key_of: KeySelector<T, K>,
-    reduce: Arc<F>,
-    state: foldhash::HashMap<K, T>,
-}
-
-impl<K: Key, T: Data, F> KeyedReduceOperator<K, T, F> {
-    pub fn new(key_of: KeySelector<T, K>, reduce: Arc<F>, ctx: &OperatorContext) -> Self {
-        let state = ctx.restore_keyed::<(K, T), K>(|(k, _)| k).into_iter().collect();
-        Self { key_of, reduce, state }
-    }
-}
-
-impl<K: Key, T: Data, F: Fn(T, T) -> T + Send + Sync + 'static> Operator<T, T> for KeyedReduceOperator<K, T, F> {
-    fn snapshot(&mut self) -> Option<Vec<u8>> {
-        Some(encode(&self.state.iter().collect::<Vec<_>>()))
-    }
-
-    fn process(&mut self, value: T, timestamp: Timestamp, out: &mut dyn Output<T>) {
-        let key = (self.key_of)(&value);
-        let result = match self.state.remove(&key) {
-            Some(previous) => (self.reduce)(previous, value),
-            None => value,
-        };
-        self.state.insert(key, result.clone());
-        out.collect(result, timestamp);
-    }
-}
-
-/// Rolling `aggregate`: an [`AggregateFunction`] per key, its result emitted after every record.
-pub struct KeyedAggregateOperator<K, T, A: AggregateFunction<T>> {
-    key_of: KeySelector<T, K>,
-    aggregate: Arc<A>,
-    state: foldhash::HashMap<K, A::Acc>,
-}
-
-impl<K: Key, T, A: AggregateFunction<T>> KeyedAggregateOperator<K, T, A> {
-    pub fn new(key_of: KeySelector<T, K>, aggregate: Arc<A>, ctx: &OperatorContext) -> Self {
-        let state = ctx.restore_keyed::<(K, A::Acc), K>(|(k, _)| k).into_iter().collect();
-        Self { key_of, aggregate, state }
-    }
-}
-
-impl<K: Key, T: Send + 'static, A: AggregateFunction<T>> Operator<T, A::Out> for KeyedAggregateOperator<K, T, A> {
-    fn snapshot(&mut self) -> Option<Vec<u8>> {
-        Some(encode(&self.state.iter().collect::<Vec<_>>()))
-    }
-
-    fn process(&mut self, value: T, timestamp: Timestamp, out: &mut dyn Output<A::Out>) {
-        let key = (self.key_of)(&value);
-        let aggregate = &self.aggregate;
-        let acc = self.state.entry(key).or_insert_with(|| aggregate.create_accumulator());
-        aggregate.add(value, acc);
-        out.collect(aggregate.get_result(acc), timestamp);
-    }
-}
 
 /// Flink's `KeyedProcessFunction`: per record and per timer, with keyed state.
 pub trait KeyedProcessFunction<K, I, O>: Send + 'static {
@@ -228,7 +170,7 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
             let snapshot = ProcessSnapshot { state, timers };
             return Some(StateBytes::Deferred(Box::new(move || encode(&snapshot))));
         }
-        let (piece, builds_on, written) = self.state.increments().begin(barrier.id);
+        let (piece, builds_on, written) = self.state.increments().begin(barrier.id, barrier.full);
         let write: Box<dyn FnOnce() -> Vec<u8> + Send> = match piece {
             Piece::Full => Box::new(move || encode(&ProcessSnapshot { state, timers })),
             Piece::Changes(changes) => Box::new(move || encode(&ProcessChanges { state, timers, changes })),
@@ -283,6 +225,9 @@ where
 
 #[cfg(test)]
 mod incremental_tests;
+pub mod rolling;
+#[cfg(test)]
+mod rolling_tests;
 mod snapshot;
 #[cfg(test)]
 mod tests;

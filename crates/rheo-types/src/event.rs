@@ -11,6 +11,11 @@ pub struct CheckpointBarrier {
     /// (Flink's checkpoint options travel with its barrier the same way): false for savepoints,
     /// which are always full and self-contained, and with `state.backend.incremental: false`.
     pub incremental: bool,
+    /// A checkpoint of type FULL (`POST /jobs/:id/checkpoints` with `checkpointType: FULL`):
+    /// keyed state is written whole, building on no earlier file. With `incremental` it still
+    /// goes to the shared area, and later checkpoints build on it (Flink's FULL checkpoint,
+    /// whose files are shared forward only).
+    pub full: bool,
 }
 
 /// What travels on a channel between two subtasks.

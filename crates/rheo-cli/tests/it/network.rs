@@ -75,7 +75,7 @@ fn to_event(seen: &Seen) -> Event<u64> {
         Seen::Watermark(w) => Event::Watermark(*w),
         Seen::Idle(i) => Event::Idle(*i),
         Seen::Barrier(id, timestamp) => {
-            Event::Barrier(CheckpointBarrier { id: *id, timestamp: *timestamp, incremental: true })
+            Event::Barrier(CheckpointBarrier { id: *id, timestamp: *timestamp, incremental: true, full: false })
         }
         Seen::EndOfData => Event::EndOfData,
         Seen::End => Event::End,

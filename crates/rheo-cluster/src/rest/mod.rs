@@ -14,9 +14,9 @@
 //! sums the counters of a vertex's subtasks), so every subtask of `/backpressure` shows the
 //! vertex's ratios and `/vertices/:vid/metrics` serves unprefixed vertex metrics, not Flink's
 //! `<subtask>.<name>` ones; `drain` of stop-with-savepoint is refused; `/jars` lists one
-//! pseudo-jar, the binary, whose entries are the jobs it carries (no upload); every
-//! `checkpointType` of `POST /jobs/:id/checkpoints` takes a full checkpoint (Rheo has no
-//! incremental ones); `/savepoint-disposal` also deletes a job's checkpoint directory (only
+//! pseudo-jar, the binary, whose entries are the jobs it carries (no upload); `checkpointType:
+//! INCREMENTAL` of `POST /jobs/:id/checkpoints` takes the configured kind (an incremental
+//! checkpoint only with `state.backend.incremental` on); `/savepoint-disposal` also deletes a job's checkpoint directory (only
 //! `chk-<n>/` in it), which the operator uses for the directories of old job epochs. One
 //! addition: `GET /jobs/:id/ready` (200, or 503 once the job has FAILED), the readiness probe
 //! of a JobManager pod.

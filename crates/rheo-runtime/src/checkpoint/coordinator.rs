@@ -120,10 +120,12 @@ impl CheckpointStats {
 
 /// Where a pending checkpoint goes and what follows it.
 enum Kind {
-    /// `trigger`: the id of a checkpoint asked for through REST, if it was.
+    /// `trigger`: the id of a checkpoint asked for through REST, if it was; `full`: asked for
+    /// as `checkpointType: FULL`.
     Checkpoint {
         is_final: bool,
         trigger: Option<String>,
+        full: bool,
     },
     Savepoint(SavepointRequest),
 }
@@ -285,17 +287,17 @@ impl CheckpointCoordinator {
                 for request in queued.drain(..) {
                     self.refuse(request, "the job reached the end of its input");
                 }
-                pending = Some(self.trigger(Kind::Checkpoint { is_final: true, trigger: None }));
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: true, trigger: None, full: false }));
             } else if !queued.is_empty() {
                 let kind = match queued.remove(0) {
                     SnapshotRequest::Savepoint(request) => Kind::Savepoint(request),
-                    SnapshotRequest::Checkpoint { trigger_id } => {
-                        Kind::Checkpoint { is_final: false, trigger: Some(trigger_id) }
+                    SnapshotRequest::Checkpoint { trigger_id, full } => {
+                        Kind::Checkpoint { is_final: false, trigger: Some(trigger_id), full }
                     }
                 };
                 pending = Some(self.trigger(kind));
             } else if Instant::now() >= next_trigger {
-                pending = Some(self.trigger(Kind::Checkpoint { is_final: false, trigger: None }));
+                pending = Some(self.trigger(Kind::Checkpoint { is_final: false, trigger: None, full: false }));
             }
         }
         if let Some(current) = pending {
@@ -317,7 +319,7 @@ impl CheckpointCoordinator {
             SnapshotRequest::Savepoint(request) => {
                 self.handle.savepoint_done(&request.trigger_id, SavepointStatus::Failed { cause: cause.into() })
             }
-            SnapshotRequest::Checkpoint { trigger_id } => self
+            SnapshotRequest::Checkpoint { trigger_id, .. } => self
                 .handle
                 .checkpoint_trigger_done(&trigger_id, CheckpointTriggerStatus::Failed { cause: cause.into() }),
         }
@@ -325,10 +327,12 @@ impl CheckpointCoordinator {
 
     fn trigger(&mut self, kind: Kind) -> Pending {
         // Savepoints are full and self-contained whatever the setting (Flink's semantics);
-        // a rescale's stop is a checkpoint of the job and may be incremental.
+        // a rescale's stop is a checkpoint of the job and may be incremental. A FULL checkpoint
+        // writes keyed state whole but to the shared area, where later ones build on it.
         let is_savepoint = matches!(&kind, Kind::Savepoint(request) if !request.as_checkpoint);
         let incremental = self.settings.incremental && !is_savepoint;
-        let barrier = CheckpointBarrier { id: self.next_id, timestamp: now_ms(), incremental };
+        let full = matches!(kind, Kind::Checkpoint { full: true, .. });
+        let barrier = CheckpointBarrier { id: self.next_id, timestamp: now_ms(), incremental, full };
         self.next_id += 1;
         let (dir, stop) = match &kind {
             Kind::Checkpoint { .. } => (self.storage.child(&checkpoint_dir(barrier.id)), false),

@@ -109,6 +109,7 @@ async fn load_checked(dir: &CheckpointStorage) -> Result<Option<Discovered>, Loa
         });
     }
     let state = RestoredState {
+        metadata_version: metadata.version,
         job_id: metadata.job_id.clone(),
         checkpoint_id: metadata.checkpoint_id,
         max_parallelism: metadata.max_parallelism,

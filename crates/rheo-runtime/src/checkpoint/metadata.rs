@@ -2,8 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The current metadata format: 2 added [`StateHandle::shared`] (incremental checkpoints).
-pub const METADATA_VERSION: u32 = 2;
+/// The current metadata format: 2 added [`StateHandle::shared`] (incremental checkpoints); 3
+/// changed no field but the state of rolling reduce and aggregate, now that of a keyed process
+/// operator (see [`ROLLING_AS_KEYED_PROCESS_SINCE`]).
+pub const METADATA_VERSION: u32 = 3;
+/// From this metadata version on, rolling reduce and aggregate write their state as keyed
+/// process operators do; before, as a list of `(key, value)` (still restored).
+pub const ROLLING_AS_KEYED_PROCESS_SINCE: u32 = 3;
 pub const METADATA_FILE: &str = "_metadata";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -168,6 +168,9 @@ pub enum SnapshotRequest {
     /// periodic one, so a restore from the job's checkpoint directory finds it.
     Checkpoint {
         trigger_id: String,
+        /// Flink's `checkpointType: FULL`: keyed state written whole even with incremental
+        /// checkpoints on (`CONFIGURED` and `INCREMENTAL` take the configured kind).
+        full: bool,
     },
 }
 
@@ -322,8 +325,9 @@ impl JobHandle {
 
     /// Starts a checkpoint now (Flink's `POST /jobs/:id/checkpoints`); returns its trigger id.
     /// A `trigger_id` given by the caller that is already known takes no second checkpoint, so
-    /// a client that retries a request it got no answer to is safe.
-    pub fn trigger_checkpoint(&self, trigger_id: Option<String>) -> Result<String, String> {
+    /// a client that retries a request it got no answer to is safe. `full`: keyed state is
+    /// written whole, building on no earlier checkpoint, even with incremental checkpoints on.
+    pub fn trigger_checkpoint(&self, trigger_id: Option<String>, full: bool) -> Result<String, String> {
         if let Some(id) = &trigger_id
             && self.lock().checkpoint_triggers.contains_key(id)
         {
@@ -332,7 +336,7 @@ impl JobHandle {
         let (coordinator, fresh_id, _) = self.new_trigger("checkpoints")?;
         let trigger_id = trigger_id.unwrap_or(fresh_id);
         self.lock().checkpoint_triggers.insert(trigger_id.clone(), CheckpointTriggerStatus::InProgress);
-        let request = SnapshotRequest::Checkpoint { trigger_id: trigger_id.clone() };
+        let request = SnapshotRequest::Checkpoint { trigger_id: trigger_id.clone(), full };
         coordinator.send(request).map_err(|_| "the job is ending".to_string())?;
         Ok(trigger_id)
     }

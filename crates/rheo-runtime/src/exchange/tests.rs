@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::keyed::KeyedReduceOperator;
+use crate::keyed::rolling_reduce;
 use crate::operators::IdentityOperator;
 use crate::output::Timestamp;
 use crate::testing::{InputGateHarness, OneInputHarness, StreamElement};
@@ -24,7 +24,7 @@ fn identity() -> OneInputHarness<Ev, Ev> {
 /// A rolling sum per key: its state shows which records a snapshot saw.
 fn running_sum() -> OneInputHarness<Ev, Ev> {
     OneInputHarness::for_operator(|ctx| {
-        KeyedReduceOperator::new(Arc::new(|e: &Ev| e.0.clone()), Arc::new(|a: Ev, b: Ev| (a.0, a.1 + b.1)), ctx)
+        rolling_reduce(Arc::new(|e: &Ev| e.0.clone()), Arc::new(|a: Ev, b: Ev| (a.0, a.1 + b.1)), ctx)
     })
 }
 

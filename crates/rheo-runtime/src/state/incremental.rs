@@ -238,8 +238,9 @@ impl<K: Clone> Increments<K> {
     }
 
     /// The barrier of incremental checkpoint `checkpoint_id`: what to write, what it builds on,
-    /// and where the uploader reports the file it wrote.
-    pub fn begin(&mut self, checkpoint_id: u64) -> (Piece<K>, Vec<SharedFile>, Arc<OnceLock<SharedFile>>) {
+    /// and where the uploader reports the file it wrote. `full` (a checkpoint of type FULL)
+    /// writes a full snapshot whatever is due; once it completes, later checkpoints build on it.
+    pub fn begin(&mut self, checkpoint_id: u64, full: bool) -> (Piece<K>, Vec<SharedFile>, Arc<OnceLock<SharedFile>>) {
         self.barriers += 1;
         let mut changes = std::mem::take(&mut self.changes);
         // Changes of checkpoints not (yet) known complete go into this one too.
@@ -251,7 +252,7 @@ impl<K: Clone> Increments<K> {
             self.in_flight.pop_first();
         }
         let changes = Arc::new(changes);
-        let (piece, builds_on) = if self.needs_full() {
+        let (piece, builds_on) = if full || self.needs_full() {
             (Piece::Full, Vec::new())
         } else {
             (Piece::Changes(changes.clone()), self.files.clone())
@@ -313,19 +314,19 @@ mod tests {
     fn the_first_checkpoint_is_full_and_later_ones_carry_only_what_changed_since_the_last_completed() {
         let mut inc = Increments::<String>::default();
         inc.state_changed(1);
-        let (piece, builds_on, written) = inc.begin(1);
+        let (piece, builds_on, written) = inc.begin(1, false);
         assert!(matches!(piece, Piece::Full) && builds_on.is_empty());
         written.set(file(1, 100)).unwrap();
         inc.state_changed(2);
         inc.completed(1);
         inc.state_changed(3);
-        let (piece, builds_on, written) = inc.begin(2);
+        let (piece, builds_on, written) = inc.begin(2, false);
         assert_eq!(changed_ids(&piece), vec![2, 3], "changes from the barrier of 1 on");
         assert_eq!(builds_on, vec![file(1, 100)]);
         written.set(file(2, 10)).unwrap();
         // Checkpoint 2 fails: its changes go into 3 with the new ones.
         inc.state_changed(4);
-        let (piece, builds_on, written) = inc.begin(3);
+        let (piece, builds_on, written) = inc.begin(3, false);
         assert_eq!(changed_ids(&piece), vec![2, 3, 4]);
         assert_eq!(builds_on, vec![file(1, 100)]);
         written.set(file(3, 10)).unwrap();
@@ -333,20 +334,20 @@ mod tests {
         assert_eq!(inc.files(), &[file(1, 100), file(3, 10)]);
         inc.completed(2);
         assert_eq!(inc.files(), &[file(1, 100), file(3, 10)], "a late completion of a forgotten one changes nothing");
-        let (piece, _, _) = inc.begin(4);
+        let (piece, _, _) = inc.begin(4, false);
         assert!(changed_ids(&piece).is_empty());
     }
 
     #[test]
     fn a_dropped_key_is_remembered_by_value_and_only_if_it_changed() {
         let mut inc = Increments::<String>::default();
-        let (_, _, written) = inc.begin(1);
+        let (_, _, written) = inc.begin(1, false);
         written.set(file(1, 100)).unwrap();
         inc.completed(1);
         inc.key_dropped(7, &"never changed".to_string());
         inc.state_changed(7);
         inc.key_dropped(7, &"a".to_string());
-        let (piece, _, _) = inc.begin(2);
+        let (piece, _, _) = inc.begin(2, false);
         let Piece::Changes(changes) = piece else { panic!("expected changes") };
         assert_eq!(changes.dropped, vec!["a".to_string()]);
         assert_eq!(changes.ids().count(), 0, "the dropped key's id is free for another key");
@@ -358,7 +359,7 @@ mod tests {
         let mut id = 0;
         let mut next = |inc: &mut Increments<String>, size| {
             id += 1;
-            let (piece, _, written) = inc.begin(id);
+            let (piece, _, written) = inc.begin(id, false);
             written.set(file(id, size)).unwrap();
             inc.completed(id);
             matches!(piece, Piece::Full)
@@ -377,13 +378,47 @@ mod tests {
     #[test]
     fn checkpoints_that_keep_failing_are_followed_by_a_full_one() {
         let mut inc = Increments::<String>::default();
-        let (_, _, written) = inc.begin(1);
+        let (_, _, written) = inc.begin(1, false);
         written.set(file(1, 100)).unwrap();
         inc.completed(1);
         for id in 2..2 + FULL_AFTER_UNCOMPLETED as u64 {
-            assert!(matches!(inc.begin(id).0, Piece::Changes(_)), "checkpoint {id}");
+            assert!(matches!(inc.begin(id, false).0, Piece::Changes(_)), "checkpoint {id}");
         }
-        assert!(matches!(inc.begin(9).0, Piece::Full));
+        assert!(matches!(inc.begin(9, false).0, Piece::Full));
+    }
+
+    #[test]
+    fn a_full_checkpoint_builds_on_nothing_and_once_complete_the_next_builds_on_it_alone() {
+        let mut inc = Increments::<String>::default();
+        for id in 1..=2 {
+            inc.state_changed(id as KeyId);
+            let (_, _, written) = inc.begin(id, false);
+            written.set(file(id, 100 / id)).unwrap();
+            inc.completed(id);
+        }
+        assert_eq!(inc.files(), &[file(1, 100), file(2, 50)]);
+
+        // Checkpoint 3 is FULL and fails: its changes go into 4, which builds on 1 and 2.
+        inc.state_changed(3);
+        let (piece, builds_on, written) = inc.begin(3, true);
+        assert!(matches!(piece, Piece::Full) && builds_on.is_empty());
+        written.set(file(3, 200)).unwrap();
+        inc.state_changed(4);
+        let (piece, builds_on, written) = inc.begin(4, false);
+        assert_eq!(changed_ids(&piece), vec![3, 4]);
+        assert_eq!(builds_on, vec![file(1, 100), file(2, 50)]);
+        written.set(file(4, 10)).unwrap();
+
+        // Checkpoint 5 is FULL and completes: 6 builds on its file only.
+        let (piece, builds_on, written) = inc.begin(5, true);
+        assert!(matches!(piece, Piece::Full) && builds_on.is_empty());
+        written.set(file(5, 200)).unwrap();
+        inc.completed(5);
+        assert_eq!(inc.files(), &[file(5, 200)]);
+        inc.state_changed(6);
+        let (piece, builds_on, _) = inc.begin(6, false);
+        assert_eq!(changed_ids(&piece), vec![6]);
+        assert_eq!(builds_on, vec![file(5, 200)]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
 
+use crate::checkpoint::metadata::METADATA_VERSION;
 use crate::output::NodeId;
 use rheo_types::keygroups::{KeyGroupRange, hash_key};
 
@@ -24,8 +25,10 @@ pub struct SubtaskState {
 }
 
 /// Everything a run restores from.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RestoredState {
+    /// The `_metadata` version of the checkpoint: which format some operators' state is in.
+    pub metadata_version: u32,
     /// The job that took the snapshot (empty when unknown).
     pub job_id: String,
     pub checkpoint_id: u64,
@@ -44,6 +47,20 @@ pub enum RestoreError {
          keyed state can only be restored with the same pipeline.max-parallelism"
     )]
     MaxParallelism { checkpoint: usize, now: usize },
+}
+
+impl Default for RestoredState {
+    /// Nothing to restore, as the current version writes it.
+    fn default() -> Self {
+        Self {
+            metadata_version: METADATA_VERSION,
+            job_id: String::new(),
+            checkpoint_id: 0,
+            max_parallelism: 0,
+            nodes: HashMap::new(),
+            operators: HashMap::new(),
+        }
+    }
 }
 
 impl RestoredState {

@@ -43,7 +43,10 @@ impl<I: Send + 'static, O: Send + 'static> InputGateHarness<I, O> {
     }
 
     pub fn barrier(&mut self, channel: usize, checkpoint_id: u64) {
-        self.send(channel, Event::Barrier(CheckpointBarrier { id: checkpoint_id, timestamp: 0, incremental: false }));
+        self.send(
+            channel,
+            Event::Barrier(CheckpointBarrier { id: checkpoint_id, timestamp: 0, incremental: false, full: false }),
+        );
     }
 
     pub fn end_of_data(&mut self, channel: usize) {

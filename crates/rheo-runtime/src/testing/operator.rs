@@ -339,7 +339,12 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
 
     /// Passes checkpoint barrier `checkpoint_id` through the chain and returns what it captured.
     pub fn snapshot(&mut self, checkpoint_id: u64) -> OperatorSnapshot {
-        self.snapshot_at(CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: false })
+        self.snapshot_at(CheckpointBarrier {
+            id: checkpoint_id,
+            timestamp: self.processing_time,
+            incremental: false,
+            full: false,
+        })
     }
 
     pub(super) fn snapshot_at(&mut self, barrier: CheckpointBarrier) -> OperatorSnapshot {
@@ -353,7 +358,8 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
     /// a checkpoint); [`written`](Self::written) writes it.
     pub fn barrier(&mut self, checkpoint_id: u64) -> TaskSnapshot {
         let mut snapshot = TaskSnapshot::default();
-        let barrier = CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: false };
+        let barrier =
+            CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: false, full: false };
         self.chain.barrier(&barrier, &mut snapshot);
         snapshot
     }
@@ -362,7 +368,19 @@ impl<I: Send + 'static, O: Send + 'static> OneInputHarness<I, O> {
     /// the last checkpoint this harness was told completed, for an uploader to write.
     pub fn incremental_barrier(&mut self, checkpoint_id: u64) -> TaskSnapshot {
         let mut snapshot = TaskSnapshot::default();
-        let barrier = CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: true };
+        let barrier =
+            CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: true, full: false };
+        self.chain.barrier(&barrier, &mut snapshot);
+        snapshot
+    }
+
+    /// The barrier of a checkpoint of type FULL with incremental checkpoints on: keyed state is
+    /// captured whole, for an uploader to write to the shared area, where later incremental
+    /// checkpoints build on it.
+    pub fn full_checkpoint_barrier(&mut self, checkpoint_id: u64) -> TaskSnapshot {
+        let mut snapshot = TaskSnapshot::default();
+        let barrier =
+            CheckpointBarrier { id: checkpoint_id, timestamp: self.processing_time, incremental: true, full: true };
         self.chain.barrier(&barrier, &mut snapshot);
         snapshot
     }

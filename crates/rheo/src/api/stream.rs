@@ -12,9 +12,7 @@ use rheo_runtime::exchange::KeyHashFn;
 use rheo_runtime::graph::{
     Data, Edge, JobGraph, Node, NodeId, NodeKind, OperatorContext, Partitioning, StreamType, TypeOf, erase, unerase,
 };
-use rheo_runtime::keyed::{
-    KeySelector, KeyedAggregateOperator, KeyedProcessFunction, KeyedProcessOperator, KeyedReduceOperator,
-};
+use rheo_runtime::keyed::{KeySelector, KeyedProcessFunction, KeyedProcessOperator, rolling_aggregate, rolling_reduce};
 use rheo_runtime::operators::{
     FilterOperator, FlatMapOperator, IdentityOperator, MapOperator, TimestampsAndWatermarks, WatermarkEmission,
     WatermarkStrategy,
@@ -261,19 +259,27 @@ impl<K: Key, T: Data> KeyedStream<K, T> {
         Partitioning::Hash(Arc::new(self.key_hash.clone()) as Arc<dyn Any + Send + Sync>)
     }
 
-    /// Rolling reduce: emits the running result per key after every record.
-    pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DataStream<T> {
+    /// Rolling reduce: emits the running result per key after every record. The result is
+    /// keyed state (`Sync`: a checkpoint reads it from another thread).
+    pub fn reduce(&self, f: impl Fn(T, T) -> T + Send + Sync + 'static) -> DataStream<T>
+    where
+        T: Sync,
+    {
         let (key_of, f) = (self.key_of.clone(), Arc::new(f));
         self.stream.transform_partitioned("Keyed Reduce", self.hash_partitioning(), move |ctx| {
-            KeyedReduceOperator::new(key_of.clone(), f.clone(), ctx)
+            rolling_reduce(key_of.clone(), f.clone(), ctx)
         })
     }
 
-    /// Rolling aggregate: emits the aggregate per key after every record.
-    pub fn aggregate<A: AggregateFunction<T>>(&self, aggregate: A) -> DataStream<A::Out> {
+    /// Rolling aggregate: emits the aggregate per key after every record. The accumulator is
+    /// keyed state (`Sync`: a checkpoint reads it from another thread).
+    pub fn aggregate<A: AggregateFunction<T>>(&self, aggregate: A) -> DataStream<A::Out>
+    where
+        A::Acc: Sync,
+    {
         let (key_of, aggregate) = (self.key_of.clone(), Arc::new(aggregate));
         self.stream.transform_partitioned("Keyed Aggregate", self.hash_partitioning(), move |ctx| {
-            KeyedAggregateOperator::new(key_of.clone(), aggregate.clone(), ctx)
+            rolling_aggregate(key_of.clone(), aggregate.clone(), ctx)
         })
     }
 

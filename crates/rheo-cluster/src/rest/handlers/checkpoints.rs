@@ -124,8 +124,9 @@ pub(super) async fn checkpoint_config(
 }
 
 /// `POST /jobs/:id/checkpoints` with `{"checkpointType": .., "triggerId": ..}` (Flink 1.19+):
-/// a checkpoint now, into the job's checkpoint directory. Rheo's checkpoints are always full,
-/// so every `checkpointType` takes the same one.
+/// a checkpoint now, into the job's checkpoint directory. `FULL` writes keyed state whole even
+/// with incremental checkpoints on (later ones build on it); `INCREMENTAL` and `CONFIGURED`
+/// take what `state.backend.incremental` says, as Flink's backends do.
 pub(super) async fn trigger_checkpoint(
     Extract(state): Extract<Shared>,
     Path(id): Path<String>,
@@ -138,7 +139,8 @@ pub(super) async fn trigger_checkpoint(
     {
         return Err(bad_field("CheckpointTriggerRequestBody", "triggerId", "expected 32 hexadecimal digits"));
     }
-    match handle.trigger_checkpoint(request.trigger_id) {
+    let full = request.checkpoint_type == Some(api::CheckpointType::Full);
+    match handle.trigger_checkpoint(request.trigger_id, full) {
         Ok(trigger_id) => {
             tracing::info!(trigger = %trigger_id, "checkpoint triggered (REST request)");
             Ok(accepted(api::TriggerResponse { request_id: trigger_id }))
