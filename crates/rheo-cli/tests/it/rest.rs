@@ -8,6 +8,11 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output};
 
+use std::collections::BTreeSet;
+
+use rheo::runtime::checkpoint::discover;
+use rheo::runtime::checkpoint::metadata::CheckpointMetadata;
+use rheo::runtime::checkpoint::{CheckpointStorage, io_runtime};
 use rheo_testkit::{Cluster, JobState};
 use serde_json::Value;
 
@@ -773,6 +778,138 @@ fn resource_requirements_rescale_without_replay() {
     assert!(checkpoints["counts"]["restored"].as_u64() >= Some(1), "the new attempt restored: {checkpoints}");
     let exceptions = get(&server, &format!("/jobs/{id}/exceptions"));
     assert_eq!(exceptions["exceptionHistory"]["entries"].as_array().map(Vec::len), Some(0), "{exceptions}");
+}
+
+/// Asks for a checkpoint of `kind` (`None`: an empty body) through REST and waits for it;
+/// returns its `_metadata`, read back and checked (every file present, sizes and checksums).
+fn checkpoint_over_rest(port: u16, job_id: &str, job_dir: &Path, kind: Option<&str>) -> CheckpointMetadata {
+    let body = kind.map(|kind| format!(r#"{{"checkpointType":"{kind}"}}"#));
+    let (status, answer) = http(port, "POST", &format!("/jobs/{job_id}/checkpoints"), body.as_deref());
+    assert_eq!(status, 202, "{answer}");
+    let trigger = answer["request-id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let result = loop {
+        let (_, result) = http(port, "GET", &format!("/jobs/{job_id}/checkpoints/{trigger}"), None);
+        if result["status"]["id"] == "COMPLETED" {
+            break result;
+        }
+        assert!(std::time::Instant::now() < deadline, "the {kind:?} checkpoint never completed: {result}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let id = result["operation"]["checkpointId"].as_u64().unwrap_or_else(|| panic!("{result}"));
+    let dir = CheckpointStorage::from_url(job_dir.join(format!("chk-{id}")).to_str().unwrap()).unwrap();
+    io_runtime().block_on(discover::load(&dir)).unwrap().expect("a completed checkpoint has _metadata").metadata
+}
+
+/// For each subtask of the keyed operator (the state handles in the shared area), the
+/// checkpoints whose files its state is made of, in order.
+fn keyed_chains(metadata: &CheckpointMetadata) -> Vec<Vec<u64>> {
+    let keyed = metadata.states.iter().filter(|s| !s.shared.is_empty());
+    keyed.map(|s| s.shared.iter().map(|f| f.checkpoint_id).collect()).collect()
+}
+
+/// `checkpointType: FULL` with incremental checkpoints on (the default), on the final-count
+/// word count (a count per word in keyed state, two subtasks): the FULL checkpoint's keyed state
+/// is files it wrote itself, none of an earlier checkpoint's; `INCREMENTAL` and `CONFIGURED`
+/// build on the chain, the one after the FULL checkpoint on it alone; retention then deletes
+/// the files of the chain before it, never one a retained checkpoint needs.
+#[test]
+fn rest_api_full_checkpoint_writes_all_keyed_state_and_the_next_builds_on_it() {
+    let cwd = tempfile::tempdir().unwrap();
+    let input = cwd.path().join("words.txt");
+    // 20,000 cold words on the first 200 lines, then hot words only: after the first
+    // checkpoint, a checkpoint changes a handful of keys, so only FULL makes one write all.
+    let cold = (0..200).map(|line| (0..100).map(|w| format!("cold{}", line * 100 + w)).collect::<Vec<_>>().join(" "));
+    let lines: Vec<String> = cold.chain((0..400_000).map(|i| format!("hot{} hot{}", i % 7, i % 5))).collect();
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let checkpoints = cwd.path().join("checkpoints");
+    let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), cwd.path()).unwrap().with_config(&[
+        "execution.checkpointing.interval=1h",
+        "state.checkpoints.num-retained=2",
+        &format!("state.checkpoints.dir={}", checkpoints.display()),
+    ]);
+    cluster.start_run(&["word-count", "--input", input.to_str().unwrap(), "--rate", "4000", "-p", "2"]).unwrap();
+    let port: u16 = cluster.rest_url().rsplit(':').next().unwrap().parse().unwrap();
+    let id = cluster.await_job().unwrap();
+    cluster.await_state(&id, JobState::Running).unwrap();
+    let job_dir = checkpoints.join(&id);
+    // Waits until the source has read `at_least` lines, so that each checkpoint has changes.
+    let records_read = |at_least: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let (_, job) = http(port, "GET", &format!("/jobs/{id}"), None);
+            if job["vertices"][0]["metrics"]["write-records"].as_u64() >= Some(at_least) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the source never read {at_least} lines: {job}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+
+    records_read(2_000);
+    let first = checkpoint_over_rest(port, &id, &job_dir, None);
+    let c1 = first.checkpoint_id;
+    assert_eq!(keyed_chains(&first), vec![vec![c1]; 2], "the first checkpoint is full: {first:?}");
+    records_read(6_000);
+    let second = checkpoint_over_rest(port, &id, &job_dir, Some("INCREMENTAL"));
+    let c2 = second.checkpoint_id;
+    assert_eq!(keyed_chains(&second), vec![vec![c1, c2]; 2], "INCREMENTAL builds on the first");
+    assert!(second.uploaded_size() < second.total_size());
+
+    records_read(10_000);
+    let full = checkpoint_over_rest(port, &id, &job_dir, Some("FULL"));
+    let c3 = full.checkpoint_id;
+    assert_eq!(keyed_chains(&full), vec![vec![c3]; 2], "FULL refers to no earlier checkpoint's file: {full:?}");
+    assert!(full.shared_files().all(|f| f.checkpoint_id == c3));
+    assert_eq!(full.uploaded_size(), full.total_size(), "FULL wrote all it needs");
+    assert!(
+        full.uploaded_size() > 100 * second.uploaded_size(),
+        "FULL wrote {} bytes, the incremental checkpoint {}",
+        full.uploaded_size(),
+        second.uploaded_size()
+    );
+
+    records_read(14_000);
+    let next = checkpoint_over_rest(port, &id, &job_dir, None);
+    let c4 = next.checkpoint_id;
+    assert_eq!(keyed_chains(&next), vec![vec![c3, c4]; 2], "the next checkpoint builds on the FULL one alone");
+    assert!(next.uploaded_size() < next.total_size());
+
+    // Checkpoints 3 and 4 are retained: the files of 1 and 2 go, those of 3 stay.
+    let referenced: BTreeSet<String> = next.shared_files().map(|f| f.path.clone()).collect();
+    let shared_files = || {
+        let mut files = BTreeSet::new();
+        for dir in std::fs::read_dir(job_dir.join("shared")).unwrap().flatten() {
+            for file in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                let path = file.path();
+                files.insert(path.strip_prefix(&job_dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+        files
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while job_dir.join(format!("chk-{c2}")).exists() || shared_files() != referenced {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention left {:?}, the retained checkpoints reference {referenced:?}",
+            shared_files()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(job_dir.join(format!("chk-{c3}/_metadata")).is_file());
+    let (status, validated) = http(
+        port,
+        "POST",
+        "/snapshots/validation",
+        Some(
+            &serde_json::json!({ "path": format!("file://{}", job_dir.join(format!("chk-{c4}")).display()) })
+                .to_string(),
+        ),
+    );
+    assert_eq!((status, validated["restorable"].clone()), (200, true.into()), "{validated}");
+    let (status, _) = http(port, "PATCH", &format!("/jobs/{id}?mode=cancel"), None);
+    assert_eq!(status, 202);
+    cluster.jobmanager().wait().unwrap();
 }
 
 /// `POST /jobs/:id/checkpoints` (Flink 1.19+): a checkpoint now, polled at
