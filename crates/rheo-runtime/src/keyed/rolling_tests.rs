@@ -324,3 +324,75 @@ fn old_state_that_cannot_be_read_fails_naming_the_operator() {
     broken.nodes.get_mut(&0).unwrap()[0].bytes = vec![0xff; 3];
     let _ = running_sum_named("Keyed Reduce -> Map").restore_from(broken, 0, 1);
 }
+
+/// What a checkpoint of a rolling reduce costs with 1M keys of which 1 % changed, against the
+/// operator it replaces (a hash map serialised whole at the barrier, on the task thread).
+/// `cargo test --release -p rheo-runtime --lib measure_rolling -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, run by hand in release mode"]
+fn measure_rolling_reduce_checkpoints() {
+    use std::time::Instant;
+    const KEYS: usize = 1_000_000;
+    let keys: Vec<String> = (0..KEYS).map(|k| format!("k{k:x}")).collect();
+    let changed: Vec<&String> = keys.iter().step_by(100).collect();
+    let ms = |since: Instant| since.elapsed().as_secs_f64() * 1000.0;
+
+    // Before: the map, remove + reduce + insert per record, everything encoded at the barrier.
+    let mut old: foldhash::HashMap<String, Ev> = foldhash::HashMap::default();
+    let mut out = Vec::with_capacity(KEYS);
+    let started = Instant::now();
+    for key in keys.iter().chain(changed.iter().copied()) {
+        let value = ev(key, 1);
+        let result = match old.remove(key) {
+            Some(previous) => (previous.0, previous.1 + value.1),
+            None => value,
+        };
+        old.insert(key.clone(), result.clone());
+        out.push((result, 0));
+    }
+    let old_records = ms(started);
+    let started = Instant::now();
+    let old_bytes = encode(&old.iter().collect::<Vec<_>>()).len();
+    let old_pause = ms(started);
+    drop(out);
+
+    // After: the keyed process operator.
+    let mut sum = running_sum();
+    let started = Instant::now();
+    for key in &keys {
+        sum.process(ev(key, 1), 0);
+    }
+    let load = ms(started);
+    let started = Instant::now();
+    let barrier = sum.incremental_barrier(1);
+    let first_pause = ms(started);
+    let started = Instant::now();
+    let (full, _) = upload(1, barrier);
+    let first_write = ms(started);
+    sum.notify_checkpoint_complete(1);
+    let started = Instant::now();
+    for key in &changed {
+        sum.process(ev(key, 1), 0);
+    }
+    let new_records = load + ms(started);
+    let started = Instant::now();
+    let barrier = sum.incremental_barrier(2);
+    let steady_pause = ms(started);
+    let started = Instant::now();
+    let (changes, _) = upload(2, barrier);
+    let steady_write = ms(started);
+    let records = KEYS + changed.len();
+    println!("rolling reduce, {KEYS} keys, {} changed before the second checkpoint:", changed.len());
+    println!(
+        "  before: {:.0} ns/record; every checkpoint {old_pause:.0} ms on the task thread, {:.1} MiB",
+        old_records * 1e6 / records as f64,
+        old_bytes as f64 / 1048576.0
+    );
+    println!(
+        "  after:  {:.0} ns/record; first checkpoint {first_pause:.1} ms on the task thread + {first_write:.0} ms \
+         written off it, {:.1} MiB; next {steady_pause:.1} ms + {steady_write:.1} ms, {:.0} KiB",
+        new_records * 1e6 / records as f64,
+        full.len() as f64 / 1048576.0,
+        changes.len() as f64 / 1024.0
+    );
+}
