@@ -8,7 +8,7 @@ use super::rolling::{AGGREGATE_STATE, REDUCE_STATE};
 use super::snapshot::ProcessEntry;
 use crate::checkpoint::metadata::SharedFile;
 use crate::keyed::{rolling_aggregate, rolling_reduce};
-use crate::output::{Chained, StateBytes, TaskSnapshot, Timestamp};
+use crate::output::{StateBytes, TaskSnapshot, Timestamp};
 use crate::state::restore::{RestoredState, SubtaskState, encode};
 use crate::testing::{HarnessSetup, OneInputHarness};
 use crate::window::AggregateFunction;
@@ -20,15 +20,32 @@ fn ev(key: &str, value: i64) -> Ev {
     (key.to_string(), value)
 }
 
-fn running_sum() -> OneInputHarness<Ev, Ev> {
-    running_sum_named("Keyed Reduce")
+/// Where the operators keep their state: in memory, or with the disk tier holding at most
+/// [`CACHED_KEYS`] keys in memory, so that most keys live on disk.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Memory,
+    Disk,
 }
 
-fn running_sum_named(task_name: &str) -> OneInputHarness<Ev, Ev> {
-    let setup = HarnessSetup { task_name: task_name.into(), ..HarnessSetup::default() };
-    OneInputHarness::with_setup(setup, |ctx, outs| {
-        let op = rolling_reduce(Arc::new(|e: &Ev| e.0.clone()), Arc::new(|a: Ev, b: Ev| (a.0, a.1 + b.1)), ctx);
-        Box::new(Chained { op, node: ctx.node, out: outs.main() })
+const CACHED_KEYS: usize = 40;
+
+fn setup(task_name: &str, backend: Backend) -> HarnessSetup {
+    let mut config = rheo_config::Configuration::default();
+    if backend == Backend::Disk {
+        config.set(rheo_config::options::STATE_BACKEND_TYPE.key, "disk");
+        config.set(rheo_config::options::STATE_BACKEND_DISK_CACHED_KEYS.key, CACHED_KEYS.to_string());
+    }
+    HarnessSetup { task_name: task_name.into(), config: Arc::new(config), ..HarnessSetup::default() }
+}
+
+fn running_sum() -> OneInputHarness<Ev, Ev> {
+    running_sum_on("Keyed Reduce", Backend::Memory)
+}
+
+fn running_sum_on(task_name: &str, backend: Backend) -> OneInputHarness<Ev, Ev> {
+    OneInputHarness::for_operator_with(setup(task_name, backend), |ctx| {
+        rolling_reduce(Arc::new(|e: &Ev| e.0.clone()), Arc::new(|a: Ev, b: Ev| (a.0, a.1 + b.1)), ctx)
     })
 }
 
@@ -53,7 +70,13 @@ impl AggregateFunction<Ev> for Mean {
 }
 
 fn running_mean() -> OneInputHarness<Ev, (String, i64, u64)> {
-    OneInputHarness::for_operator(|ctx| rolling_aggregate(Arc::new(|e: &Ev| e.0.clone()), Arc::new(Mean), ctx))
+    running_mean_on(Backend::Memory)
+}
+
+fn running_mean_on(backend: Backend) -> OneInputHarness<Ev, (String, i64, u64)> {
+    OneInputHarness::for_operator_with(setup("Keyed Aggregate", backend), |ctx| {
+        rolling_aggregate(Arc::new(|e: &Ev| e.0.clone()), Arc::new(Mean), ctx)
+    })
 }
 
 /// Whether `key` belongs to `subtask` of `parallelism` (max parallelism 128, the harness's).
@@ -133,10 +156,19 @@ fn reduce_and_aggregate_emit_the_running_result_with_each_records_timestamp() {
 
 #[test]
 fn a_snapshot_restores_at_any_parallelism_and_the_running_results_go_on() {
+    snapshot_restores_at_any_parallelism(Backend::Memory);
+}
+
+#[test]
+fn a_snapshot_restores_at_any_parallelism_and_the_running_results_go_on_with_the_disk_tier() {
+    snapshot_restores_at_any_parallelism(Backend::Disk);
+}
+
+fn snapshot_restores_at_any_parallelism(backend: Backend) {
     let keys: Vec<String> = (0..50).map(|k| format!("key-{k}")).collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let mut sum = running_sum();
-    let mut mean = running_mean();
+    let mut sum = running_sum_on("Keyed Reduce", backend);
+    let mut mean = running_mean_on(backend);
     for (i, key) in keys.iter().enumerate() {
         for _ in 0..=i % 3 {
             sum.process(ev(key, i as i64), 0);
@@ -174,8 +206,17 @@ fn a_snapshot_restores_at_any_parallelism_and_the_running_results_go_on() {
 
 #[test]
 fn an_incremental_change_file_holds_only_the_keys_that_changed() {
+    change_file_holds_only_the_keys_that_changed(Backend::Memory);
+}
+
+#[test]
+fn an_incremental_change_file_holds_only_the_keys_that_changed_with_the_disk_tier() {
+    change_file_holds_only_the_keys_that_changed(Backend::Disk);
+}
+
+fn change_file_holds_only_the_keys_that_changed(backend: Backend) {
     let keys: Vec<String> = (0..1_000).map(|k| format!("key-{k}")).collect();
-    let mut sum = running_sum();
+    let mut sum = running_sum_on("Keyed Reduce", backend);
     for key in &keys {
         sum.process(ev(key, 1), 0);
     }
@@ -230,7 +271,16 @@ fn an_incremental_change_file_holds_only_the_keys_that_changed() {
 
 #[test]
 fn a_full_checkpoint_writes_every_key_and_the_next_incremental_one_builds_on_it_alone() {
-    let mut sum = running_sum();
+    full_checkpoint_then_incremental(Backend::Memory);
+}
+
+#[test]
+fn a_full_checkpoint_writes_every_key_and_the_next_incremental_one_builds_on_it_alone_with_the_disk_tier() {
+    full_checkpoint_then_incremental(Backend::Disk);
+}
+
+fn full_checkpoint_then_incremental(backend: Backend) {
+    let mut sum = running_sum_on("Keyed Reduce", backend);
     for k in 0..200 {
         sum.process(ev(&format!("key-{k}"), 1), 0);
     }
@@ -286,31 +336,51 @@ fn old_format<V: serde::Serialize>(parallelism: usize, entries: &[(String, V)]) 
 
 #[test]
 fn state_written_by_the_old_rolling_operators_is_restored_at_any_parallelism() {
+    old_state_is_restored(Backend::Memory);
+}
+
+#[test]
+fn state_written_by_the_old_rolling_operators_is_restored_at_any_parallelism_with_the_disk_tier() {
+    old_state_is_restored(Backend::Disk);
+}
+
+fn old_state_is_restored(backend: Backend) {
     let keys: Vec<String> = (0..40).map(|k| format!("key-{k}")).collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let sums: Vec<(String, Ev)> = keys.iter().enumerate().map(|(i, k)| (k.to_string(), ev(k, i as i64))).collect();
     let means: Vec<(String, (String, i64, u64))> =
         keys.iter().enumerate().map(|(i, k)| (k.to_string(), (k.to_string(), i as i64, 2))).collect();
     for (written_at, parallelism) in [(2, 1), (1, 3), (3, 2)] {
-        let after = continue_at(&running_sum(), || old_format(written_at, &sums), parallelism, &keys, |r| r.0.clone());
+        let after = continue_at(
+            &running_sum_on("Keyed Reduce", backend),
+            || old_format(written_at, &sums),
+            parallelism,
+            &keys,
+            |r| r.0.clone(),
+        );
         let expected: BTreeMap<String, Ev> =
             keys.iter().enumerate().map(|(i, k)| (k.to_string(), ev(k, i as i64 + 100))).collect();
         assert_eq!(after, expected, "reduce written at {written_at}, restored at {parallelism}");
 
-        let after =
-            continue_at(&running_mean(), || old_format(written_at, &means), parallelism, &keys, |r| r.0.clone());
+        let after = continue_at(
+            &running_mean_on(backend),
+            || old_format(written_at, &means),
+            parallelism,
+            &keys,
+            |r| r.0.clone(),
+        );
         let expected: BTreeMap<String, (String, i64, u64)> =
             keys.iter().enumerate().map(|(i, k)| (k.to_string(), (k.to_string(), i as i64 + 100, 3))).collect();
         assert_eq!(after, expected, "aggregate written at {written_at}, restored at {parallelism}");
     }
 
     // Once restored, the state is the new one: its next snapshot is a keyed process snapshot.
-    let mut upgraded = running_sum().restore_from(old_format(1, &sums), 0, 1);
+    let mut upgraded = running_sum_on("Keyed Reduce", backend).restore_from(old_format(1, &sums), 0, 1);
     let snapshot = upgraded.snapshot(5);
     let entries = decode(&snapshot.states[0].1);
     assert_eq!(entries.len(), keys.len());
     assert!(entries.iter().all(|e| matches!(e, ProcessEntry::State { table, .. } if table == REDUCE_STATE)));
-    let mut upgraded = running_mean().restore_from(old_format(2, &means), 0, 1);
+    let mut upgraded = running_mean_on(backend).restore_from(old_format(2, &means), 0, 1);
     let snapshot = upgraded.snapshot(5);
     let entries = decode(&snapshot.states[0].1);
     assert_eq!(entries.len(), keys.len());
@@ -322,7 +392,7 @@ fn state_written_by_the_old_rolling_operators_is_restored_at_any_parallelism() {
 fn old_state_that_cannot_be_read_fails_naming_the_operator() {
     let mut broken = old_format(1, &[("a".to_string(), ev("a", 1))]);
     broken.nodes.get_mut(&0).unwrap()[0].bytes = vec![0xff; 3];
-    let _ = running_sum_named("Keyed Reduce -> Map").restore_from(broken, 0, 1);
+    let _ = running_sum_on("Keyed Reduce -> Map", Backend::Memory).restore_from(broken, 0, 1);
 }
 
 /// What a checkpoint of a rolling reduce costs with 1M keys of which 1 % changed, against the
