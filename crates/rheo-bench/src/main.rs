@@ -26,6 +26,8 @@
 //! - `state-scale-1m`, `state-scale-10m`: the final-count word count (`rheo run word-count`:
 //!   a count per word in keyed state and a timer per word at the end of input) with 1M or 10M
 //!   distinct short words, each seen twice. See [`state_scale`] for what is measured.
+//!   `state-scale-1m-disk`, `state-scale-10m-disk`: the same with the disk state backend
+//!   (`state.backend.type: disk`, 100,000 keys cached in memory per subtask).
 //! - `state-checkpoints-incremental`, `state-checkpoints-full`: a keyed job holding
 //!   `RHEO_BENCH_STATE_KEYS` keys (1M by default) of which about 1 % change per second,
 //!   checkpointed every second with `state.backend.incremental` on and off. See
@@ -164,7 +166,14 @@ fn orchestrate() -> anyhow::Result<()> {
             only.iter().filter(|c| c.starts_with("state-scale-") || c.starts_with("state-checkpoints-")).copied(),
         );
     } else {
-        cases.extend(["state-scale-1m", "state-scale-10m", "state-checkpoints-incremental", "state-checkpoints-full"]);
+        cases.extend([
+            "state-scale-1m",
+            "state-scale-10m",
+            "state-scale-1m-disk",
+            "state-scale-10m-disk",
+            "state-checkpoints-incremental",
+            "state-checkpoints-full",
+        ]);
     }
     println!(
         "word count: lines of {WORDS_PER_LINE} words from a {VOCABULARY}-word vocabulary, key by word, 1 s tumbling window, sum; {lines} lines per case; {} cores",
@@ -401,8 +410,10 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "cluster-1tm" => return cluster::throughput(report, lines, 1, 2),
         "cluster-2tm" => return cluster::throughput(report, lines, 2, 1),
         "cluster-recovery" => return cluster::recovery(report),
-        "state-scale-1m" => state_scale::run(&mut report, 1_000_000)?,
-        "state-scale-10m" => state_scale::run(&mut report, 10_000_000)?,
+        "state-scale-1m" => state_scale::run(&mut report, 1_000_000, false)?,
+        "state-scale-10m" => state_scale::run(&mut report, 10_000_000, false)?,
+        "state-scale-1m-disk" => state_scale::run(&mut report, 1_000_000, true)?,
+        "state-scale-10m-disk" => state_scale::run(&mut report, 10_000_000, true)?,
         "state-checkpoints-incremental" => state_checkpoints::run(&mut report, true)?,
         "state-checkpoints-full" => state_checkpoints::run(&mut report, false)?,
         "kafka-exactly-once" => return kafka::run(report, lines, "exactly-once"),
@@ -701,7 +712,7 @@ mod state_scale {
     use rheo::runtime::output::{Chained, CheckpointBarrier, Output, TaskSnapshot};
     use rheo::runtime::state::KeyedStateBackend;
     use rheo_cli::jobs::words::{CountAtEnd, WordWithCount, tokenize};
-    use rheo_runtime::testing::OneInputHarness;
+    use rheo_runtime::testing::{HarnessSetup, OneInputHarness};
 
     use super::{Report, StateScale, WORDS_PER_LINE, rss_bytes};
 
@@ -782,15 +793,22 @@ mod state_scale {
         }
     }
 
-    pub fn run(report: &mut Report, keys: u64) -> anyhow::Result<()> {
+    /// `disk`: with the disk state backend (`state.backend.type: disk`, its default
+    /// `state.backend.disk.cached-keys`), in the system's temporary directory.
+    pub fn run(report: &mut Report, keys: u64, disk: bool) -> anyhow::Result<()> {
         let state = Arc::new(Mutex::new(StateScale { keys, ..Default::default() }));
         let limit = Limit { case: report.case.clone(), state: state.clone() };
         let counted = Arc::new(Mutex::new(0u64));
+        let mut config = Configuration::new();
+        if disk {
+            config.set(options::STATE_BACKEND_TYPE.key, "disk");
+        }
+        let setup = HarnessSetup { config: Arc::new(config.clone()), ..HarnessSetup::default() };
 
         // One timestamp for all timers, as the word count's.
         let rss_before = rss_bytes();
         let out = counted.clone();
-        let mut harness = OneInputHarness::<WordWithCount, WordWithCount>::new(move |ctx, _| {
+        let mut harness = OneInputHarness::<WordWithCount, WordWithCount>::with_setup(setup.clone(), move |ctx, _| {
             let op =
                 KeyedProcessOperator::new(Arc::new(|wc: &WordWithCount| wc.word.clone()), CountAtEnd::default(), ctx);
             Box::new(Chained { op, node: ctx.node, out: Box::new(Count(out.clone())) })
@@ -826,14 +844,15 @@ mod state_scale {
         // A timestamp per timer.
         *counted.lock().expect("count") = 0;
         let out = counted.clone();
-        let mut harness = OneInputHarness::<(WordWithCount, Timestamp), WordWithCount>::new(move |ctx, _| {
-            let op = KeyedProcessOperator::new(
-                Arc::new(|(wc, _): &(WordWithCount, Timestamp)| wc.word.clone()),
-                CountAtDistinctTimes::default(),
-                ctx,
-            );
-            Box::new(Chained { op, node: ctx.node, out: Box::new(Count(out.clone())) })
-        });
+        let mut harness =
+            OneInputHarness::<(WordWithCount, Timestamp), WordWithCount>::with_setup(setup, move |ctx, _| {
+                let op = KeyedProcessOperator::new(
+                    Arc::new(|(wc, _): &(WordWithCount, Timestamp)| wc.word.clone()),
+                    CountAtDistinctTimes::default(),
+                    ctx,
+                );
+                Box::new(Chained { op, node: ctx.node, out: Box::new(Count(out.clone())) })
+            });
         for index in 0..keys {
             harness.process((WordWithCount { word: word(index), count: 2 }, index as Timestamp), 0);
         }
@@ -845,7 +864,6 @@ mod state_scale {
 
         // The job, with checkpoints while it reads.
         let dir = std::env::temp_dir().join(format!("rheo-bench-state-{}", std::process::id()));
-        let mut config = Configuration::new();
         config.set(options::CHECKPOINT_INTERVAL.key, "1 s");
         config.set(options::CHECKPOINTS_DIR.key, dir.to_str().context("temp dir")?);
         let mut env = StreamEnv::new(config.clone());

@@ -125,7 +125,20 @@ fn referenced(job: &CheckpointStorage) -> (BTreeSet<String>, u64) {
 fn sigkill_and_rescale_restore_incremental_checkpoints_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path());
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[], KILLED_RATE);
+}
+
+/// With the disk state backend: 2,000 keys cached per subtask of the 20,100, so most keys and
+/// their timers are on disk when a checkpoint is taken, restored, and fired at the end.
+const DISK_BACKEND: [&str; 2] = ["state.backend.type=disk", "state.backend.disk.cached-keys=2000"];
+
+#[test]
+fn sigkill_and_rescale_restore_incremental_checkpoints_exactly_with_the_disk_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    // Its checkpoints take longer in a debug build (a few hundred ms): a slower input keeps
+    // the killed runs from reading it all before the last one.
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &DISK_BACKEND, KILLED_RATE / 4);
 }
 
 #[test]
@@ -133,11 +146,17 @@ fn sigkill_and_rescale_restore_incremental_checkpoints_exactly_on_s3() {
     let Some(root) = super::common::s3_root() else { return };
     let dir = tempfile::tempdir().unwrap();
     let root = format!("{root}/incremental-{}-{}", std::process::id(), rheo::runtime::task::now_ms());
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path());
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[], KILLED_RATE);
 }
 
-/// Runs killed and rerun at other parallelisms, checkpoints and output under `root`.
-fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path) {
+/// Runs killed and rerun at other parallelisms (reading `killed_rate` lines a second),
+/// checkpoints and output under `root`, with `config` (`key=value`) given to every run.
+fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path, config: &[&str], killed_rate: u64) {
+    let job_args = |input: &Path, output: &str, checkpoints: &str, parallelism: usize| {
+        let mut args = job_args(input, output, checkpoints, parallelism);
+        args.extend(config.iter().flat_map(|c| ["-D".to_string(), c.to_string()]));
+        args
+    };
     let input = dir.join("input.txt");
     write_input(&input);
     let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), dir).unwrap().with_timeout(Duration::from_secs(120));
@@ -165,7 +184,7 @@ fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path) {
         }
         // The same arguments every time (the job id follows from them), but `-p`.
         let mut args = job_args(&input, &output, &checkpoints, parallelism);
-        args.extend(["--rate".to_string(), KILLED_RATE.to_string()]);
+        args.extend(["--rate".to_string(), killed_rate.to_string()]);
         let last = run + 1 == parallelisms.len();
         cluster.start_run(&args).unwrap();
         if last {
@@ -209,12 +228,23 @@ fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path) {
 /// redeployed from them on the survivors and a new TaskManager.
 #[test]
 fn killed_taskmanagers_restore_incremental_checkpoints_exactly() {
+    killed_taskmanagers_restore_exactly(&[]);
+}
+
+#[test]
+fn killed_taskmanagers_restore_incremental_checkpoints_exactly_with_the_disk_backend() {
+    killed_taskmanagers_restore_exactly(&DISK_BACKEND);
+}
+
+fn killed_taskmanagers_restore_exactly(config: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let input = dir.path().join("input.txt");
     write_input(&input);
     let (output, checkpoints) = (format!("{root}/out"), format!("{root}/chk"));
-    let mut cluster = super::cluster::cluster(dir.path(), &["taskmanager.numberOfTaskSlots=1"]);
+    let mut cluster_config = vec!["taskmanager.numberOfTaskSlots=1"];
+    cluster_config.extend(config);
+    let mut cluster = super::cluster::cluster(dir.path(), &cluster_config);
     let mut args: Vec<String> = ["--job", "word-count", "-p", "2", "--", "--input"].map(String::from).to_vec();
     args.extend([input.display().to_string(), "--output".into(), output.clone(), "--rate".into(), "40000".into()]);
     cluster.start_jobmanager(&args).unwrap();

@@ -88,6 +88,8 @@ pub(crate) struct DiskTier {
     timers: u64,
     /// Keys written since the last commit.
     uncommitted: u64,
+    /// The earliest timer on disk per domain (processing, event time), if known.
+    first_timer: [Option<Option<Timestamp>>; 2],
 }
 
 /// The keys on disk as of a checkpoint's barrier, readable from any thread.
@@ -103,8 +105,9 @@ impl DiskTier {
     pub fn create(parent: Option<&Path>, name: &str) -> Result<Self, DiskError> {
         let parent = parent.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&parent).map_err(|source| DiskError::Directory { path: parent.clone(), source })?;
+        remove_stale_directories(&parent);
         let dir = tempfile::Builder::new()
-            .prefix(&format!("rheo-state-{}-", sanitize(name)))
+            .prefix(&format!("{DIR_PREFIX}{}-{}-", std::process::id(), sanitize(name)))
             .tempdir_in(&parent)
             .map_err(|source| DiskError::Directory { path: parent.clone(), source })?;
         let path = dir.path().join("state.redb");
@@ -112,7 +115,17 @@ impl DiskTier {
             .set_cache_size(PAGE_CACHE_BYTES)
             .create(&path)
             .map_err(|e| DiskError::Database { path: path.clone(), message: e.to_string() })?;
-        let mut tier = Self { dir, db, txn: None, commits: 0, keys: 0, entries: 0, timers: 0, uncommitted: 0 };
+        let mut tier = Self {
+            dir,
+            db,
+            txn: None,
+            commits: 0,
+            keys: 0,
+            entries: 0,
+            timers: 0,
+            uncommitted: 0,
+            first_timer: [Some(None); 2],
+        };
         tier.txn = Some(tier.begin()?);
         Ok(tier)
     }
@@ -162,6 +175,14 @@ impl DiskTier {
                 for &(event_time, at) in &record.timers {
                     timers.remove(timer_row(event_time, at, key).as_slice()).map_err(|e| self.error(e))?;
                 }
+                drop(timers);
+                for &(event_time, at) in &record.timers {
+                    // The first one may be gone: looked up again when asked.
+                    let first = &mut self.first_timer[usize::from(event_time)];
+                    if first.is_some_and(|known| known.is_none_or(|known| known >= at)) {
+                        *first = None;
+                    }
+                }
             }
             self.keys -= 1;
             self.entries -= record.entries.len() as u64;
@@ -187,6 +208,13 @@ impl DiskTier {
                 }
             }
         }
+        for (_, record) in records {
+            for &(event_time, at) in &record.timers {
+                if let Some(known) = &mut self.first_timer[usize::from(event_time)] {
+                    *known = Some(known.map_or(at, |first| first.min(at)));
+                }
+            }
+        }
         self.timers += records.iter().map(|(_, r)| r.timers.len() as u64).sum::<u64>();
         self.keys += records.len() as u64;
         self.entries += records.iter().map(|(_, r)| r.entries.len() as u64).sum::<u64>();
@@ -195,10 +223,19 @@ impl DiskTier {
     }
 
     /// The earliest timer of the domain on disk.
-    pub fn first_timer(&self, event_time: bool) -> Result<Option<Timestamp>, DiskError> {
+    pub fn first_timer(&mut self, event_time: bool) -> Result<Option<Timestamp>, DiskError> {
         if self.timers == 0 {
             return Ok(None);
         }
+        if let Some(known) = self.first_timer[usize::from(event_time)] {
+            return Ok(known);
+        }
+        let first = self.look_up_first_timer(event_time)?;
+        self.first_timer[usize::from(event_time)] = Some(first);
+        Ok(first)
+    }
+
+    fn look_up_first_timer(&self, event_time: bool) -> Result<Option<Timestamp>, DiskError> {
         let timers = self.txn().open_table(TIMERS).map_err(|e| self.error(e))?;
         let domain = [u8::from(event_time)];
         let next_domain = [u8::from(event_time) + 1];
@@ -209,11 +246,16 @@ impl DiskTier {
         }
     }
 
-    /// Up to `limit` keys (encoded) with a timer of the domain at `at` on disk.
-    pub fn keys_with_timer_at(&self, event_time: bool, at: Timestamp, limit: usize) -> Result<Vec<Vec<u8>>, DiskError> {
+    /// The keys (encoded) of the earliest `limit` timers of the domain on disk due at `time`.
+    pub fn keys_with_timers_due(
+        &self,
+        event_time: bool,
+        time: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, DiskError> {
         let timers = self.txn().open_table(TIMERS).map_err(|e| self.error(e))?;
-        let start = timer_row(event_time, at, &[]);
-        let end = match at.checked_add(1) {
+        let start = [u8::from(event_time)];
+        let end = match time.checked_add(1) {
             Some(next) => timer_row(event_time, next, &[]),
             None => vec![u8::from(event_time) + 1],
         };
@@ -266,6 +308,28 @@ impl DiskView {
     }
 }
 
+/// The directories of the databases: `rheo-state-<pid>-<task>-<random>`.
+const DIR_PREFIX: &str = "rheo-state-";
+
+/// Deletes the directories that processes no longer running left behind (a process killed with
+/// SIGKILL deletes nothing), as Flink's TaskManagers clean their RocksDB directories at start.
+/// Only where a process can be looked up by its id (`/proc`).
+fn remove_stale_directories(parent: &Path) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            tracing::info!(path = %entry.path().display(), "deleting the state directory of a process that is gone");
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A task name as part of a directory name.
 fn sanitize(name: &str) -> String {
     let mut clean: String =
@@ -274,4 +338,30 @@ fn sanitize(name: &str) -> String {
         clean.push_str("operator");
     }
     clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_tier_deletes_the_directories_of_processes_that_are_gone_and_its_own_when_dropped() {
+        let parent = tempfile::tempdir().unwrap();
+        // Above any process id Linux gives out (at most 2^22).
+        let gone = parent.path().join(format!("{DIR_PREFIX}999999999-Keyed_Process-abc"));
+        let alive = parent.path().join(format!("{DIR_PREFIX}{}-Keyed_Process-def", std::process::id()));
+        let other = parent.path().join("not-rheo");
+        for dir in [&gone, &alive, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let tier = DiskTier::create(Some(parent.path()), "Keyed Process (1/2)").unwrap();
+        let own = tier.dir.path().to_path_buf();
+        assert!(
+            own.file_name().unwrap().to_str().unwrap().starts_with(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        );
+        assert_eq!(gone.exists(), !Path::new("/proc/self").exists(), "a dead process's directory is deleted");
+        assert!(alive.exists() && other.exists() && own.exists());
+        drop(tier);
+        assert!(!own.exists(), "the tier's own directory goes with it");
+    }
 }

@@ -507,22 +507,27 @@ impl<K: Key> KeyedStateBackend<K> {
         Some((at, id))
     }
 
-    /// Reads back keys whose timers on disk are due at `time` and no later than the next timer
-    /// in memory: a batch of those of the earliest time, so timers fire in time order.
+    /// Reads back keys whose timers on disk are due at `time`, once the earliest of them is
+    /// earlier than the next timer in memory: the keys of the earliest due timers on disk, a
+    /// batch at a time; the queue in memory then fires them in time order.
     fn read_back_due_timers(&mut self, event_time: bool, time: Timestamp) {
         let Some(spill) = &mut self.spill else { return };
         let through = if event_time { &mut spill.fired_through.0 } else { &mut spill.fired_through.1 };
         *through = (*through).max(time);
         let on_disk = spill.tier.first_timer(event_time).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
         let Some(at) = on_disk.filter(|&at| at <= time) else { return };
-        if self.timers.queue(event_time).next_time().is_some_and(|in_memory| in_memory < at) {
+        // Timers in memory of the same time fire first: the next batch comes back once they
+        // have, so the keys in memory stay about a batch beyond the cached keys.
+        if self.timers.queue(event_time).next_time().is_some_and(|in_memory| in_memory <= at) {
             return;
         }
         // A batch: not one key at a time (a lookup each), not all at once (10 million timers of
         // the end of input would all come back to memory).
         let batch = (spill.cached_keys / 10).clamp(1, 1024);
-        let keys =
-            spill.tier.keys_with_timer_at(event_time, at, batch).unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
+        let keys = spill
+            .tier
+            .keys_with_timers_due(event_time, time, batch)
+            .unwrap_or_else(|e| panic!("keyed state on disk: {e}"));
         for key in keys {
             let key: K = postcard::from_bytes(&key).unwrap_or_else(|e| panic!("a key on disk cannot be decoded: {e}"));
             let id = self.intern(key);
@@ -532,9 +537,9 @@ impl<K: Key> KeyedStateBackend<K> {
     }
 
     /// The time of the earliest timer of the domain, in memory or on disk.
-    pub(crate) fn next_timer(&self, event_time: bool) -> Option<Timestamp> {
+    pub(crate) fn next_timer(&mut self, event_time: bool) -> Option<Timestamp> {
         let in_memory = self.timers.queue(event_time).next_time();
-        let on_disk = self.spill.as_ref().and_then(|spill| {
+        let on_disk = self.spill.as_mut().and_then(|spill| {
             spill.tier.first_timer(event_time).unwrap_or_else(|e| panic!("keyed state on disk: {e}"))
         });
         in_memory.into_iter().chain(on_disk).min()
