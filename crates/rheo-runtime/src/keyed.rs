@@ -120,7 +120,10 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
         let mut state = KeyedStateBackend::new(&options, &ctx.info.display_name())
             .unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name));
         function.open(&mut state);
-        let (full, changes) = ctx.restore_keyed_with_changes::<ProcessEntry<K>, K>(ProcessEntry::key);
+        // The change files first (they are folded per key), then the full snapshots, decoded
+        // one entry at a time as they are applied.
+        let changes = ctx.restore_keyed_changes::<ProcessEntry<K>, K>(ProcessEntry::key);
+        let full = |visit: &mut dyn FnMut(ProcessEntry<K>)| ctx.restore_keyed_full(ProcessEntry::key, visit);
         apply_changes(full, changes, |entry| match entry {
             ProcessEntry::State { table, key, value } => {
                 state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))

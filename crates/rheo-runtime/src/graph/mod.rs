@@ -52,18 +52,32 @@ impl OperatorContext<'_> {
         }
     }
 
-    /// This subtask's keyed entries of this operator as [`restore_keyed`](Self::restore_keyed)
-    /// gives them, with those of the full snapshots apart from those of the change files of
-    /// incremental checkpoints.
-    pub fn restore_keyed_with_changes<E: serde::de::DeserializeOwned, K: std::hash::Hash>(
+    /// This subtask's keyed entries of the change files of this operator (incremental
+    /// checkpoints), in the order they apply; then [`restore_keyed_full`](Self::restore_keyed_full)
+    /// streams those of the full snapshots.
+    pub fn restore_keyed_changes<E: serde::de::DeserializeOwned, K: std::hash::Hash>(
         &self,
         key_of: impl Fn(&E) -> &K,
-    ) -> (Vec<E>, Vec<E>) {
+    ) -> Vec<E> {
         match &self.info.restored {
-            None => (Vec::new(), Vec::new()),
+            None => Vec::new(),
             Some(restored) => restored
-                .keyed_with_changes(self.node, self.key_groups(), self.info.max_parallelism, key_of)
+                .keyed_changes(self.node, self.key_groups(), self.info.max_parallelism, key_of)
                 .unwrap_or_else(|e| panic!("{}: {e}", self.info.task_name)),
+        }
+    }
+
+    /// Calls `visit` with each of this subtask's keyed entries of the full snapshots of this
+    /// operator, decoded one at a time.
+    pub fn restore_keyed_full<E: serde::de::DeserializeOwned, K: std::hash::Hash>(
+        &self,
+        key_of: impl Fn(&E) -> &K,
+        visit: impl FnMut(E),
+    ) {
+        if let Some(restored) = &self.info.restored {
+            restored
+                .for_each_keyed_full(self.node, self.key_groups(), self.info.max_parallelism, key_of, visit)
+                .unwrap_or_else(|e| panic!("{}: {e}", self.info.task_name));
         }
     }
 

@@ -234,9 +234,10 @@ struct KeyChanges {
 
 /// Restores from a full snapshot and the change files that follow it (of one or more old
 /// subtasks: their keys are disjoint), applied in order: `apply` gets each entry that is left.
-/// The change files are folded per key first, so the full snapshot streams through.
+/// The change files are folded per key first, so the full snapshot streams through: `full`
+/// calls its argument with each of its entries.
 pub(super) fn apply_changes<K: Key>(
-    full: Vec<ProcessEntry<K>>,
+    full: impl FnOnce(&mut dyn FnMut(ProcessEntry<K>)),
     changes: Vec<ProcessEntry<K>>,
     mut apply: impl FnMut(ProcessEntry<K>),
 ) {
@@ -272,7 +273,7 @@ pub(super) fn apply_changes<K: Key>(
             }
         }
     }
-    for entry in full {
+    full(&mut |entry| {
         let kept = match by_key.get(entry.key()) {
             None => true,
             Some(changed) => {
@@ -288,7 +289,7 @@ pub(super) fn apply_changes<K: Key>(
         if kept {
             apply(entry);
         }
-    }
+    });
     for (key, changed) in by_key {
         for (table, value) in changed.states {
             apply(ProcessEntry::State { table, key: key.clone(), value });
@@ -317,14 +318,18 @@ mod tests {
     /// What restoring `full` then `changes` leaves, sorted for comparison.
     fn restored(full: Vec<ProcessEntry<String>>, changes: Vec<ProcessEntry<String>>) -> Vec<String> {
         let mut left = Vec::new();
-        apply_changes(full, changes, |entry| {
-            left.push(match entry {
-                ProcessEntry::State { table, key, value } => format!("{key} {table}={}", value[0]),
-                ProcessEntry::EventTimer { key, at } => format!("{key} event@{at}"),
-                ProcessEntry::ProcessingTimer { key, at } => format!("{key} processing@{at}"),
-                _ => panic!("only state and timers are applied"),
-            })
-        });
+        apply_changes(
+            |visit| full.into_iter().for_each(visit),
+            changes,
+            |entry| {
+                left.push(match entry {
+                    ProcessEntry::State { table, key, value } => format!("{key} {table}={}", value[0]),
+                    ProcessEntry::EventTimer { key, at } => format!("{key} event@{at}"),
+                    ProcessEntry::ProcessingTimer { key, at } => format!("{key} processing@{at}"),
+                    _ => panic!("only state and timers are applied"),
+                })
+            },
+        );
         left.sort();
         left
     }

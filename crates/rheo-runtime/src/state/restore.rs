@@ -113,26 +113,63 @@ impl RestoredState {
         max_parallelism: usize,
         key_of: impl Fn(&E) -> &K,
     ) -> Result<(Vec<E>, Vec<E>), RestoreError> {
+        let changes = self.keyed_changes(node, range, max_parallelism, &key_of)?;
+        let mut full = Vec::new();
+        self.for_each_keyed_full(node, range, max_parallelism, &key_of, |entry| full.push(entry))?;
+        Ok((full, changes))
+    }
+
+    /// The entries of the change files of `node` whose key belongs to `range`, in the order they
+    /// apply.
+    pub fn keyed_changes<E: DeserializeOwned, K: std::hash::Hash>(
+        &self,
+        node: NodeId,
+        range: KeyGroupRange,
+        max_parallelism: usize,
+        key_of: impl Fn(&E) -> &K,
+    ) -> Result<Vec<E>, RestoreError> {
+        self.check_max_parallelism(max_parallelism)?;
+        let mut changes = Vec::new();
+        for state in self.nodes.get(&node).into_iter().flatten() {
+            for bytes in &state.changes {
+                for_each_entry(bytes, |entry: E| {
+                    if range.contains(KeyGroupRange::key_group_of(hash_key(key_of(&entry)), max_parallelism)) {
+                        changes.push(entry);
+                    }
+                })
+                .map_err(|e| RestoreError::Decode { node, message: e.to_string() })?;
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Calls `visit` with each entry of the full snapshots of `node` whose key belongs to
+    /// `range`, decoded one at a time: a state larger than memory is never decoded all at once.
+    pub fn for_each_keyed_full<E: DeserializeOwned, K: std::hash::Hash>(
+        &self,
+        node: NodeId,
+        range: KeyGroupRange,
+        max_parallelism: usize,
+        key_of: impl Fn(&E) -> &K,
+        mut visit: impl FnMut(E),
+    ) -> Result<(), RestoreError> {
+        self.check_max_parallelism(max_parallelism)?;
+        for state in self.nodes.get(&node).into_iter().flatten() {
+            for_each_entry(&state.bytes, |entry: E| {
+                if range.contains(KeyGroupRange::key_group_of(hash_key(key_of(&entry)), max_parallelism)) {
+                    visit(entry);
+                }
+            })
+            .map_err(|e| RestoreError::Decode { node, message: e.to_string() })?;
+        }
+        Ok(())
+    }
+
+    fn check_max_parallelism(&self, max_parallelism: usize) -> Result<(), RestoreError> {
         if self.max_parallelism != max_parallelism {
             return Err(RestoreError::MaxParallelism { checkpoint: self.max_parallelism, now: max_parallelism });
         }
-        let decode_into =
-            |bytes: &[u8], entries: &mut Vec<E>| {
-                let decoded: Vec<E> =
-                    postcard::from_bytes(bytes).map_err(|e| RestoreError::Decode { node, message: e.to_string() })?;
-                entries.extend(decoded.into_iter().filter(|entry| {
-                    range.contains(KeyGroupRange::key_group_of(hash_key(key_of(entry)), max_parallelism))
-                }));
-                Ok(())
-            };
-        let (mut full, mut changes) = (Vec::new(), Vec::new());
-        for state in self.nodes.get(&node).into_iter().flatten() {
-            decode_into(&state.bytes, &mut full)?;
-            for bytes in &state.changes {
-                decode_into(bytes, &mut changes)?;
-            }
-        }
-        Ok((full, changes))
+        Ok(())
     }
 
     /// The non-keyed states of `node` this subtask takes over: its own at the same
@@ -151,6 +188,18 @@ impl RestoredState {
             .map(|s| postcard::from_bytes(&s.bytes).map_err(|e| RestoreError::Decode { node, message: e.to_string() }))
             .collect()
     }
+}
+
+/// Decodes a sequence (as postcard writes a `Vec<E>`: its length, then each entry) one entry at
+/// a time.
+fn for_each_entry<E: DeserializeOwned>(bytes: &[u8], mut visit: impl FnMut(E)) -> Result<(), postcard::Error> {
+    let (len, mut rest) = postcard::take_from_bytes::<usize>(bytes)?;
+    for _ in 0..len {
+        let (entry, after) = postcard::take_from_bytes::<E>(rest)?;
+        visit(entry);
+        rest = after;
+    }
+    Ok(())
 }
 
 /// Encodes state for a snapshot. Encoding plain data into a vector cannot fail.
