@@ -455,9 +455,9 @@ pub type TimerList = smallvec::SmallVec<[(bool, Timestamp); 2]>;
 pub struct Timers {
     pub event: TimerQueue<IdSet>,
     pub processing: TimerQueue<IdSet>,
-    /// Each key's timers (event time?, at), with the disk tier only: an evicted key takes its
-    /// timers along.
-    by_key: Option<foldhash::HashMap<KeyId, TimerList>>,
+    /// Each key's timers (event time?, at) by key id (ids are dense), with the disk tier only:
+    /// an evicted key takes its timers along.
+    by_key: Option<Vec<TimerList>>,
 }
 
 /// A copy of the queues, for a checkpoint (the per-key index stays behind).
@@ -485,7 +485,10 @@ impl Timers {
     pub fn register(&mut self, event_time: bool, at: Timestamp, id: KeyId) -> bool {
         let added = self.queue_mut(event_time).register(at, id);
         if let (true, Some(by_key)) = (added, &mut self.by_key) {
-            by_key.entry(id).or_default().push((event_time, at));
+            if by_key.len() <= id as usize {
+                by_key.resize(id as usize + 1, TimerList::new());
+            }
+            by_key[id as usize].push((event_time, at));
         }
         added
     }
@@ -508,29 +511,27 @@ impl Timers {
 
     fn unindex(&mut self, event_time: bool, at: Timestamp, id: KeyId) {
         let Some(by_key) = &mut self.by_key else { return };
-        if let Some(timers) = by_key.get_mut(&id) {
+        if let Some(timers) = by_key.get_mut(id as usize) {
             timers.retain(|timer| *timer != (event_time, at));
-            if timers.is_empty() {
-                by_key.remove(&id);
-            }
         }
     }
 
     /// How many timers `id` has (indexed timers only; 0 otherwise).
     pub fn count_of(&self, id: KeyId) -> usize {
-        self.by_key.as_ref().and_then(|by_key| by_key.get(&id)).map_or(0, |timers| timers.len())
+        self.by_key.as_ref().and_then(|by_key| by_key.get(id as usize)).map_or(0, |timers| timers.len())
     }
 
     /// Whether `id` has an event-time timer at or before `event_through`, or a processing-time
     /// timer at or before `processing_through` (indexed timers only).
     pub fn has_due(&self, id: KeyId, event_through: Timestamp, processing_through: Timestamp) -> bool {
-        let Some(timers) = self.by_key.as_ref().and_then(|by_key| by_key.get(&id)) else { return false };
+        let Some(timers) = self.by_key.as_ref().and_then(|by_key| by_key.get(id as usize)) else { return false };
         timers.iter().any(|&(event_time, at)| at <= if event_time { event_through } else { processing_through })
     }
 
     /// Deletes every timer of `id` and returns them (indexed timers only).
     pub fn take_key(&mut self, id: KeyId) -> TimerList {
-        let timers = self.by_key.as_mut().and_then(|by_key| by_key.remove(&id)).unwrap_or_default();
+        let timers =
+            self.by_key.as_mut().and_then(|by_key| by_key.get_mut(id as usize)).map(std::mem::take).unwrap_or_default();
         for &(event_time, at) in &timers {
             self.queue_mut(event_time).delete(at, &id);
         }
