@@ -270,10 +270,11 @@ fn orchestrate() -> anyhow::Result<()> {
     let scale: Vec<&Report> = reports.iter().filter(|r| r.state.is_some()).collect();
     if !scale.is_empty() {
         println!(
-            "state scale (final-count word count, short words each seen twice; see crates/rheo-bench/src/main.rs):"
+            "state scale (final-count word count, short words each seen twice; see crates/rheo-bench/src/main.rs; \
+             job words/s: the 2N words of the job on the mini-cluster over its seconds, checkpoints included):"
         );
         println!(
-            "{:<16} {:>10} {:>10} {:>11} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
+            "{:<16} {:>10} {:>10} {:>11} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12} {:>12}",
             "case",
             "keys",
             "bytes/key",
@@ -284,14 +285,15 @@ fn orchestrate() -> anyhow::Result<()> {
             "fire dist s",
             "chks",
             "chk ms",
-            "max chk MiB"
+            "max chk MiB",
+            "job words/s"
         );
         let f = |v: Option<f64>, p: usize| v.map(|v| format!("{v:.p$}")).unwrap_or_else(|| "-".into());
         let mib = |v: Option<u64>| f(v.map(|b| b as f64 / (1024.0 * 1024.0)), 1);
         for r in scale {
             let s = r.state.as_ref().expect("state report");
             println!(
-                "{:<16} {:>10} {:>10} {:>11} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12}",
+                "{:<16} {:>10} {:>10} {:>11} {:>11} {:>11} {:>10} {:>12} {:>8} {:>11} {:>12} {:>12}",
                 r.case,
                 s.keys,
                 f(s.bytes_per_key, 0),
@@ -303,6 +305,7 @@ fn orchestrate() -> anyhow::Result<()> {
                 s.job_checkpoints.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
                 f(s.job_checkpoint_ms, 0),
                 mib(s.job_checkpoint_bytes),
+                f(s.job_seconds.map(|seconds| 2.0 * s.keys as f64 / seconds), 0),
             );
             if let Some(phase) = &s.timed_out {
                 println!("  {}: {phase} did not finish within the limit", r.case);
