@@ -109,6 +109,7 @@ lc_describe() {
   kubectl -n $NS get fj/"$1" -o json 2>&1 | jq -c '.status | del(.reconciliation.lastReconciledSpec, .reconciliation.lastStableSpec, .reconciliation.rolledBackSpec)'
   lc_events "$1" | tail -8
   kubectl -n $NS logs -l "app.kubernetes.io/instance=$1,app.kubernetes.io/component=jobmanager" --tail=8 2>&1
+  save_logs "$1" | head -1
 }
 
 # lc_finish NAME: FINISHED, exact output, kubectl delete fj (a finished job: released at once).
@@ -406,8 +407,8 @@ lc_scale() {
 }
 
 # --- run them all at once ------------------------------------------------------------------------
-# With the autoscale suite, its scenario (e2e-autoscale.sh) runs beside these: it is the longest,
-# and run after them it would add its whole 8 minutes to make e2e.
+# With the autoscale suite, its scenario (e2e-autoscale.sh) runs beside these: run after them it
+# would add its whole 4 to 5 minutes to make e2e.
 scenarios=()
 if [[ $SUITES == *" lifecycle "* ]]; then
   scenarios+=(lc_savepoint "lc_spec_change lc-last-state last-state" \

@@ -15,8 +15,14 @@ S3_ACCESS=rheoe2eaccess
 S3_SECRET=rheoe2esecret
 PY=$("$repo/scripts/pyenv.sh")/python
 
+# Where the pods' logs go when a check fails: the suite stops the cluster at its end, and the
+# logs of the operator and of the jobs' pods would go with it. Kept after the run, one directory
+# a failure (save_logs), named in the failure's report and at the end.
+E2E_LOGS=${RHEO_E2E_LOGS:-/tmp/rheo-e2e-logs/$(date +%Y%m%d-%H%M%S)}
+
 # On exit (lib.sh's finish_checks): the release and the namespaces, unless RHEO_K8S_KEEP=1.
 cleanup() {
+  [[ -d $E2E_LOGS ]] && echo "logs of the operator and of the failed jobs' pods, at each failure: $E2E_LOGS"
   [[ -n ${RHEO_K8S_KEEP:-} ]] && return 0
   helm uninstall $RELEASE -n $OP_NS --wait --timeout 60s >/dev/null 2>&1
   kubectl delete namespace $S3_NS $OP_NS --wait=false >/dev/null 2>&1
@@ -111,6 +117,30 @@ describe() { # what to print when a wait fails
   kubectl -n $NS get fj/"$1" -o jsonpath='{.status}' 2>&1; echo
   kubectl -n $NS logs -l "app.kubernetes.io/instance=$1,app.kubernetes.io/component=jobmanager" --tail=15 2>&1
   kubectl -n $OP_NS logs deploy/$RELEASE --tail=10 2>&1
+  save_logs "$1"
+}
+# save_logs NAME: the logs of every operator pod and of FlinkJob NAME's pods (with the previous
+# container's, if one restarted), the FlinkJob, the pods and the namespace's Events, into a new
+# directory under E2E_LOGS; prints where, and the tail of the JobManager's log.
+save_logs() {
+  local name=$1 dir pod ns
+  dir=$E2E_LOGS/$(date +%H%M%S)-$name
+  mkdir -p "$dir" || return
+  for ns in $OP_NS $NS; do
+    for pod in $(if [[ $ns == "$OP_NS" ]]; then kubectl -n $ns get pods -l app.kubernetes.io/instance=$RELEASE -o name
+                 else kubectl -n $ns get pods -l app.kubernetes.io/instance=$name -o name; fi 2>/dev/null); do
+      kubectl -n $ns logs "$pod" --all-containers --timestamps >"$dir/${pod#pod/}.log" 2>&1
+      kubectl -n $ns logs "$pod" --all-containers --timestamps --previous >"$dir/${pod#pod/}.previous.log" 2>/dev/null \
+        || rm -f "$dir/${pod#pod/}.previous.log"
+    done
+  done
+  kubectl -n $NS get fj/"$name" -o yaml >"$dir/flinkjob.yaml" 2>&1
+  kubectl -n $NS get pods -o wide >"$dir/pods.txt" 2>&1
+  kubectl -n $OP_NS get pods -o wide >>"$dir/pods.txt" 2>&1
+  kubectl -n $NS get events --sort-by=.lastTimestamp >"$dir/events.txt" 2>&1
+  echo "logs of the operator and of $name's pods kept in $dir:"
+  ls "$dir" | tr '\n' ' '; echo
+  tail -n 5 "$dir"/"$name"-jobmanager-*.log 2>/dev/null
 }
 children_gone() { [[ -z $(kubectl -n $NS get deploy,svc,cm,pods -l app.kubernetes.io/instance=$1 -o name 2>/dev/null) ]]; }
 
