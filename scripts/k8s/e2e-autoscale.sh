@@ -10,8 +10,8 @@
 
 # The autoscaler's timing (flinkConfiguration below): a 20 s window, 10 s of stabilisation after
 # each rescale, a 30 s scale-down delay, a sample every 5 s. After a rescale the job is judged on
-# a full window at its new parallelism 10 + 20 s later, at the next sample: AS_HOLD covers that
-# with room for two judgements.
+# a full window at its new parallelism 10 + 20 s later, at the next sample: the load stays high
+# AS_HOLD s after the first scale-up runs, which covers that with room for two judgements.
 AS_HOLD=${RHEO_E2E_AS_HOLD:-45}
 
 # The load: 30/s, then 900/s (alternating 990 and 810 every 5 s, so +-10 %), then 30/s again,
@@ -93,11 +93,13 @@ autoscale_scenario() {
             up_at=$(change_at_next_second "${wobble[@]}")
             phase=high deadline=$(( $(elapsed) + 300 ))
           fi ;;
-        high)  # scaled up and judged again at the new parallelism (or the deadline): back to 30/s
+        high)  # scaled up, judged again at the new parallelism (a further scale-up, if any, done),
+               # or the deadline: back to 30/s. Held longer, the backlog built before the scale-up
+               # grows, and draining it delays the scale-down.
           if [[ -z $scaled ]] && (( p >= 2 && p == r )); then
             scaled=$(elapsed); kubectl -n $NS get fj/$FJ -o wide >"$work/wide.txt" 2>&1
           fi
-          if [[ -n $scaled && $p == "$r" ]] && (( $(elapsed) - changed >= AS_HOLD )) || (( $(elapsed) >= deadline )); then
+          if [[ -n $scaled && $p == "$r" ]] && (( $(elapsed) - scaled >= AS_HOLD )) || (( $(elapsed) >= deadline )); then
             down_at=$(change_at_next_second "@ 30")
             phase=down deadline=$(( $(elapsed) + 300 ))
           fi ;;
