@@ -392,6 +392,7 @@ fn an_s3_output_with_a_wrong_secret_fails_at_start_with_an_error_line() {
     let log = run.log();
     assert_eq!(status.code(), Some(1), "{log}");
     let error = log.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error: line:\n{log}"));
+    eprintln!("{error}");
     assert!(error.contains(&output), "the error names the output {output}: {error}");
     assert!(!log.contains("panicked"), "no panic:\n{log}");
 }
@@ -428,6 +429,7 @@ fn an_output_that_turns_unwritable_mid_run_restarts_the_job_until_it_is_writable
             Err(e) => Poll::Pending(e.to_string()),
         })
         .unwrap();
+    eprintln!("exceptions while the output was read-only: {failures}");
     assert!(failures.contains("Read-only file system"), "the exceptions name the cause: {failures}");
     assert_ne!(runs.rest().job(&job).unwrap().state, JobState::Failed);
     mount.remount("rw");
@@ -530,6 +532,7 @@ fn a_checkpoint_disk_that_fills_and_is_freed_lets_the_job_finish() {
     // fifth (a machine under load only makes it longer); without a backoff they come every
     // interval (100 ms) or, for the final checkpoint, at once.
     let spread = first_failure.elapsed();
+    eprintln!("five failed checkpoints {spread:?} after the first");
     assert!(spread >= Duration::from_secs(1), "five failed checkpoints within {spread:?}: retries do not back off");
     std::fs::remove_file(&filler).unwrap();
     let run = runs.jobmanager();
@@ -546,6 +549,7 @@ fn a_checkpoint_disk_that_fills_and_is_freed_lets_the_job_finish() {
         }
     }
     let (present, referenced) = shared_files(&chk);
+    eprintln!("shared files: {} present, {} referenced", present.len(), referenced.len());
     assert!(!referenced.is_empty(), "the retained checkpoint references shared files (keyed state)");
     let unreferenced: Vec<&String> = present.difference(&referenced).collect();
     assert!(unreferenced.is_empty(), "shared files no checkpoint references: {unreferenced:?}");
