@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use rheo_testkit::{Cluster, JobState, Poll};
+use rheo_testkit::{Cluster, JobState, Poll, skip_or_fail};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -284,19 +284,8 @@ fn words_with_commas_and_quotes_are_quoted_csv() {
     assert_eq!(got, want);
 }
 
-/// Whether a test that cannot set up what it needs (here: mount a tmpfs, which needs root) may
-/// pass without running: only when `RHEO_ALLOW_SKIP=1` says so. By default it fails, so that
-/// a machine that cannot run it never passes it unseen (CI runs as root).
-fn skip_or_fail(what: &str, why: &str) {
-    if std::env::var("RHEO_ALLOW_SKIP").is_ok_and(|v| v == "1") {
-        eprintln!("{why}: skipping {what} (RHEO_ALLOW_SKIP=1)");
-        return;
-    }
-    panic!("{why}: cannot run {what}. Run the tests as root, or set RHEO_ALLOW_SKIP=1 to skip it");
-}
-
 /// A tmpfs mounted at a directory, unmounted on drop; `None` when this process may not mount
-/// and skipping is allowed ([`skip_or_fail`]).
+/// and skipping is allowed ([`skip_or_fail`]; CI runs as root).
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
