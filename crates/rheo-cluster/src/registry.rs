@@ -221,7 +221,10 @@ mod tests {
         let plain = id(&["--input", file.to_str().unwrap()]);
         assert_eq!(id(&[&format!("--input={}", file.display())]), plain);
         assert_eq!(id(&["--input", &format!("{}/./in.tsv", dir.path().display())]), plain);
-        assert_eq!(id(&["--input", file.to_str().unwrap(), "--window", "1s"]), id(&["--window=1s", "--input", file.to_str().unwrap()]));
+        assert_eq!(
+            id(&["--input", file.to_str().unwrap(), "--window", "1s"]),
+            id(&["--window=1s", "--input", file.to_str().unwrap()])
+        );
         assert_ne!(id(&["--input", file.to_str().unwrap(), "--window", "2s"]), plain, "another window is another job");
         assert_ne!(id(&["--input", &format!("{}/other.tsv", dir.path().display())]), plain, "another input");
         assert!(entry.job_id_from(["--bogus"]).is_err());

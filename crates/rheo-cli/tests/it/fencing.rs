@@ -111,7 +111,9 @@ fn kill_after_progress(runs: &mut Cluster, args: &[String], output: &Path) {
     let job = runs.await_job().unwrap();
     runs.await_until("a completed checkpoint and a committed part", |rest| match rest.checkpoints(&job) {
         Ok(stats) if stats.counts.completed >= 1 && !part_files(output).is_empty() => Poll::Ready(()),
-        Ok(stats) => Poll::Pending(format!("{} checkpoints, {} parts", stats.counts.completed, part_files(output).len())),
+        Ok(stats) => {
+            Poll::Pending(format!("{} checkpoints, {} parts", stats.counts.completed, part_files(output).len()))
+        }
         Err(e) => Poll::Pending(e.to_string()),
     })
     .unwrap();
@@ -162,9 +164,11 @@ fn the_only_checkpoint_corrupt_fails_until_told_to_start_fresh_then_output_is_ex
     let rerun = args(input.to_str().unwrap(), &output, &chk, 3, "150ms");
     let (ok, log) = run_to_end(&mut runs, &rerun);
     assert!(!ok, "the rerun started although its checkpoint is unreadable:\n{log}");
-    let names: Vec<String> =
-        checkpoints.iter().map(|c| c.file_name().unwrap().to_string_lossy().to_string()).collect();
-    assert!(log.contains("error:") && names.iter().any(|n| log.contains(n)), "the error names one of {names:?}:\n{log}");
+    let names: Vec<String> = checkpoints.iter().map(|c| c.file_name().unwrap().to_string_lossy().to_string()).collect();
+    assert!(
+        log.contains("error:") && names.iter().any(|n| log.contains(n)),
+        "the error names one of {names:?}:\n{log}"
+    );
     assert!(log.contains("--fresh-start") && log.contains("-s PATH"), "the error names the ways out:\n{log}");
     assert_eq!(part_files(&output).len(), parts_before, "the refused run committed nothing");
 
