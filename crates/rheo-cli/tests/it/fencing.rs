@@ -513,20 +513,22 @@ fn a_checkpoint_disk_that_fills_and_is_freed_lets_the_job_finish() {
     let failed = |count: u64| {
         let job = job.clone();
         move |rest: &rheo_testkit::Rest| match rest.checkpoints(&job) {
-            Ok(stats) if stats.counts.failed >= count => Poll::Ready(()),
+            Ok(stats) if stats.counts.failed >= count => Poll::Ready(stats.counts.failed),
             Ok(stats) => Poll::Pending(format!("{} failed, {} completed", stats.counts.failed, stats.counts.completed)),
             Err(e) => Poll::Pending(e.to_string()),
         }
     };
-    runs.await_until("a checkpoint failed on the full disk", failed(1)).unwrap();
-    let first_failure = Instant::now();
-    runs.await_until("five checkpoints failed on the full disk", failed(5)).unwrap();
-    // Retries back off 100, 200, 400, 800 ms: at least 1.5 s from the first failure to the
-    // fifth (a machine under load only makes it longer); without a backoff they come every
-    // interval (100 ms) or, for the final checkpoint, at once.
-    let spread = first_failure.elapsed();
-    eprintln!("five failed checkpoints {spread:?} after the first");
-    assert!(spread >= Duration::from_secs(1), "five failed checkpoints within {spread:?}: retries do not back off");
+    // Observed when `first` checkpoints had failed, so failure `first + 1` came later.
+    let first = runs.await_until("a checkpoint failed on the full disk", failed(1)).unwrap();
+    let observed = Instant::now();
+    runs.await_until("four more checkpoints failed on the full disk", failed(first + 4)).unwrap();
+    // Retries back off 100 ms after the first failure, doubling: failures `first + 1` to
+    // `first + 4` are at least 200 + 400 + 800 ms apart however late the polls saw them, and a
+    // loaded machine only makes that longer. Without a backoff they come every interval
+    // (100 ms; 0.48 s for four), or at once for the final checkpoint.
+    let spread = observed.elapsed();
+    eprintln!("four more failed checkpoints {spread:?} after {first}");
+    assert!(spread >= Duration::from_secs(1), "four failed checkpoints within {spread:?}: retries do not back off");
     std::fs::remove_file(&filler).unwrap();
     let run = runs.jobmanager();
     let status = run.await_exit(DEADLINE).unwrap();
