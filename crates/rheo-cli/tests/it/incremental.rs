@@ -250,6 +250,12 @@ fn killed_taskmanagers_restore_incremental_checkpoints_exactly_with_the_disk_bac
     killed_taskmanagers_restore_exactly(&DISK_BACKEND);
 }
 
+/// Lines per second of the job whose TaskManagers are killed: it reads for 25 s at least, while
+/// the kills come after four checkpoints each (300 ms intervals, [`super::cluster::cluster`]),
+/// and a restart rewinds to the newest one. (One job: its pace cannot change, so the whole job
+/// runs at it.)
+const TASKMANAGER_RATE: &str = "16000";
+
 fn killed_taskmanagers_restore_exactly(config: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
@@ -260,7 +266,13 @@ fn killed_taskmanagers_restore_exactly(config: &[&str]) {
     cluster_config.extend(config);
     let mut cluster = super::cluster::cluster(dir.path(), &cluster_config);
     let mut args: Vec<String> = ["--job", "word-count", "-p", "2", "--", "--input"].map(String::from).to_vec();
-    args.extend([input.display().to_string(), "--output".into(), output.clone(), "--rate".into(), "40000".into()]);
+    args.extend([
+        input.display().to_string(),
+        "--output".into(),
+        output.clone(),
+        "--rate".into(),
+        TASKMANAGER_RATE.into(),
+    ]);
     cluster.start_jobmanager(&args).unwrap();
     for _ in 0..3 {
         cluster.start_taskmanager().unwrap();
