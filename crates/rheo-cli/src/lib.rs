@@ -226,54 +226,6 @@ fn init_logging() {
         .try_init();
 }
 
-/// The job id of a job run: derived from the job's name and its own arguments (not `-p` or
-/// `-D`, so a rerun at another parallelism resumes the same job). Paths count by what they
-/// name, not how they are spelled: `./in.tsv`, `/tmp/in/./in.tsv` and `file:///tmp/in/in.tsv`
-/// are the same input.
-fn job_id_of(job: &str, command: &clap::Command, matches: &clap::ArgMatches) -> String {
-    let mut identity = job.to_string();
-    for arg in command.get_arguments() {
-        let id = arg.get_id().as_str();
-        if let Ok(Some(values)) = matches.try_get_raw(id) {
-            identity.push_str(&format!("\u{0}{id}"));
-            for value in values {
-                identity.push_str(&format!("\u{0}{}", canonical_arg(&value.to_string_lossy())));
-            }
-        }
-    }
-    rheo_runtime::driver::minicluster::job_id_for(&identity)
-}
-
-/// A path-like argument (one holding a `/`, naming an existing file, or a `file://` URL) as
-/// the absolute path it names, with `.`, `..` and symbolic links resolved (lexically for a path
-/// that does not exist yet); any other argument as it is.
-fn canonical_arg(value: &str) -> String {
-    use std::path::{Component, Path};
-    let (scheme, path) = match value.strip_prefix("file://") {
-        Some(path) => ("file://", path),
-        None if value.contains("://") => return value.to_string(),
-        None => ("", value),
-    };
-    if path.is_empty() || (scheme.is_empty() && !path.contains('/') && !Path::new(path).exists()) {
-        return value.to_string();
-    }
-    if let Ok(canonical) = std::fs::canonicalize(path) {
-        return format!("{scheme}{}", canonical.display());
-    }
-    let Ok(absolute) = std::path::absolute(path) else { return value.to_string() };
-    let mut normal = PathBuf::new();
-    for component in absolute.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                normal.pop();
-            }
-            other => normal.push(other),
-        }
-    }
-    format!("{scheme}{}", normal.display())
-}
-
 fn list_jobs(registry: &JobRegistry) {
     let width = registry.iter().map(|j| j.name.len()).max().unwrap_or(0);
     let mut out = std::io::stdout().lock();
@@ -324,7 +276,7 @@ fn run_job(registry: &JobRegistry, args: RunArgs) -> Result<(), Failure> {
         config.set(options::SAVEPOINT_PATH.key, path.as_str());
         config.set(options::SAVEPOINT_IGNORE_UNCLAIMED_STATE.key, run.allow_non_restored_state.to_string());
     }
-    let job_id = run.job_id.clone().unwrap_or_else(|| job_id_of(entry.name, &entry.command(), &matches));
+    let job_id = run.job_id.clone().unwrap_or_else(|| entry.job_id(&matches));
     let mut env = StreamEnv::new(config);
     if let Some(p) = run.parallelism {
         if p == 0 {
@@ -389,22 +341,6 @@ fn cancel_on_sigterm(handle: rheo_runtime::driver::handle::JobHandle) -> tokio::
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn path_arguments_count_by_what_they_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("in.tsv");
-        std::fs::write(&file, "x").unwrap();
-        let plain = canonical_arg(file.to_str().unwrap());
-        let dotted = canonical_arg(&format!("{}/./in.tsv", dir.path().display()));
-        let up = canonical_arg(&format!("{}/sub/../in.tsv", dir.path().display()));
-        assert_eq!(plain, dotted);
-        assert_eq!(plain, up);
-        let out = canonical_arg(&format!("file://{}/./out/", dir.path().display()));
-        assert_eq!(out, format!("file://{}/out", std::fs::canonicalize(dir.path()).unwrap().display()));
-        assert_eq!(canonical_arg("1s"), "1s");
-        assert_eq!(canonical_arg("s3://bucket/./x"), "s3://bucket/./x");
-    }
 
     #[test]
     fn cli_definition_is_valid() {

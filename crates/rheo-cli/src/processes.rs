@@ -91,16 +91,29 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Fai
     if !config.is_set(&options::CHECKPOINT_INTERVAL) {
         config.set(options::CHECKPOINT_INTERVAL.key, super::DEFAULT_CHECKPOINT_INTERVAL);
     }
-    if let Some(job) = &args.job
-        && registry.get(job).is_none()
-    {
-        return Err(Failure::Usage(format!("unknown job '{job}' (see 'rheo jobs')")));
-    }
+    // The job's id, from its arguments as `rheo run` derives it: checked (and the arguments
+    // parsed) before anything starts.
+    let job_id = match &args.job {
+        None => None,
+        Some(job) => {
+            let Some(entry) = registry.get(job) else {
+                return Err(Failure::Usage(format!("unknown job '{job}' (see 'rheo jobs')")));
+            };
+            Some(match &args.job_id {
+                Some(id) => super::parse_job_id(id).map_err(Failure::Usage)?,
+                None => JobManager::default_job_id(entry, &args.args).map_err(|e| {
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                    Failure::Usage(format!("{job}: {first} (see 'rheo run {job} --help')"))
+                })?,
+            })
+        }
+    };
     let jm = JobManager::start(config.clone(), registry).map_err(|e| format!("{e:#}"))?;
     let rest = rheo_cluster::rest::serve_for_cluster(std::sync::Arc::new(jm.clone()), &config)
         .map_err(|e| format!("cannot serve the REST API: {e}"))?;
     tracing::info!("REST API at {}", rest.url());
-    if let Some(job) = args.job {
+    if let Some((job, job_id)) = args.job.zip(job_id) {
         let mut job_config = config.clone();
         if let Some(path) = &args.from_savepoint {
             job_config.set(options::SAVEPOINT_PATH.key, path.as_str());
@@ -109,10 +122,6 @@ pub fn jobmanager(registry: JobRegistry, args: JobManagerArgs) -> Result<(), Fai
         if args.parallelism == Some(0) {
             return Err(Failure::Usage("-p/--parallelism must be at least 1".into()));
         }
-        let job_id = match args.job_id {
-            Some(id) => super::parse_job_id(&id).map_err(Failure::Usage)?,
-            None => JobManager::default_job_id(&job, &args.args),
-        };
         let spec = JobSpec {
             name: job,
             args: args.args,

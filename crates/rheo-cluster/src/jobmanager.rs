@@ -27,7 +27,6 @@ use rheo_runtime::checkpoint::coordinator::{CheckpointStats, ControlSender, Task
 use rheo_runtime::checkpoint::storage::initialize_file_systems;
 use rheo_runtime::driver::handle::{JobHandle, JobState};
 use rheo_runtime::driver::job::{Attempt, AttemptEnd, Deployer, JobDriver, JobError};
-use rheo_runtime::driver::minicluster::job_id_for;
 use rheo_runtime::graph::NodeKind;
 use rheo_runtime::graph::plan::ExecutionPlan;
 use rheo_runtime::task::{JobShared, TaskEvent, TaskOutcome, now_ms};
@@ -164,10 +163,12 @@ impl JobManager {
     }
 
     /// The job id of application mode (`rheo jobmanager --job`) without `--job-id`: from the
-    /// job's name and arguments, so a restarted JobManager resumes the job's checkpoints.
+    /// job's name and arguments as `rheo run` derives it ([`crate::registry::job_id_of`]: paths
+    /// by what they name, flags by value), so a restarted JobManager resumes the job's
+    /// checkpoints however its arguments are spelled. An error when the arguments do not parse.
     /// Session submissions get a random id instead, as in Flink.
-    pub fn default_job_id(job: &str, args: &[String]) -> String {
-        job_id_for(&std::iter::once(job).chain(args.iter().map(String::as_str)).collect::<Vec<_>>().join("\u{0}"))
+    pub fn default_job_id(job: &crate::registry::JobEntry, args: &[String]) -> Result<String, clap::Error> {
+        job.job_id_from(args)
     }
 }
 

@@ -106,6 +106,19 @@ pub fn wait_for<T>(
     }
 }
 
+/// Whether a test that cannot have what it needs (a tmpfs it may mount, an S3 endpoint, a
+/// Kafka broker) may pass without running: only when `RHEO_ALLOW_SKIP=1` says so, and then it
+/// returns after a note. Otherwise it panics with `why` and how to allow the skip, so that a
+/// machine that cannot run a test never passes it unseen (`make test` starts the services and
+/// CI runs as root).
+pub fn skip_or_fail(what: &str, why: &str) {
+    if std::env::var("RHEO_ALLOW_SKIP").is_ok_and(|v| v == "1") {
+        eprintln!("{why}: skipping {what} (RHEO_ALLOW_SKIP=1)");
+        return;
+    }
+    panic!("{why}: cannot run {what}; set RHEO_ALLOW_SKIP=1 to skip it instead");
+}
+
 /// A port that is free at this moment on 127.0.0.1 (and on every address).
 ///
 /// The port comes from below Linux's ephemeral range (32768–60999), which `bind(0)` draws from:

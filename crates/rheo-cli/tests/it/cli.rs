@@ -322,3 +322,35 @@ fn a_closed_stdout_ends_an_unbounded_job_within_seconds() {
     assert!(status.success(), "{status}:\n{err}");
     assert!(!err.contains("restarting") && !err.contains("error:") && !err.contains("panicked"), "{err}");
 }
+
+/// Configuration errors exit with status 2 (a usage error, as for bad arguments), on one
+/// `error:` line naming the key; a misspelled key is ignored with a warning that names the key
+/// it probably means.
+#[test]
+fn configuration_errors_exit_2_and_a_misspelled_key_names_the_closest_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(dir.path(), "input.txt", TEXT);
+    let cases = [
+        ("taskmanager.numberOfTaskSlots=0", "at least 1"),
+        // 2^64 ms and one second more: wrapped around to a few seconds before it was checked.
+        ("execution.checkpointing.interval=18446744073709552s", "at most"),
+    ];
+    for (flag, why) in cases {
+        let key = flag.split_once('=').unwrap().0;
+        for args in [
+            vec!["run", "-D", flag, "word-count", "--input", &input],
+            vec!["taskmanager", "-D", flag],
+            vec!["jobmanager", "-D", flag],
+        ] {
+            // The processes that would run for good get a deadline.
+            let out = super::common::rheo(&args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            assert_one_line_error(&out, key);
+            assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+        }
+    }
+    let out = rheo(&["run", "-D", "paralelism.default=2", "word-count", "--input", &input]);
+    assert!(out.status.success(), "a misspelled key is ignored: {}", stderr(&out));
+    assert!(stderr(&out).contains("did you mean 'parallelism.default'"), "{}", stderr(&out));
+    assert_eq!(counts(&stdout(&out)), text_counts());
+}

@@ -10,8 +10,11 @@ use rand::{Rng, SeedableRng};
 use rheo_testkit::{Cluster, JobState};
 
 const LINES: usize = 120_000;
-/// Lines per second over all sources: the job runs for ~6 s, long enough to kill things.
-const RATE: &str = "20000";
+/// Lines per second over all sources: the job reads for 15 s at least, while every test here
+/// acts (kills, restarts, a TaskManager joining) after its first two or three checkpoints, at
+/// 300 ms intervals: far enough from the end on a loaded machine too. (One job per test: its
+/// pace cannot change, so the whole job runs at it.)
+const RATE: &str = "8000";
 
 /// `ts<TAB>text` lines, 40 per millisecond of event time, 4 words each from 60.
 pub(crate) fn write_input(path: &Path) -> BTreeMap<(String, String), u64> {

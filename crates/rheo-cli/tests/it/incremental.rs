@@ -2,8 +2,9 @@
 //! count per word in keyed state, `rheo run word-count --input FILE --output URL`) is killed
 //! with SIGKILL after several checkpoints of each run, and run again at another parallelism,
 //! until it finishes. Each rerun restores a checkpoint made of a full file and change files
-//! (checked on storage before it starts), and the committed counts must equal a failure-free
-//! run's. At the end, the shared area holds only files the retained checkpoint references.
+//! (checked on storage before it starts), and the committed counts must equal the counts
+//! computed here from the input. At the end, the shared area holds only files the retained
+//! checkpoint references.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -19,23 +20,44 @@ use rheo_testkit::Cluster;
 const LINES: usize = 400_000;
 /// Words seen once, in the first lines: most of the state, never changed again.
 const COLD_WORDS: usize = 20_000;
+/// The lines holding the cold words, as many on each: a run reads them all within a fraction
+/// of a checkpoint interval.
+const COLD_LINES: usize = 200;
 const HOT_WORDS: usize = 100;
 const CHECKPOINT_INTERVAL_MS: u64 = 100;
-/// A killed run reads for a few checkpoint intervals of 5,000 lines each.
-const KILLED_RATE: u64 = 50_000;
+/// Lines per second of a killed run (over all its subtasks): at 200 lines a checkpoint
+/// interval, every checkpoint changes the hot words, while the killed runs together would need
+/// 200 s to read the input, far longer than all their checkpoints take on a loaded machine.
+/// The rate is not part of the job's identity (the runs pass `--job-id`): the last run reads
+/// unpaced and drains the input.
+const KILLED_RATE: u64 = 2_000;
+/// The job id every run passes, so that runs at different rates are the same job.
+const JOB_ID: &str = "1ec4e3e47a1c4ec4f0000000000000aa";
 
-/// One cold word on each of the first lines, then hot words only: after the first run,
-/// every checkpoint changes about a hundred of the 20,100 keys.
+/// Three hot words on every line, and the cold words on the first lines: after the first
+/// checkpoint that covers them, every checkpoint changes about a hundred of the 20,100 keys.
 fn write_input(path: &Path) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(16);
+    let per_line = COLD_WORDS / COLD_LINES;
     for line in 0..LINES {
         let mut words: Vec<String> = (0..3).map(|_| format!("hot{}", rng.random_range(0..HOT_WORDS))).collect();
-        if line < COLD_WORDS {
-            words.push(format!("cold{line}"));
+        if line < COLD_LINES {
+            words.extend((line * per_line..(line + 1) * per_line).map(|n| format!("cold{n}")));
         }
         writeln!(out, "{}", words.join(" ")).unwrap();
     }
+}
+
+/// word → count of the input, computed here.
+fn expected(input: &Path) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for line in std::fs::read_to_string(input).unwrap().lines() {
+        for word in line.split_whitespace() {
+            *counts.entry(word.to_string()).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// word → count, from every committed part file; fails on a word committed twice.
@@ -125,7 +147,7 @@ fn referenced(job: &CheckpointStorage) -> (BTreeSet<String>, u64) {
 fn sigkill_and_rescale_restore_incremental_checkpoints_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[], KILLED_RATE);
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[]);
 }
 
 /// With the disk state backend: 2,000 keys cached per subtask of the 20,100, so most keys and
@@ -136,9 +158,7 @@ const DISK_BACKEND: [&str; 2] = ["state.backend.type=disk", "state.backend.disk.
 fn sigkill_and_rescale_restore_incremental_checkpoints_exactly_with_the_disk_backend() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
-    // Its checkpoints take longer in a debug build (a few hundred ms): a slower input keeps
-    // the killed runs from reading it all before the last one.
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &DISK_BACKEND, KILLED_RATE / 4);
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &DISK_BACKEND);
 }
 
 #[test]
@@ -146,28 +166,21 @@ fn sigkill_and_rescale_restore_incremental_checkpoints_exactly_on_s3() {
     let Some(root) = super::common::s3_root() else { return };
     let dir = tempfile::tempdir().unwrap();
     let root = format!("{root}/incremental-{}-{}", std::process::id(), rheo::runtime::task::now_ms());
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[], KILLED_RATE);
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[]);
 }
 
-/// Runs killed and rerun at other parallelisms (reading `killed_rate` lines a second),
-/// checkpoints and output under `root`, with `config` (`key=value`) given to every run.
-fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path, config: &[&str], killed_rate: u64) {
-    let job_args = |input: &Path, output: &str, checkpoints: &str, parallelism: usize| {
-        let mut args = job_args(input, output, checkpoints, parallelism);
-        args.extend(config.iter().flat_map(|c| ["-D".to_string(), c.to_string()]));
-        args
-    };
+/// Runs killed and rerun at other parallelisms, checkpoints and output under `root`, with
+/// `config` (`key=value`) given to every run.
+fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path, config: &[&str]) {
     let input = dir.join("input.txt");
     write_input(&input);
+    let reference = expected(&input);
+    assert_eq!(reference.len(), COLD_WORDS + HOT_WORDS);
     let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), dir).unwrap().with_timeout(Duration::from_secs(120));
 
-    let reference_out = format!("{root}/reference-out");
-    cluster.start_run(&job_args(&input, &reference_out, &format!("{root}/reference-chk"), 2)).unwrap();
-    let status = cluster.jobmanager().await_exit(Duration::from_secs(300)).unwrap();
-    assert!(status.success(), "failure-free run failed:\n{}", cluster.jobmanager().log());
-    let reference = committed(&reference_out);
-    assert_eq!(reference.len(), COLD_WORDS + HOT_WORDS);
-
+    // Each killed run is killed at a moment chosen by its progress: once it has completed a
+    // random number of checkpoints of its own, plus a random part of an interval. Paced at
+    // KILLED_RATE, no killed run can reach the end of the input first; the last run drains it.
     let seed: u64 = std::env::var("RHEO_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -182,32 +195,33 @@ fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path, config: &[&s
             eprintln!("run {run} at parallelism {parallelism} restores checkpoint {id}, {files} files a subtask");
             from_chains += usize::from(files >= 2);
         }
-        // The same arguments every time (the job id follows from them), but `-p`.
         let mut args = job_args(&input, &output, &checkpoints, parallelism);
-        args.extend(["--rate".to_string(), killed_rate.to_string()]);
+        args.extend(config.iter().flat_map(|c| ["-D".to_string(), c.to_string()]));
+        args.extend(["--job-id".to_string(), JOB_ID.to_string()]);
         let last = run + 1 == parallelisms.len();
-        cluster.start_run(&args).unwrap();
         if last {
+            cluster.start_run(&args).unwrap();
             let status = cluster.jobmanager().await_exit(Duration::from_secs(300)).unwrap();
             assert!(status.success(), "the last run failed:\n{}", cluster.jobmanager().log());
             break;
         }
+        args.extend(["--rate".to_string(), KILLED_RATE.to_string()]);
+        cluster.start_run(&args).unwrap();
         // Several checkpoints of its own, so that it is killed in an incremental chain.
-        let job = cluster.await_job().unwrap();
         let wanted = rng.random_range(3..=6);
-        match cluster.await_checkpoints(&job, wanted) {
-            Ok(_) => {
-                std::thread::sleep(Duration::from_millis(rng.random_range(0..CHECKPOINT_INTERVAL_MS)));
-                if cluster.jobmanager().exit_status().is_none() {
-                    cluster.kill_jobmanager().unwrap();
-                    kills += 1;
-                }
-            }
-            Err(e) => panic!("run {run} did not reach {wanted} checkpoints: {e}\n{}", cluster.jobmanager().log()),
+        if let Err(e) = cluster.await_job().and_then(|job| cluster.await_checkpoints(&job, wanted)) {
+            panic!("run {run} did not reach {wanted} checkpoints: {e}\n{}", cluster.jobmanager().log());
         }
+        // A random moment within the next interval: during a checkpoint, between two, or while
+        // a completed one commits its part files.
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..CHECKPOINT_INTERVAL_MS)));
+        if let Some(status) = cluster.jobmanager().exit_status() {
+            panic!("run {run} ended ({status}) before its kill:\n{}", cluster.jobmanager().log());
+        }
+        cluster.kill_jobmanager().unwrap();
+        kills += 1;
     }
     eprintln!("killed {kills} times; {from_chains} runs restored a chain of incremental files");
-    assert!(kills >= 4, "killed only {kills} times");
     assert!(from_chains >= 3, "only {from_chains} runs restored from incremental chains");
     assert_eq!(committed(&output), reference, "killed {kills} times, seed {seed}");
 
@@ -236,6 +250,12 @@ fn killed_taskmanagers_restore_incremental_checkpoints_exactly_with_the_disk_bac
     killed_taskmanagers_restore_exactly(&DISK_BACKEND);
 }
 
+/// Lines per second of the job whose TaskManagers are killed: it reads for 25 s at least, while
+/// the kills come after four checkpoints each (300 ms intervals, [`super::cluster::cluster`]),
+/// and a restart rewinds to the newest one. (One job: its pace cannot change, so the whole job
+/// runs at it.)
+const TASKMANAGER_RATE: &str = "16000";
+
 fn killed_taskmanagers_restore_exactly(config: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
@@ -246,7 +266,13 @@ fn killed_taskmanagers_restore_exactly(config: &[&str]) {
     cluster_config.extend(config);
     let mut cluster = super::cluster::cluster(dir.path(), &cluster_config);
     let mut args: Vec<String> = ["--job", "word-count", "-p", "2", "--", "--input"].map(String::from).to_vec();
-    args.extend([input.display().to_string(), "--output".into(), output.clone(), "--rate".into(), "40000".into()]);
+    args.extend([
+        input.display().to_string(),
+        "--output".into(),
+        output.clone(),
+        "--rate".into(),
+        TASKMANAGER_RATE.into(),
+    ]);
     cluster.start_jobmanager(&args).unwrap();
     for _ in 0..3 {
         cluster.start_taskmanager().unwrap();
@@ -266,11 +292,5 @@ fn killed_taskmanagers_restore_exactly(config: &[&str]) {
     }
     cluster.await_state(&job, rheo_testkit::JobState::Finished).unwrap();
     assert!(from_chains >= 1, "no kill came after a chain of incremental checkpoints");
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    for line in std::fs::read_to_string(&input).unwrap().lines() {
-        for word in line.split_whitespace() {
-            *expected.entry(word.to_string()).or_default() += 1;
-        }
-    }
-    assert_eq!(committed(&output), expected, "{}", cluster.logs());
+    assert_eq!(committed(&output), expected(&input), "{}", cluster.logs());
 }

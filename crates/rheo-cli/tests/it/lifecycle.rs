@@ -96,3 +96,30 @@ fn a_jobmanager_started_again_after_its_job_finished_keeps_it_finished() {
     assert_eq!(parts(&output), before, "committed part files were rewritten\n{}", cluster.logs());
     assert_eq!(committed(&output), expected);
 }
+
+/// A JobManager started again for the same job finds its checkpoints whatever way the job's
+/// arguments are spelled: `./in.tsv` (relative to the JobManager's directory), the absolute
+/// path and `--input=PATH` are one job id, as for `rheo run`. Another input is another job.
+#[test]
+fn a_jobmanager_s_job_id_does_not_depend_on_how_the_arguments_are_spelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.tsv");
+    std::fs::write(&input, "0\tto be\n").unwrap();
+    std::fs::write(dir.path().join("other.tsv"), "0\tto be\n").unwrap();
+    // No TaskManager: the job is listed (waiting for slots) and nothing runs.
+    let mut cluster = cluster(dir.path(), &[]);
+    let absolute = input.display().to_string();
+    let mut job_id = |args: &[&str]| -> String {
+        let mut argv = vec!["--job", "word-count", "--", "--event-time"];
+        argv.extend(args);
+        cluster.start_jobmanager(&argv).unwrap();
+        let id = cluster.await_job().unwrap();
+        cluster.kill_jobmanager().unwrap();
+        id
+    };
+    let relative = job_id(&["--input", "./in.tsv"]);
+    assert_eq!(job_id(&["--input", &absolute]), relative, "the absolute path");
+    assert_eq!(job_id(&[&format!("--input={absolute}")]), relative, "--input=PATH");
+    assert_eq!(job_id(&["--input", &format!("{}/./in.tsv", dir.path().display())]), relative, "a dotted path");
+    assert_ne!(job_id(&["--input", "./other.tsv"]), relative, "another input is another job");
+}
