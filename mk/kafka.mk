@@ -13,6 +13,6 @@ kafka-fetch:
 ## make test-kafka: only the Kafka connector's tests against the real broker (kafka-word-count
 ## killed ten times, rescaled, fenced zombie, backlog metric); make test-engine runs them too
 .PHONY: test-kafka
-test-kafka:
+test-kafka: build-deps
 	$(CARGO) test -p rheo-kafka --features rheo/s3
 	scripts/with-kafka.sh $(CARGO) test -p rheo-cli --test kafka
