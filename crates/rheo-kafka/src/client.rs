@@ -121,8 +121,11 @@ impl ClientSettings {
         let fail = |what: &str, e: rdkafka::error::KafkaError| {
             KafkaError::Config(format!("the Kafka client settings {self:?} are not usable for a {what}: {e}"))
         };
+        // Without the group: closing a consumer of a group can wait for the group.
+        let mut plain = self.clone();
+        plain.properties.remove("group.id");
         let consumer: rdkafka::consumer::BaseConsumer =
-            self.client_config(&[], &[]).create().map_err(|e| fail("consumer", e))?;
+            plain.client_config(&[], &[]).create().map_err(|e| fail("consumer", e))?;
         drop(consumer);
         let producer: rdkafka::producer::BaseProducer =
             self.client_config(&[], &[]).create().map_err(|e| fail("producer", e))?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -39,6 +39,42 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     for result in runtime.block_on(admin.create_topics(&topics, &options)).expect("create topics") {
         result.unwrap_or_else(|(t, e)| panic!("cannot create topic {t}: {e}"));
     }
+}
+
+/// Grows `topic` to `partitions` partitions.
+pub fn add_partitions(bootstrap: &str, topic: &str, partitions: usize) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let grow = [NewPartitions::new(topic, partitions)];
+    for result in runtime.block_on(admin.create_partitions(&grow, &options)).expect("create partitions") {
+        result.unwrap_or_else(|(t, e)| panic!("cannot add partitions to {t}: {e}"));
+    }
+}
+
+/// Produces `(partition, timestamp ms, text)` records, each to its partition, and waits until the
+/// broker has them all.
+pub fn produce_to(bootstrap: &str, topic: &str, records: impl IntoIterator<Item = (i32, i64, String)>) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (partition, ts, text) in records {
+        let mut record = BaseRecord::<(), String>::to(topic).payload(&text).partition(partition).timestamp(ts);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
 }
 
 /// Produces `(timestamp ms, text)` records, the `i`-th to partition `i % partitions`, and waits
