@@ -217,11 +217,8 @@ fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
             // must fence it and abort the transaction.
             let id = transactional_id_of(&text, &prefix, 0)
                 .unwrap_or_else(|| panic!("run {run} logged no transactional id of subtask 0:\n{text}"));
-            let producer: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("transactional.id", id)
-                .create()
-                .unwrap();
+            let producer: BaseProducer =
+                ClientConfig::new().set("bootstrap.servers", &bootstrap).set("transactional.id", id).create().unwrap();
             producer.init_transactions(Duration::from_secs(30)).unwrap();
             producer.begin_transaction().unwrap();
             for i in 0..5 {
@@ -324,7 +321,20 @@ fn a_rerun_of_the_finished_job_commits_its_output_again() {
             let count: u64 = fields[2].parse().unwrap();
             assert!(counts.insert(key.clone(), count).is_none_or(|c| c == count), "{key:?} differs between runs");
         }
-        assert_eq!(counts, reference, "run {run}");
+        if counts != reference {
+            let differ: Vec<_> = reference
+                .iter()
+                .filter(|(k, v)| counts.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), *v, counts.get(k).copied()))
+                .take(10)
+                .collect();
+            let extra: Vec<_> = counts.keys().filter(|k| !reference.contains_key(*k)).take(10).collect();
+            panic!(
+                "run {run}: {} counts differ from the reference (key, reference, output): {differ:?}; extra: {extra:?}; logs in {}",
+                reference.iter().filter(|(k, v)| counts.get(*k) != Some(*v)).count(),
+                dir.keep().display()
+            );
+        }
         let wrong: Vec<_> = copies.iter().filter(|(_, n)| **n != run + 1).take(5).collect();
         assert!(wrong.is_empty(), "after run {run} each count is to be in the output {} times: {wrong:?}", run + 1);
     }

@@ -185,9 +185,8 @@ mod tests {
         settings.load_properties_file(&path).unwrap();
         settings.check().unwrap();
         // The sink's and the source's own clients from the same settings.
-        let producer: Result<rdkafka::producer::BaseProducer, _> = settings
-            .client_config(&[], &[("transactional.id", "t"), ("enable.idempotence", "true")])
-            .create();
+        let producer: Result<rdkafka::producer::BaseProducer, _> =
+            settings.client_config(&[], &[("transactional.id", "t"), ("enable.idempotence", "true")]).create();
         assert!(producer.is_ok(), "{:?}", producer.err());
         let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
             settings.client_config(&[("isolation.level", "read_committed")], &[("group.id", "g")]).create();
@@ -196,9 +195,7 @@ mod tests {
         tls.set_pairs(["security.protocol=SSL", "ssl.endpoint.identification.algorithm=https"], "test").unwrap();
         tls.check().unwrap();
         let mut scram256 = ClientSettings::new("127.0.0.1:1");
-        scram256
-            .set_pairs(["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-256"], "test")
-            .unwrap();
+        scram256.set_pairs(["security.protocol=SASL_PLAINTEXT", "sasl.mechanism=SCRAM-SHA-256"], "test").unwrap();
         let err = scram256.check().unwrap_err().to_string();
         assert!(err.contains("sasl.username and sasl.password must be set"), "{err}");
         scram256.set_pairs(["sasl.username=rheo", "sasl.password=hunter2"], "test").unwrap();

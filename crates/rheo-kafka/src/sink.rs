@@ -119,7 +119,8 @@ impl<T> Clone for KafkaSink<T> {
 }
 
 impl<T> KafkaSink<T> {
-    /// A sink into `topic`. Exactly-once needs a transactional-id prefix unique to the job.
+    /// A sink into `topic`. Exactly-once needs a transactional-id prefix, the start of its
+    /// transactional ids (see the module docs).
     pub fn new(
         client: ClientSettings,
         topic: &str,
@@ -133,9 +134,7 @@ impl<T> KafkaSink<T> {
         }
         let prefix = transactional_id_prefix.map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
         if guarantee == DeliveryGuarantee::ExactlyOnce && prefix.is_none() {
-            return Err(KafkaError::Config(
-                "an exactly-once Kafka sink needs a transactional-id prefix unique to the job".into(),
-            ));
+            return Err(KafkaError::Config("an exactly-once Kafka sink needs a transactional-id prefix".into()));
         }
         if client.get("transactional.id").is_some() {
             return Err(KafkaError::Config(

@@ -40,7 +40,7 @@ fn config(checkpoints: Option<&std::path::Path>) -> Configuration {
     let mut config = Configuration::new();
     if let Some(dir) = checkpoints {
         config.set("execution.checkpointing.interval", "100ms");
-        config.set("state.checkpoints.dir", &format!("file://{}", dir.display()));
+        config.set("state.checkpoints.dir", format!("file://{}", dir.display()));
     }
     config
 }
@@ -95,7 +95,12 @@ fn a_topic_pattern_reads_every_matching_topic_and_no_other() {
     for (topic, partitions) in [("a", 2), ("b", 1), ("a-not", 1)] {
         let name = format!("{base}-{topic}");
         create_topic(&bootstrap, &name, partitions);
-        kafka::produce(&bootstrap, &name, partitions, lines(&format!("{topic}:"), 10).into_iter().map(|l| (BASE_TS, l)));
+        kafka::produce(
+            &bootstrap,
+            &name,
+            partitions,
+            lines(&format!("{topic}:"), 10).into_iter().map(|l| (BASE_TS, l)),
+        );
     }
     let source = KafkaSource::builder(client(&bootstrap))
         .topic_pattern(&format!("{}-(a|b)", regex::escape(&base)))
@@ -145,7 +150,8 @@ fn starting_offsets_timestamp_and_group_offsets() {
         .bounded(true)
         .build(deserializers::text_lines())
         .unwrap();
-    let mut expected: Vec<String> = (4..10).map(|i| format!("0-{i}")).chain((0..10).map(|i| format!("1-{i}"))).collect();
+    let mut expected: Vec<String> =
+        (4..10).map(|i| format!("0-{i}")).chain((0..10).map(|i| format!("1-{i}"))).collect();
     expected.sort();
     assert_eq!(run_bounded(from_group, 2), expected);
 }
@@ -192,10 +198,7 @@ fn offsets_are_committed_to_the_group_when_checkpoints_complete() {
     let group = unique("commit-group");
     let mut settings = client(&bootstrap);
     settings.set("group.id", &group);
-    let source = KafkaSource::builder(settings)
-        .topics([topic.clone()])
-        .build(deserializers::text_lines())
-        .unwrap();
+    let source = KafkaSource::builder(settings).topics([topic.clone()]).build(deserializers::text_lines()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut env = StreamEnv::new(config(Some(dir.path())));
     env.set_parallelism(2);
@@ -221,9 +224,8 @@ fn offsets_are_committed_to_the_group_when_checkpoints_complete() {
     };
     assert!(committed().iter().all(|o| !matches!(o, Offset::Offset(_))), "the group starts without offsets");
     let check = committed.clone();
-    let values = run_until(&env, collected, move |v| {
-        v.len() == 20 && check() == [Offset::Offset(10), Offset::Offset(10)]
-    });
+    let values =
+        run_until(&env, collected, move |v| v.len() == 20 && check() == [Offset::Offset(10), Offset::Offset(10)]);
     assert_eq!(values.len(), 20);
     assert_eq!(committed(), [Offset::Offset(10), Offset::Offset(10)], "the group's offsets after the checkpoints");
     std::mem::forget(Arc::try_unwrap(reader).ok());

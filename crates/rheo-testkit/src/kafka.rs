@@ -104,7 +104,11 @@ pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: impl Into
 }
 
 /// Every record of `topic` up to its end when called, as `(key, value)`, read with
-/// `isolation` (`read_committed`: up to the last stable offset).
+/// `isolation`. The end is the high watermark, whatever the isolation: under `read_committed`
+/// the last stable offset can still lag behind a transaction that its producer has committed
+/// (the broker writes the commit markers after it answers the commit), and reading only up to
+/// it would miss that transaction's records. So a `read_committed` read waits until every
+/// transaction up to the end is decided, and one that stays open fails the read at `deadline`.
 pub fn read_all(bootstrap: &str, topic: &str, isolation: &str, deadline: Duration) -> Vec<(String, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -115,12 +119,17 @@ pub fn read_all(bootstrap: &str, topic: &str, isolation: &str, deadline: Duratio
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
+    let uncommitted: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let mut list = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for p in metadata.topics()[0].partitions() {
         list.add_partition_offset(topic, p.id(), Offset::Beginning).expect("partition");
-        let (_, end) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+        let (_, end) = uncommitted.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
         ends.insert(p.id(), end);
     }
     consumer.assign(&list).expect("assign");
