@@ -11,6 +11,7 @@
 //! - A second run of the finished bounded job, with the same transactional-id prefix, starts
 //!   afresh (checkpoint ids from 1 again) and its output is committed in full, not mistaken for
 //!   the first run's.
+//! - `--input-topic-pattern` reads every matching topic and no other.
 //! - The backlog metric (`pendingRecords`) is above zero while the job is behind and falls to
 //!   zero once it has caught up.
 
@@ -339,6 +340,65 @@ fn a_rerun_of_the_finished_job_commits_its_output_again() {
         assert!(wrong.is_empty(), "after run {run} each count is to be in the output {} times: {wrong:?}", run + 1);
     }
     assert_ne!(ids[0], ids[1], "the second run reused the first run's transactional id");
+}
+
+/// `--input-topic-pattern` reads every matching topic: the same input split over two topics
+/// gives the reference counts; a third topic that does not match adds nothing.
+#[test]
+fn an_input_topic_pattern_reads_every_matching_topic() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let base = unique("pattern");
+    let (even, odd, other, output) =
+        (format!("{base}-in-even"), format!("{base}-in-odd"), format!("{base}-other"), format!("{base}-out"));
+    for topic in [&even, &odd, &other] {
+        create_topic(&bootstrap, topic, 1);
+    }
+    create_topic(&bootstrap, &output, 1);
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
+    let mut reference = BTreeMap::new();
+    let (mut evens, mut odds) = (Vec::new(), Vec::new());
+    for i in 0..400i64 {
+        let text = line(&mut rng);
+        let ts = BASE_TS + 2 * i;
+        for word in text.split(' ') {
+            *reference.entry((ts - ts.rem_euclid(WINDOW_MS) + WINDOW_MS, word.to_string())).or_insert(0u64) += 1;
+        }
+        if i % 2 == 0 { &mut evens } else { &mut odds }.push((ts, text));
+    }
+    kafka::produce(&bootstrap, &even, 1, evens);
+    kafka::produce(&bootstrap, &odd, 1, odds);
+    kafka::produce(&bootstrap, &other, 1, [(BASE_TS, "stray words".to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = format!("{}-in-.*", base);
+    let job = Job {
+        args: [
+            "run",
+            "kafka-word-count",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--input-topic-pattern",
+            &pattern,
+            "--output-topic",
+            &output,
+            "--transactional-id-prefix",
+            &unique("pattern-txn"),
+            "--bounded",
+            "--window",
+            "200ms",
+            "-D",
+            "execution.checkpointing.interval=100ms",
+            "-D",
+            &format!("state.checkpoints.dir=file://{}", dir.path().join("chk").display()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        dir: dir.path().to_path_buf(),
+    };
+    let log = dir.path().join("pattern.log");
+    let status = job.spawn(2, &[], &log).wait().unwrap();
+    assert!(status.success(), "{}", log_of(&log));
+    assert_eq!(counts_of(&read_all(&bootstrap, &output, "read_committed")), reference);
 }
 
 /// `GET path` on 127.0.0.1:port; the JSON body.
