@@ -382,3 +382,65 @@ fn two_exactly_once_sinks_with_one_prefix_do_not_fence_each_other() {
     assert_eq!(committed_values(&bootstrap, &left), input);
     assert_eq!(committed_values(&bootstrap, &right), input);
 }
+
+/// The broker's SASL_PLAINTEXT listener with SCRAM-SHA-512 (`scripts/services/kafka.sh` sets
+/// `KAFKA_SASL_BOOTSTRAP` and the user's credentials): a job that reads and writes through it
+/// exactly once gets its output through; a wrong password fails the job.
+#[test]
+fn sasl_scram_credentials_reach_the_broker() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let var = |name: &str| match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(_) if std::env::var_os("CI").is_some() => panic!("{name} is not set: scripts/services/kafka.sh sets it"),
+        Err(_) => {
+            eprintln!("{name} not set: skipping");
+            None
+        }
+    };
+    let (Some(sasl), Some(user), Some(password)) =
+        (var("KAFKA_SASL_BOOTSTRAP"), var("KAFKA_SASL_USERNAME"), var("KAFKA_SASL_PASSWORD"))
+    else {
+        return;
+    };
+    let (input, output) = (unique("scram-in"), unique("scram-out"));
+    create_topic(&bootstrap, &input, 2);
+    create_topic(&bootstrap, &output, 1);
+    let values = lines("s", 50);
+    kafka::produce(&bootstrap, &input, 2, values.iter().map(|v| (BASE_TS, v.clone())));
+    let settings = |password: &str| {
+        let mut settings = ClientSettings::new(&sasl);
+        let pairs = [
+            "security.protocol=SASL_PLAINTEXT".to_string(),
+            "sasl.mechanism=SCRAM-SHA-512".to_string(),
+            format!("sasl.username={user}"),
+            format!("sasl.password={password}"),
+        ];
+        settings.set_pairs(pairs.iter().map(String::as_str), "test").unwrap();
+        settings
+    };
+    let job = |password: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let env = StreamEnv::new(config(Some(dir.path())));
+        let source = KafkaSource::builder(settings(password))
+            .topics([input.clone()])
+            .bounded(true)
+            .build(deserializers::text_lines())
+            .unwrap();
+        let sink = KafkaSink::new(
+            settings(password),
+            &output,
+            DeliveryGuarantee::ExactlyOnce,
+            Some("scram"),
+            Arc::new(|s: &String| SinkRecord { key: None, value: s.as_bytes().to_vec() }),
+        )
+        .unwrap();
+        env.kafka_source(source).sink_to_kafka(sink);
+        env.execute(&unique("scram"))
+    };
+    job(&password).expect("the job through the SCRAM listener");
+    assert_eq!(committed_values(&bootstrap, &output), values);
+    // librdkafka reports the refused authentication as a transport failure (the reason, "SASL
+    // authentication error", goes to its log).
+    let err = job("not-the-password-42").expect_err("a wrong password must fail the job").to_string();
+    assert!(err.contains("transport failure") && !err.contains("not-the-password-42"), "{err}");
+}
