@@ -605,6 +605,22 @@ mod tests {
         assert!(err.contains("'soon'"), "{err}");
     }
 
+    /// The state is encoded borrowed and decoded owned: the two must stay the same shape.
+    #[test]
+    fn writer_state_round_trips_and_ids_are_new_per_run() {
+        let pending = vec![PendingPart {
+            checkpoint_id: 7,
+            records: vec![(SinkRecord { key: Some(b"k".to_vec()), value: b"v".to_vec() }, 42)],
+        }];
+        let bytes = encode(&WriterStateRef { transactional_id: "p-3-1-0a0b0c0d", pending: &pending });
+        let state: WriterState = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(state.transactional_id, "p-3-1-0a0b0c0d");
+        assert_eq!((state.pending[0].checkpoint_id, &state.pending[0].records), (7, &pending[0].records));
+        let (a, b) = (new_transactional_id("p", 3, 1), new_transactional_id("p", 3, 1));
+        assert!(a.starts_with("p-3-1-") && a.len() == "p-3-1-".len() + 8, "{a}");
+        assert_ne!(a, b, "two starts of one subtask drew the same run");
+    }
+
     #[test]
     fn exactly_once_needs_a_prefix() {
         let err = KafkaSink::<String>::new(
