@@ -7,19 +7,23 @@ export RHEO_CACHE ?= $(HOME)/.cache/rheo
 CARGO ?= cargo
 RHEO := $(CARGO_TARGET_DIR)/release/rheo
 
-.PHONY: build run test lint bench fmt
-build:
+.PHONY: build run test lint bench fmt build-deps
+## make build-deps: the Debian packages the build needs (libssl-dev, pkg-config; scripts/build-deps.sh)
+build-deps:
+	scripts/build-deps.sh
+
+build: build-deps
 	$(CARGO) build --release --workspace
 
 ## make run: the first run: a word count on the embedded mini-cluster
-run:
+run: build-deps
 	$(CARGO) build --release -p rheo-cli --bin rheo
 	$(RHEO) run word-count --input README.md
 
 ## make test: everything CI checks (e2e: a real single-node Kubernetes, built once into ~/.cache)
 test: lint test-engine test-operator test-chart e2e test-dashboard
 
-lint:
+lint: build-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 

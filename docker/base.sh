@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local base image rheo-base:bookworm without any registry or Docker daemon:
-#   debootstrap --variant=minbase bookworm (plus ca-certificates) -> rootfs tarball -> one-layer
+#   debootstrap --variant=minbase bookworm (plus ca-certificates and libssl3) -> rootfs tarball -> one-layer
 #   OCI image layout (umoci), which docker/build.sh copies and adds the Rheo layer to.
 # Cached twice under $RHEO_CACHE/images: the rootfs tarball and the OCI layout (base-oci/).
 # Usage: docker/base.sh [--force]    (needs root for debootstrap; installs debootstrap and umoci)
@@ -33,7 +33,9 @@ if [[ $force == --force || ! -s $TARBALL ]]; then
   trap 'rm -rf "$rootfs"' EXIT
   log "debootstrap --variant=minbase $SUITE from $MIRROR (a few minutes)"
   start=$SECONDS
-  debootstrap --variant=minbase --include=ca-certificates "$SUITE" "$rootfs" "$MIRROR" \
+  # libssl3: librdkafka in the rheo binary links the system OpenSSL (TLS, SASL/SCRAM); it also
+  # comes with ca-certificates (through openssl), named here so that it never goes missing.
+  debootstrap --variant=minbase --include=ca-certificates,libssl3 "$SUITE" "$rootfs" "$MIRROR" \
     >"$CACHE/debootstrap.log" 2>&1 || { tail -30 "$CACHE/debootstrap.log" >&2; log "debootstrap failed"; exit 1; }
   log "debootstrap took $((SECONDS - start)) s"
   # Slim the rootfs: package caches, apt lists, docs, man pages and locales are not needed at run time.
@@ -57,7 +59,7 @@ umoci raw add-layer --image "$LAYOUT.tmp:$SUITE" "$TARBALL"
 umoci config --image "$LAYOUT.tmp:$SUITE" --os linux --architecture "$(dpkg --print-architecture)" \
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   --config.env LANG=C.UTF-8 --config.cmd /bin/bash \
-  --history.comment "debootstrap --variant=minbase --include=ca-certificates $SUITE"
+  --history.comment "debootstrap --variant=minbase --include=ca-certificates,libssl3 $SUITE"
 umoci gc --layout "$LAYOUT.tmp"
 rm -rf "$LAYOUT" && mv "$LAYOUT.tmp" "$LAYOUT"
 log "OCI layout $LAYOUT:$SUITE in $((SECONDS - start)) s ($(du -sh "$LAYOUT" | cut -f1))"

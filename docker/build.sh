@@ -48,6 +48,7 @@ for t in "${targets[@]}"; do
   esac
 done
 if [[ -z ${RHEO_IMAGES_NO_CARGO:-} ]]; then
+  scripts/build-deps.sh
   log "$CARGO build ${cargo_profile[*]} ${packages[*]}"
   $CARGO build "${cargo_profile[@]}" "${packages[@]}"
 fi

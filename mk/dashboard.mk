@@ -17,7 +17,7 @@ dashboard-deps:
 	@scripts/flink-cli.sh >/dev/null
 
 ## make test-dashboard: the dashboard in headless Chromium and the real flink CLI against Rheo
-test-dashboard: dashboard-deps
+test-dashboard: dashboard-deps build-deps
 	$(CARGO) build -p rheo-cli
 	cd tests/dashboard && RHEO_BIN=$(RHEO_DEBUG) FLINK_BIN=$$(../../scripts/flink-cli.sh) \
 		FLINK_TEST_JAR=$(RHEO_CACHE)/flink-2.3.0/run-me.jar PLAYWRIGHT_DIR=$(DASHBOARD_NODE) \

@@ -10,9 +10,10 @@ kafka-smoke:
 kafka-fetch:
 	scripts/services/kafka.sh fetch
 
-## make test-kafka: only the Kafka connector's tests against the real broker (kafka-word-count
-## killed ten times, rescaled, fenced zombie, backlog metric); make test-engine runs them too
+## make test-kafka: only the Kafka connector's tests against the real broker (crates/rheo-kafka/tests:
+## source and sink features, SASL/SCRAM; kafka-word-count killed ten times, rescaled, fenced zombie,
+## rerun, backlog metric); make test-engine runs them too
 .PHONY: test-kafka
-test-kafka:
-	$(CARGO) test -p rheo-kafka --features rheo/s3
+test-kafka: build-deps
+	scripts/with-kafka.sh $(CARGO) test -p rheo-kafka --features rheo/s3
 	scripts/with-kafka.sh $(CARGO) test -p rheo-cli --test kafka

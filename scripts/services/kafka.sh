@@ -2,6 +2,8 @@
 # A real Apache Kafka broker for tests: one KRaft node (broker + controller in one JVM) on
 # 127.0.0.1 only, from the Maven Central jars of scripts/services/kafka/pom.xml (cached under
 # $RHEO_CACHE/kafka/<version>/libs). Every start formats a fresh log dir with a new cluster id.
+# Besides PLAINTEXT on KAFKA_PORT, a SASL_PLAINTEXT listener with SCRAM-SHA-512 (user rheo) on a
+# port the OS picks: the env lines give it as KAFKA_SASL_BOOTSTRAP, KAFKA_SASL_USERNAME/PASSWORD.
 #
 #   scripts/services/kafka.sh start              # fetch jars if needed, start, wait until metadata
 #                                                #   answers, print env lines (KAFKA_BOOTSTRAP)
@@ -29,8 +31,15 @@ run=${KAFKA_RUN_DIR:-$cache/kafka/run-$port}
 java=${JAVA:-java}
 bootstrap=127.0.0.1:$port
 
+# The SASL_PLAINTEXT listener with SCRAM-SHA-512 (user rheo): an ephemeral port, found after start.
+sasl_user=rheo
+sasl_password=rheo-secret
+
 print_env() {
   echo "export KAFKA_BOOTSTRAP=$bootstrap"
+  if [[ -s $run/sasl-port ]]; then
+    echo "export KAFKA_SASL_BOOTSTRAP=127.0.0.1:$(cat "$run/sasl-port") KAFKA_SASL_USERNAME=$sasl_user KAFKA_SASL_PASSWORD=$sasl_password"
+  fi
 }
 
 # The jars, once per pom content: mvn copies the runtime closure of the pom into a temp dir,
@@ -131,11 +140,15 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+# A second client listener with SASL/SCRAM on a port the OS picks (advertised as the bound one),
+# for tests that credentials reach the broker (KAFKA_SASL_BOOTSTRAP).
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_PLAINTEXT://127.0.0.1:0
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:0
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$run/data
 num.partitions=1
 default.replication.factor=1
@@ -197,7 +210,8 @@ start() {
   local tf
   tf=$(date +%s%N)
   if ! kafka_tool kafka.tools.StorageTool format --config "$run/server.properties" \
-      --cluster-id "$cluster_id" >"$run/logs/format.log" 2>&1; then
+      --cluster-id "$cluster_id" --add-scram "SCRAM-SHA-512=[name=$sasl_user,password=$sasl_password]" \
+      >"$run/logs/format.log" 2>&1; then
     echo "kafka.sh: formatting $run/data failed; $run/logs/format.log follows" >&2
     cat "$run/logs/format.log" >&2
     exit 1
@@ -250,6 +264,9 @@ PY
     rm -f "$run/pid"
     exit 1
   fi
+  # The SASL listener's port: the broker's listening port that is neither of the fixed ones.
+  ss -Hltnp 2>/dev/null | grep "pid=$(cat "$run/pid")," | awk '{print $4}' | sed 's/.*://' \
+    | grep -vx -e "$port" -e "$cport" | head -1 >"$run/sasl-port" || true
   echo "kafka.sh: Kafka $version ready on $bootstrap $(((($(date +%s%N) - t0) / 1000000))) ms after launch (pid $(cat "$run/pid"), logs in $run/logs)" >&2
   print_env
 }

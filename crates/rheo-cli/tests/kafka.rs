@@ -2,12 +2,16 @@
 //! which sets `KAFKA_BOOTSTRAP`; `make test-kafka`).
 //!
 //! - Exactly once across crashes: the job is killed with SIGKILL ten times, each time after it
-//!   completed a few more checkpoints (one of the crashes is the failpoint that aborts the
-//!   process after a checkpoint completed and before any sink heard of it, so the restored job
+//!   completed a few more checkpoints, and crashes once more at the failpoint that aborts the
+//!   process after a checkpoint completed and before any sink heard of it (so the restored job
 //!   must commit that checkpoint's pre-committed transactions), with a zombie producer holding an
 //!   open transaction under one of the job's transactional ids; then it is run to the end at a
 //!   higher parallelism (2 → 3). A `read_committed` consumer must see exactly the reference
 //!   counts, and nothing of the zombie's aborted transaction.
+//! - A second run of the finished bounded job, with the same transactional-id prefix, starts
+//!   afresh (checkpoint ids from 1 again) and its output is committed in full, not mistaken for
+//!   the first run's.
+//! - `--input-topic-pattern` reads every matching topic and no other.
 //! - The backlog metric (`pendingRecords`) is above zero while the job is behind and falls to
 //!   zero once it has caught up.
 
@@ -164,12 +168,13 @@ fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
         .unwrap_or_else(|| rheo::runtime::task::now_ms() as u64);
     eprintln!("kill schedule seed {seed}");
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-    const KILLS: usize = 10;
+    // Ten SIGKILLs, and the failpoint's crash as the fifth run.
+    const RUNS: usize = 11;
     const FAILPOINT_RUN: usize = 4;
     let mut zombie: Option<BaseProducer> = None;
     let mut failpoint_checkpoint = 0;
     let mut resumed = 0;
-    for run in 0..KILLS {
+    for run in 0..RUNS {
         let log = dir.path().join(format!("run-{run}.log"));
         let start = latest_checkpoint(&checkpoints);
         let progress = rng.random_range(1..=3);
@@ -208,12 +213,13 @@ fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
             );
         }
         if run == 6 {
-            // A zombie of writer 0: an open transaction with records, as a failed attempt leaves.
-            let producer: BaseProducer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("transactional.id", format!("{prefix}-0"))
-                .create()
-                .unwrap();
+            // A zombie of this run's subtask 0: an open transaction with records under its
+            // transactional id, as a failed attempt leaves. The next run restores its state and
+            // must fence it and abort the transaction.
+            let id = transactional_id_of(&text, &prefix, 0)
+                .unwrap_or_else(|| panic!("run {run} logged no transactional id of subtask 0:\n{text}"));
+            let producer: BaseProducer =
+                ClientConfig::new().set("bootstrap.servers", &bootstrap).set("transactional.id", id).create().unwrap();
             producer.init_transactions(Duration::from_secs(30)).unwrap();
             producer.begin_transaction().unwrap();
             for i in 0..5 {
@@ -223,7 +229,7 @@ fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
             zombie = Some(producer);
         }
     }
-    assert!(resumed >= KILLS - 1, "only {resumed} of {KILLS} runs resumed from a checkpoint");
+    assert!(resumed >= RUNS - 1, "only {resumed} of {RUNS} runs resumed from a checkpoint");
     // The rest at parallelism 3, to the end.
     let log = dir.path().join("final.log");
     let mut child = job.spawn(3, &[], &log);
@@ -249,6 +255,150 @@ fn killed_ten_times_then_rescaled_commits_exactly_the_reference_counts() {
     );
     assert_eq!(counts, reference, "seed {seed}");
     std::mem::forget(zombie);
+}
+
+/// The transactional id that `subtask` opened, from a run's log (`<prefix>-<node>-<subtask>-<run>`).
+fn transactional_id_of(log: &str, prefix: &str, subtask: usize) -> Option<String> {
+    log.lines().filter(|l| l.contains("opened the Kafka sink's transactional id")).find_map(|l| {
+        let id = l.split("transactional_id=").nth(1)?.split_whitespace().next()?.trim_matches('"');
+        let rest = id.strip_prefix(prefix)?.strip_prefix('-')?;
+        let fields: Vec<&str> = rest.split('-').collect();
+        (fields.len() == 3 && fields[1] == subtask.to_string()).then(|| id.to_string())
+    })
+}
+
+/// Runs the bounded job twice with the same arguments (so the same job id and transactional-id
+/// prefix): the second run starts afresh, its checkpoint ids begin at 1 again, and every one of
+/// its counts must be committed, a second copy of the first run's.
+#[test]
+fn a_rerun_of_the_finished_job_commits_its_output_again() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let (input, output, prefix) = (unique("rerun-in"), unique("rerun-out"), unique("rerun-txn"));
+    create_topic(&bootstrap, &input, 2);
+    create_topic(&bootstrap, &output, 2);
+    let reference = produce_input(&bootstrap, &input, 2, 4_000);
+    let dir = tempfile::tempdir().unwrap();
+    let job = Job {
+        args: [
+            "run",
+            "kafka-word-count",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--input-topic",
+            &input,
+            "--output-topic",
+            &output,
+            "--transactional-id-prefix",
+            &prefix,
+            "--bounded",
+            "--window",
+            "200ms",
+            "--rate",
+            "4000",
+            "-D",
+            "execution.checkpointing.interval=100ms",
+            "-D",
+            &format!("state.checkpoints.dir=file://{}", dir.path().join("chk").display()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        dir: dir.path().to_path_buf(),
+    };
+    let mut ids = Vec::new();
+    for run in 0..2 {
+        let log = dir.path().join(format!("rerun-{run}.log"));
+        let status = job.spawn(2, &[], &log).wait().unwrap();
+        let text = log_of(&log);
+        assert!(status.success(), "run {run}:\n{text}");
+        assert!(!text.contains("resuming from checkpoint"), "run {run} is to start afresh:\n{text}");
+        ids.push(transactional_id_of(&text, &prefix, 0).expect("a transactional id in the log"));
+        let mut counts: BTreeMap<(i64, String), u64> = BTreeMap::new();
+        let mut copies: BTreeMap<(i64, String), usize> = BTreeMap::new();
+        for (_, value) in read_all(&bootstrap, &output, "read_committed") {
+            let fields: Vec<&str> = value.split(',').collect();
+            let key = (fields[0].parse().unwrap(), fields[1].to_string());
+            *copies.entry(key.clone()).or_default() += 1;
+            let count: u64 = fields[2].parse().unwrap();
+            assert!(counts.insert(key.clone(), count).is_none_or(|c| c == count), "{key:?} differs between runs");
+        }
+        if counts != reference {
+            let differ: Vec<_> = reference
+                .iter()
+                .filter(|(k, v)| counts.get(*k) != Some(*v))
+                .map(|(k, v)| (k.clone(), *v, counts.get(k).copied()))
+                .take(10)
+                .collect();
+            let extra: Vec<_> = counts.keys().filter(|k| !reference.contains_key(*k)).take(10).collect();
+            panic!(
+                "run {run}: {} counts differ from the reference (key, reference, output): {differ:?}; extra: {extra:?}; logs in {}",
+                reference.iter().filter(|(k, v)| counts.get(*k) != Some(*v)).count(),
+                dir.keep().display()
+            );
+        }
+        let wrong: Vec<_> = copies.iter().filter(|(_, n)| **n != run + 1).take(5).collect();
+        assert!(wrong.is_empty(), "after run {run} each count is to be in the output {} times: {wrong:?}", run + 1);
+    }
+    assert_ne!(ids[0], ids[1], "the second run reused the first run's transactional id");
+}
+
+/// `--input-topic-pattern` reads every matching topic: the same input split over two topics
+/// gives the reference counts; a third topic that does not match adds nothing.
+#[test]
+fn an_input_topic_pattern_reads_every_matching_topic() {
+    let Some(bootstrap) = bootstrap() else { return };
+    let base = unique("pattern");
+    let (even, odd, other, output) =
+        (format!("{base}-in-even"), format!("{base}-in-odd"), format!("{base}-other"), format!("{base}-out"));
+    for topic in [&even, &odd, &other] {
+        create_topic(&bootstrap, topic, 1);
+    }
+    create_topic(&bootstrap, &output, 1);
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(5);
+    let mut reference = BTreeMap::new();
+    let (mut evens, mut odds) = (Vec::new(), Vec::new());
+    for i in 0..400i64 {
+        let text = line(&mut rng);
+        let ts = BASE_TS + 2 * i;
+        for word in text.split(' ') {
+            *reference.entry((ts - ts.rem_euclid(WINDOW_MS) + WINDOW_MS, word.to_string())).or_insert(0u64) += 1;
+        }
+        if i % 2 == 0 { &mut evens } else { &mut odds }.push((ts, text));
+    }
+    kafka::produce(&bootstrap, &even, 1, evens);
+    kafka::produce(&bootstrap, &odd, 1, odds);
+    kafka::produce(&bootstrap, &other, 1, [(BASE_TS, "stray words".to_string())]);
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = format!("{}-in-.*", base);
+    let job = Job {
+        args: [
+            "run",
+            "kafka-word-count",
+            "--bootstrap-servers",
+            &bootstrap,
+            "--input-topic-pattern",
+            &pattern,
+            "--output-topic",
+            &output,
+            "--transactional-id-prefix",
+            &unique("pattern-txn"),
+            "--bounded",
+            "--window",
+            "200ms",
+            "-D",
+            "execution.checkpointing.interval=100ms",
+            "-D",
+            &format!("state.checkpoints.dir=file://{}", dir.path().join("chk").display()),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        dir: dir.path().to_path_buf(),
+    };
+    let log = dir.path().join("pattern.log");
+    let status = job.spawn(2, &[], &log).wait().unwrap();
+    assert!(status.success(), "{}", log_of(&log));
+    assert_eq!(counts_of(&read_all(&bootstrap, &output, "read_committed")), reference);
 }
 
 /// `GET path` on 127.0.0.1:port; the JSON body.

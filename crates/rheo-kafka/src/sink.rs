@@ -7,10 +7,11 @@
 //! **Exactly-once** is a two-phase commit on Rheo's checkpoints, the mechanism of the exactly-once
 //! file sink: records are buffered; at the barrier the buffer is *pre-committed* into the
 //! checkpoint's state as a pending part; when the checkpoint completes, the part is written in
-//! one Kafka transaction (transactional id `<prefix>-<subtask>`) and committed. A
-//! `read_committed` consumer therefore sees a checkpoint's output exactly when the checkpoint
-//! exists. After a crash, the restored subtask commits the parts its checkpoint had pre-committed
-//! (the crash may have come between the checkpoint and the commit).
+//! one Kafka transaction and committed. A `read_committed` consumer therefore sees a checkpoint's
+//! output exactly when the checkpoint exists. After a crash, the restored subtask commits the
+//! parts its checkpoint had pre-committed (the crash may have come between the checkpoint and
+//! the commit). The cost: a checkpoint interval's output is held in memory and written into the
+//! checkpoint until the checkpoint completes, and the commit runs on the task's thread.
 //!
 //! Why the records wait in the checkpoint rather than in an open Kafka transaction, as Flink
 //! does: to finish a transaction that a dead process opened, Flink re-attaches to it by producer
@@ -18,17 +19,28 @@
 //! producer with the same transactional id *aborts* the open transaction (that is how Kafka
 //! fences zombies). Keeping the part in the checkpoint makes the commit repeatable instead.
 //!
+//! **Transactional ids.** Each subtask of each run (every start, restart or restore of the job)
+//! writes under a transactional id of its own, `<prefix>-<operator>-<subtask>-<run>`, where
+//! `<operator>` is the sink's node in the job graph and `<run>` 8 random hex digits drawn when
+//! the subtask starts. The id is kept in the subtask's checkpoint state. Two jobs with the same
+//! prefix, or two sinks of one job, never share an id, and a job that starts afresh (a rerun of
+//! a finished job, `execution.fresh-start`, another checkpoint directory, a redeploy without
+//! state) never reuses the ids, and so the commit markers, of an earlier run.
+//!
 //! Repeating a commit must not duplicate it. Each commit's transaction also commits a marker,
-//! atomically with the records: offset `checkpoint + 1` for the consumer group `<prefix>-<writer>`
-//! on partition 0 of the output topic (`send_offsets_to_transaction`). Before writing a part the
-//! sink reads that marker; a part at or below it is already in Kafka and is skipped.
+//! atomically with the records: offset `checkpoint + 1` for the consumer group named like the
+//! transactional id, on partition 0 of the output topic (`send_offsets_to_transaction`). Before
+//! writing a part the sink reads that marker; a part at or below it is already in Kafka and is
+//! skipped. A transactional id only ever commits the parts of one run, in checkpoint order, so
+//! the marker cannot hide a part of another run.
 //!
-//! Opening the producer of a transactional id (`init_transactions`) fences any zombie producer of
-//! an earlier attempt and aborts whatever transaction it left open, so a stuck last stable offset
-//! is released at restore.
+//! A restored subtask first opens (`init_transactions`) the transactional id of every old
+//! subtask whose state it takes over, which fences any zombie producer of that id and aborts
+//! whatever transaction a failed attempt left open (so a stuck last stable offset is released),
+//! then commits that id's pending parts, then goes on under an id of its own.
 //!
-//! The transactional-id prefix must be unique per job (as in Flink); restoring an older savepoint
-//! of the same job needs a new prefix, or its parts below the markers count as written.
+//! The broker forgets a marker `offsets.retention.minutes` (7 days by default) after its commit:
+//! restoring a checkpoint or savepoint older than that commits its last pre-committed part again.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,7 +119,8 @@ impl<T> Clone for KafkaSink<T> {
 }
 
 impl<T> KafkaSink<T> {
-    /// A sink into `topic`. Exactly-once needs a transactional-id prefix unique to the job.
+    /// A sink into `topic`. Exactly-once needs a transactional-id prefix, the start of its
+    /// transactional ids (see the module docs).
     pub fn new(
         client: ClientSettings,
         topic: &str,
@@ -121,9 +134,7 @@ impl<T> KafkaSink<T> {
         }
         let prefix = transactional_id_prefix.map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
         if guarantee == DeliveryGuarantee::ExactlyOnce && prefix.is_none() {
-            return Err(KafkaError::Config(
-                "an exactly-once Kafka sink needs a transactional-id prefix unique to the job".into(),
-            ));
+            return Err(KafkaError::Config("an exactly-once Kafka sink needs a transactional-id prefix".into()));
         }
         if client.get("transactional.id").is_some() {
             return Err(KafkaError::Config(
@@ -218,9 +229,34 @@ fn produce(producer: &Producer_, topic: &str, record: &SinkRecord, timestamp: Ti
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct PendingPart {
     checkpoint_id: u64,
-    /// The subtask that wrote it: its transactional id and marker group.
-    writer: usize,
     records: Vec<(SinkRecord, Timestamp)>,
+}
+
+/// One subtask's checkpoint state: its transactional id (also its marker group) and the parts
+/// it pre-committed under it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct WriterState {
+    transactional_id: String,
+    pending: Vec<PendingPart>,
+}
+
+/// [`WriterState`] borrowed, to encode without copying the records.
+#[derive(serde::Serialize)]
+struct WriterStateRef<'a> {
+    transactional_id: &'a str,
+    pending: &'a [PendingPart],
+}
+
+/// A transactional id no earlier run used: `<prefix>-<operator>-<subtask>-<run>`, the run being
+/// 32 random bits (std's per-process random hash keys over the clock and the process id).
+fn new_transactional_id(prefix: &str, node: usize, subtask: usize) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.write_usize(subtask);
+    format!("{prefix}-{node}-{subtask}-{:08x}", hasher.finish() as u32)
 }
 
 /// The transactional producer and the marker of one writer (transactional id).
@@ -233,8 +269,8 @@ struct Committer {
 }
 
 impl Committer {
-    fn open(sink: &KafkaSink<impl Sized>, prefix: &str, writer: usize) -> Result<Self, KafkaError> {
-        let transactional_id = format!("{prefix}-{writer}");
+    fn open(sink: &KafkaSink<impl Sized>, transactional_id: &str) -> Result<Self, KafkaError> {
+        let transactional_id = transactional_id.to_string();
         let errors = DeliveryErrors::default();
         let producer: Producer_ = sink
             .client
@@ -347,13 +383,15 @@ fn sink_error(e: KafkaError) -> SinkError {
 /// One subtask of the exactly-once sink.
 struct ExactlyOnceWriter<T> {
     sink: KafkaSink<T>,
-    prefix: String,
+    /// This run's transactional id (and marker group) of this subtask.
+    transactional_id: String,
     subtask: usize,
     checkpointing: bool,
     buffer: Vec<(SinkRecord, Timestamp)>,
     pending: Vec<PendingPart>,
-    /// Parts of the restored checkpoint, committed when the task opens (see `open_restored`).
-    restored: Vec<PendingPart>,
+    /// The states of the old subtasks this one takes over, opened and committed when the task
+    /// opens (see `open_committers`).
+    restored: Vec<WriterState>,
     committer: Option<Committer>,
     config: Arc<Configuration>,
 }
@@ -363,26 +401,24 @@ impl<T> ExactlyOnceWriter<T> {
         let config = &ctx.info.config;
         let checkpointing = config.get(&options::CHECKPOINT_INTERVAL).ok().flatten().is_some_and(|d| !d.is_zero());
         let prefix = sink.transactional_id_prefix.clone().expect("validated in KafkaSink::new");
-        let restored: Vec<Vec<PendingPart>> = ctx.restore_operator();
-        let mut restored: Vec<PendingPart> = restored.into_iter().flatten().collect();
-        restored.sort_by_key(|p| (p.writer, p.checkpoint_id));
+        let subtask = ctx.info.subtask_index;
         Self {
             sink,
-            prefix,
-            subtask: ctx.info.subtask_index,
+            transactional_id: new_transactional_id(&prefix, ctx.node, subtask),
+            subtask,
             checkpointing,
             buffer: Vec::new(),
             pending: Vec::new(),
-            restored,
+            restored: ctx.restore_operator(),
             committer: None,
             config: ctx.info.config.clone(),
         }
     }
 
-    /// Opens this subtask's transactional id (fencing zombies, aborting what a failed attempt
-    /// left open) and commits the parts the restored checkpoint had pre-committed, each with
-    /// the transactional id of the subtask that wrote it. Runs at the first call the task
-    /// makes (its first flush comes within the buffer timeout, records or not).
+    /// Opens the transactional id of every old subtask this one takes over (fencing zombies,
+    /// aborting what a failed attempt left open), commits the parts the restored checkpoint
+    /// had pre-committed under it, then opens this subtask's own id. Runs at the first call
+    /// the task makes (its first flush comes within the buffer timeout, records or not).
     fn open(&mut self) -> Result<(), SinkError> {
         if self.committer.is_some() {
             return Ok(());
@@ -392,19 +428,21 @@ impl<T> ExactlyOnceWriter<T> {
 
     fn open_committers(&mut self) -> Result<(), KafkaError> {
         self.sink.validate(&self.config)?;
-        let parts = std::mem::take(&mut self.restored);
-        let mut writers: Vec<usize> = parts.iter().map(|p| p.writer).collect();
-        writers.dedup();
-        for w in writers.into_iter().filter(|&w| w != self.subtask) {
-            let committer = Committer::open(&self.sink, &self.prefix, w)?;
-            for part in parts.iter().filter(|p| p.writer == w) {
+        for old in std::mem::take(&mut self.restored) {
+            if old.transactional_id == self.transactional_id {
+                continue;
+            }
+            let committer = Committer::open(&self.sink, &old.transactional_id)?;
+            for part in &old.pending {
                 commit_restored(&committer, &self.sink.topic, part)?;
             }
         }
-        let own = Committer::open(&self.sink, &self.prefix, self.subtask)?;
-        for part in parts.iter().filter(|p| p.writer == self.subtask) {
-            commit_restored(&own, &self.sink.topic, part)?;
-        }
+        let own = Committer::open(&self.sink, &self.transactional_id)?;
+        tracing::info!(
+            subtask = self.subtask,
+            transactional_id = %self.transactional_id,
+            "opened the Kafka sink's transactional id"
+        );
         self.committer = Some(own);
         Ok(())
     }
@@ -431,8 +469,7 @@ impl<T: Send + 'static> SinkFunction<T> for ExactlyOnceWriter<T> {
         self.open()?;
         if !self.checkpointing && !self.buffer.is_empty() {
             // No checkpoints: the end of input is the one commit point.
-            let part =
-                PendingPart { checkpoint_id: 0, writer: self.subtask, records: std::mem::take(&mut self.buffer) };
+            let part = PendingPart { checkpoint_id: 0, records: std::mem::take(&mut self.buffer) };
             self.commit(&part)?;
         }
         Ok(())
@@ -442,9 +479,9 @@ impl<T: Send + 'static> SinkFunction<T> for ExactlyOnceWriter<T> {
         self.open()?;
         if !self.buffer.is_empty() {
             let records = std::mem::take(&mut self.buffer);
-            self.pending.push(PendingPart { checkpoint_id, writer: self.subtask, records });
+            self.pending.push(PendingPart { checkpoint_id, records });
         }
-        Ok(Some(encode(&self.pending)))
+        Ok(Some(encode(&WriterStateRef { transactional_id: &self.transactional_id, pending: &self.pending })))
     }
 
     fn checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), SinkError> {
@@ -566,6 +603,22 @@ mod tests {
         assert!(sink(&["transaction.timeout.ms=300000"]).unwrap().validate(&config).is_ok());
         let err = sink(&["transaction.timeout.ms=soon"]).unwrap().validate(&config).unwrap_err().to_string();
         assert!(err.contains("'soon'"), "{err}");
+    }
+
+    /// The state is encoded borrowed and decoded owned: the two must stay the same shape.
+    #[test]
+    fn writer_state_round_trips_and_ids_are_new_per_run() {
+        let pending = vec![PendingPart {
+            checkpoint_id: 7,
+            records: vec![(SinkRecord { key: Some(b"k".to_vec()), value: b"v".to_vec() }, 42)],
+        }];
+        let bytes = encode(&WriterStateRef { transactional_id: "p-3-1-0a0b0c0d", pending: &pending });
+        let state: WriterState = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(state.transactional_id, "p-3-1-0a0b0c0d");
+        assert_eq!((state.pending[0].checkpoint_id, &state.pending[0].records), (7, &pending[0].records));
+        let (a, b) = (new_transactional_id("p", 3, 1), new_transactional_id("p", 3, 1));
+        assert!(a.starts_with("p-3-1-") && a.len() == "p-3-1-".len() + 8, "{a}");
+        assert_ne!(a, b, "two starts of one subtask drew the same run");
     }
 
     #[test]

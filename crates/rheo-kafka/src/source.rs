@@ -435,9 +435,19 @@ impl<T> KafkaSourceReader<T> {
             }
         }
         for key in new {
-            let (low, high) = consumer
-                .fetch_watermarks(&key.0, key.1, REQUEST_TIMEOUT)
-                .map_err(|e| KafkaError::Client(format!("cannot read the offsets of {}-{}: {e}", key.0, key.1)))?;
+            let (low, high) = match consumer.fetch_watermarks(&key.0, key.1, REQUEST_TIMEOUT) {
+                Ok(offsets) => offsets,
+                // A partition created a moment ago may have no leader yet: the next discovery
+                // finds it again.
+                Err(e) if !initial => {
+                    tracing::info!(subtask = self.subtask, topic = %key.0, partition = key.1, error = %e,
+                        "new Kafka partition not readable yet; trying again at the next discovery");
+                    continue;
+                }
+                Err(e) => {
+                    return Err(KafkaError::Client(format!("cannot read the offsets of {}-{}: {e}", key.0, key.1)));
+                }
+            };
             let restored = self.restored.as_ref().and_then(|r| r.get(&key).copied());
             let start = match (restored, &self.restored) {
                 (Some(next), _) => next,
@@ -613,6 +623,10 @@ impl<T: Data> SourceFunction<T> for KafkaSourceReader<T> {
                     // and with them every window).
                     ("max.partition.fetch.bytes", "65536"),
                     ("client.id", &format!("rheo-source-{}", self.subtask)),
+                    // librdkafka assigns partitions only to a consumer with a group, even one
+                    // that never joins it (as here) and never commits (without the user's own
+                    // group.id, nothing is committed).
+                    ("group.id", "rheo-kafka-source"),
                 ],
                 // Positions live in checkpoints; the group only mirrors them.
                 &[("enable.auto.commit", "false"), ("enable.auto.offset.store", "false")],

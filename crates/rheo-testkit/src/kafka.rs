@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -38,6 +38,42 @@ pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     }
 }
 
+/// Grows `topic` to `partitions` partitions.
+pub fn add_partitions(bootstrap: &str, topic: &str, partitions: usize) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin client");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let grow = [NewPartitions::new(topic, partitions)];
+    for result in runtime.block_on(admin.create_partitions(&grow, &options)).expect("create partitions") {
+        result.unwrap_or_else(|(t, e)| panic!("cannot add partitions to {t}: {e}"));
+    }
+}
+
+/// Produces `(partition, timestamp ms, text)` records, each to its partition, and waits until the
+/// broker has them all.
+pub fn produce_to(bootstrap: &str, topic: &str, records: impl IntoIterator<Item = (i32, i64, String)>) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (partition, ts, text) in records {
+        let mut record = BaseRecord::<(), String>::to(topic).payload(&text).partition(partition).timestamp(ts);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flush");
+}
+
 /// Produces `(timestamp ms, text)` records, the `i`-th to partition `i % partitions`, and waits
 /// until the broker has them all.
 pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: impl IntoIterator<Item = (i64, String)>) {
@@ -65,7 +101,11 @@ pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: impl Into
 }
 
 /// Every record of `topic` up to its end when called, as `(key, value)`, read with
-/// `isolation` (`read_committed`: up to the last stable offset).
+/// `isolation`. The end is the high watermark, whatever the isolation: under `read_committed`
+/// the last stable offset can still lag behind a transaction that its producer has committed
+/// (the broker writes the commit markers after it answers the commit), and reading only up to
+/// it would miss that transaction's records. So a `read_committed` read waits until every
+/// transaction up to the end is decided, and one that stays open fails the read at `deadline`.
 pub fn read_all(bootstrap: &str, topic: &str, isolation: &str, deadline: Duration) -> Vec<(String, String)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -76,12 +116,17 @@ pub fn read_all(bootstrap: &str, topic: &str, isolation: &str, deadline: Duratio
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
+    let uncommitted: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .expect("consumer");
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let mut list = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for p in metadata.topics()[0].partitions() {
         list.add_partition_offset(topic, p.id(), Offset::Beginning).expect("partition");
-        let (_, end) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
+        let (_, end) = uncommitted.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks");
         ends.insert(p.id(), end);
     }
     consumer.assign(&list).expect("assign");

@@ -1,6 +1,6 @@
 //! Windowed word count from Kafka to Kafka, exactly once.
 //!
-//! Reads lines from `--input-topic` (each record's value is one or more lines; its Kafka
+//! Reads lines from `--input-topic` or the topics matching `--input-topic-pattern` (each record's value is one or more lines; its Kafka
 //! timestamp is its event time, with per-partition watermarks), counts words per event-time
 //! tumbling window, and writes one record per word and window to `--output-topic`: key `word`,
 //! value `WINDOW_END_MS,word,count`. With checkpointing on and the default `exactly-once`
@@ -32,6 +32,10 @@ pub struct KafkaWordCount {
     /// The topic of text lines.
     #[arg(long, default_value = "words")]
     pub input_topic: String,
+    /// Read every topic whose whole name matches this regular expression instead (topics that
+    /// appear later are found by partition discovery).
+    #[arg(long, value_name = "REGEX", conflicts_with = "input_topic")]
+    pub input_topic_pattern: Option<String>,
     /// The topic the counts go to.
     #[arg(long, default_value = "word-counts")]
     pub output_topic: String,
@@ -60,7 +64,9 @@ pub struct KafkaWordCount {
     /// exactly-once, at-least-once or none.
     #[arg(long, default_value = "exactly-once")]
     pub delivery_guarantee: DeliveryGuarantee,
-    /// Transactional ids are `<prefix>-<subtask>`; unique per job.
+    /// Transactional ids are `<prefix>-<operator>-<subtask>-<run>`, with a new random `<run>`
+    /// for every start of the job (the ids of a restored run's old subtasks are kept in its
+    /// checkpoint), so jobs sharing a prefix never fence each other.
     #[arg(long, default_value = "rheo-kafka-word-count")]
     pub transactional_id_prefix: String,
     /// Read at most this many Kafka records per second (over all subtasks), e.g. to watch the
@@ -95,8 +101,14 @@ impl JobDef for KafkaWordCount {
     fn build(self, env: &StreamEnv) -> anyhow::Result<()> {
         let mut source_client = self.client()?;
         source_client.set("group.id", &self.group_id);
-        let source = KafkaSource::builder(source_client)
-            .topics([self.input_topic.clone()])
+        // Settings librdkafka refuses (an unknown property, GSSAPI) fail here, before any task.
+        source_client.check()?;
+        let source = KafkaSource::builder(source_client);
+        let source = match &self.input_topic_pattern {
+            Some(pattern) => source.topic_pattern(pattern)?,
+            None => source.topics([self.input_topic.clone()]),
+        };
+        let source = source
             .starting_offsets(self.starting_offsets)
             .bounded(self.bounded)
             .partition_discovery_interval(Some(self.partition_discovery_interval))
