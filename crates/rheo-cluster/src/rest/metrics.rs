@@ -15,8 +15,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::rates::VertexRates;
 use super::State;
+use super::rates::VertexRates;
 use rheo_runtime::task::{TaskMetrics, now_ms};
 
 type Labels = Vec<(String, String)>;

@@ -219,10 +219,19 @@ mod tests {
             let graph = endless_job();
             let settings = PlanSettings { default_parallelism: 2, max_parallelism: 128, chaining: true };
             let plan = ExecutionPlan::new(&graph, &settings).unwrap();
-            let mut deployer =
-                LocalDeployer { graph: &graph, plan: &plan, settings: &settings, config: Arc::new(Configuration::new()) };
-            let attempt =
-                Attempt { number: 1, handle: &attempt_handle, restore: None, checkpointing: None, next_checkpoint_id: 1 };
+            let mut deployer = LocalDeployer {
+                graph: &graph,
+                plan: &plan,
+                settings: &settings,
+                config: Arc::new(Configuration::new()),
+            };
+            let attempt = Attempt {
+                number: 1,
+                handle: &attempt_handle,
+                restore: None,
+                checkpointing: None,
+                next_checkpoint_id: 1,
+            };
             let _ = done_tx.send(deployer.run_attempt(&attempt).map(|(end, _)| end));
         });
         let end = done_rx.recv_timeout(Duration::from_secs(30)).expect("the attempt ran on after the cancel");
