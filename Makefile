@@ -23,9 +23,14 @@ run: build-deps
 ## make test: everything CI checks (e2e: a real single-node Kubernetes, built once into ~/.cache)
 test: lint test-engine test-operator test-chart e2e test-dashboard
 
+# Then the job crate alone: rheo-cli without its default features (no kafka, no s3), which the
+# workspace build never compiles, and no librdkafka in its tree.
 lint: build-deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p my-job --all-targets -- -D warnings
+	@tree="$$($(CARGO) tree -e normal -p my-job --prefix none)" || exit 1; \
+	if grep -q '^rdkafka' <<<"$$tree"; then echo "examples/my-job depends on librdkafka (rdkafka)" >&2; exit 1; fi
 
 fmt:
 	$(CARGO) fmt --all

@@ -128,7 +128,7 @@ impl Autoscaler {
             if let Ok(jobs) = self.rest.jobs().await
                 && let Some(job) = jobs.jobs.iter().find(|j| j.status == JobState::Running)
             {
-                return Ok(job.id.clone());
+                return Ok(job.id.to_string());
             }
             tokio::time::sleep(self.args.interval.min(Duration::from_secs(1))).await;
         }

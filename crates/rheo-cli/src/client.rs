@@ -174,7 +174,7 @@ async fn submit(args: SubmitArgs) -> Result<(), String> {
         ..Default::default()
     };
     let submitted = client.run_jar(rheo_cluster::rest::JAR_ID, &request).await.map_err(|e| describe(&client, e))?;
-    let id = submitted.jobid;
+    let id = submitted.jobid.to_string();
     println!("Job has been submitted with JobID {id}");
     if args.wait {
         await_job(&client, &id).await?;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A Flink job id: 32 lowercase hex digits.
-pub type JobId = String;
+/// A Flink job id: 32 hex digits on the wire, written in lowercase; text that is not one fails
+/// to deserialize.
+pub use rheo_types::JobId;
 
 /// The state of a job, as Flink's `JobStatus` enum.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -806,4 +807,20 @@ pub struct ParallelismBounds {
     pub lower_bound: u32,
     #[serde(rename = "upperBound")]
     pub upper_bound: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_parsed_on_the_wire() {
+        let jobs: JobIdsWithStatus =
+            serde_json::from_str(r#"{"jobs":[{"id":"6232260E7262BC211B07D58420043BD8","status":"RUNNING"}]}"#).unwrap();
+        assert_eq!(jobs.jobs[0].id.to_string(), "6232260e7262bc211b07d58420043bd8");
+        let error = serde_json::from_str::<JobIdsWithStatus>(r#"{"jobs":[{"id":"6232","status":"RUNNING"}]}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("'6232' is not a job id"), "{error}");
+    }
 }

@@ -225,7 +225,7 @@ impl Cluster {
     pub fn await_job(&mut self) -> Result<String, HarnessError> {
         self.await_until("a job to be listed", |rest| match rest.jobs() {
             Ok(jobs) => match jobs.jobs.first() {
-                Some(job) => Poll::Ready(job.id.clone()),
+                Some(job) => Poll::Ready(job.id.to_string()),
                 None => Poll::Pending("no jobs".into()),
             },
             Err(e) => Poll::Pending(e.to_string()),

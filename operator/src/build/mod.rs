@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 
 use rheo_config::options;
+use rheo_types::JobId;
 
 use crate::crd::{DesiredJobState, FlinkJob, FlinkJobSpec, ImagePullPolicy};
 
@@ -130,12 +131,12 @@ pub fn rest_url(fj: &FlinkJob) -> String {
 /// The job id for a deployment epoch: the resource uid without dashes for epoch 0; each later
 /// (re)deployment adds its epoch to the last 32 bits, so ids stay recognisable and never repeat.
 pub fn job_id(uid: &str, epoch: i64) -> Result<String, BuildError> {
-    let hex: String = uid.chars().filter(|c| *c != '-').collect::<String>().to_ascii_lowercase();
-    if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(BuildError::BadUid(uid.to_string()));
-    }
-    let tail = u32::from_str_radix(&hex[24..], 16).expect("8 hex digits fit in u32");
-    Ok(format!("{}{:08x}", &hex[..24], tail.wrapping_add(epoch as u32)))
+    let hex: String = uid.chars().filter(|c| *c != '-').collect();
+    let id: JobId = hex.parse().map_err(|_| BuildError::BadUid(uid.to_string()))?;
+    let mut bytes = *id.as_bytes();
+    let tail = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]).wrapping_add(epoch as u32);
+    bytes[12..].copy_from_slice(&tail.to_be_bytes());
+    Ok(JobId::from_bytes(bytes).to_string())
 }
 
 /// Recommended labels of a component; the first three also select its pods.

@@ -632,7 +632,7 @@ mod tests {
             metrics: Default::default(),
         };
         let job = JobDetails {
-            jid: "j".into(),
+            jid: rheo_rest::JobId::derived_from("j"),
             application_id: None,
             name: "n".into(),
             is_stoppable: false,

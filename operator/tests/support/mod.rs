@@ -280,7 +280,7 @@ impl JobManagerApi for FakeJm {
                 })
                 .collect();
             Ok(JobDetails {
-                jid: job_id.into(),
+                jid: job_id.parse().expect("the operator asks for job ids"),
                 application_id: None,
                 name: "word-count".into(),
                 is_stoppable: false,

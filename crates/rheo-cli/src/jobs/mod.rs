@@ -5,6 +5,7 @@ pub use rheo_cluster::registry::*;
 
 pub mod arriving_numbers;
 pub mod datagen_word_count;
+#[cfg(feature = "kafka")]
 pub mod kafka_word_count;
 pub mod socket_window_word_count;
 pub mod word_count;
@@ -12,10 +13,12 @@ pub mod words;
 
 /// The jobs of the `rheo` binary.
 pub fn builtin() -> JobRegistry {
-    JobRegistry::new()
+    let registry = JobRegistry::new()
         .register::<socket_window_word_count::SocketWindowWordCount>()
         .register::<word_count::WordCount>()
-        .register::<datagen_word_count::DatagenWordCount>()
-        .register::<kafka_word_count::KafkaWordCount>()
-        .register::<arriving_numbers::ArrivingNumbers>()
+        .register::<datagen_word_count::DatagenWordCount>();
+    // Only with the `kafka` feature (on by default).
+    #[cfg(feature = "kafka")]
+    let registry = registry.register::<kafka_word_count::KafkaWordCount>();
+    registry.register::<arriving_numbers::ArrivingNumbers>()
 }

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use axum::extract::State as Extract;
-use axum::response::Response;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::State;
-use super::handlers::{subtask_rates, text};
 use super::rates::VertexRates;
 use rheo_runtime::task::{TaskMetrics, now_ms};
 
@@ -59,12 +59,12 @@ pub(crate) fn registry(state: &State) -> Registry {
     let job_families: Vec<Family<Labels, U64Gauge>> = JOB_GAUGES.iter().map(|_| Family::default()).collect();
     let mut job_ids = HashSet::new();
     for handle in &jobs {
-        let status = handle.status();
-        let job_id = handle.job_id();
+        let snapshot = handle.snapshot();
+        let (status, job_id) = (&snapshot.status, snapshot.job_id.clone());
         let job_labels: Labels = vec![("job_id".into(), job_id.clone()), ("job_name".into(), state.job_name(handle))];
         job_ids.insert(job_id);
         for (index, task) in status.tasks.iter().enumerate() {
-            for (subtask, (metrics, rates)) in subtask_rates(state, handle, &status, index).iter().enumerate() {
+            for (subtask, (metrics, rates)) in state.rates.subtasks(&snapshot, index).iter().enumerate() {
                 let mut labels = job_labels.clone();
                 labels.push(("task_id".into(), task.id.clone()));
                 labels.push(("task_name".into(), task.name.clone()));
@@ -105,5 +105,5 @@ pub(crate) async fn metrics(Extract(state): Extract<Arc<State>>) -> Response {
     let mut body = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut body, &registry(&state));
-    text("application/openmetrics-text; version=1.0.0; charset=utf-8", body)
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use rheo_runtime::driver::handle::JobSnapshot;
 use rheo_runtime::task::{TaskMetrics, now_ms};
 
 /// The shortest interval rates are computed over, once a vertex has been sampled before.
@@ -74,6 +75,33 @@ impl Rates {
             entry.last = Sample { at: now, metrics };
         }
         rates(&entry.previous, &Sample { at: now, metrics })
+    }
+
+    /// The rates of every vertex of a job, indexed like `snapshot.status.tasks`, sampled now.
+    pub fn job(&self, snapshot: &JobSnapshot) -> Vec<VertexRates> {
+        let status = &snapshot.status;
+        status
+            .tasks
+            .iter()
+            .zip(&snapshot.metrics)
+            .map(|(task, &metrics)| self.sample(&snapshot.job_id, &task.id, metrics, status.start_time))
+            .collect()
+    }
+
+    /// Each subtask's metrics and rates of vertex `index`, sampled now (rates per subtask: a
+    /// slow or idle subtask shows as itself, not as the vertex's average).
+    pub fn subtasks(&self, snapshot: &JobSnapshot, index: usize) -> Vec<(TaskMetrics, VertexRates)> {
+        let (Some(task), Some(metrics)) = (snapshot.status.tasks.get(index), snapshot.subtask_metrics.get(index))
+        else {
+            return Vec::new();
+        };
+        metrics
+            .iter()
+            .enumerate()
+            .map(|(n, &m)| {
+                (m, self.sample(&snapshot.job_id, &format!("{}/{n}", task.id), m, snapshot.status.start_time))
+            })
+            .collect()
     }
 
     /// Forgets the samples of jobs not in `jobs`.

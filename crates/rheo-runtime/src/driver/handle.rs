@@ -110,6 +110,20 @@ pub struct JobStatus {
     pub exceptions_truncated: bool,
 }
 
+/// A job's status and its metrics at one moment ([`JobHandle::snapshot`]).
+#[derive(Debug, Clone)]
+pub struct JobSnapshot {
+    pub job_id: String,
+    /// Its tasks' `records_in` and `records_out` are those of `metrics`.
+    pub status: JobStatus,
+    /// The metrics of each vertex (summed over its subtasks; the lowest watermark), indexed
+    /// like `status.tasks`.
+    pub metrics: Vec<TaskMetrics>,
+    /// The metrics of each subtask of each vertex: indexed like `status.tasks`, then by
+    /// subtask index, as many as the vertex's parallelism.
+    pub subtask_metrics: Vec<Vec<TaskMetrics>>,
+}
+
 /// A failure of a task (a cause of a restart) or of the whole job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobException {
@@ -301,6 +315,37 @@ impl JobHandle {
         status
     }
 
+    /// The status and the metrics of every vertex and subtask, read under one lock: the
+    /// metrics are those of the attempt whose tasks the status shows (two calls, to
+    /// [`JobHandle::status`] and [`JobHandle::task_metrics`], may straddle a new attempt).
+    pub fn snapshot(&self) -> JobSnapshot {
+        let shared = self.lock();
+        let mut status = shared.status.clone();
+        let subtask_metrics: Vec<Vec<TaskMetrics>> = status
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(index, task)| {
+                let mut metrics = shared.counters.get(index).map(|c| c.subtask_metrics()).unwrap_or_default();
+                metrics.resize(task.parallelism, TaskMetrics::default());
+                metrics
+            })
+            .collect();
+        let metrics: Vec<TaskMetrics> = subtask_metrics
+            .iter()
+            .map(|subtasks| {
+                let mut sum = TaskMetrics::default();
+                subtasks.iter().for_each(|m| sum.add(m));
+                sum
+            })
+            .collect();
+        for (task, metrics) in status.tasks.iter_mut().zip(&metrics) {
+            task.records_in = metrics.records_in;
+            task.records_out = metrics.records_out;
+        }
+        JobSnapshot { job_id: shared.job_id.clone(), status, metrics, subtask_metrics }
+    }
+
     /// The metrics of each vertex (records, busy/idle/back-pressured time), indexed like
     /// `JobStatus::tasks`.
     pub fn task_metrics(&self) -> Vec<TaskMetrics> {
@@ -417,9 +462,25 @@ impl JobHandle {
 
     /// Cancels the job (Flink's `PATCH /jobs/:id?mode=cancel`).
     pub fn cancel(&self) {
-        *self.cancel.requested.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.cancel.wake.notify_all();
+        let mut requested = self.cancel.requested.lock().unwrap_or_else(|p| p.into_inner());
+        *requested = true;
+        // Under the lock, as [`JobHandle::begin_attempt`] clears it: an attempt that begins
+        // now either sees the request or has cleared the flag before it is set here.
         self.job.stop();
+        drop(requested);
+        self.cancel.wake.notify_all();
+    }
+
+    /// Clears the per-attempt stop flag for a new attempt, unless the job is to be cancelled:
+    /// then the flag stays set and this returns false. The check and the clearing happen under
+    /// the lock [`JobHandle::cancel`] takes, so a cancel is never undone by a new attempt.
+    pub fn begin_attempt(&self) -> bool {
+        let requested = self.cancel.requested.lock().unwrap_or_else(|p| p.into_inner());
+        if *requested {
+            return false;
+        }
+        self.job.resume();
+        true
     }
 
     /// Whether someone asked to cancel the job.
@@ -542,5 +603,86 @@ impl JobHandle {
 
     pub fn savepoint_done(&self, trigger_id: &str, status: SavepointStatus) {
         self.lock().savepoints.insert(trigger_id.to_string(), status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> JobHandle {
+        JobHandle::new("0123456789abcdef0123456789abcdef".into(), "test".into(), String::new(), Arc::default())
+    }
+
+    /// Shows attempt `n`'s vertices: `n % 3 + 1` of them at parallelism `n % 4 + 1`, each
+    /// subtask's counters holding `n` records.
+    fn show_attempt(handle: &JobHandle, n: u64) {
+        let (vertices, parallelism) = (n as usize % 3 + 1, n as usize % 4 + 1);
+        let tasks = (0..vertices)
+            .map(|v| {
+                let counters = Arc::new(VertexCounters::new(parallelism));
+                for subtask in 0..parallelism {
+                    counters.subtask(subtask).records_in.store(n, std::sync::atomic::Ordering::Relaxed);
+                }
+                let status = TaskStatus {
+                    id: format!("{v:032x}"),
+                    name: format!("vertex {v} of attempt {n}"),
+                    parallelism,
+                    records_in: 0,
+                    records_out: 0,
+                    inputs: Vec::new(),
+                };
+                (status, counters)
+            })
+            .collect();
+        handle.set_tasks(tasks);
+    }
+
+    #[test]
+    fn a_snapshot_shows_the_status_and_metrics_of_one_attempt() {
+        let handle = handle();
+        show_attempt(&handle, 0);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let attempts = {
+            let (handle, done) = (handle.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    show_attempt(&handle, n);
+                }
+                n
+            })
+        };
+        for _ in 0..20_000 {
+            let snapshot = handle.snapshot();
+            let tasks = &snapshot.status.tasks;
+            assert_eq!(tasks.len(), snapshot.metrics.len());
+            assert_eq!(tasks.len(), snapshot.subtask_metrics.len());
+            let attempt: u64 = tasks[0].name.rsplit(' ').next().unwrap().parse().unwrap();
+            assert_eq!(tasks.len(), attempt as usize % 3 + 1, "vertices of another attempt");
+            for ((task, metrics), subtasks) in tasks.iter().zip(&snapshot.metrics).zip(&snapshot.subtask_metrics) {
+                assert_eq!(task.parallelism, attempt as usize % 4 + 1);
+                assert_eq!(subtasks.len(), task.parallelism);
+                assert!(subtasks.iter().all(|m| m.records_in == attempt), "{task:?}: {subtasks:?}");
+                assert_eq!(metrics.records_in, attempt * task.parallelism as u64);
+                assert_eq!(task.records_in, metrics.records_in);
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(attempts.join().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_pending_cancel_refuses_a_new_attempt_and_keeps_its_stop_flag() {
+        let handle = handle();
+        // The previous attempt stopped its sources; the next one starts clear.
+        handle.shared().stop();
+        assert!(handle.begin_attempt());
+        assert!(!handle.shared().is_stopping());
+        handle.cancel();
+        assert!(handle.shared().is_stopping());
+        assert!(!handle.begin_attempt(), "an attempt began after the cancel");
+        assert!(handle.shared().is_stopping(), "a new attempt cleared the stop flag of a cancelled job");
     }
 }

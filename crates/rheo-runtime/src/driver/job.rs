@@ -7,7 +7,8 @@
 //! them to TaskManager processes.
 //!
 //! Two flags stop a job. The per-attempt stop flag ([`JobShared::stop`](crate::task::JobShared::stop))
-//! makes this attempt's sources stop; it is cleared at each attempt. The job-wide cancel request
+//! makes this attempt's sources stop; it is cleared at each attempt ([`JobHandle::begin_attempt`],
+//! which leaves it set when a cancel is pending). The job-wide cancel request
 //! lives on the handle and outlives attempts: a cancel that arrives during a restart backoff
 //! ends the job as CANCELED instead of being forgotten by the next attempt.
 
@@ -257,11 +258,12 @@ impl JobDriver {
         let stats = &mut report.checkpoints;
         let mut number = 0u64;
         loop {
-            if self.handle.is_cancel_requested() {
+            // Clears the stop flag unless a cancel was requested, in one step with the check:
+            // a cancel that lands in between would otherwise be undone.
+            if !self.handle.begin_attempt() {
                 return Err(JobError::Cancelled);
             }
             number += 1;
-            self.handle.shared().resume();
             // Flink's `counts.restored` and `latest.restored`: every attempt that starts from a
             // checkpoint (the first one's, and each restart's or rescale's) counts.
             if let Some(r) = &restore {
@@ -512,6 +514,59 @@ mod tests {
         assert!(matches!(driver.run(&mut deployer), Err(JobError::Cancelled)));
         assert!(deployer.attempts.is_empty());
         assert_eq!(driver.handle.status().state, JobState::Cancelled);
+    }
+
+    /// Ends every attempt with a rescale until it finds the stop flag set (then the attempt
+    /// ends cancelled, as the local deployer's sources would); records, for each attempt, whether
+    /// a cancel was pending when it started and whether the stop flag was then set.
+    struct RescaleUntilStopped {
+        started: Arc<std::sync::atomic::AtomicU64>,
+        seen: Vec<(bool, bool)>,
+    }
+
+    impl Deployer for RescaleUntilStopped {
+        fn run_attempt(&mut self, attempt: &Attempt<'_>) -> Result<(AttemptEnd, CheckpointStats), JobError> {
+            // The request first: `cancel` sets the flag before it releases the request, so a
+            // request seen here means the flag was set, unless the driver cleared it since.
+            let requested = attempt.handle.is_cancel_requested();
+            let stopping = attempt.handle.shared().is_stopping();
+            self.seen.push((requested, stopping));
+            self.started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let end = if stopping { AttemptEnd::Cancelled } else { AttemptEnd::Rescale };
+            Ok((end, CheckpointStats::default()))
+        }
+    }
+
+    #[test]
+    fn an_attempt_started_after_a_cancel_has_its_stop_flag_set_and_the_job_ends_cancelled() {
+        // Rescales come back to back, so cancels land anywhere in the driver's loop, including
+        // between its cancel check and the clearing of the stop flag for the next attempt.
+        for round in 0..200u64 {
+            let driver = driver(&[("restart-strategy.type", "none")]);
+            let handle = driver.handle.clone();
+            let started = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let mut deployer = RescaleUntilStopped { started: started.clone(), seen: Vec::new() };
+            let (done_tx, done_rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                let result = driver.run(&mut deployer);
+                let _ = done_tx.send((result.map(|_| ()), deployer.seen));
+            });
+            while started.load(std::sync::atomic::Ordering::SeqCst) < 1 + round % 7 {
+                std::thread::yield_now();
+            }
+            handle.cancel();
+            let (result, seen) = done_rx.recv_timeout(Duration::from_secs(30)).expect("the cancel was lost");
+            assert!(matches!(result, Err(JobError::Cancelled)), "round {round}: {result:?}");
+            assert_eq!(handle.status().state, JobState::Cancelled);
+            assert!(handle.shared().is_stopping(), "round {round}: the job ended with its stop flag clear");
+            for (attempt, &(requested, stopping)) in seen.iter().enumerate() {
+                assert!(
+                    !requested || stopping,
+                    "round {round}: attempt {} started after the cancel with a clear stop flag",
+                    attempt + 1
+                );
+            }
+        }
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub struct LocalDeployer<'a> {
 
 impl Deployer for LocalDeployer<'_> {
     fn run_attempt(&mut self, attempt: &Attempt<'_>) -> Result<(AttemptEnd, CheckpointStats), JobError> {
+        // A cancel already requested: start nothing, and leave the stop flag set whoever
+        // cleared it.
+        if attempt.handle.is_cancel_requested() {
+            attempt.handle.shared().stop();
+            return Ok((AttemptEnd::Cancelled, CheckpointStats::default()));
+        }
         // A parallelism asked for through the REST API replaces the job's default.
         let rescaled = match attempt.handle.requested_parallelism() {
             Some(p) if p != self.settings.default_parallelism => {
@@ -153,5 +159,84 @@ fn watch_for_rescale(handle: &JobHandle, running: usize, ended: &AtomicBool, res
             None => {}
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::graph::{Node, NodeKind, OperatorContext, TypeOf, unerase};
+    use crate::task::{JobShared, SourceError, SourceFunction, SourceOutput, SourceStatus, SourceTask, Task};
+
+    /// A source that never ends by itself: only the stop flag ends its task.
+    struct Endless;
+
+    impl SourceFunction<u64> for Endless {
+        fn poll(&mut self, _out: &mut SourceOutput<'_, u64>) -> Result<SourceStatus, SourceError> {
+            std::thread::sleep(Duration::from_millis(1));
+            Ok(SourceStatus::Idle)
+        }
+    }
+
+    fn endless_job() -> JobGraph {
+        let factory = Arc::new(|ctx: &OperatorContext, mut outs: Vec<Box<dyn std::any::Any>>| -> Box<dyn Task> {
+            Box::new(SourceTask {
+                info: ctx.info.clone(),
+                node: ctx.node,
+                source: Box::new(Endless),
+                chain: unerase::<u64>(outs.remove(0)),
+                link: None,
+            })
+        });
+        let mut graph = JobGraph::default();
+        graph.add(Node {
+            name: "Source: endless".into(),
+            parallelism: None,
+            non_parallel: false,
+            kind: NodeKind::Source(factory),
+            inputs: Vec::new(),
+            ports: vec![TypeOf::<u64>::arc()],
+        });
+        graph
+    }
+
+    #[test]
+    fn an_attempt_started_after_a_cancel_runs_nothing_and_keeps_its_stop_flag() {
+        let handle = JobHandle::new(
+            "0123456789abcdef0123456789abcdef".into(),
+            "test".into(),
+            String::new(),
+            Arc::new(JobShared::default()),
+        );
+        handle.cancel();
+        // The flag cleared after the cancel, as a driver that checks before it clears would.
+        handle.shared().resume();
+        let (done_tx, done_rx) = mpsc::channel();
+        let attempt_handle = handle.clone();
+        std::thread::spawn(move || {
+            let graph = endless_job();
+            let settings = PlanSettings { default_parallelism: 2, max_parallelism: 128, chaining: true };
+            let plan = ExecutionPlan::new(&graph, &settings).unwrap();
+            let mut deployer = LocalDeployer {
+                graph: &graph,
+                plan: &plan,
+                settings: &settings,
+                config: Arc::new(Configuration::new()),
+            };
+            let attempt = Attempt {
+                number: 1,
+                handle: &attempt_handle,
+                restore: None,
+                checkpointing: None,
+                next_checkpoint_id: 1,
+            };
+            let _ = done_tx.send(deployer.run_attempt(&attempt).map(|(end, _)| end));
+        });
+        let end = done_rx.recv_timeout(Duration::from_secs(30)).expect("the attempt ran on after the cancel");
+        assert!(matches!(end, Ok(AttemptEnd::Cancelled)), "{end:?}");
+        assert!(handle.shared().is_stopping());
+        assert!(handle.status().tasks.is_empty(), "the attempt deployed tasks: {:?}", handle.status().tasks);
     }
 }

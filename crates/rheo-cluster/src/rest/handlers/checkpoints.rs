@@ -134,8 +134,9 @@ pub(super) async fn trigger_checkpoint(
 ) -> Result<Response, Error> {
     let handle = find_job(&state, &id)?;
     let request: api::CheckpointTriggerRequest = body(&bytes, "CheckpointTriggerRequestBody")?;
+    // A trigger id has a job id's form (both are Flink's AbstractID: 16 bytes in hex).
     if let Some(trigger) = &request.trigger_id
-        && (trigger.len() != 32 || !trigger.bytes().all(|b| b.is_ascii_hexdigit()))
+        && trigger.parse::<rheo_types::JobId>().is_err()
     {
         return Err(bad_field("CheckpointTriggerRequestBody", "triggerId", "expected 32 hexadecimal digits"));
     }

@@ -65,16 +65,15 @@ pub(super) fn submit_request(state: &State, request: api::JarRunRequest) -> Resu
     if request.parallelism == Some(0) {
         return Err(bad_field(WHAT, "parallelism", "must be at least 1"));
     }
-    if let Some(id) = &request.job_id
-        && !(id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return Err(bad_field(WHAT, "jobId", format!("'{id}' is not a job id (32 hexadecimal digits)")));
-    }
+    let job_id = request
+        .job_id
+        .map(|id| id.parse::<rheo_types::JobId>().map_err(|e| bad_field(WHAT, "jobId", e)))
+        .transpose()?;
     Ok(SubmitRequest {
         job,
         args,
         parallelism: request.parallelism.map(|p| p as usize),
-        job_id: request.job_id.map(|id| id.to_ascii_lowercase()),
+        job_id: job_id.map(|id| id.to_string()),
         savepoint_path: request.savepoint_path.filter(|p| !p.trim().is_empty()),
         allow_non_restored_state: request.allow_non_restored_state.unwrap_or(false),
         config: request.flink_configuration.unwrap_or_default().into_iter().collect(),
@@ -103,7 +102,7 @@ pub(super) async fn run_jar(
     match submitted {
         Ok(job_id) => {
             tracing::info!(%job, %job_id, "job submitted (REST request)");
-            ok(api::JarRunResponse { jobid: job_id.clone(), application_id: Some(job_id) })
+            ok(api::JarRunResponse { jobid: wire_id(&job_id), application_id: Some(job_id) })
         }
         Err(SubmitError::BadRequest(message)) => Err(Error(StatusCode::BAD_REQUEST, message)),
         Err(SubmitError::Conflict(message)) => Err(Error(StatusCode::CONFLICT, message)),

@@ -7,7 +7,7 @@ pub(super) async fn jobs(Extract(state): Extract<Shared>) -> Answer<api::JobIdsW
     ok(api::JobIdsWithStatus {
         jobs: jobs
             .iter()
-            .map(|job| api::JobIdWithStatus { id: job.job_id(), status: flink_state(job.status().state) })
+            .map(|job| api::JobIdWithStatus { id: wire_id(&job.job_id()), status: flink_state(job.status().state) })
             .collect(),
     })
 }
@@ -31,7 +31,7 @@ pub(super) fn job_overview(state: &State, job: &JobHandle, now: i64) -> api::Job
         JobState::Cancelled => tasks.canceled = n,
     }
     api::JobOverview {
-        jid: job.job_id(),
+        jid: wire_id(&job.job_id()),
         name: state.job_name(job),
         job_type: Some("STREAMING".into()),
         scheduler_type: Some("Default".into()),
@@ -66,9 +66,7 @@ pub(super) async fn ready(Extract(state): Extract<Shared>, Path(id): Path<String
 
 pub(super) async fn job(Extract(state): Extract<Shared>, Path(id): Path<String>) -> Answer<api::JobDetails> {
     let handle = find_job(&state, &id)?;
-    let status = handle.status();
-    let metrics = handle.task_metrics();
-    let jid = handle.job_id();
+    let JobSnapshot { job_id: jid, status, metrics, .. } = handle.snapshot();
     let name = state.job_name(&handle);
     let now = now_ms();
     let max_parallelism = max_parallelism(&state);
@@ -119,7 +117,7 @@ pub(super) async fn job(Extract(state): Extract<Shared>, Path(id): Path<String>)
     }
 
     ok(api::JobDetails {
-        jid: jid.clone(),
+        jid: wire_id(&jid),
         application_id: Some(jid.clone()),
         name: name.clone(),
         is_stoppable: false,
@@ -353,9 +351,7 @@ pub(super) async fn watermarks(
     Extract(state): Extract<Shared>,
     Path(id): Path<String>,
 ) -> Answer<Vec<api::MetricValue>> {
-    let handle = find_job(&state, &id)?;
-    let status = handle.status();
-    let metrics = handle.task_metrics();
+    let JobSnapshot { status, metrics, .. } = find_job(&state, &id)?.snapshot();
     ok(status
         .tasks
         .iter()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as Extract};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use rheo_rest as api;
@@ -18,7 +18,8 @@ use super::rates::VertexRates;
 use super::{FLINK_API_VERSION, JAR_ID, State};
 use crate::view::{SubmitError, SubmitRequest, SubtaskLocation, TaskManagerInfo};
 use rheo_runtime::driver::handle::{
-    CheckpointTriggerStatus, CompletedCheckpoint, JobHandle, JobState, JobStatus, SavepointStatus, TaskStatus,
+    CheckpointTriggerStatus, CompletedCheckpoint, JobHandle, JobSnapshot, JobState, JobStatus, SavepointStatus,
+    TaskStatus,
 };
 use rheo_runtime::task::{TaskMetrics, now_ms};
 
@@ -32,8 +33,6 @@ mod jobs;
 mod savepoints;
 mod taskmanagers;
 mod vertices;
-
-pub(crate) use vertices::subtask_rates;
 
 /// Every path, served at the root and under `/v1`, as Flink's client calls them.
 pub(crate) fn router(state: Shared) -> Router {
@@ -114,13 +113,16 @@ pub(super) async fn not_found(uri: Uri) -> Error {
 
 /// The job `id` names: 400 when it is no job id, 404 when the cluster has no such job.
 pub(super) fn find_job(state: &State, id: &str) -> Result<JobHandle, Error> {
-    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(Error(
-            StatusCode::BAD_REQUEST,
-            format!("Bad request, could not parse parameters: '{id}' is not a job id (32 hexadecimal digits)"),
-        ));
-    }
-    state.find_job(id).ok_or_else(|| Error(StatusCode::NOT_FOUND, format!("Job {id} not found")))
+    let job_id: rheo_types::JobId = id.parse().map_err(|e: rheo_types::JobIdError| {
+        Error(StatusCode::BAD_REQUEST, format!("Bad request, could not parse parameters: {e}"))
+    })?;
+    state.find_job(&job_id.to_string()).ok_or_else(|| Error(StatusCode::NOT_FOUND, format!("Job {id} not found")))
+}
+
+/// A job's id as the REST types carry it. Every job's id was checked where the job was made (a
+/// submission's `jobId`, `--job-id`) or derived from its name, so this cannot fail.
+pub(super) fn wire_id(id: &str) -> api::JobId {
+    id.parse().unwrap_or_else(|e| panic!("a job was made with an unchecked id: {e}"))
 }
 
 /// A 400 naming a field of a request body.
@@ -203,8 +205,4 @@ pub(super) fn duration(status: &JobStatus, now: i64) -> i64 {
 pub(super) fn max_parallelism(state: &State) -> i64 {
     let option = &rheo_config::options::MAX_PARALLELISM;
     state.options.config.get(option).unwrap_or_else(|_| option.default_value()) as i64
-}
-
-pub(crate) fn text(content_type: &'static str, body: String) -> Response {
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }

@@ -2,47 +2,17 @@
 
 use super::*;
 
-/// The vertex `vid` of job `id`: its job's handle and status, and its index in `tasks`.
-pub(super) fn find_vertex(state: &State, id: &str, vid: &str) -> Result<(JobHandle, JobStatus, usize), Error> {
-    let handle = find_job(state, id)?;
-    let status = handle.status();
-    let index = status
+/// The vertex `vid` of job `id`: its job's status and metrics (one snapshot), and its index in
+/// `tasks`.
+pub(super) fn find_vertex(state: &State, id: &str, vid: &str) -> Result<(JobSnapshot, usize), Error> {
+    let snapshot = find_job(state, id)?.snapshot();
+    let index = snapshot
+        .status
         .tasks
         .iter()
         .position(|t| t.id.eq_ignore_ascii_case(vid))
         .ok_or_else(|| Error(StatusCode::NOT_FOUND, format!("No vertex with ID '{vid}' exists.")))?;
-    Ok((handle, status, index))
-}
-
-/// The rates of every vertex of a job, indexed like `status.tasks`, sampled now.
-pub(super) fn job_rates(state: &State, handle: &JobHandle, status: &JobStatus) -> Vec<VertexRates> {
-    let job_id = handle.job_id();
-    let metrics = handle.task_metrics();
-    status
-        .tasks
-        .iter()
-        .zip(metrics)
-        .map(|(task, metrics)| state.rates.sample(&job_id, &task.id, metrics, status.start_time))
-        .collect()
-}
-
-/// Each subtask's metrics and rates of vertex `index`, sampled now (rates per subtask: a slow
-/// or idle subtask shows as itself, not as the vertex's average).
-pub(crate) fn subtask_rates(
-    state: &State,
-    handle: &JobHandle,
-    status: &JobStatus,
-    index: usize,
-) -> Vec<(TaskMetrics, VertexRates)> {
-    let job_id = handle.job_id();
-    let Some(task) = status.tasks.get(index) else { return Vec::new() };
-    let mut metrics = handle.subtask_metrics().into_iter().nth(index).unwrap_or_default();
-    metrics.resize(task.parallelism, TaskMetrics::default());
-    metrics
-        .into_iter()
-        .enumerate()
-        .map(|(n, m)| (m, state.rates.sample(&job_id, &format!("{}/{n}", task.id), m, status.start_time)))
-        .collect()
+    Ok((snapshot, index))
 }
 
 /// Rounds a ratio to three decimals, as Flink shows them.
@@ -57,8 +27,8 @@ pub(super) async fn backpressure(
     Extract(state): Extract<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer<api::JobVertexBackPressureInfo> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let per_subtask = subtask_rates(&state, &handle, &status, index);
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
+    let per_subtask = state.rates.subtasks(&snapshot, index);
     let end_timestamp = per_subtask.iter().map(|(_, r)| r.end_timestamp).max().unwrap_or_else(now_ms);
     let subtasks: Vec<api::SubtaskBackPressureInfo> = per_subtask
         .iter()
@@ -130,12 +100,12 @@ pub(super) async fn vertex_metrics(
     Path((id, vid)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer<Vec<api::MetricValue>> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
     let Some(get) = query.get("get") else {
         return ok(VERTEX_METRICS.iter().map(|id| api::MetricValue { id: id.to_string(), value: None }).collect());
     };
-    let metrics = handle.task_metrics().get(index).copied().unwrap_or_default();
-    let rates = job_rates(&state, &handle, &status)[index];
+    let metrics = snapshot.metrics.get(index).copied().unwrap_or_default();
+    let rates = state.rates.job(&snapshot)[index];
     ok(get
         .split(',')
         .map(str::trim)
@@ -159,11 +129,11 @@ struct VertexView {
     now: i64,
 }
 
-fn vertex_view(handle: &JobHandle, status: &JobStatus, index: usize) -> VertexView {
+fn vertex_view(snapshot: &JobSnapshot, index: usize) -> VertexView {
+    let status = &snapshot.status;
     let task = &status.tasks[index];
     let now = now_ms();
-    let mut metrics = handle.subtask_metrics().into_iter().nth(index).unwrap_or_default();
-    metrics.resize(task.parallelism, TaskMetrics::default());
+    let metrics = &snapshot.subtask_metrics[index];
     VertexView {
         id: task.id.clone(),
         name: task.name.clone(),
@@ -254,10 +224,10 @@ pub(super) async fn vertex(
     Extract(state): Extract<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer<api::JobVertexDetailsInfo> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let vertex = vertex_view(&handle, &status, index);
-    let job_id = handle.job_id();
-    let subtasks: Vec<_> = (0..vertex.parallelism).map(|n| subtask_details(&state, &job_id, &vertex, n)).collect();
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&snapshot, index);
+    let job_id = &snapshot.job_id;
+    let subtasks: Vec<_> = (0..vertex.parallelism).map(|n| subtask_details(&state, job_id, &vertex, n)).collect();
     ok(api::JobVertexDetailsInfo {
         id: vertex.id.clone(),
         name: vertex.name.clone(),
@@ -274,15 +244,15 @@ pub(super) async fn subtask(
     Extract(state): Extract<Shared>,
     Path((id, vid, n)): Path<(String, String, String)>,
 ) -> Answer<api::SubtaskExecutionAttemptDetails> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let vertex = vertex_view(&handle, &status, index);
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&snapshot, index);
     let Some(n) = n.parse::<u32>().ok().filter(|&n| n < vertex.parallelism) else {
         return Err(Error(
             StatusCode::BAD_REQUEST,
             format!("Invalid subtask index '{n}' for vertex {vid} (parallelism {})", vertex.parallelism),
         ));
     };
-    ok(subtask_details(&state, &handle.job_id(), &vertex, n))
+    ok(subtask_details(&state, &snapshot.job_id, &vertex, n))
 }
 
 /// `GET /jobs/:id/vertices/:vid/subtasktimes`: when each subtask entered each state. Rheo
@@ -291,9 +261,9 @@ pub(super) async fn subtask_times(
     Extract(state): Extract<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer<api::SubtasksTimesInfo> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let vertex = vertex_view(&handle, &status, index);
-    let job_id = handle.job_id();
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&snapshot, index);
+    let job_id = &snapshot.job_id;
     let subtasks = (0..vertex.parallelism)
         .map(|subtask| {
             let mut timestamps: BTreeMap<String, i64> = EXECUTION_STATES.iter().map(|s| (s.to_string(), 0)).collect();
@@ -305,7 +275,7 @@ pub(super) async fn subtask_times(
             }
             api::SubtaskTimesInfo {
                 subtask,
-                endpoint: location(&state, &job_id, subtask).endpoint,
+                endpoint: location(&state, job_id, subtask).endpoint,
                 duration: vertex.duration,
                 timestamps,
             }
@@ -319,12 +289,12 @@ pub(super) async fn vertex_taskmanagers(
     Extract(state): Extract<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer<api::JobVertexTaskManagersInfo> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let vertex = vertex_view(&handle, &status, index);
-    let job_id = handle.job_id();
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
+    let vertex = vertex_view(&snapshot, index);
+    let job_id = &snapshot.job_id;
     let mut by_taskmanager: BTreeMap<String, Vec<api::SubtaskExecutionAttemptDetails>> = BTreeMap::new();
     for n in 0..vertex.parallelism {
-        let details = subtask_details(&state, &job_id, &vertex, n);
+        let details = subtask_details(&state, job_id, &vertex, n);
         by_taskmanager.entry(details.taskmanager_id.clone()).or_default().push(details);
     }
     let taskmanagers = by_taskmanager
@@ -347,7 +317,7 @@ pub(super) async fn vertex_taskmanagers(
                     write_records_complete: true,
                     ..Default::default()
                 },
-                status_counts: execution_counts(status.state, subtasks.len() as u32),
+                status_counts: execution_counts(snapshot.status.state, subtasks.len() as u32),
                 taskmanager_id,
                 aggregated: aggregated(&subtasks),
             }
@@ -363,11 +333,11 @@ pub(super) async fn watermarks(
     Extract(state): Extract<Shared>,
     Path((id, vid)): Path<(String, String)>,
 ) -> Answer<Vec<api::MetricValue>> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let watermark = handle.task_metrics().get(index).and_then(|m| m.input_watermark);
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
+    let watermark = snapshot.metrics.get(index).and_then(|m| m.input_watermark);
     ok(match watermark {
         None => Vec::new(),
-        Some(w) => (0..status.tasks[index].parallelism)
+        Some(w) => (0..snapshot.status.tasks[index].parallelism)
             .map(|n| api::MetricValue { id: format!("{n}.currentInputWatermark"), value: Some(w.to_string()) })
             .collect(),
     })
@@ -381,14 +351,14 @@ pub(super) async fn subtasks_metrics(
     Path((id, vid)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer<Vec<api::AggregatedMetric>> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
     let Some(get) = query.get("get") else {
         return ok(VERTEX_METRICS
             .iter()
             .map(|id| api::AggregatedMetric { id: id.to_string(), ..Default::default() })
             .collect());
     };
-    let subtasks = subtask_rates(&state, &handle, &status, index);
+    let subtasks = state.rates.subtasks(&snapshot, index);
     let aggs: Vec<&str> = query.get("agg").map_or(vec!["min", "max", "avg", "sum", "skew"], |a| a.split(',').collect());
     ok(get
         .split(',')
@@ -429,8 +399,8 @@ pub(super) async fn subtask_metrics(
     Path((id, vid, n)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer<Vec<api::MetricValue>> {
-    let (handle, status, index) = find_vertex(&state, &id, &vid)?;
-    let parallelism = status.tasks[index].parallelism;
+    let (snapshot, index) = find_vertex(&state, &id, &vid)?;
+    let parallelism = snapshot.status.tasks[index].parallelism;
     let Some(n) = n.parse::<usize>().ok().filter(|&n| n < parallelism) else {
         return Err(Error(
             StatusCode::BAD_REQUEST,
@@ -440,7 +410,7 @@ pub(super) async fn subtask_metrics(
     let Some(get) = query.get("get") else {
         return ok(VERTEX_METRICS.iter().map(|id| api::MetricValue { id: id.to_string(), value: None }).collect());
     };
-    let subtasks = subtask_rates(&state, &handle, &status, index);
+    let subtasks = state.rates.subtasks(&snapshot, index);
     let (metrics, rates) = &subtasks[n];
     ok(get
         .split(',')
