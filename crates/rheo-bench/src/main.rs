@@ -234,7 +234,7 @@ fn orchestrate() -> anyhow::Result<()> {
     }
     if let Some(r) = reports.iter().find(|r| r.case == "recovery") {
         println!(
-            "recovery: {:.1} ms from a task failure to the first record out of the keyed task after the restart",
+            "recovery: {:.1} ms from a task failure to the first record the restarted keyed task takes in",
             r.recovery_ms.unwrap_or(f64::NAN)
         );
     }
@@ -361,7 +361,8 @@ fn print_definitions() {
         "RSS MiB: the largest resident set of the process running the job (cluster-*: of the largest TaskManager)",
         "latency p50/p99: from a window's end to its result reaching the sink (processing time)",
         "chk ms, max chk KiB: mean checkpoint duration from trigger to completion, largest checkpoint size",
-        "recovery: from a task failure to the first record out of the keyed task after the in-process restart",
+        "recovery: from a task failure to the first record the keyed task of the restarted attempt takes in \
+         (in-process restart; records flowing again through the keyed tasks, not a log line)",
         "cluster recovery: from a TaskManager's SIGKILL to the first checkpoint completed after it (all tasks \
          running and consistent again)",
         "rescale pause: the longest gap between two records the map sees after the rescale request",

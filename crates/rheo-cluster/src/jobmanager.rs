@@ -523,7 +523,9 @@ impl JobMaster {
         for (_, out) in &taskmanagers {
             let _ = out.send(ToTaskManager::Deploy(deployment.clone()));
         }
-        self.handle.update(|s| s.state = JobState::Running);
+        // The job is RUNNING once every task runs (as Flink's job with all subtasks RUNNING):
+        // a task that fails as it opens (a missing input file) fails the job before that.
+        let mut running: HashSet<usize> = HashSet::new();
 
         // Follow the attempt until every task has reported its end.
         let mut ended: HashSet<usize> = HashSet::new();
@@ -646,6 +648,13 @@ impl JobMaster {
                     }
                     ToJobManager::Uploaded { attempt: a, task, checkpoint_id, states } if a == attempt => {
                         let _ = events_tx.send(TaskEvent::Uploaded { task, checkpoint_id, states });
+                    }
+                    ToJobManager::TaskRunning { attempt: a, task } if a == attempt => {
+                        running.insert(task);
+                        if running.len() == subtasks.len() && end.is_none() {
+                            tracing::info!(job_id = %self.job_id, attempt, "all tasks run");
+                            self.handle.update(|s| s.state = JobState::Running);
+                        }
                     }
                     ToJobManager::TaskEnded { attempt: a, task, outcome } if a == attempt => {
                         ended.insert(task);

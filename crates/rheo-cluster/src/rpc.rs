@@ -41,6 +41,11 @@ pub enum ToJobManager {
         checkpoint_id: u64,
         states: Result<Vec<StateHandle>, String>,
     },
+    /// A task started running (its source opened): the attempt runs once all of its tasks do.
+    TaskRunning {
+        attempt: u64,
+        task: usize,
+    },
     TaskEnded {
         attempt: u64,
         task: usize,

@@ -377,6 +377,10 @@ impl TaskManager {
             let (task_outbox, task_running) = (outbox.clone(), running.clone());
             let (head, subtask) = subtasks_of[index];
             let (vertex, task_counters) = (vertex_of[&head], task.info().counters.clone());
+            let running_outbox = outbox.clone();
+            task_counters.on_running(move || {
+                let _ = running_outbox.send(ToJobManager::TaskRunning { attempt, task: index });
+            });
             let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
                 let outcome = task.run();
                 if let TaskOutcome::Failed(message) | TaskOutcome::FailedPermanently(message) = &outcome {

@@ -256,6 +256,22 @@ fn web_ui_endpoints() {
     assert!(!env.classpath.is_empty());
     let list: Vec<MetricValue> = parse_exact("job-metrics-list.json");
     assert!(list.iter().any(|m| m.id == "lastCheckpointDuration"));
+    let values: Vec<MetricValue> = parse_exact("job-metrics-values.json");
+    assert!(values.iter().all(|m| m.value.is_some()));
+    let list: Vec<MetricValue> = parse_exact("jobmanager-metrics-list.json");
+    assert!(list.iter().any(|m| m.id == "taskSlotsTotal"));
+    let values: Vec<MetricValue> = parse_exact("taskmanager-metrics-values.json");
+    assert!(values.iter().all(|m| m.value.is_some()));
+    let _: JobAccumulatorsInfo = parse_exact("job-finished-accumulators.json");
+    let _: Vec<MetricValue> = parse_exact("vertex0-watermarks.json");
+    // Flink counts records out of a vertex as what its chain sends downstream: none for the
+    // vertex that ends in the sink.
+    let window: JobVertexDetailsInfo = parse_exact("vertex1.json");
+    assert_eq!(window.aggregated.metrics["write-records"].sum, 0, "a vertex ending in a sink sends nothing");
+    let _: SubtasksTimesInfo = parse_exact("vertex1-subtasktimes.json");
+    let _: JobVertexTaskManagersInfo = parse_exact("vertex1-taskmanagers.json");
+    let metrics: Vec<AggregatedMetric> = parse_numeric("vertex1-subtasks-metrics.json");
+    assert_eq!(metrics[1].sum, Some(0.0), "numRecordsOut of the sink's vertex");
 }
 
 #[test]

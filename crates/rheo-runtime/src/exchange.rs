@@ -41,7 +41,8 @@ pub struct ChannelWriter<T> {
     partitioner: Partitioner<T>,
     senders: Vec<Sender<Event<T>>>,
     buffers: Vec<Vec<(T, Timestamp)>>,
-    /// The writing task's counters, charged with the time a send blocks on a full channel.
+    /// The writing task's counters, charged with the records it sends and the time a send
+    /// blocks on a full channel.
     counters: Option<Arc<TaskCounters>>,
 }
 
@@ -51,7 +52,8 @@ impl<T: Send + 'static> ChannelWriter<T> {
         Self { partitioner, senders, buffers, counters: None }
     }
 
-    /// Counts the time sends block on full channels (back pressure) in `counters`.
+    /// Counts the records sent and the time sends block on full channels (back pressure) in
+    /// `counters`.
     pub fn with_counters(mut self, counters: Arc<TaskCounters>) -> Self {
         self.counters = Some(counters);
         self
@@ -85,6 +87,9 @@ impl<T: Send + 'static> ChannelWriter<T> {
     fn flush_target(&mut self, target: usize) {
         if !self.buffers[target].is_empty() {
             let batch = std::mem::replace(&mut self.buffers[target], Vec::with_capacity(BATCH_SIZE));
+            if let Some(counters) = &self.counters {
+                counters.add_records_out(batch.len());
+            }
             self.send(target, Event::Records(batch));
         }
     }

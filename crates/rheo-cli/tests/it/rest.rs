@@ -75,9 +75,10 @@ fn captured(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
 }
 
-/// Fields of Flink's answers that Rheo leaves out on purpose (JSON paths, `[]` for any element).
+/// Fields of Flink's answers that Rheo's may lack (JSON paths, `[]` for any element).
 const OMITTED: &[&str] = &[
-    // The handle knows the vertices but not the edges between them.
+    // Each node is compared with Flink's first, which has inputs; a source node has none, in
+    // Flink's plan as in Rheo's.
     "/jobs/:id.plan.nodes[].inputs",
 ];
 
@@ -169,6 +170,16 @@ fn rest_api_savepoint_stop_and_resume() {
 
     let metrics = ureq_text(run.port, "/metrics");
     assert!(metrics.contains(&format!("flink_taskmanager_job_task_numRecordsOut{{job_id=\"{id}\"")), "{metrics}");
+
+    // The dashboard, at the root and with its assets, as a JobManager serves it.
+    let (head, page) = ureq_answer(run.port, "/");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("content-type: text/html"),
+        "{head}"
+    );
+    assert!(page.contains("<title>Rheo Dashboard</title>") && page.contains("/web/app.js"), "{page}");
+    let (head, _) = ureq_answer(run.port, "/web/app.js");
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/javascript"), "{head}");
     assert!(metrics.contains("flink_jobmanager_job_numberOfCompletedCheckpoints{"), "{metrics}");
 
     // Flink-shaped errors.
@@ -238,11 +249,17 @@ fn rest_api_savepoint_stop_and_resume() {
 
 /// The body of a GET as text.
 fn ureq_text(port: u16, path: &str) -> String {
+    ureq_answer(port, path).1
+}
+
+/// The status line and headers, and the body, of a GET.
+fn ureq_answer(port: u16, path: &str) -> (String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n").unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.to_string(), body.to_string())
 }
 
 #[test]
@@ -838,7 +855,7 @@ fn rest_api_full_checkpoint_writes_all_keyed_state_and_the_next_builds_on_it() {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             let (_, job) = http(port, "GET", &format!("/jobs/{id}"), None);
-            if job["vertices"][0]["metrics"]["write-records"].as_u64() >= Some(at_least) {
+            if job["vertices"][0]["metrics"]["read-records"].as_u64() >= Some(at_least) {
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "the source never read {at_least} lines: {job}");
@@ -1044,4 +1061,109 @@ fn rest_api_triggers_a_checkpoint() {
     let (status, _) = http(port, "PATCH", &format!("/jobs/{id}?mode=cancel"), None);
     assert_eq!(status, 202);
     cluster.jobmanager().wait().unwrap();
+}
+
+/// Records out of a vertex are what its chain sends downstream, so they equal the records the
+/// next vertex reads; a source's records in are the records its source read; a vertex that ends
+/// in a sink sends none (as Flink shows it). Checked on a finished bounded job, whose counts are
+/// final, in `/jobs/:id`, `/jobs/:id/vertices/:vid/metrics` and `subtasks/metrics`.
+#[test]
+fn records_out_of_a_vertex_are_what_the_next_one_reads() {
+    let session = Session::new(&[]);
+    let server = common::serve(session.clone(), session.config());
+    let body = r#"{"entryClass":"datagen-word-count","parallelism":2,"programArgs":"--count 3000 --sink discard"}"#;
+    let (status, run) = common::http(&server, "POST", "/jars/rheo/run", Some(body));
+    assert_eq!(status, 200, "{run}");
+    let id = run["jobid"].as_str().unwrap().to_string();
+    let job = await_json(&server, &format!("/jobs/{id}"), "the job to finish", |j| j["state"] == "FINISHED");
+    let vertices = job["vertices"].as_array().unwrap();
+    assert_eq!(vertices.len(), 2, "source -> flat map | window -> sink: {job}");
+    let records = |v: &Value, key: &str| v["metrics"][key].as_u64().unwrap_or_else(|| panic!("{key} of {v}"));
+    let (source, window) = (&vertices[0], &vertices[1]);
+    assert_eq!(records(source, "read-records"), 3000, "the lines the source read: {source}");
+    // 8 words per line leave the source's chain (its flat map), not the 3,000 lines it read.
+    assert_eq!(records(source, "write-records"), 24_000, "{source}");
+    assert_eq!(records(window, "read-records"), records(source, "write-records"), "{job}");
+    assert_eq!(records(window, "write-records"), 0, "the window's chain ends in the sink: {window}");
+
+    let source_id = source["id"].as_str().unwrap();
+    let metrics = get(&server, &format!("/jobs/{id}/vertices/{source_id}/metrics?get=numRecordsIn,numRecordsOut"));
+    let value = |name: &str| metrics.as_array().unwrap().iter().find(|m| m["id"] == name).unwrap()["value"].clone();
+    assert_eq!((value("numRecordsIn"), value("numRecordsOut")), ("3000".into(), "24000".into()), "{metrics}");
+    let per_subtask = get(&server, &format!("/jobs/{id}/vertices/{source_id}/subtasks/metrics?get=numRecordsOut"));
+    assert_eq!(per_subtask[0]["sum"].as_f64(), Some(24_000.0), "{per_subtask}");
+}
+
+/// A session cluster of real processes, driven by the client commands: `rheo submit` returns
+/// once every task runs, and fails with the cause for a job that fails as it starts (a missing
+/// input file) instead of reporting success; `rheo list -a` shows ended jobs, plain `rheo list`
+/// does not; the same `--job-id` submitted again replaces the ended run (one entry), and
+/// lookups and `rheo cancel` reach the new run.
+#[test]
+fn client_commands_against_a_session_cluster() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), cwd.path())
+        .unwrap()
+        .with_timeout(std::time::Duration::from_secs(60))
+        .with_config(&["taskmanager.numberOfTaskSlots=2", "heartbeat.interval=200ms"]);
+    cluster.start_jobmanager(&[] as &[&str]).unwrap();
+    cluster.start_taskmanager().unwrap();
+    cluster.await_taskmanagers(1).unwrap();
+    let jm = cluster.rest_url().to_string();
+    let port: u16 = jm.rsplit(':').next().unwrap().parse().unwrap();
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let submitted_id = |out: &Output| {
+        let text = stdout(out);
+        text.lines().find_map(|l| l.strip_prefix("Job has been submitted with JobID ")).unwrap().to_string()
+    };
+
+    // Fails as its source opens: the client waits for that instead of reporting success.
+    let missing = cwd.path().join("no-such-input.txt");
+    let out = rheo(cwd.path(), &["submit", "-m", &jm, "word-count", "--input", missing.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(err.contains("failed") && err.contains("no-such-input.txt"), "the cause: {err}");
+    let failed = submitted_id(&out);
+    assert_eq!(http(port, "GET", &format!("/jobs/{failed}"), None).1["state"], "FAILED");
+
+    // A job that runs: submit returns once every subtask is RUNNING.
+    let job_id = "0123456789abcdef0123456789abcdef";
+    let args = ["submit", "-m", &jm, "-p", "2", "--job-id", job_id, "datagen-word-count"];
+    let run_args = ["--rate", "500", "--sink", "discard"];
+    let out = rheo(cwd.path(), &[&args[..], &run_args[..]].concat());
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(submitted_id(&out), job_id);
+    let (_, job) = http(port, "GET", &format!("/jobs/{job_id}"), None);
+    assert_eq!(job["state"], "RUNNING", "{job}");
+    for vertex in job["vertices"].as_array().unwrap() {
+        assert_eq!(vertex["tasks"]["RUNNING"], vertex["parallelism"], "every subtask runs: {vertex}");
+    }
+
+    let list = rheo(cwd.path(), &["list", "-m", &jm]);
+    assert!(list.status.success(), "{list:?}");
+    let (running, all) = (stdout(&list), stdout(&rheo(cwd.path(), &["list", "-a", "-m", &jm])));
+    assert!(running.contains(&format!("{job_id} : datagen-word-count (RUNNING)")), "{running}");
+    assert!(!running.contains(&failed), "plain list shows no ended job: {running}");
+    assert!(all.contains("Terminated Jobs") && all.contains(&format!("{failed} : word-count (FAILED)")), "{all}");
+
+    // The same id again, after the first run ended: one entry, and it is the new run.
+    let out = rheo(cwd.path(), &["cancel", "-m", &jm, job_id]);
+    assert!(out.status.success(), "{out:?}");
+    cluster.await_state(job_id, JobState::Canceled).unwrap();
+    let first_start = http(port, "GET", &format!("/jobs/{job_id}"), None).1["start-time"].as_i64().unwrap();
+    let out = rheo(cwd.path(), &[&args[..], &run_args[..]].concat());
+    assert!(out.status.success(), "{out:?}");
+    let (_, overview) = http(port, "GET", "/jobs/overview", None);
+    let entries: Vec<&Value> = overview["jobs"].as_array().unwrap().iter().filter(|j| j["jid"] == job_id).collect();
+    assert_eq!(entries.len(), 1, "one entry per job id: {overview}");
+    assert_eq!(entries[0]["state"], "RUNNING", "{overview}");
+    let (_, job) = http(port, "GET", &format!("/jobs/{job_id}"), None);
+    assert_eq!(job["state"], "RUNNING", "the lookup finds the new run: {job}");
+    assert!(job["start-time"].as_i64().unwrap() > first_start, "{job}");
+    let out = rheo(cwd.path(), &["cancel", "-m", &jm, job_id]);
+    assert!(out.status.success(), "{out:?}");
+    cluster.await_state(job_id, JobState::Canceled).unwrap();
+    let all = stdout(&rheo(cwd.path(), &["list", "-a", "-m", &jm]));
+    assert_eq!(all.matches(job_id).count(), 1, "{all}");
+    assert!(all.contains(&format!("{job_id} : datagen-word-count (CANCELED)")), "{all}");
 }

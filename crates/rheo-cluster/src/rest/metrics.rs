@@ -27,10 +27,14 @@ type F64Gauge = Gauge<f64, AtomicU64>;
 type VertexGauge = (&'static str, &'static str, fn(&TaskMetrics, &VertexRates) -> f64);
 
 const VERTEX_GAUGES: [VertexGauge; 8] = [
-    ("numRecordsIn", "Records a subtask read from upstream tasks", |m, _| m.records_in as f64),
-    ("numRecordsOut", "Records a source subtask emitted", |m, _| m.records_out as f64),
+    ("numRecordsIn", "Records a subtask read from upstream tasks (a source subtask: from its source)", |m, _| {
+        m.records_in as f64
+    }),
+    ("numRecordsOut", "Records a subtask sent to downstream tasks", |m, _| m.records_out as f64),
     ("numRecordsInPerSecond", "Records read per second since the previous sample", |_, r| r.records_in_per_second),
-    ("numRecordsOutPerSecond", "Records emitted per second since the previous sample", |_, r| r.records_out_per_second),
+    ("numRecordsOutPerSecond", "Records sent downstream per second since the previous sample", |_, r| {
+        r.records_out_per_second
+    }),
     ("busyTimeMsPerSecond", "Milliseconds per second the subtask was busy", |_, r| r.busy_ms_per_second),
     ("idleTimeMsPerSecond", "Milliseconds per second the subtask waited for input", |_, r| r.idle_ms_per_second),
     ("pendingRecords", "Records the source subtask has yet to read (Kafka consumer lag, unread lines)", |m, _| {

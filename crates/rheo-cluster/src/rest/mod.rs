@@ -9,11 +9,12 @@
 //!
 //! Deliberate differences from Flink: `summary` of `/jobs/:id/checkpoints` covers the kept
 //! history (the last 10 completed checkpoints and savepoints), and `history` holds no failed or
-//! in-progress checkpoints; `plan.nodes` have no `inputs` (the handle does not expose edges);
-//! per-vertex metrics count records, not bytes; metrics and back pressure are per vertex (Rheo
-//! sums the counters of a vertex's subtasks), so every subtask of `/backpressure` shows the
-//! vertex's ratios and `/vertices/:vid/metrics` serves unprefixed vertex metrics, not Flink's
-//! `<subtask>.<name>` ones; `drain` of stop-with-savepoint is refused; `/jars` lists one
+//! in-progress checkpoints; per-vertex metrics count records, not bytes; a source vertex's
+//! `numRecordsIn` counts the records its source read (Flink: 0 on the task, the count on the
+//! source operator's `Source__<name>.numRecordsIn`); `/vertices/:vid/metrics` serves
+//! unprefixed vertex metrics (summed over the subtasks), not Flink's `<subtask>.<name>` ones,
+//! while `/backpressure` and `subtasks/metrics` are per subtask; TaskManagers have no (JVM)
+//! metrics; `drain` of stop-with-savepoint is refused; `/jars` lists one
 //! pseudo-jar, the binary, whose entries are the jobs it carries (no upload); `checkpointType:
 //! INCREMENTAL` of `POST /jobs/:id/checkpoints` takes the configured kind (an incremental
 //! checkpoint only with `state.backend.incremental` on); `/savepoint-disposal` also deletes a job's checkpoint directory (only

@@ -90,6 +90,7 @@ impl<T: Send + 'static> Task for SourceTask<T> {
         let SourceTask { info, node, mut source, mut chain, link } = *self;
         run_guarded(&info, move |info| {
             source.open(info).map_err(|e| e.to_string())?;
+            info.counters.mark_running();
             let mut pacer = Pacer::new();
             let mut time = TimeAccount::new(info.counters.clone());
             // No more reading: the input ended, or the job is stopping after a savepoint.
@@ -139,7 +140,9 @@ impl<T: Send + 'static> Task for SourceTask<T> {
                 let status = source.poll(&mut out).map_err(|e| e.to_string())?;
                 let emitted = out.emitted;
                 info.job.records_in.fetch_add(emitted, Ordering::Relaxed);
-                info.counters.records_out.fetch_add(emitted, Ordering::Relaxed);
+                // What the source read is the source vertex's records in; its records out are
+                // what its chain sends downstream (counted by the channel writer).
+                info.counters.records_in.fetch_add(emitted, Ordering::Relaxed);
                 // A poll that found nothing to read waited for input: idle time.
                 let idle = if status == SourceStatus::Idle && emitted == 0 { polled.elapsed() } else { Duration::ZERO };
                 time.account(Some(idle));
@@ -208,6 +211,7 @@ impl<T: Send + 'static> Task for InputTask<T> {
     fn run(self: Box<Self>) -> TaskOutcome {
         let InputTask { info, mut gate, mut chain, link } = *self;
         run_guarded(&info, move |info| {
+            info.counters.mark_running();
             let mut pacer = Pacer::new();
             let mut time = TimeAccount::new(info.counters.clone());
             let mut input_watermark = Timestamp::MIN;

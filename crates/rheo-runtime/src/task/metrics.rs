@@ -17,9 +17,12 @@ use crate::output::Timestamp;
 /// channel (in the channel writer), busy is the rest.
 #[derive(Debug, Default)]
 pub struct TaskCounters {
-    /// Records read from upstream tasks.
+    /// Records read from upstream tasks; for a source subtask, the records its source read
+    /// (Flink counts those on the source operator, `Source__<name>.numRecordsIn`).
     pub records_in: AtomicU64,
-    /// Records a source emitted.
+    /// Records the chain's last operator sent to downstream tasks (Flink's task
+    /// `numRecordsOut`): counted by the channel writers as they send, so a vertex that ends in a
+    /// sink sends none.
     pub records_out: AtomicU64,
     /// Nanoseconds spent processing.
     pub busy_ns: AtomicU64,
@@ -33,6 +36,22 @@ pub struct TaskCounters {
     /// Records a source has yet to read (Flink's `pendingRecords`, e.g. a Kafka consumer's
     /// lag, a file's unread lines): the source subtask adds the change of its own backlog.
     pub pending_records: AtomicU64,
+    /// Whether the subtask runs (Flink's `RUNNING`: its source opened, it processes input),
+    /// and who to tell when it starts to.
+    running: RunningSignal,
+}
+
+/// Set once when a subtask starts running; a TaskManager hangs its report to the JobManager on it.
+#[derive(Default)]
+struct RunningSignal {
+    running: std::sync::atomic::AtomicBool,
+    notify: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for RunningSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningSignal").field("running", &self.running.load(Ordering::Relaxed)).finish()
+    }
 }
 
 /// The values of [`TaskCounters`] at one moment, as TaskManagers report them to the JobManager
@@ -87,6 +106,34 @@ impl TaskCounters {
         }
     }
 
+    /// Whether the subtask has started running (its source opened, it reads its input).
+    pub fn is_running(&self) -> bool {
+        self.running.running.load(Ordering::Acquire)
+    }
+
+    /// Calls `notify` on the subtask's thread when it starts running (at once if it runs).
+    pub fn on_running(&self, notify: impl FnOnce() + Send + 'static) {
+        let mut slot = self.running.notify.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_running() {
+            drop(slot);
+            notify();
+        } else {
+            *slot = Some(Box::new(notify));
+        }
+    }
+
+    /// The subtask runs: its initialisation (a source's `open`) succeeded.
+    pub(crate) fn mark_running(&self) {
+        let notify = {
+            let mut slot = self.running.notify.lock().unwrap_or_else(|p| p.into_inner());
+            self.running.running.store(true, Ordering::Release);
+            slot.take()
+        };
+        if let Some(notify) = notify {
+            notify();
+        }
+    }
+
     /// Records that subtask `subtask`'s input watermark advanced to `watermark`.
     pub fn set_input_watermark(&self, subtask: usize, watermark: Timestamp) {
         let mut watermarks = self.input_watermarks.lock().unwrap_or_else(|p| p.into_inner());
@@ -111,6 +158,11 @@ impl TaskCounters {
             watermarks.push(watermark);
         }
         self.pending_records.store(metrics.pending_records, Ordering::Relaxed);
+    }
+
+    /// Counts `records` sent downstream: called by the channel writer per batch it sends.
+    pub(crate) fn add_records_out(&self, records: usize) {
+        self.records_out.fetch_add(records as u64, Ordering::Relaxed);
     }
 
     /// Counts `ns` of back pressure: called by the channel writer after a blocked send.
@@ -155,12 +207,12 @@ impl VertexCounters {
         self.subtasks.iter().map(|c| c.metrics()).collect()
     }
 
-    /// Records of all subtasks read from upstream tasks.
+    /// Records of all subtasks read from upstream tasks (or, for a source, from the source).
     pub fn records_in(&self) -> u64 {
         self.subtasks.iter().map(|c| c.records_in.load(Ordering::Relaxed)).sum()
     }
 
-    /// Records all source subtasks emitted.
+    /// Records all subtasks sent to downstream tasks.
     pub fn records_out(&self) -> u64 {
         self.subtasks.iter().map(|c| c.records_out.load(Ordering::Relaxed)).sum()
     }
@@ -199,5 +251,49 @@ impl TimeAccount {
             self.counters.idle_ns.fetch_add(idle, Ordering::Relaxed);
         }
         self.counters.busy_ns.fetch_add(rest - idle, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{ChannelWriter, Event, Partitioner};
+    use crate::output::Output;
+
+    /// A subtask's records out are the records its chain sends downstream, counted as the
+    /// channel writer sends them, over all its channels.
+    #[test]
+    fn records_out_count_what_the_writer_sends() {
+        let counters = Arc::new(TaskCounters::default());
+        let (channels, receivers): (Vec<_>, Vec<_>) = (0..2).map(|_| crossbeam_channel::unbounded()).unzip();
+        let mut writer =
+            ChannelWriter::new(Partitioner::Rebalance { next: 0 }, channels).with_counters(counters.clone());
+        for i in 0..5u64 {
+            writer.collect(i, 0);
+        }
+        assert_eq!(counters.metrics().records_out, 0, "nothing sent before the batches leave");
+        writer.flush();
+        let sent: usize = receivers
+            .iter()
+            .flat_map(|r| r.try_iter())
+            .map(|e| if let Event::Records(batch) = e { batch.len() } else { 0 })
+            .sum();
+        assert_eq!((sent, counters.metrics().records_out), (5, 5));
+        assert_eq!(counters.metrics().records_in, 0);
+    }
+
+    /// The notice that a subtask runs comes once, whether it was asked for before or after.
+    #[test]
+    fn the_running_notice_comes_once_before_or_after() {
+        let counters = TaskCounters::default();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let before = tx.clone();
+        counters.on_running(move || before.send("before").unwrap());
+        assert!(!counters.is_running() && rx.try_recv().is_err());
+        counters.mark_running();
+        counters.mark_running();
+        counters.on_running(move || tx.send("after").unwrap());
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["before", "after"]);
+        assert!(counters.is_running());
     }
 }

@@ -185,9 +185,21 @@ fn subtask_details(
         duration: vertex.duration,
         metrics: vertex.subtask_metrics.get(subtask as usize).cloned().unwrap_or_default(),
         taskmanager_id: at.taskmanager_id,
-        status_duration: [(vertex.state.to_string(), vertex.duration)].into_iter().collect(),
+        status_duration: status_duration(vertex.state, vertex.duration),
         start_time_deprecated: vertex.start_time,
     }
+}
+
+/// How long a subtask was in each state, with Flink's keys: the states before RUNNING take no
+/// time Rheo measures (0), RUNNING the time since the attempt started, an ended state 0.
+fn status_duration(state: &str, duration: i64) -> BTreeMap<String, i64> {
+    let mut durations: BTreeMap<String, i64> =
+        ["CREATED", "SCHEDULED", "DEPLOYING", "INITIALIZING"].into_iter().map(|s| (s.to_string(), 0)).collect();
+    durations.insert(if state == "CREATED" { "CREATED" } else { "RUNNING" }.into(), duration);
+    if !matches!(state, "CREATED" | "RUNNING") {
+        durations.insert(state.into(), 0);
+    }
+    durations
 }
 
 /// Flink's `aggregated` block over the given subtasks.
