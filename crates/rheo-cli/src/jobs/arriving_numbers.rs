@@ -29,6 +29,10 @@ pub struct ArrivingNumbers {
     /// Where the numbers go, one per line, exactly once (a directory URL); default: discarded.
     #[arg(long)]
     pub output: Option<String>,
+    /// Also print each number to stdout as the map emits it. Not transactional: a number
+    /// printed twice was processed twice (how the rescale tests count replayed records).
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// A parsed schedule: `(epoch ms, records per second)` in time order.
@@ -116,6 +120,9 @@ impl JobDef for ArrivingNumbers {
                 std::thread::sleep(cost);
                 i
             });
+        if self.print {
+            numbers.print();
+        }
         match &self.output {
             Some(url) => {
                 numbers.sink_to_files(url, |i: &u64, out: &mut String| {
@@ -123,6 +130,7 @@ impl JobDef for ArrivingNumbers {
                     out.push('\n');
                 })?;
             }
+            None if self.print => {}
             None => {
                 numbers.discard();
             }
