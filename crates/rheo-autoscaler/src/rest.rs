@@ -120,9 +120,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "id": "map", "name": "Map", "maxParallelism": 128, "parallelism": 4, "status": "RUNNING",
             "start-time": 0, "end-time": -1, "duration": 0, "tasks": {"RUNNING": 4},
-            "metrics": {"read-bytes": 0, "read-bytes-complete": true, "write-bytes": 0,
-                        "write-bytes-complete": true, "read-records": 0, "read-records-complete": true,
-                        "write-records": 0, "write-records-complete": true}
+            "metrics": serde_json::to_value(rheo_rest::VertexMetrics::default()).unwrap()
         }))
         .expect("a vertex")
     }

@@ -292,9 +292,9 @@ fn key_skew_scales_up_on_the_busiest_subtask() {
     assert_eq!((map.wanted_parallelism, map.reason), (4, VertexReason::ScaleUp));
     assert_eq!(outcome.decision.to_string(), "rescale map 2→4; TaskManagers 2→4");
 
+    sim.apply(&outcome.decision);
     sim.run(4 * 60 * MINUTE, MINUTE);
-    assert_eq!(sim.rescales.len(), 1, "{:?}", sim.rescales);
-    assert_eq!(sim.rescales[0].0, 1_200 * SECOND);
+    assert_eq!(sim.rescales.len(), 1, "it holds at 4: {:?}", sim.rescales);
     assert_eq!(sim.parallelism("map"), 4);
     assert!(sim.backlog < 1.0, "the backlog is worked off: {}", sim.backlog);
 }
