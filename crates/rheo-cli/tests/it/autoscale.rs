@@ -129,7 +129,7 @@ fn autoscaler_follows_a_load_step_and_back_exactly() {
         "job.autoscaler.vertex.max-parallelism=6",
         "job.autoscaler.taskmanager.max-replicas=6",
     ];
-    for entry in cluster.config().iter().map(String::as_str).chain(autoscaler_config.iter().map(String::as_str)) {
+    for entry in cluster.config().iter().map(String::as_str).chain(autoscaler_config.iter().copied()) {
         argv.extend(["-D".to_string(), entry.to_string()]);
     }
     let mut autoscaler = Process::spawn(
