@@ -197,7 +197,8 @@ impl AutoscalerConfig {
                 TARGET_UTILIZATION_BOUNDARY => c.target_utilization_boundary = float()?,
                 METRICS_WINDOW => c.metrics_window_ms = duration()?,
                 BUSY_TIME_AGGREGATOR => {
-                    c.busy_time_aggregator = BusyTimeAggregator::parse(value).ok_or_else(|| bad("not MAX, AVG or MIN"))?
+                    c.busy_time_aggregator =
+                        BusyTimeAggregator::parse(value).ok_or_else(|| bad("not MAX, AVG or MIN"))?
                 }
                 METRICS_WINDOW_MIN_SAMPLES => c.min_samples = int()? as usize,
                 STABILIZATION_INTERVAL => c.stabilization_interval_ms = duration()?,
@@ -308,7 +309,8 @@ mod tests {
 
     #[test]
     fn busy_time_aggregator_reads_flink_names() {
-        let read = |v: &str| AutoscalerConfig::from_flink_config([(BUSY_TIME_AGGREGATOR, v)]).map(|c| c.busy_time_aggregator);
+        let read =
+            |v: &str| AutoscalerConfig::from_flink_config([(BUSY_TIME_AGGREGATOR, v)]).map(|c| c.busy_time_aggregator);
         assert_eq!(AutoscalerConfig::default().busy_time_aggregator, BusyTimeAggregator::Max);
         assert_eq!(read("MAX"), Ok(BusyTimeAggregator::Max));
         assert_eq!(read("avg"), Ok(BusyTimeAggregator::Avg));

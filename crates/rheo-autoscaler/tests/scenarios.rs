@@ -7,7 +7,8 @@ mod common;
 
 use common::{HistoryBuilder, MINUTE, Rates, SECOND, Sim, vertex};
 use rheo_autoscaler::{
-    AutoscalerConfig, AutoscalerInput, BusyTimeAggregator, Decision, NoChangeReason, Outcome, Topology, VertexReason, decide,
+    AutoscalerConfig, AutoscalerInput, BusyTimeAggregator, Decision, NoChangeReason, Outcome, Topology, VertexReason,
+    decide,
 };
 
 fn close(actual: f64, expected: f64) -> bool {

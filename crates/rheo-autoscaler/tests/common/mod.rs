@@ -123,11 +123,8 @@ impl Sim {
         for (i, v) in self.chain.iter().enumerate() {
             let records_in = processed * reach[i];
             // Each subtask's busy share, aggregated as the REST sample does.
-            let busy_each: Vec<f64> = v
-                .subtask_shares()
-                .iter()
-                .map(|share| (records_in * share / v.capacity_per_subtask).min(1.0))
-                .collect();
+            let busy_each: Vec<f64> =
+                v.subtask_shares().iter().map(|share| (records_in * share / v.capacity_per_subtask).min(1.0)).collect();
             let busy = self.config.busy_time_aggregator.of(&busy_each).expect("a subtask");
             let mean_busy = busy_each.iter().sum::<f64>() / busy_each.len() as f64;
             let (back_pressured, idle) =

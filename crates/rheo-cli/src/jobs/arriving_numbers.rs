@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rheo::api::StreamEnv;
-use rheo::prelude::{SinkError, SinkFunction, Timestamp};
 use rheo::connectors::datagen::{Arrivals, DatagenConfig};
+use rheo::prelude::{SinkError, SinkFunction, Timestamp};
 
 use super::JobDef;
 

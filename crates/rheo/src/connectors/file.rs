@@ -155,8 +155,7 @@ impl<T> TextFileSource<T> {
         } else {
             let unread = self.length.saturating_sub(self.offset) as f64;
             // Before the first line, count every 64 bytes as a line.
-            let bytes_per_line =
-                if self.line_number > 0 { self.offset as f64 / self.line_number as f64 } else { 64.0 };
+            let bytes_per_line = if self.line_number > 0 { self.offset as f64 / self.line_number as f64 } else { 64.0 };
             let left = (unread / bytes_per_line.max(1.0) / self.parallelism as f64).ceil() as u64;
             match &self.throttle {
                 Some(throttle) => {
@@ -400,7 +399,12 @@ mod tests {
     }
 
     /// Subtask `subtask` of `parallelism`, opened, and its counters.
-    fn opened(path: &Path, subtask: usize, parallelism: usize, rate: Option<f64>) -> (TextFileSource<String>, Arc<TaskCounters>) {
+    fn opened(
+        path: &Path,
+        subtask: usize,
+        parallelism: usize,
+        rate: Option<f64>,
+    ) -> (TextFileSource<String>, Arc<TaskCounters>) {
         let parse: LineParser<String> = Arc::new(|line: &str| Ok((line.to_string(), NO_TIMESTAMP)));
         let mut source = TextFileSource::new(path.to_path_buf(), parse, subtask, parallelism).with_rate(rate);
         let counters = Arc::new(TaskCounters::default());
