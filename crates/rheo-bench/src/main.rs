@@ -1244,23 +1244,21 @@ mod cluster {
         let started = std::time::Instant::now();
         let cluster = &mut bench.cluster;
         let id = cluster.await_job()?;
-        let job = cluster.await_state(&id, JobState::Running)?;
-        let source = job.vertices.first().map(|v| v.id.clone()).unwrap_or_default();
+        cluster.await_state(&id, JobState::Running)?;
         cluster.await_checkpoints(&id, 2)?;
         let requirements = rheo_autoscaler::rest::requirements(&cluster.rest().job(&id)?, 2);
         let asked_ms = now();
         cluster.rest().call(|c| c.set_resource_requirements(&id, &requirements))?;
         cluster.await_parallelism(&id, 2)?;
-        let backlog = |rest: &rheo_testkit::Rest| {
-            let metrics = rest.call(|c| c.subtasks_metrics(&id, &source, &["pendingRecords"])).ok()?;
-            metrics.first()?.sum
-        };
-        cluster.set_poll_interval(Duration::from_millis(50));
-        cluster.await_until("the sources to emit every arrived number", |rest| {
-            match (now() > start + 8_200, backlog(rest)) {
-                (true, Some(0.0)) => Poll::Ready(()),
-                (_, observed) => Poll::Pending(format!("backlog {observed:?}")),
+        // Every arrived number printed (a lost one ends the wait with the timeout's error).
+        cluster.set_poll_interval(Duration::from_millis(200));
+        let dir = bench.dir.clone();
+        cluster.await_until("every arrived number to be printed", |_| match printed(&dir) {
+            Ok(p) if p.iter().map(|&(n, _)| n).collect::<std::collections::HashSet<_>>().len() as u64 >= total => {
+                Poll::Ready(())
             }
+            Ok(p) => Poll::Pending(format!("{} of {total} printed", p.len())),
+            Err(e) => Poll::Pending(e.to_string()),
         })?;
         let request = StopWithSavepointRequest { target_directory: None, drain: false };
         cluster.rest().call(|c| c.stop_with_savepoint(&id, &request))?;
@@ -1268,25 +1266,22 @@ mod cluster {
         report.seconds = started.elapsed().as_secs_f64();
         report.peak_rss_mib = bench.peak_rss_mib();
 
-        // (number, epoch ms the map emitted it) from every TaskManager's stdout.
-        let mut printed: Vec<(u64, u64)> = Vec::new();
-        for entry in std::fs::read_dir(&bench.dir)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "out") {
-                for line in std::fs::read_to_string(&path)?.lines() {
-                    let mut fields = line.rsplit("> ").next().unwrap_or(line).split(' ');
-                    let (Some(n), Some(t)) = (fields.next(), fields.next()) else { continue };
-                    printed.push((n.parse()?, t.parse()?));
-                }
-            }
-        }
+        let printed = printed(&bench.dir)?;
         let mut seen = vec![0u32; total as usize];
         for &(n, _) in &printed {
             anyhow::ensure!(n < total, "number {n} printed, but only {total} arrived");
             seen[n as usize] += 1;
         }
-        let missing = seen.iter().filter(|&&c| c == 0).count();
-        anyhow::ensure!(missing == 0, "{missing} of {total} numbers never printed");
+        let missing: Vec<usize> = (0..seen.len()).filter(|&n| seen[n] == 0).collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{} of {total} numbers never printed (from {:?} to {:?}; the rescale asked at {asked_ms}, the numbers \
+             printed around it: {:?})",
+            missing.len(),
+            missing.first(),
+            missing.last(),
+            printed.iter().filter(|&&(_, t)| t.abs_diff(asked_ms) < 3).take(3).collect::<Vec<_>>()
+        );
         report.reprocessed = Some(seen.iter().map(|&c| u64::from(c.saturating_sub(1))).sum());
         let mut times: Vec<u64> = printed.iter().map(|&(_, t)| t).collect();
         times.sort_unstable();
@@ -1300,5 +1295,23 @@ mod cluster {
         report.lines = total;
         eprintln!("rescale-cluster: {total} numbers, {pause} ms pause, {:?} reprocessed", report.reprocessed);
         Ok(report)
+    }
+
+    /// (number, epoch ms the map emitted it) from every TaskManager's stdout under `dir`.
+    fn printed(dir: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
+        let mut printed = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "out") {
+                for line in std::fs::read_to_string(&path)?.lines() {
+                    let mut fields = line.rsplit("> ").next().unwrap_or(line).split(' ');
+                    // A line being written has no time yet: it is read again next time.
+                    let (Some(n), Some(t)) = (fields.next(), fields.next()) else { continue };
+                    let (Ok(n), Ok(t)) = (n.parse(), t.parse()) else { continue };
+                    printed.push((n, t));
+                }
+            }
+        }
+        Ok(printed)
     }
 }
