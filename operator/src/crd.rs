@@ -668,7 +668,8 @@ pub struct AutoscalerVertexStatus {
     pub parallelism: i32,
     /// Records it processed per second (for a source, records it read), over the window.
     pub records_in_per_second: f64,
-    /// Milliseconds per second its subtasks were busy (0 to 1000), over the window.
+    /// Milliseconds per second it was busy (0 to 1000), over the window: its busiest subtask's,
+    /// or as `job.autoscaler.metrics.busy-time.aggregator` says (`MAX`, `AVG`, `MIN`).
     pub busy_time_ms_per_second: f64,
     /// Milliseconds per second its subtasks were back-pressured (0 to 1000), over the window.
     pub back_pressured_time_ms_per_second: f64,

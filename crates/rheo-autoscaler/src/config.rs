@@ -10,6 +10,8 @@ pub const TARGET_UTILIZATION: &str = "job.autoscaler.target.utilization";
 pub const TARGET_UTILIZATION_BOUNDARY: &str = "job.autoscaler.target.utilization.boundary";
 /// `job.autoscaler.metrics.window`
 pub const METRICS_WINDOW: &str = "job.autoscaler.metrics.window";
+/// `job.autoscaler.metrics.busy-time.aggregator`
+pub const BUSY_TIME_AGGREGATOR: &str = "job.autoscaler.metrics.busy-time.aggregator";
 /// `job.autoscaler.metrics.window.min-samples` (Rheo's own key)
 pub const METRICS_WINDOW_MIN_SAMPLES: &str = "job.autoscaler.metrics.window.min-samples";
 /// `job.autoscaler.stabilization.interval`
@@ -30,10 +32,11 @@ pub const TM_MIN_REPLICAS: &str = "job.autoscaler.taskmanager.min-replicas";
 pub const TM_MAX_REPLICAS: &str = "job.autoscaler.taskmanager.max-replicas";
 
 /// Every key [`AutoscalerConfig::from_flink_config`] reads.
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 12] = [
     TARGET_UTILIZATION,
     TARGET_UTILIZATION_BOUNDARY,
     METRICS_WINDOW,
+    BUSY_TIME_AGGREGATOR,
     METRICS_WINDOW_MIN_SAMPLES,
     STABILIZATION_INTERVAL,
     SCALE_DOWN_INTERVAL,
@@ -61,6 +64,10 @@ pub struct AutoscalerConfig {
     /// window, and no decision is taken until one full window has been collected since the
     /// stabilisation period ended.
     pub metrics_window_ms: u64,
+    /// `job.autoscaler.metrics.busy-time.aggregator` (default `MAX`): how a vertex's busy time
+    /// is taken from its subtasks'. With `MAX` the busiest subtask speaks for the vertex, so one
+    /// subtask saturated by a hot key is not hidden by idle ones.
+    pub busy_time_aggregator: BusyTimeAggregator,
     /// `job.autoscaler.metrics.window.min-samples` (Rheo's own, default 3): fewer samples of a
     /// vertex in the window (missed scrapes) means no decision.
     pub min_samples: usize,
@@ -89,12 +96,71 @@ pub struct AutoscalerConfig {
 
 const MINUTE_MS: u64 = 60_000;
 
+/// How a vertex's `busyTimeMsPerSecond` is aggregated over its subtasks (Flink's
+/// `MetricAggregator`). The rates and the backlog are always summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum BusyTimeAggregator {
+    /// The busiest subtask's (Flink's default): under key skew the vertex is as busy as its
+    /// hottest subtask, which is what limits it.
+    #[default]
+    Max,
+    /// The subtasks' average: right when the load is spread evenly, blind to a hot subtask.
+    Avg,
+    /// The least busy subtask's.
+    Min,
+}
+
+impl BusyTimeAggregator {
+    /// `MAX`, `AVG` or `MIN`, in any case, as Flink reads enum options.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_uppercase().as_str() {
+            "MAX" => Some(Self::Max),
+            "AVG" => Some(Self::Avg),
+            "MIN" => Some(Self::Min),
+            _ => None,
+        }
+    }
+
+    /// The aggregate of the subtasks' values, from their minimum, average and maximum; none
+    /// when the one it takes is missing.
+    pub fn pick(self, min: Option<f64>, avg: Option<f64>, max: Option<f64>) -> Option<f64> {
+        match self {
+            Self::Max => max,
+            Self::Avg => avg,
+            Self::Min => min,
+        }
+    }
+
+    /// The aggregate of the subtasks' own values; none without subtasks.
+    pub fn of(self, values: &[f64]) -> Option<f64> {
+        if values.is_empty() {
+            return None;
+        }
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let avg = values.iter().sum::<f64>() / values.len() as f64;
+        self.pick(Some(min), Some(avg), Some(max))
+    }
+}
+
+impl std::fmt::Display for BusyTimeAggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Max => "MAX",
+            Self::Avg => "AVG",
+            Self::Min => "MIN",
+        })
+    }
+}
+
 impl Default for AutoscalerConfig {
     fn default() -> Self {
         Self {
             target_utilization: 0.7,
             target_utilization_boundary: 0.3,
             metrics_window_ms: 15 * MINUTE_MS,
+            busy_time_aggregator: BusyTimeAggregator::Max,
             min_samples: 3,
             stabilization_interval_ms: 5 * MINUTE_MS,
             scale_down_interval_ms: 60 * MINUTE_MS,
@@ -130,6 +196,10 @@ impl AutoscalerConfig {
                 TARGET_UTILIZATION => c.target_utilization = float()?,
                 TARGET_UTILIZATION_BOUNDARY => c.target_utilization_boundary = float()?,
                 METRICS_WINDOW => c.metrics_window_ms = duration()?,
+                BUSY_TIME_AGGREGATOR => {
+                    c.busy_time_aggregator =
+                        BusyTimeAggregator::parse(value).ok_or_else(|| bad("not MAX, AVG or MIN"))?
+                }
                 METRICS_WINDOW_MIN_SAMPLES => c.min_samples = int()? as usize,
                 STABILIZATION_INTERVAL => c.stabilization_interval_ms = duration()?,
                 SCALE_DOWN_INTERVAL => c.scale_down_interval_ms = duration()?,
@@ -234,6 +304,32 @@ mod tests {
         assert_eq!(c.tm_max_replicas, 8);
         assert_eq!(c.stabilization_interval_ms, 300_000);
         assert_eq!(c.catch_up_duration_ms, 1_800_000);
+        assert_eq!(c.busy_time_aggregator, BusyTimeAggregator::Max);
+    }
+
+    #[test]
+    fn busy_time_aggregator_reads_flink_names() {
+        let read =
+            |v: &str| AutoscalerConfig::from_flink_config([(BUSY_TIME_AGGREGATOR, v)]).map(|c| c.busy_time_aggregator);
+        assert_eq!(AutoscalerConfig::default().busy_time_aggregator, BusyTimeAggregator::Max);
+        assert_eq!(read("MAX"), Ok(BusyTimeAggregator::Max));
+        assert_eq!(read("avg"), Ok(BusyTimeAggregator::Avg));
+        assert_eq!(read(" Min "), Ok(BusyTimeAggregator::Min));
+        let e = read("MEDIAN").unwrap_err();
+        assert!(e.to_string().contains(BUSY_TIME_AGGREGATOR) && e.to_string().contains("MEDIAN"), "{e}");
+        assert!(KEYS.contains(&BUSY_TIME_AGGREGATOR));
+    }
+
+    #[test]
+    fn busy_time_aggregator_picks_from_the_subtasks() {
+        let subtasks = [1000.0, 100.0, 100.0, 0.0];
+        assert_eq!(BusyTimeAggregator::Max.of(&subtasks), Some(1000.0));
+        assert_eq!(BusyTimeAggregator::Avg.of(&subtasks), Some(300.0));
+        assert_eq!(BusyTimeAggregator::Min.of(&subtasks), Some(0.0));
+        assert_eq!(BusyTimeAggregator::Max.of(&[]), None);
+        assert_eq!(BusyTimeAggregator::Avg.pick(Some(0.0), None, Some(1.0)), None);
+        let json = serde_json::to_string(&BusyTimeAggregator::Avg).unwrap();
+        assert_eq!(json, "\"AVG\"");
     }
 
     #[test]

@@ -13,9 +13,12 @@
 //!    fewer than `min-samples`, nothing is decided.
 //! 2. **True processing rate.** A vertex processing `in` records per second while busy for a
 //!    share `busy` of the time (`busyTimeMsPerSecond / 1000`, which excludes back-pressured and
-//!    idle time) could process `in / busy` at its current parallelism. A back-pressured vertex is
-//!    slow because of a vertex downstream, not its own capacity: its busy share is small and its
-//!    true rate high, so it is never scaled up for its low throughput; the bottleneck is.
+//!    idle time) could process `in / busy` at its current parallelism. Its busy time is its
+//!    busiest subtask's (`job.autoscaler.metrics.busy-time.aggregator`, `MAX` as in Flink): a
+//!    subtask saturated by a hot key limits the vertex, however idle the others are. A
+//!    back-pressured vertex is slow because of a vertex downstream, not its own capacity: its
+//!    busy share is small and its true rate high, so it is never scaled up for its low
+//!    throughput; the bottleneck is.
 //! 3. **Target rate.** A source has to process what arrives, its observed rate plus the growth
 //!    of its backlog (`pendingRecords`), plus its backlog spread over
 //!    `job.autoscaler.catch-up.duration`. Every other vertex's target is the sum over its inputs

@@ -118,7 +118,8 @@ pub struct MetricSample {
     pub num_records_in_per_second: f64,
     /// `numRecordsOutPerSecond`.
     pub num_records_out_per_second: f64,
-    /// `busyTimeMsPerSecond`.
+    /// `busyTimeMsPerSecond`, aggregated over the subtasks by
+    /// `job.autoscaler.metrics.busy-time.aggregator` (the busiest subtask's by default).
     pub busy_time_ms_per_second: f64,
     /// `backPressuredTimeMsPerSecond`.
     pub back_pressured_time_ms_per_second: f64,

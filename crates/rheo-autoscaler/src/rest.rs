@@ -10,6 +10,7 @@ use rheo_rest::{
     VertexResourceRequirements,
 };
 
+use crate::BusyTimeAggregator;
 use crate::metrics::{MetricSample, Topology};
 
 /// The metrics a sample reads, under Flink's names.
@@ -23,22 +24,31 @@ pub const METRICS: [&str; 6] = [
 ];
 
 /// One vertex's sample at `timestamp_ms` from its subtasks' aggregated metrics: rates and the
-/// backlog summed over the subtasks, the three times averaged. A metric the answer lacks is
-/// NaN, so [`crate::MetricHistory::push`] drops the sample (it could not be measured).
-pub fn sample(vertex: &JobVertexSummary, metrics: &[AggregatedMetric], timestamp_ms: u64) -> MetricSample {
-    let metric =
-        |name: &str, sum: bool| metrics.iter().find(|m| m.id == name).and_then(|m| if sum { m.sum } else { m.avg });
+/// backlog summed over the subtasks, busy time aggregated as `busy_time` says
+/// (`job.autoscaler.metrics.busy-time.aggregator`, the busiest subtask's by default), the
+/// back-pressured and idle times averaged. A metric the answer lacks is NaN, so
+/// [`crate::MetricHistory::push`] drops the sample (it could not be measured).
+pub fn sample(
+    vertex: &JobVertexSummary,
+    metrics: &[AggregatedMetric],
+    timestamp_ms: u64,
+    busy_time: BusyTimeAggregator,
+) -> MetricSample {
+    let find = |name: &str| metrics.iter().find(|m| m.id == name);
+    let sum = |name: &str| find(name).and_then(|m| m.sum);
+    let avg = |name: &str| find(name).and_then(|m| m.avg);
+    let busy = find("busyTimeMsPerSecond").and_then(|m| busy_time.pick(m.min, m.avg, m.max));
     MetricSample {
         timestamp_ms,
         vertex: vertex.id.clone().into(),
         parallelism: vertex.parallelism,
         max_parallelism: vertex.max_parallelism.max(1) as u32,
-        num_records_in_per_second: metric("numRecordsInPerSecond", true).unwrap_or(f64::NAN),
-        num_records_out_per_second: metric("numRecordsOutPerSecond", true).unwrap_or(f64::NAN),
-        busy_time_ms_per_second: metric("busyTimeMsPerSecond", false).unwrap_or(f64::NAN),
-        back_pressured_time_ms_per_second: metric("backPressuredTimeMsPerSecond", false).unwrap_or(f64::NAN),
-        idle_time_ms_per_second: metric("idleTimeMsPerSecond", false).unwrap_or(f64::NAN),
-        pending_records: metric("pendingRecords", true),
+        num_records_in_per_second: sum("numRecordsInPerSecond").unwrap_or(f64::NAN),
+        num_records_out_per_second: sum("numRecordsOutPerSecond").unwrap_or(f64::NAN),
+        busy_time_ms_per_second: busy.unwrap_or(f64::NAN),
+        back_pressured_time_ms_per_second: avg("backPressuredTimeMsPerSecond").unwrap_or(f64::NAN),
+        idle_time_ms_per_second: avg("idleTimeMsPerSecond").unwrap_or(f64::NAN),
+        pending_records: sum("pendingRecords"),
     }
 }
 
@@ -100,4 +110,53 @@ pub fn requirements(job: &JobDetails, parallelism: u32) -> JobResourceRequiremen
             (v.id.clone(), VertexResourceRequirements { parallelism: bounds })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vertex() -> JobVertexSummary {
+        serde_json::from_value(serde_json::json!({
+            "id": "map", "name": "Map", "maxParallelism": 128, "parallelism": 4, "status": "RUNNING",
+            "start-time": 0, "end-time": -1, "duration": 0, "tasks": {"RUNNING": 4},
+            "metrics": serde_json::to_value(rheo_rest::VertexMetrics::default()).unwrap()
+        }))
+        .expect("a vertex")
+    }
+
+    fn metric(id: &str, min: f64, max: f64, avg: f64, sum: f64) -> AggregatedMetric {
+        AggregatedMetric { id: id.into(), min: Some(min), max: Some(max), avg: Some(avg), sum: Some(sum), skew: None }
+    }
+
+    /// Four subtasks, one saturated by a hot key (1000 ms/s busy), three at 100 ms/s.
+    fn skewed() -> Vec<AggregatedMetric> {
+        vec![
+            metric("numRecordsInPerSecond", 100.0, 1_000.0, 325.0, 1_300.0),
+            metric("numRecordsOutPerSecond", 100.0, 1_000.0, 325.0, 1_300.0),
+            metric("busyTimeMsPerSecond", 100.0, 1_000.0, 325.0, 1_300.0),
+            metric("backPressuredTimeMsPerSecond", 0.0, 0.0, 0.0, 0.0),
+            metric("idleTimeMsPerSecond", 0.0, 900.0, 675.0, 2_700.0),
+        ]
+    }
+
+    #[test]
+    fn busy_time_is_the_busiest_subtasks_by_default() {
+        let s = sample(&vertex(), &skewed(), 7, BusyTimeAggregator::default());
+        assert_eq!((s.timestamp_ms, s.parallelism, s.max_parallelism), (7, 4, 128));
+        assert_eq!(s.busy_time_ms_per_second, 1_000.0);
+        assert_eq!(s.num_records_in_per_second, 1_300.0);
+        assert_eq!(s.idle_time_ms_per_second, 675.0);
+        assert_eq!(s.pending_records, None);
+        assert_eq!(sample(&vertex(), &skewed(), 7, BusyTimeAggregator::Avg).busy_time_ms_per_second, 325.0);
+        assert_eq!(sample(&vertex(), &skewed(), 7, BusyTimeAggregator::Min).busy_time_ms_per_second, 100.0);
+    }
+
+    #[test]
+    fn a_missing_aggregate_makes_the_sample_unmeasured() {
+        let mut metrics = skewed();
+        metrics[2].max = None;
+        assert!(sample(&vertex(), &metrics, 7, BusyTimeAggregator::Max).busy_time_ms_per_second.is_nan());
+        assert_eq!(sample(&vertex(), &metrics, 7, BusyTimeAggregator::Avg).busy_time_ms_per_second, 325.0);
+    }
 }

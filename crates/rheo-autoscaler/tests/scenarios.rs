@@ -7,7 +7,8 @@ mod common;
 
 use common::{HistoryBuilder, MINUTE, Rates, SECOND, Sim, vertex};
 use rheo_autoscaler::{
-    AutoscalerConfig, AutoscalerInput, Decision, NoChangeReason, Outcome, Topology, VertexReason, decide,
+    AutoscalerConfig, AutoscalerInput, BusyTimeAggregator, Decision, NoChangeReason, Outcome, Topology, VertexReason,
+    decide,
 };
 
 fn close(actual: f64, expected: f64) -> bool {
@@ -262,6 +263,59 @@ fn the_bottleneck_scales_up_not_the_back_pressured_vertices() {
     assert_eq!((sink.wanted_parallelism, sink.reason), (4, VertexReason::ScaleUp));
     assert_eq!(outcome.decision.to_string(), "rescale sink 1→4; TaskManagers 1→2");
     assert_eq!(outcome.decision.new_parallelism("src"), Some(2));
+}
+
+/// A keyed map of two subtasks (1000/s each) where half the records carry one hot key: the
+/// hot key's subtask gets 75 % of them and limits the map to 1333/s, while the other idles.
+fn skewed_map(aggregator: BusyTimeAggregator) -> Sim {
+    let mut map = vertex("map", 1_000.0, 2);
+    map.hot_key_share = 0.5;
+    let mut sim = Sim::new(vec![vertex("src", 10_000.0, 1), map], |_| 1_400.0);
+    sim.config.busy_time_aggregator = aggregator;
+    sim
+}
+
+#[test]
+fn key_skew_scales_up_on_the_busiest_subtask() {
+    // 1400/s arrive; the map processes 1333/s (its hot subtask always busy, the other 33 %),
+    // so the backlog grows by 67/s: 80 000 at 1200 s.
+    let mut sim = skewed_map(BusyTimeAggregator::default());
+    sim.advance_to(1_200 * SECOND);
+    let outcome = sim.decide();
+    let map = outcome.vertex("map").unwrap();
+    assert_close!(map.input_rate, 4_000.0 / 3.0);
+    assert_close!(map.busy_ratio, 1.0);
+    assert_close!(map.true_rate.unwrap(), 4_000.0 / 3.0);
+    // Target: 1333.3 read + 66.7 growth + 80 000 / 1800 catch-up.
+    let target = 1_400.0 + 80_000.0 / 1_800.0;
+    assert_close!(map.target_rate, target);
+    // ceil(1444.4 / (666.7 × 0.7)) = 4; at 4 the hot subtask gets 62.5 %: 1600/s.
+    assert_eq!((map.wanted_parallelism, map.reason), (4, VertexReason::ScaleUp));
+    assert_eq!(outcome.decision.to_string(), "rescale map 2→4; TaskManagers 2→4");
+
+    sim.apply(&outcome.decision);
+    sim.run(4 * 60 * MINUTE, MINUTE);
+    assert_eq!(sim.rescales.len(), 1, "it holds at 4: {:?}", sim.rescales);
+    assert_eq!(sim.parallelism("map"), 4);
+    assert!(sim.backlog < 1.0, "the backlog is worked off: {}", sim.backlog);
+}
+
+#[test]
+fn key_skew_is_hidden_by_the_average_busy_time() {
+    // The same job with `busy-time.aggregator: AVG`: the map looks 67 % busy with room for
+    // 2000/s, within the band, and falls further behind for hours.
+    let mut sim = skewed_map(BusyTimeAggregator::Avg);
+    sim.advance_to(1_200 * SECOND);
+    let outcome = sim.decide();
+    let map = outcome.vertex("map").unwrap();
+    assert_close!(map.busy_ratio, 2.0 / 3.0);
+    assert_close!(map.true_rate.unwrap(), 2_000.0);
+    assert_eq!((map.wanted_parallelism, map.reason), (2, VertexReason::WithinBand));
+    assert_eq!(outcome.decision, no_change(NoChangeReason::NothingToChange));
+
+    sim.run(4 * 60 * MINUTE, MINUTE);
+    assert_eq!(sim.rescales, []);
+    assert!(sim.backlog > 900_000.0, "backlog {}", sim.backlog);
 }
 
 /// 3.6 M records of backlog make the map want 5 subtasks at 1200 s (see the backlog test).

@@ -23,6 +23,11 @@
 //!   checkpoints every second, a third stands by; one of the two is killed with SIGKILL, and
 //!   the time to the redeployment and to the first checkpoint completed after it is measured
 //!   (processing resumed and consistent; bounded below by the 1 s checkpoint interval).
+//! - `rescale-cluster`: `arriving-numbers` on two one-slot TaskManager processes, its map
+//!   back-pressured at parallelism 1, rescaled to 2 by `PUT /jobs/:id/resource-requirements`
+//!   (what `rheo autoscale` sends); the pause (the longest time no record left the map after
+//!   the request, from the times the map stamps on the printed records) and the records
+//!   printed twice. See [`cluster::rescale`].
 //! - `state-scale-1m`, `state-scale-10m`: the final-count word count (`rheo run word-count`:
 //!   a count per word in keyed state and a timer per word at the end of input) with 1M or 10M
 //!   distinct short words, each seen twice. See [`state_scale`] for what is measured.
@@ -142,7 +147,15 @@ fn orchestrate() -> anyhow::Result<()> {
     } else {
         eprintln!("RHEO_TEST_S3 not set: skipping checkpoint-s3 (make bench starts SeaweedFS)");
     }
-    cases.extend(["recovery", "rescale-restart", "rescale", "cluster-1tm", "cluster-2tm", "cluster-recovery"]);
+    cases.extend([
+        "recovery",
+        "rescale-restart",
+        "rescale",
+        "cluster-1tm",
+        "cluster-2tm",
+        "cluster-recovery",
+        "rescale-cluster",
+    ]);
     if std::env::var_os(compare::FLINK_CLASSPATH).is_some() {
         cases.extend(["compare-rheo-p1", "compare-flink-p1", "compare-rheo-p2", "compare-flink-p2"]);
     } else {
@@ -248,6 +261,13 @@ fn orchestrate() -> anyhow::Result<()> {
                 r.reprocessed.map_or("?".into(), |n| n.to_string())
             );
         }
+    }
+    if let Some(r) = reports.iter().find(|r| r.case == "rescale-cluster") {
+        println!(
+            "rescale 1 -> 2 on two TaskManager processes (stop-with-checkpoint, back-pressured map): {:.0} ms pause, {} records reprocessed",
+            r.rescale_pause_ms.unwrap_or(f64::NAN),
+            r.reprocessed.map_or("?".into(), |n| n.to_string())
+        );
     }
     if let (Some(one), Some(two)) = (rate("cluster-1tm"), rate("cluster-2tm")) {
         println!("p=2 across two TaskManager processes / in one TaskManager: {:.2}x", two / one);
@@ -365,7 +385,8 @@ fn print_definitions() {
          (in-process restart; records flowing again through the keyed tasks, not a log line)",
         "cluster recovery: from a TaskManager's SIGKILL to the first checkpoint completed after it (all tasks \
          running and consistent again)",
-        "rescale pause: the longest gap between two records the map sees after the rescale request",
+        "rescale pause: the longest gap between two records the map sees after the rescale request (rescale-cluster: \
+         between two records leaving the maps of any process, by the times they stamp on them)",
         "CPU s/M lines: user and system CPU seconds of the engine's process per million input lines",
         "kafka-*: input lines over the seconds of `rheo run kafka-word-count --bounded` from start to exit, the \
          output read back with read_committed and checked",
@@ -414,6 +435,7 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "cluster-1tm" => return cluster::throughput(report, lines, 1, 2),
         "cluster-2tm" => return cluster::throughput(report, lines, 2, 1),
         "cluster-recovery" => return cluster::recovery(report),
+        "rescale-cluster" => return cluster::rescale(report),
         "state-scale-1m" => state_scale::run(&mut report, 1_000_000, false)?,
         "state-scale-10m" => state_scale::run(&mut report, 10_000_000, false)?,
         "state-scale-1m-disk" => state_scale::run(&mut report, 1_000_000, true)?,
@@ -1087,6 +1109,14 @@ mod cluster {
         /// A JobManager running `datagen-word-count -p 2 JOB...` and `taskmanagers` TaskManagers
         /// with `slots` slots each.
         fn start(extra: &[&str], job: &[&str], taskmanagers: usize, slots: usize) -> anyhow::Result<Bench> {
+            let mut args = vec!["--job", "datagen-word-count", "-p", "2", "--"];
+            args.extend(job);
+            Self::start_job(extra, &args, taskmanagers, slots)
+        }
+
+        /// A JobManager running `rheo jobmanager ARGS...` and `taskmanagers` TaskManagers with
+        /// `slots` slots each.
+        fn start_job(extra: &[&str], args: &[&str], taskmanagers: usize, slots: usize) -> anyhow::Result<Bench> {
             let dir = std::env::temp_dir().join(format!("rheo-bench-cluster-{}", std::process::id()));
             let rheo = std::env::current_exe()?.with_file_name("rheo");
             anyhow::ensure!(rheo.is_file(), "{} is missing (make bench builds it)", rheo.display());
@@ -1097,9 +1127,7 @@ mod cluster {
                 .with_config(&[&checkpoints, "heartbeat.interval=200ms", "heartbeat.timeout=5s"])
                 .with_config(extra);
             let mut bench = Bench { cluster, dir };
-            let mut args = vec!["--job", "datagen-word-count", "-p", "2", "--"];
-            args.extend(job);
-            bench.cluster.start_jobmanager(&args)?;
+            bench.cluster.start_jobmanager(args)?;
             let slots = format!("taskmanager.numberOfTaskSlots={slots}");
             for _ in 0..taskmanagers {
                 bench.cluster.start_taskmanager_with(&[&slots])?;
@@ -1186,5 +1214,105 @@ mod cluster {
         report.seconds = resumed_ms as f64 / 1000.0;
         report.peak_rss_mib = bench.peak_rss_mib();
         Ok(report)
+    }
+
+    /// `arriving-numbers` at 3000 records/s for 8 s into a map costing 500 µs a record (2000/s a
+    /// subtask): at parallelism 1 the map is the bottleneck and the source is back-pressured.
+    /// Two one-slot TaskManagers; checkpoints every second. After two checkpoints the job is
+    /// rescaled to 2 with `PUT /jobs/:id/resource-requirements`. Each number is printed with
+    /// the time the map emitted it; once every arrived number is out, the job stops with a
+    /// savepoint and the TaskManagers' stdout is read back: the pause is the longest time after
+    /// the request with no record out of any map, reprocessed the numbers printed more than
+    /// once (every arrived number must be printed).
+    pub fn rescale(mut report: Report) -> anyhow::Result<Report> {
+        use rheo_cli::jobs::arriving_numbers::arrived_by;
+        use rheo_rest::StopWithSavepointRequest;
+
+        const RATE: f64 = 3_000.0;
+        let now = || now_ms().max(0) as u64;
+        let dir = std::env::temp_dir().join(format!("rheo-bench-rescale-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let schedule_path = dir.join("schedule");
+        let start = now() + 1_000;
+        let schedule = vec![(start, RATE), (start + 8_000, 0.0)];
+        let text: String = schedule.iter().map(|(at, rate)| format!("{at} {rate}\n")).collect();
+        std::fs::write(&schedule_path, text)?;
+        let total = arrived_by(&schedule, u64::MAX);
+        let schedule_arg = schedule_path.to_str().unwrap_or_default().to_string();
+        let args =
+            ["--job", "arriving-numbers", "-p", "1", "--", "--schedule", &schedule_arg, "--cost-us", "500", "--print"];
+        let mut bench = Bench::start_job(&["execution.checkpointing.interval=1s"], &args, 2, 1)?;
+        let started = std::time::Instant::now();
+        let cluster = &mut bench.cluster;
+        let id = cluster.await_job()?;
+        cluster.await_state(&id, JobState::Running)?;
+        cluster.await_checkpoints(&id, 2)?;
+        let requirements = rheo_autoscaler::rest::requirements(&cluster.rest().job(&id)?, 2);
+        let asked_ms = now();
+        cluster.rest().call(|c| c.set_resource_requirements(&id, &requirements))?;
+        cluster.await_parallelism(&id, 2)?;
+        // Every arrived number printed (a lost one ends the wait with the timeout's error).
+        cluster.set_poll_interval(Duration::from_millis(200));
+        let dir = bench.dir.clone();
+        cluster.await_until("every arrived number to be printed", |_| match printed(&dir) {
+            Ok(p) if p.iter().map(|&(n, _)| n).collect::<std::collections::HashSet<_>>().len() as u64 >= total => {
+                Poll::Ready(())
+            }
+            Ok(p) => Poll::Pending(format!("{} of {total} printed", p.len())),
+            Err(e) => Poll::Pending(e.to_string()),
+        })?;
+        let request = StopWithSavepointRequest { target_directory: None, drain: false };
+        cluster.rest().call(|c| c.stop_with_savepoint(&id, &request))?;
+        cluster.await_state(&id, JobState::Finished)?;
+        report.seconds = started.elapsed().as_secs_f64();
+        report.peak_rss_mib = bench.peak_rss_mib();
+
+        let printed = printed(&bench.dir)?;
+        let mut seen = vec![0u32; total as usize];
+        for &(n, _) in &printed {
+            anyhow::ensure!(n < total, "number {n} printed, but only {total} arrived");
+            seen[n as usize] += 1;
+        }
+        let missing: Vec<usize> = (0..seen.len()).filter(|&n| seen[n] == 0).collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "{} of {total} numbers never printed (from {:?} to {:?}; the rescale asked at {asked_ms}, the numbers \
+             printed around it: {:?})",
+            missing.len(),
+            missing.first(),
+            missing.last(),
+            printed.iter().filter(|&&(_, t)| t.abs_diff(asked_ms) < 3).take(3).collect::<Vec<_>>()
+        );
+        report.reprocessed = Some(seen.iter().map(|&c| u64::from(c.saturating_sub(1))).sum());
+        let mut times: Vec<u64> = printed.iter().map(|&(_, t)| t).collect();
+        times.sort_unstable();
+        let mut last = asked_ms;
+        let mut pause = 0;
+        for &t in times.iter().filter(|&&t| t > asked_ms) {
+            pause = pause.max(t - last);
+            last = t;
+        }
+        report.rescale_pause_ms = Some(pause as f64);
+        report.lines = total;
+        eprintln!("rescale-cluster: {total} numbers, {pause} ms pause, {:?} reprocessed", report.reprocessed);
+        Ok(report)
+    }
+
+    /// (number, epoch ms the map emitted it) from every TaskManager's stdout under `dir`.
+    fn printed(dir: &Path) -> anyhow::Result<Vec<(u64, u64)>> {
+        let mut printed = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "out") {
+                for line in std::fs::read_to_string(&path)?.lines() {
+                    let mut fields = line.rsplit("> ").next().unwrap_or(line).split(' ');
+                    // A line being written has no time yet: it is read again next time.
+                    let (Some(n), Some(t)) = (fields.next(), fields.next()) else { continue };
+                    let (Ok(n), Ok(t)) = (n.parse(), t.parse()) else { continue };
+                    printed.push((n, t));
+                }
+            }
+        }
+        Ok(printed)
     }
 }

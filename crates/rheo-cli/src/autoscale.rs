@@ -148,7 +148,7 @@ impl Autoscaler {
         let now = now_ms();
         for vertex in &job.vertices {
             let metrics = self.rest.subtasks_metrics(job_id, &vertex.id, &METRICS).await.map_err(|e| e.to_string())?;
-            self.history.push(sample(vertex, &metrics, now));
+            self.history.push(sample(vertex, &metrics, now, self.config.busy_time_aggregator));
         }
         let keep =
             self.config.metrics_window_ms + self.config.scale_down_interval_ms + self.args.interval.as_millis() as u64;

@@ -322,7 +322,7 @@ impl Pass<'_> {
         let mut samples = Vec::with_capacity(job.vertices.len());
         for vertex in &job.vertices {
             match self.ctx.jobmanagers.subtasks_metrics(&url, &job_id, &vertex.id, &METRICS).await {
-                Ok(metrics) => samples.push(sample(vertex, &metrics, now_ms)),
+                Ok(metrics) => samples.push(sample(vertex, &metrics, now_ms, config.busy_time_aggregator)),
                 Err(e) => {
                     warn!(job = self.name(), vertex = vertex.id, error = %e, "cannot read the metrics; next pass");
                     return Ok(());
@@ -610,6 +610,13 @@ mod tests {
         let c = autoscaler_config(&spec).unwrap();
         assert_eq!((c.metrics_window_ms, c.tm_min_replicas, c.tm_max_replicas), (60_000, 2, 5));
         assert_eq!(rheo_autoscaler(&spec).unwrap().metrics_interval_seconds, 10);
+        assert_eq!(c.busy_time_aggregator, rheo_autoscaler::BusyTimeAggregator::Max);
+        spec.flink_configuration.insert(rheo_autoscaler::BUSY_TIME_AGGREGATOR.into(), "AVG".into());
+        let c = autoscaler_config(&spec).unwrap();
+        assert_eq!(c.busy_time_aggregator, rheo_autoscaler::BusyTimeAggregator::Avg);
+        spec.flink_configuration.insert(rheo_autoscaler::BUSY_TIME_AGGREGATOR.into(), "P99".into());
+        assert!(autoscaler_config(&spec).unwrap_err().to_string().contains("busy-time.aggregator"));
+        spec.flink_configuration.remove(rheo_autoscaler::BUSY_TIME_AGGREGATOR);
         spec.flink_configuration.insert("job.autoscaler.target.utilization".into(), "2".into());
         assert!(autoscaler_config(&spec).unwrap_err().to_string().contains("job.autoscaler.target.utilization"));
         spec.task_manager.autoscaler.as_mut().unwrap().mode = AutoscalerMode::External;

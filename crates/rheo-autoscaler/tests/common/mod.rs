@@ -20,10 +20,22 @@ pub struct SimVertex {
     pub selectivity: f64,
     pub parallelism: u32,
     pub max_parallelism: u32,
+    /// Share of the vertex's records that carry one hot key, so go to one subtask whatever
+    /// the parallelism (0: the load is spread evenly).
+    pub hot_key_share: f64,
 }
 
 pub fn vertex(id: &'static str, capacity_per_subtask: f64, parallelism: u32) -> SimVertex {
-    SimVertex { id, capacity_per_subtask, selectivity: 1.0, parallelism, max_parallelism: 128 }
+    SimVertex { id, capacity_per_subtask, selectivity: 1.0, parallelism, max_parallelism: 128, hot_key_share: 0.0 }
+}
+
+impl SimVertex {
+    /// Each subtask's share of the vertex's records: the hot key's subtask first.
+    pub fn subtask_shares(&self) -> Vec<f64> {
+        let p = f64::from(self.parallelism.max(1));
+        let spread = (1.0 - self.hot_key_share) / p;
+        (0..self.parallelism.max(1)).map(|k| if k == 0 { self.hot_key_share + spread } else { spread }).collect()
+    }
 }
 
 /// A source followed by a chain of vertices, fed by an arrival rate (records per second at a
@@ -91,8 +103,16 @@ impl Sim {
             reach.push(r);
             r *= v.selectivity;
         }
-        let limits: Vec<f64> =
-            self.chain.iter().zip(&reach).map(|(v, r)| v.capacity_per_subtask * f64::from(v.parallelism) / r).collect();
+        // A vertex is as fast as its busiest subtask allows.
+        let limits: Vec<f64> = self
+            .chain
+            .iter()
+            .zip(&reach)
+            .map(|(v, r)| {
+                let busiest = v.subtask_shares().into_iter().fold(0.0, f64::max);
+                v.capacity_per_subtask / busiest / r
+            })
+            .collect();
         let limit = limits.iter().copied().fold(f64::INFINITY, f64::min);
         let available = self.backlog + arriving;
         let processed = (available / dt).min(limit);
@@ -102,9 +122,13 @@ impl Sim {
 
         for (i, v) in self.chain.iter().enumerate() {
             let records_in = processed * reach[i];
-            let busy = (records_in / (v.capacity_per_subtask * f64::from(v.parallelism))).min(1.0);
+            // Each subtask's busy share, aggregated as the REST sample does.
+            let busy_each: Vec<f64> =
+                v.subtask_shares().iter().map(|share| (records_in * share / v.capacity_per_subtask).min(1.0)).collect();
+            let busy = self.config.busy_time_aggregator.of(&busy_each).expect("a subtask");
+            let mean_busy = busy_each.iter().sum::<f64>() / busy_each.len() as f64;
             let (back_pressured, idle) =
-                if saturated && i < bottleneck { (1.0 - busy, 0.0) } else { (0.0, 1.0 - busy) };
+                if saturated && i < bottleneck { (1.0 - mean_busy, 0.0) } else { (0.0, 1.0 - mean_busy) };
             self.history.push(MetricSample {
                 timestamp_ms: self.now_ms,
                 vertex: v.id.into(),

@@ -9,12 +9,14 @@
 //! rewriting the lines from some time on (atomically, by a rename), and the arrivals before
 //! that time do not move. A rate of 0 from some time on freezes the number that ever arrives.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rheo::api::StreamEnv;
 use rheo::connectors::datagen::{Arrivals, DatagenConfig};
+use rheo::prelude::{SinkError, SinkFunction, Timestamp};
 
 use super::JobDef;
 
@@ -29,6 +31,12 @@ pub struct ArrivingNumbers {
     /// Where the numbers go, one per line, exactly once (a directory URL); default: discarded.
     #[arg(long)]
     pub output: Option<String>,
+    /// Also write each number to stdout the moment the map emits it, as `<number> <epoch ms>`
+    /// (when the map emitted it), one unbuffered line each. Not transactional, and unlike the
+    /// print sink nothing waits for a checkpoint: a number processed twice is printed twice
+    /// (how the rescale test and benchmark count replayed records and time the pause).
+    #[arg(long)]
+    pub print: bool,
 }
 
 /// A parsed schedule: `(epoch ms, records per second)` in time order.
@@ -79,6 +87,17 @@ fn now_ms() -> u64 {
 /// writer changes rates at least this far in the future.
 pub const SCHEDULE_REFRESH: Duration = Duration::from_millis(100);
 
+/// Writes each record to stdout at once, a line each: nothing is held back until a checkpoint
+/// (as the print sink holds its buffer), so what a restart replays is written again.
+struct Unbuffered;
+
+impl SinkFunction<String> for Unbuffered {
+    fn invoke(&mut self, value: String, _timestamp: Timestamp) -> Result<(), SinkError> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{value}").and_then(|()| out.flush()).map_err(|e| SinkError::io("cannot write to stdout", e))
+    }
+}
+
 fn arrivals_from(path: PathBuf) -> Arrivals {
     let cache: Mutex<(Option<Instant>, Schedule)> = Mutex::new((None, Vec::new()));
     Arc::new(move || {
@@ -116,6 +135,12 @@ impl JobDef for ArrivingNumbers {
                 std::thread::sleep(cost);
                 i
             });
+        if self.print {
+            numbers
+                .map(|i: u64| format!("{i} {}", now_ms()))
+                .name("Timestamp")
+                .add_sink("Stdout, unbuffered", |_| Unbuffered);
+        }
         match &self.output {
             Some(url) => {
                 numbers.sink_to_files(url, |i: &u64, out: &mut String| {
@@ -123,6 +148,7 @@ impl JobDef for ArrivingNumbers {
                     out.push('\n');
                 })?;
             }
+            None if self.print => {}
             None => {
                 numbers.discard();
             }

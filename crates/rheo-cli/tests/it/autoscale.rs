@@ -19,6 +19,9 @@ const HIGH: f64 = 1_000.0;
 const COST_US: u64 = 2_000;
 /// The fewest subtasks that keep up with the high rate plus 10 %.
 const KEEPS_UP: u32 = 3;
+/// `job.autoscaler.scale-down.interval`: no scale-down before the lower parallelism has been
+/// wanted this long.
+const SCALE_DOWN_DELAY: Duration = Duration::from_secs(6);
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
@@ -117,16 +120,16 @@ fn autoscaler_follows_a_load_step_and_back_exactly() {
         "--dir".into(),
         dir.path().join("autoscaler").display().to_string(),
     ];
-    let autoscaler_config = [
+    let autoscaler_config = &[
         "job.autoscaler.metrics.window=4s",
         "job.autoscaler.metrics.window.min-samples=3",
         "job.autoscaler.stabilization.interval=2s",
-        "job.autoscaler.scale-down.interval=6s",
+        &format!("job.autoscaler.scale-down.interval={}ms", SCALE_DOWN_DELAY.as_millis()),
         "job.autoscaler.catch-up.duration=30s",
         "job.autoscaler.vertex.max-parallelism=6",
         "job.autoscaler.taskmanager.max-replicas=6",
     ];
-    for entry in cluster.config().iter().map(String::as_str).chain(autoscaler_config) {
+    for entry in cluster.config().iter().map(String::as_str).chain(autoscaler_config.iter().copied()) {
         argv.extend(["-D".to_string(), entry.to_string()]);
     }
     let mut autoscaler = Process::spawn(
@@ -186,9 +189,35 @@ fn autoscaler_follows_a_load_step_and_back_exactly() {
         })
         .unwrap();
 
-    // Back to the low rate: after the scale-down delay, one subtask on one TaskManager.
-    step(&schedule_path, &mut schedule, &[LOW], Duration::from_secs(1));
+    // Back to the low rate: after the scale-down delay, one subtask on one TaskManager. The
+    // autoscaler's first act of a scale-down is `PUT /jobs/:id/resource-requirements` with the
+    // lower parallelism: the last time the requirements still said `hold_p` (as the request
+    // was sent) bounds it from below.
+    let stepped_down = step(&schedule_path, &mut schedule, &[LOW], Duration::from_secs(1));
     let started = Instant::now();
+    let mut unchanged_at = 0;
+    let lowered = cluster
+        .await_until("the autoscaler to lower the parallelism", |rest| {
+            let sent = now_ms();
+            match rest.call(|c| c.resource_requirements(&job_id)) {
+                Ok(r) => match r.values().map(|v| v.parallelism.upper_bound).max() {
+                    Some(p) if Some(p) == hold_p => {
+                        unchanged_at = sent;
+                        Poll::Pending(format!("parallelism {p} wanted"))
+                    }
+                    Some(p) => Poll::Ready(p),
+                    None => Poll::Pending("no requirements".into()),
+                },
+                Err(e) => Poll::Pending(e.to_string()),
+            }
+        })
+        .unwrap();
+    let delay = Duration::from_millis(unchanged_at.saturating_sub(stepped_down));
+    eprintln!("autoscale: parallelism {hold_p:?} still wanted {delay:?} after the step down, then {lowered}");
+    assert!(
+        delay >= SCALE_DOWN_DELAY,
+        "scaled down to {lowered} within {delay:?} of the step down, before the delay of {SCALE_DOWN_DELAY:?}"
+    );
     cluster.await_parallelism(&job_id, 1).unwrap();
     cluster.await_taskmanagers(1).unwrap();
     let scaled_down = started.elapsed();

@@ -18,6 +18,7 @@ mod operators;
 mod outage;
 mod properties;
 mod remote_backpressure;
+mod rescale;
 mod rest;
 mod rest_contract;
 mod savepoints;

@@ -144,23 +144,25 @@ impl<T> TextFileSource<T> {
         }
     }
 
-    /// Publishes this subtask's backlog (`pendingRecords`). Paced, it is the lines due at the
-    /// rate and not read yet (the file stands for input that arrives over time); otherwise the
-    /// unread lines of its share, estimated from the unread bytes and the bytes per line so far.
+    /// Publishes this subtask's backlog (`pendingRecords`): the unread lines of its share,
+    /// estimated from the unread bytes and the bytes per line so far. Paced, only the lines due
+    /// at the rate and not read yet count (the file stands for input that arrives over time),
+    /// never more than are left. A subtask that has read its file to the end has none.
     fn report_backlog(&self) {
         let Some(counters) = &self.counters else { return };
-        let pending = match &self.throttle {
-            Some(throttle) => {
-                let due = (throttle.since.elapsed().as_secs_f64() * throttle.per_second) as u64;
-                due.saturating_sub(throttle.lines)
-            }
-            None if self.reader.is_none() => 0,
-            None => {
-                let unread = self.length.saturating_sub(self.offset) as f64;
-                // Before the first line, count every 64 bytes as a line.
-                let bytes_per_line =
-                    if self.line_number > 0 { self.offset as f64 / self.line_number as f64 } else { 64.0 };
-                (unread / bytes_per_line.max(1.0) / self.parallelism as f64).ceil() as u64
+        let pending = if self.reader.is_none() {
+            0
+        } else {
+            let unread = self.length.saturating_sub(self.offset) as f64;
+            // Before the first line, count every 64 bytes as a line.
+            let bytes_per_line = if self.line_number > 0 { self.offset as f64 / self.line_number as f64 } else { 64.0 };
+            let left = (unread / bytes_per_line.max(1.0) / self.parallelism as f64).ceil() as u64;
+            match &self.throttle {
+                Some(throttle) => {
+                    let due = (throttle.since.elapsed().as_secs_f64() * throttle.per_second) as u64;
+                    due.saturating_sub(throttle.lines).min(left)
+                }
+                None => left,
             }
         };
         counters.pending_records.store(pending, std::sync::atomic::Ordering::Relaxed);
@@ -375,5 +377,102 @@ impl<T: Data + Display> DataStream<T> {
         self.add_sink(&format!("Text File {}", path.display()), move |info| {
             TextFileSink::new(&path, info.info.subtask_index, info.info.parallelism)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use rheo_runtime::output::Discard;
+    use rheo_runtime::task::{JobShared, TaskCounters};
+
+    use super::*;
+
+    /// 5000 lines of 10 bytes (`line-0000` to `line-4999`).
+    fn input(dir: &Path) -> PathBuf {
+        let path = dir.join("lines.txt");
+        let text: String = (0..5_000).map(|i| format!("line-{i:04}\n")).collect();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Subtask `subtask` of `parallelism`, opened, and its counters.
+    fn opened(
+        path: &Path,
+        subtask: usize,
+        parallelism: usize,
+        rate: Option<f64>,
+    ) -> (TextFileSource<String>, Arc<TaskCounters>) {
+        let parse: LineParser<String> = Arc::new(|line: &str| Ok((line.to_string(), NO_TIMESTAMP)));
+        let mut source = TextFileSource::new(path.to_path_buf(), parse, subtask, parallelism).with_rate(rate);
+        let counters = Arc::new(TaskCounters::default());
+        let info = TaskInfo {
+            task_name: "Source: File".into(),
+            subtask_index: subtask,
+            parallelism,
+            max_parallelism: 128,
+            config: Arc::new(rheo_config::Configuration::default()),
+            job: Arc::new(JobShared::default()),
+            restored: None,
+            counters: counters.clone(),
+        };
+        source.open(&info).unwrap();
+        (source, counters)
+    }
+
+    fn poll(source: &mut TextFileSource<String>) -> SourceStatus {
+        source.poll(&mut SourceOutput::new(&mut Discard)).unwrap()
+    }
+
+    #[test]
+    fn unpaced_pending_records_are_the_unread_lines_of_the_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut source, counters) = opened(&input(dir.path()), 0, 2, None);
+        let pending = || counters.pending_records.load(Ordering::Relaxed);
+        // Before the first line, 64 bytes count as a line: 50 000 bytes / 64 / 2 subtasks.
+        source.report_backlog();
+        assert_eq!(pending(), 391);
+        // One batch: 1024 lines of this subtask's share (lines 0, 2, .., 2046) read, 2047 in all.
+        assert_eq!(poll(&mut source), SourceStatus::More);
+        assert_eq!(source.line_number, 2_047);
+        // 29 530 unread bytes at 10 bytes a line, half of them this subtask's: the even lines
+        // 2048..=4998 are 1476.
+        source.report_backlog();
+        assert_eq!(pending(), 1_477);
+        while poll(&mut source) != SourceStatus::Finished {}
+        assert_eq!(pending(), 0);
+    }
+
+    #[test]
+    fn paced_pending_records_are_the_lines_due_and_not_read_never_more_than_are_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut source, counters) = opened(&input(dir.path()), 0, 1, Some(100.0));
+        let pending = || counters.pending_records.load(Ordering::Relaxed);
+        let started = |source: &mut TextFileSource<String>, ago: Duration| {
+            source.throttle.as_mut().unwrap().since = Instant::now() - ago;
+        };
+        // 100 lines a second for 3 s: 300 due, none read (fewer than the 782 left).
+        started(&mut source, Duration::from_secs(3));
+        source.report_backlog();
+        let due = |source: &TextFileSource<String>| {
+            let t = source.throttle.as_ref().unwrap();
+            (t.since.elapsed().as_secs_f64() * t.per_second) as u64
+        };
+        assert!((300..=due(&source)).contains(&pending()), "{}", pending());
+        // A poll reads what is due: then only what fell due since.
+        assert_eq!(poll(&mut source), SourceStatus::More);
+        let read = source.line_number;
+        assert!(read >= 300, "{read}");
+        source.report_backlog();
+        assert!(pending() <= due(&source) - read, "{} pending", pending());
+        // Far behind (10 000 lines due), the backlog is what the file has left: 5000 - read.
+        started(&mut source, Duration::from_secs(100));
+        source.report_backlog();
+        assert_eq!(pending(), 5_000 - read);
+        // Read to the end while still behind the rate: nothing is pending any more.
+        while poll(&mut source) != SourceStatus::Finished {}
+        assert_eq!(pending(), 0);
     }
 }
