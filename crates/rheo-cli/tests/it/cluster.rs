@@ -136,6 +136,10 @@ fn a_killed_taskmanager_is_replaced_and_the_output_stays_exact() {
     assert!(!exceptions.exception_history.entries.is_empty(), "the job never restarted: {exceptions:?}");
     let causes = serde_json::to_string(&exceptions).unwrap();
     assert!(causes.contains("lost"), "no TaskManager loss in {causes}");
+    // Every restart came after two checkpoints, so each restored one, and counts once.
+    let restarts = exceptions.exception_history.entries.len() as u64;
+    let restored = rest.checkpoints(&job).unwrap().counts.restored;
+    assert_eq!(restored, restarts, "restores counted: {restored} for {restarts} restarts");
 }
 
 #[test]

@@ -354,21 +354,6 @@ impl JobDriver {
                         }
                     }
                 }
-                if let Some(r) = &restore {
-                    // Flink counts every restore, and shows the latest.
-                    let restored = CompletedCheckpoint {
-                        id: r.state.checkpoint_id,
-                        trigger_timestamp: 0,
-                        duration_ms: 0,
-                        size: 0,
-                        external_path: r.url.clone(),
-                        is_savepoint: false,
-                    };
-                    self.handle.update(|s| {
-                        s.checkpoints.restored += 1;
-                        s.restored = Some(restored);
-                    });
-                }
             }
         }
     }
