@@ -77,27 +77,8 @@ pub fn produce_to(bootstrap: &str, topic: &str, records: impl IntoIterator<Item 
 /// Produces `(timestamp ms, text)` records, the `i`-th to partition `i % partitions`, and waits
 /// until the broker has them all.
 pub fn produce(bootstrap: &str, topic: &str, partitions: i32, records: impl IntoIterator<Item = (i64, String)>) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .expect("producer");
-    for (i, (ts, text)) in records.into_iter().enumerate() {
-        let partition = (i as u64 % partitions as u64) as i32;
-        let mut record = BaseRecord::<(), String>::to(topic).payload(&text).partition(partition).timestamp(ts);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = r;
-                }
-                Err((e, _)) => panic!("cannot produce to {topic}: {e}"),
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
+    let records = records.into_iter().enumerate();
+    produce_to(bootstrap, topic, records.map(|(i, (ts, text))| ((i as u64 % partitions as u64) as i32, ts, text)));
 }
 
 /// Every record of `topic` up to its end when called, as `(key, value)`, read with
