@@ -5,14 +5,11 @@ use std::sync::Arc;
 
 use crate::graph::OperatorContext;
 use crate::output::{CheckpointBarrier, Operator, Output, StateBytes, Timestamp};
-use crate::state::incremental::{IncrementalSnapshot, Piece};
 use crate::state::keys::KeyId;
-use crate::state::restore::encode;
 use crate::state::{BackendOptions, KeyedStateBackend, ListState, MapState, ValueState};
 use crate::task::now_ms;
 use rheo_types::Key;
 pub use rolling::{KeyedAggregateOperator, KeyedReduceOperator, rolling_aggregate, rolling_reduce};
-use snapshot::{ProcessChanges, ProcessEntry, ProcessSnapshot, apply_changes};
 
 /// Extracts the key of a record.
 pub type KeySelector<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
@@ -120,22 +117,7 @@ impl<K: Key, I, O, F: KeyedProcessFunction<K, I, O>> KeyedProcessOperator<K, I, 
         let mut state = KeyedStateBackend::new(&options, &ctx.info.display_name())
             .unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name));
         function.open(&mut state);
-        // The change files first (they are folded per key), then the full snapshots, decoded
-        // one entry at a time as they are applied.
-        let changes = ctx.restore_keyed_changes::<ProcessEntry<K>, K>(ProcessEntry::key);
-        let full = |visit: &mut dyn FnMut(ProcessEntry<K>)| ctx.restore_keyed_full(ProcessEntry::key, visit);
-        apply_changes(full, changes, |entry| match entry {
-            ProcessEntry::State { table, key, value } => {
-                state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
-            }
-            ProcessEntry::EventTimer { key, at } => state.restore_timer(true, at, key),
-            ProcessEntry::ProcessingTimer { key, at } => state.restore_timer(false, at, key),
-            // Folded away by `apply_changes`.
-            ProcessEntry::KeyDropped { .. }
-            | ProcessEntry::StateReplaced { .. }
-            | ProcessEntry::EventTimerDeleted { .. }
-            | ProcessEntry::ProcessingTimerDeleted { .. } => {}
-        });
+        snapshot::restore(&mut state, ctx);
         Self { key_of, function, state, watermark: Timestamp::MIN, now: now_ms(), _types: std::marker::PhantomData }
     }
 
@@ -160,25 +142,11 @@ impl<K: Key, I: Send + 'static, O: 'static, F: KeyedProcessFunction<K, I, O>> Op
     for KeyedProcessOperator<K, I, O, F>
 {
     fn snapshot(&mut self) -> Option<Vec<u8>> {
-        let snapshot = ProcessSnapshot { state: self.state.view(), timers: self.state.timers().clone() };
-        Some(encode(&snapshot))
+        Some(snapshot::full(&mut self.state))
     }
 
-    /// Takes a copy-on-write view of the state and a copy of the timers; the snapshot is
-    /// written from them off the task thread: in full, or (incremental checkpoints) the
-    /// changes since the last completed checkpoint.
     fn snapshot_state(&mut self, barrier: &CheckpointBarrier) -> Option<StateBytes> {
-        let (state, timers) = (self.state.view(), self.state.timers().clone());
-        if !barrier.incremental {
-            let snapshot = ProcessSnapshot { state, timers };
-            return Some(StateBytes::Deferred(Box::new(move || encode(&snapshot))));
-        }
-        let (piece, builds_on, written) = self.state.increments().begin(barrier.id, barrier.full);
-        let write: Box<dyn FnOnce() -> Vec<u8> + Send> = match piece {
-            Piece::Full => Box::new(move || encode(&ProcessSnapshot { state, timers })),
-            Piece::Changes(changes) => Box::new(move || encode(&ProcessChanges { state, timers, changes })),
-        };
-        Some(StateBytes::Incremental(IncrementalSnapshot { builds_on, write, written }))
+        Some(snapshot::state(&mut self.state, barrier))
     }
 
     fn checkpoint_complete(&mut self, checkpoint_id: u64) {
@@ -231,6 +199,6 @@ mod incremental_tests;
 pub mod rolling;
 #[cfg(test)]
 mod rolling_tests;
-mod snapshot;
+pub(crate) mod snapshot;
 #[cfg(test)]
 mod tests;

@@ -15,9 +15,11 @@ pub use keygroups::{KeyGroupRange, hash_key};
 pub use time::{MAX_WATERMARK, NO_TIMESTAMP, NodeId, Timestamp};
 
 /// A record type that can flow through a job. Serializable, as in Flink: records cross
-/// process boundaries and live in checkpointed state.
-pub trait Data: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static {}
-impl<T: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
+/// process boundaries and live in checkpointed state. `Sync` because records kept in keyed state
+/// (a window's elements) are written to a checkpoint from a copy-on-write view, on another
+/// thread than the task's.
+pub trait Data: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static {}
+impl<T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned + 'static> Data for T {}
 
 /// A key of a keyed stream: hashed into a key group, kept in state, sent between processes.
 /// `Sync` because a checkpoint writes keys from a copy-on-write view of the state, on another

@@ -5,6 +5,10 @@
 //! (checked on storage before it starts), and the committed counts must equal the counts
 //! computed here from the input. At the end, the shared area holds only files the retained
 //! checkpoint references.
+//!
+//! The windowed word count (`--event-time --window`) runs the same kills with its windows on the
+//! keyed state backend: each key's open windows change-tracked like any keyed state, in memory
+//! and with the disk backend.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -34,9 +38,23 @@ const KILLED_RATE: u64 = 2_000;
 /// The job id every run passes, so that runs at different rates are the same job.
 const JOB_ID: &str = "1ec4e3e47a1c4ec4f0000000000000aa";
 
+/// The job counts per event-time window of this size (the windowed runs): the input's timestamps
+/// are its line numbers in milliseconds, so its 400,000 lines make two windows; the first fires
+/// while the last run reads.
+const WINDOW: &str = "200s";
+const WINDOW_MS: u64 = 200_000;
+
+/// How the word count counts: once at the end of the input, or per event-time window.
+#[derive(Clone, Copy, PartialEq)]
+enum Counting {
+    Final,
+    Windowed,
+}
+
 /// Three hot words on every line, and the cold words on the first lines: after the first
 /// checkpoint that covers them, every checkpoint changes about a hundred of the 20,100 keys.
-fn write_input(path: &Path) {
+/// Windowed, each line starts with its timestamp, its line number.
+fn write_input(path: &Path, counting: Counting) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(16);
     let per_line = COLD_WORDS / COLD_LINES;
@@ -45,23 +63,31 @@ fn write_input(path: &Path) {
         if line < COLD_LINES {
             words.extend((line * per_line..(line + 1) * per_line).map(|n| format!("cold{n}")));
         }
+        if counting == Counting::Windowed {
+            write!(out, "{line}\t").unwrap();
+        }
         writeln!(out, "{}", words.join(" ")).unwrap();
     }
 }
 
-/// word → count of the input, computed here.
-fn expected(input: &Path) -> BTreeMap<String, u64> {
+/// (window end, word) → count of the input, computed here (the window end is empty for final
+/// counts, as in the job's CSV).
+fn expected(input: &Path) -> BTreeMap<(String, String), u64> {
     let mut counts = BTreeMap::new();
     for line in std::fs::read_to_string(input).unwrap().lines() {
-        for word in line.split_whitespace() {
-            *counts.entry(word.to_string()).or_default() += 1;
+        let (end, text) = match line.split_once('\t') {
+            Some((ts, text)) => (((ts.parse::<u64>().unwrap() / WINDOW_MS + 1) * WINDOW_MS).to_string(), text),
+            None => (String::new(), line),
+        };
+        for word in text.split_whitespace() {
+            *counts.entry((end.clone(), word.to_string())).or_default() += 1;
         }
     }
     counts
 }
 
-/// word → count, from every committed part file; fails on a word committed twice.
-fn committed(url: &str) -> BTreeMap<String, u64> {
+/// (window end, word) → count, from every committed part file; fails on a count committed twice.
+fn committed(url: &str) -> BTreeMap<(String, String), u64> {
     let storage = CheckpointStorage::from_url(url).unwrap();
     let mut counts = BTreeMap::new();
     for file in io_runtime().block_on(storage.list_files("")).unwrap() {
@@ -72,15 +98,15 @@ fn committed(url: &str) -> BTreeMap<String, u64> {
         for line in text.lines() {
             let fields: Vec<&str> = line.split(',').collect();
             assert_eq!(fields.len(), 3, "CSV line '{line}' in {file}");
-            let previous = counts.insert(fields[1].to_string(), fields[2].parse().unwrap());
-            assert!(previous.is_none(), "{} committed twice (again in {file})", fields[1]);
+            let previous = counts.insert((fields[0].to_string(), fields[1].to_string()), fields[2].parse().unwrap());
+            assert!(previous.is_none(), "{line} committed twice (again in {file})");
         }
     }
     counts
 }
 
-fn job_args(input: &Path, output: &str, checkpoints: &str, parallelism: usize) -> Vec<String> {
-    [
+fn job_args(input: &Path, output: &str, checkpoints: &str, parallelism: usize, counting: Counting) -> Vec<String> {
+    let mut args: Vec<String> = [
         "word-count",
         "--input",
         input.to_str().unwrap(),
@@ -97,7 +123,11 @@ fn job_args(input: &Path, output: &str, checkpoints: &str, parallelism: usize) -
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    if counting == Counting::Windowed {
+        args.extend(["--event-time", "--window", WINDOW].map(String::from));
+    }
+    args
 }
 
 /// The job's directory: the one directory under the checkpoints root.
@@ -147,7 +177,14 @@ fn referenced(job: &CheckpointStorage) -> (BTreeSet<String>, u64) {
 fn sigkill_and_rescale_restore_incremental_checkpoints_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[]);
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[], Counting::Final);
+}
+
+#[test]
+fn sigkill_and_rescale_restore_incremental_checkpoints_of_windows_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[], Counting::Windowed);
 }
 
 /// With the disk state backend: 2,000 keys cached per subtask of the 20,100, so most keys and
@@ -158,7 +195,14 @@ const DISK_BACKEND: [&str; 2] = ["state.backend.type=disk", "state.backend.disk.
 fn sigkill_and_rescale_restore_incremental_checkpoints_exactly_with_the_disk_backend() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &DISK_BACKEND);
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &DISK_BACKEND, Counting::Final);
+}
+
+#[test]
+fn sigkill_and_rescale_restore_incremental_checkpoints_of_windows_exactly_with_the_disk_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}", dir.path().display());
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &DISK_BACKEND, Counting::Windowed);
 }
 
 #[test]
@@ -166,16 +210,17 @@ fn sigkill_and_rescale_restore_incremental_checkpoints_exactly_on_s3() {
     let Some(root) = super::common::s3_root() else { return };
     let dir = tempfile::tempdir().unwrap();
     let root = format!("{root}/incremental-{}-{}", std::process::id(), rheo::runtime::task::now_ms());
-    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[]);
+    killed_and_rescaled_runs_restore_exactly(&root, dir.path(), &[], Counting::Final);
 }
 
 /// Runs killed and rerun at other parallelisms, checkpoints and output under `root`, with
 /// `config` (`key=value`) given to every run.
-fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path, config: &[&str]) {
+fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path, config: &[&str], counting: Counting) {
     let input = dir.join("input.txt");
-    write_input(&input);
+    write_input(&input, counting);
     let reference = expected(&input);
-    assert_eq!(reference.len(), COLD_WORDS + HOT_WORDS);
+    let windows = if counting == Counting::Windowed { 2 } else { 1 };
+    assert_eq!(reference.len(), COLD_WORDS + windows * HOT_WORDS);
     let mut cluster = Cluster::new(env!("CARGO_BIN_EXE_rheo"), dir).unwrap().with_timeout(Duration::from_secs(120));
 
     // Each killed run is killed at a moment chosen by its progress: once it has completed a
@@ -195,7 +240,7 @@ fn killed_and_rescaled_runs_restore_exactly(root: &str, dir: &Path, config: &[&s
             eprintln!("run {run} at parallelism {parallelism} restores checkpoint {id}, {files} files a subtask");
             from_chains += usize::from(files >= 2);
         }
-        let mut args = job_args(&input, &output, &checkpoints, parallelism);
+        let mut args = job_args(&input, &output, &checkpoints, parallelism, counting);
         args.extend(config.iter().flat_map(|c| ["-D".to_string(), c.to_string()]));
         args.extend(["--job-id".to_string(), JOB_ID.to_string()]);
         let last = run + 1 == parallelisms.len();
@@ -260,7 +305,7 @@ fn killed_taskmanagers_restore_exactly(config: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}", dir.path().display());
     let input = dir.path().join("input.txt");
-    write_input(&input);
+    write_input(&input, Counting::Final);
     let (output, checkpoints) = (format!("{root}/out"), format!("{root}/chk"));
     let mut cluster_config = vec!["taskmanager.numberOfTaskSlots=1"];
     cluster_config.extend(config);

@@ -4,11 +4,16 @@ use serde::{Deserialize, Serialize};
 
 /// The current metadata format: 2 added [`StateHandle::shared`] (incremental checkpoints); 3
 /// changed no field but the state of rolling reduce and aggregate, now that of a keyed process
-/// operator (see [`ROLLING_AS_KEYED_PROCESS_SINCE`]).
-pub const METADATA_VERSION: u32 = 3;
+/// operator (see [`ROLLING_AS_KEYED_PROCESS_SINCE`]); 4 that of windows, now on the keyed state
+/// backend (see [`WINDOWS_ON_KEYED_BACKEND_SINCE`]).
+pub const METADATA_VERSION: u32 = 4;
 /// From this metadata version on, rolling reduce and aggregate write their state as keyed
 /// process operators do; before, as a list of `(key, value)` (still restored).
 pub const ROLLING_AS_KEYED_PROCESS_SINCE: u32 = 3;
+/// From this metadata version on, the window operator writes its state as keyed process
+/// operators do (each key's open windows, a timer per window end); before, as a list of
+/// (key, window, fired, accumulator) (still restored).
+pub const WINDOWS_ON_KEYED_BACKEND_SINCE: u32 = 4;
 pub const METADATA_FILE: &str = "_metadata";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Incremental checkpoints of one keyed process operator, through the real checkpoint
 //! coordinator and a local checkpoint directory: what each checkpoint uploads, what a restore
-//! (at any parallelism) gets back, and which shared files retention deletes.
+//! (at any parallelism) gets back, and which shared files retention deletes. The window
+//! operator, whose windows live on the same backend, is checked the same way at the end.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,6 +17,9 @@ use crate::output::{TaskSnapshot, Timestamp};
 use crate::state::{KeyedStateBackend, ValueState};
 use crate::task::Control;
 use crate::testing::{CoordinatorHarness, HarnessSetup, OneInputHarness, TaskSpec};
+use crate::window::TumblingEventTimeWindows;
+use crate::window::functions::ReduceAggregation;
+use crate::window::operator::{OpenWindow, WINDOWS_STATE, WindowOperator};
 
 use super::snapshot::ProcessEntry;
 
@@ -79,16 +83,40 @@ impl KeyedProcessFunction<String, (String, u64), (String, u64)> for Counter {
 
 type Harness = OneInputHarness<(String, u64), (String, u64)>;
 
-fn operator(backend: Backend) -> Harness {
+/// The operator under test: the counter above, or a window operator summing each key's deltas
+/// per event-time tumbling window of [`WINDOW_MS`] (each window emits `(key, sum)` as it fires).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Op {
+    Counter,
+    Window,
+}
+
+const WINDOW_MS: Timestamp = 1_000;
+
+fn operator(backend: Backend, op: Op) -> Harness {
     let mut config = rheo_config::Configuration::default();
     if backend == Backend::Disk {
         config.set(rheo_config::options::STATE_BACKEND_TYPE.key, "disk");
         config.set(rheo_config::options::STATE_BACKEND_DISK_CACHED_KEYS.key, CACHED_KEYS.to_string());
     }
     let setup = HarnessSetup { config: Arc::new(config), ..HarnessSetup::default() };
-    OneInputHarness::for_operator_with(setup, move |ctx| {
-        KeyedProcessOperator::new(Arc::new(|r: &(String, u64)| r.0.clone()), Counter::default(), ctx)
-    })
+    match op {
+        Op::Counter => OneInputHarness::for_operator_with(setup, move |ctx| {
+            KeyedProcessOperator::new(Arc::new(|r: &(String, u64)| r.0.clone()), Counter::default(), ctx)
+        }),
+        Op::Window => OneInputHarness::with_setup(setup, |ctx, outs| {
+            Box::new(WindowOperator::new(
+                "window".into(),
+                ctx,
+                Arc::new(|r: &(String, u64)| r.0.clone()),
+                TumblingEventTimeWindows::of(Duration::from_millis(WINDOW_MS as u64)),
+                Arc::new(ReduceAggregation(|a: (String, u64), b: (String, u64)| (a.0, a.1 + b.1))),
+                0,
+                outs.main(),
+                outs.side::<(String, u64)>("late"),
+            ))
+        }),
+    }
 }
 
 /// The counts an operator holds, read from a full snapshot of it (memory and disk alike).
@@ -99,8 +127,15 @@ fn counts_of(operator: &mut Harness) -> BTreeMap<String, u64> {
         let entries: Vec<ProcessEntry<String>> = postcard::from_bytes(&bytes).expect("a full snapshot decodes");
         for entry in entries {
             if let ProcessEntry::State { table, key, value } = entry {
-                assert_eq!(table, "count");
-                let count: u64 = postcard::from_bytes(&value).expect("a count");
+                let count = match table.as_str() {
+                    "count" => postcard::from_bytes(&value).expect("a count"),
+                    WINDOWS_STATE => {
+                        let windows: Vec<OpenWindow<Option<(String, u64)>>> =
+                            postcard::from_bytes(&value).expect("a key's windows");
+                        windows.iter().map(|open| open.acc.as_ref().map_or(0, |(_, sum)| *sum)).sum()
+                    }
+                    other => panic!("unexpected state {other}"),
+                };
                 assert!(counts.insert(key.clone(), count).is_none(), "{key} is in the snapshot twice");
             }
         }
@@ -116,15 +151,22 @@ struct Job {
     coordinator: Option<CoordinatorHarness>,
     operator: Harness,
     expected: BTreeMap<String, u64>,
+    /// The timestamp of the records added (the window they go to).
+    time: Timestamp,
 }
 
 impl Job {
     fn start(retained: usize, backend: Backend) -> Self {
+        Self::start_op(retained, backend, Op::Counter)
+    }
+
+    fn start_op(retained: usize, backend: Backend, op: Op) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().to_path_buf();
         let storage = CheckpointStorage::from_url(root.to_str().expect("utf-8")).expect("local storage");
-        let operator = operator(backend);
-        let mut job = Self { _dir: dir, root, storage, coordinator: None, operator, expected: BTreeMap::new() };
+        let operator = operator(backend, op);
+        let expected = BTreeMap::new();
+        let mut job = Self { _dir: dir, root, storage, coordinator: None, operator, expected, time: 0 };
         job.start_coordinator(retained, 1);
         job
     }
@@ -144,7 +186,7 @@ impl Job {
     }
 
     fn add(&mut self, key: &str, delta: u64) {
-        self.operator.process((key.to_string(), delta), 0);
+        self.operator.process((key.to_string(), delta), self.time);
         if delta == 0 {
             self.expected.remove(key);
         } else {
@@ -203,6 +245,18 @@ impl Job {
         }
         assert_eq!(fired, held, "what the timers emit is what the state holds");
         held
+    }
+
+    /// The window operator: the watermark passes the window of the records added so far, which
+    /// fires (emitting what is expected of it) and is dropped; records go to the next window.
+    fn next_window(&mut self) {
+        self.operator.process_watermark(self.time + WINDOW_MS - 1);
+        let mut fired = BTreeMap::new();
+        for ((key, sum), _) in self.operator.take_records() {
+            assert!(fired.insert(key.clone(), sum).is_none(), "{key} fired twice");
+        }
+        assert_eq!(fired, std::mem::take(&mut self.expected), "the window fires what was added to it");
+        self.time += WINDOW_MS;
     }
 
     /// Uses `key` without changing it.
@@ -529,4 +583,57 @@ fn the_disk_tier_keeps_the_cached_keys_in_memory_and_every_value() {
     let keys: std::collections::BTreeSet<_> = fired.iter().map(|(_, key)| key.clone()).collect();
     assert_eq!(keys.len(), 10_000);
     assert_eq!(backend.next_timer(true), None);
+}
+
+/// Windows on the keyed backend: a checkpoint writes the keys whose windows changed; a window
+/// that fires drops its keys, which the next change file records; every checkpoint restores at
+/// any parallelism with each key's window firing once with its sum.
+fn windows_checkpoint_what_changed_and_restore_at_any_parallelism(backend: Backend) {
+    let mut job = Job::start_op(1, backend, Op::Window);
+    for k in 0..2_000 {
+        job.add(&format!("key-{k}"), 1);
+    }
+    let first = job.checkpoint();
+    assert_eq!(first.uploaded_size(), first.total_size(), "the first checkpoint is full");
+    job.assert_restores(first.checkpoint_id);
+
+    // 1 % of the keys get more records in the open window.
+    for k in (0..2_000).step_by(100) {
+        job.add(&format!("key-{k}"), 5);
+    }
+    let second = job.checkpoint();
+    assert_eq!(second.shared_files().count(), 2, "the full file and the changes");
+    assert!(
+        second.uploaded_size() * 20 < first.total_size(),
+        "checkpoint 2 uploaded {} bytes of a {} byte state",
+        second.uploaded_size(),
+        second.total_size()
+    );
+    job.assert_restores(second.checkpoint_id);
+
+    // The window fires and drops every key; a few keys open the next window.
+    job.next_window();
+    for k in 0..30 {
+        job.add(&format!("key-{k}"), 2);
+    }
+    let third = job.checkpoint();
+    job.assert_restores(third.checkpoint_id);
+    job.add("key-1", 1);
+    let fourth = job.checkpoint();
+    assert!(
+        fourth.uploaded_size() * 20 < first.total_size(),
+        "one key changed: {} bytes uploaded",
+        fourth.uploaded_size()
+    );
+    job.assert_restores(fourth.checkpoint_id);
+}
+
+#[test]
+fn windows_checkpoint_what_changed_and_restore_at_any_parallelism_in_memory() {
+    windows_checkpoint_what_changed_and_restore_at_any_parallelism(Backend::Memory);
+}
+
+#[test]
+fn windows_checkpoint_what_changed_and_restore_at_any_parallelism_on_disk() {
+    windows_checkpoint_what_changed_and_restore_at_any_parallelism(Backend::Disk);
 }

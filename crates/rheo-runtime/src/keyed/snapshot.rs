@@ -1,4 +1,5 @@
-//! How a keyed process operator's state and timers are written to a checkpoint and read back:
+//! How the state and timers of a keyed operator's [`KeyedStateBackend`] (keyed process
+//! functions, rolling reduce and aggregate, windows) are written to a checkpoint and read back:
 //! a full snapshot is every entry, a change file (incremental checkpoints, see
 //! [`crate::state::incremental`]) the entries of the keys that changed, and restoring applies
 //! the full snapshot, then the change files in order.
@@ -8,17 +9,61 @@ use std::sync::Arc;
 
 use serde::ser::{Error as _, SerializeSeq};
 
-use crate::output::Timestamp;
-use crate::state::incremental::Changes;
+use crate::graph::OperatorContext;
+use crate::output::{CheckpointBarrier, StateBytes, Timestamp};
+use crate::state::incremental::{Changes, IncrementalSnapshot, Piece};
+use crate::state::restore::encode;
 use crate::state::timers::Timers;
-use crate::state::{KeyOnDisk, StateView};
+use crate::state::{KeyOnDisk, KeyedStateBackend, StateView};
 use rheo_types::Key;
+
+/// Restores `state` (its states registered) from the run's checkpoint, if the run restores: the
+/// change files first (they are folded per key), then the full snapshots, decoded one entry at a
+/// time as they are applied.
+pub(crate) fn restore<K: Key>(state: &mut KeyedStateBackend<K>, ctx: &OperatorContext) {
+    let changes = ctx.restore_keyed_changes::<ProcessEntry<K>, K>(ProcessEntry::key);
+    let full = |visit: &mut dyn FnMut(ProcessEntry<K>)| ctx.restore_keyed_full(ProcessEntry::key, visit);
+    apply_changes(full, changes, |entry| match entry {
+        ProcessEntry::State { table, key, value } => {
+            state.restore_entry(&table, key, &value).unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name))
+        }
+        ProcessEntry::EventTimer { key, at } => state.restore_timer(true, at, key),
+        ProcessEntry::ProcessingTimer { key, at } => state.restore_timer(false, at, key),
+        // Folded away by `apply_changes`.
+        ProcessEntry::KeyDropped { .. }
+        | ProcessEntry::StateReplaced { .. }
+        | ProcessEntry::EventTimerDeleted { .. }
+        | ProcessEntry::ProcessingTimerDeleted { .. } => {}
+    });
+}
+
+/// Every entry and timer of `state`, written now (a savepoint of the operator alone).
+pub(crate) fn full<K: Key>(state: &mut KeyedStateBackend<K>) -> Vec<u8> {
+    encode(&ProcessSnapshot { state: state.view(), timers: state.timers().clone() })
+}
+
+/// The state for the checkpoint of `barrier`: a copy-on-write view of the state and a copy of
+/// the timers, written from them off the task thread: in full, or (incremental checkpoints) the
+/// changes since the last completed checkpoint.
+pub(crate) fn state<K: Key>(state: &mut KeyedStateBackend<K>, barrier: &CheckpointBarrier) -> StateBytes {
+    let (view, timers) = (state.view(), state.timers().clone());
+    if !barrier.incremental {
+        let snapshot = ProcessSnapshot { state: view, timers };
+        return StateBytes::Deferred(Box::new(move || encode(&snapshot)));
+    }
+    let (piece, builds_on, written) = state.increments().begin(barrier.id, barrier.full);
+    let write: Box<dyn FnOnce() -> Vec<u8> + Send> = match piece {
+        Piece::Full => Box::new(move || encode(&ProcessSnapshot { state: view, timers })),
+        Piece::Changes(changes) => Box::new(move || encode(&ProcessChanges { state: view, timers, changes })),
+    };
+    StateBytes::Incremental(IncrementalSnapshot { builds_on, write, written })
+}
 
 /// One restorable piece of a keyed process operator, always with its key. The variants after
 /// the first three appear only in change files; new variants go last, so that older snapshots
 /// still decode.
 #[derive(serde::Serialize, serde::Deserialize)]
-pub(super) enum ProcessEntry<K> {
+pub(crate) enum ProcessEntry<K> {
     State {
         table: String,
         key: K,

@@ -681,6 +681,46 @@ impl<K: Key> KeyedStateBackend<K> {
         }
     }
 
+    /// The value of `key` to change in place, made with `make` if it has none: one lookup where
+    /// reading, changing and writing back a copy would be two and a copy.
+    pub(crate) fn value_mut<V: Clone + 'static>(
+        &mut self,
+        handle: &ValueState<V>,
+        key: KeyId,
+        make: impl FnOnce() -> V,
+    ) -> &mut V {
+        self.increments.state_changed(key);
+        let table =
+            self.tables[handle.index].as_any().downcast_mut::<Table<V>>().expect("state handle of this backend");
+        let (value, made) = table.get_or_insert_with(key, make);
+        if made {
+            self.keys.hold(key);
+        }
+        value
+    }
+
+    /// The key of `key` with its value to change in place, if it has one.
+    pub(crate) fn key_and_value_mut<V: Clone + 'static>(
+        &mut self,
+        handle: &ValueState<V>,
+        key: KeyId,
+    ) -> (&K, Option<&mut V>) {
+        self.increments.state_changed(key);
+        let table =
+            self.tables[handle.index].as_any().downcast_mut::<Table<V>>().expect("state handle of this backend");
+        (self.keys.key(key), table.get_mut(key))
+    }
+
+    /// Takes the value of `key` out (it has none afterwards).
+    pub(crate) fn take_value<V: Clone + 'static>(&mut self, handle: &ValueState<V>, key: KeyId) -> Option<V> {
+        self.increments.state_changed(key);
+        let taken = self.table::<V>(handle.index).take(key);
+        if taken.is_some() {
+            self.keys.release(key);
+        }
+        taken
+    }
+
     pub(crate) fn clear_value<V: Clone + 'static>(&mut self, handle: &ValueState<V>, key: KeyId) {
         self.increments.state_changed(key);
         if self.table::<V>(handle.index).take(key).is_some() {

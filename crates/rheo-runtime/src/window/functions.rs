@@ -7,7 +7,7 @@ use crate::window::TimeWindow;
 
 /// Flink's `AggregateFunction`: incremental aggregation through an accumulator.
 pub trait AggregateFunction<I>: Send + Sync + 'static {
-    type Acc: Clone + crate::state::StateValue;
+    type Acc: crate::state::KeyedValue;
     type Out: Data;
     fn create_accumulator(&self) -> Self::Acc;
     fn add(&self, value: I, acc: &mut Self::Acc);
@@ -31,7 +31,7 @@ where
 
 /// What the window operator needs from any window function.
 pub trait WindowAggregation<K, I, O>: Send + Sync + 'static {
-    type Acc: Clone + crate::state::StateValue;
+    type Acc: crate::state::KeyedValue;
     fn create(&self) -> Self::Acc;
     fn add(&self, acc: &mut Self::Acc, value: I);
     fn merge(&self, into: &mut Self::Acc, other: Self::Acc);

@@ -2,41 +2,48 @@
 //! watermark (event time) or the clock (processing time) passes their end, and routes late
 //! records to the late-data side output or drops them.
 //!
-//! Fixed windows (tumbling, sliding) are grouped by window, so one watermark fires a whole
-//! window with one ordered-map lookup and no per-key timers. Session windows merge per key and
-//! keep one timer per key and session end.
+//! Its state lives on the keyed state backend, laid out as Flink's window operator lays it out:
+//! for each key the windows it has open (bounds, accumulator, whether it fired) in one value,
+//! and a timer per key and window end (and, with allowed lateness, per cleanup time). So windows
+//! checkpoint as every keyed operator does: a copy-on-write view at the barrier written off the
+//! task thread, incremental checkpoints that write only the keys that changed, the disk tier
+//! with `state.backend.type: disk`, restore and rescale by key group. Firing a window pops the
+//! due timers of its keys, each key's windows found with its id, never by a scan.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
+use crate::checkpoint::metadata::WINDOWS_ON_KEYED_BACKEND_SINCE;
 use crate::graph::{Data, OperatorContext};
+use crate::keyed::snapshot as keyed_snapshot;
 use crate::output::{CheckpointBarrier, Collector, NodeId, Output, TaskSnapshot, Timestamp, earliest};
-use crate::state::restore::encode;
-use crate::state::timers::{KeySet, TimerQueue};
+use crate::state::keys::KeyId;
+use crate::state::{BackendOptions, KeyedStateBackend, ValueState};
 use crate::task::now_ms;
 use crate::window::functions::WindowAggregation;
 use crate::window::{TimeDomain, TimeWindow, WindowAssigner};
 
 pub use rheo_types::Key;
 
-type KeyMap<K, V> = foldhash::HashMap<K, V>;
+/// The name of the window operator's state in checkpoints: each key's open windows.
+pub const WINDOWS_STATE: &str = "windows";
 
-/// The contents of one fixed window.
-struct Pane<K, Acc> {
-    fired: bool,
-    accs: KeyMap<K, Acc>,
+/// One open window of a key.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct OpenWindow<Acc> {
+    pub(crate) window: TimeWindow,
+    pub(crate) fired: bool,
+    pub(crate) acc: Acc,
 }
 
-/// One session window of one key.
-struct Session<Acc> {
-    window: TimeWindow,
-    acc: Acc,
-    fired: bool,
-}
+/// A key's open windows: usually one (a tumbling window, a session), so it lives inline.
+type KeyWindows<Acc> = SmallVec<[OpenWindow<Acc>; 1]>;
 
-/// One restorable piece of window state: a key's accumulator in one window.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct WindowEntry<K, Acc> {
+/// One restorable piece of window state as written before checkpoint metadata version
+/// [`WINDOWS_ON_KEYED_BACKEND_SINCE`]: a key's accumulator in one window.
+#[derive(serde::Deserialize)]
+struct OldWindowEntry<K, Acc> {
     key: K,
     start: Timestamp,
     end: Timestamp,
@@ -58,11 +65,9 @@ pub struct WindowOperator<K, I, O, A: WindowAggregation<K, I, O>> {
     /// Processing-time windows ending at or before this time have fired: a record is never
     /// assigned to one of them again, however stale the clock it reads.
     fired_through: Timestamp,
-    fixed: BTreeMap<TimeWindow, Pane<K, A::Acc>>,
-    sessions: KeyMap<K, Vec<Session<A::Acc>>>,
-    /// When some session of these keys fires or expires: at most one timer per key and time,
-    /// those of sessions merged away are deleted.
-    session_timers: TimerQueue<KeySet<K>>,
+    /// Every key's open windows, and their timers.
+    state: KeyedStateBackend<K>,
+    windows: ValueState<KeyWindows<A::Acc>>,
 }
 
 impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<K, I, O, A> {
@@ -77,6 +82,10 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
         out: Box<dyn Output<O>>,
         late_out: Box<dyn Output<I>>,
     ) -> Self {
+        let options = BackendOptions::from_config(&ctx.info.config);
+        let mut state = KeyedStateBackend::new(&options, &ctx.info.display_name())
+            .unwrap_or_else(|e| panic!("{}: {e}", ctx.info.task_name));
+        let windows = state.value_state(WINDOWS_STATE);
         let mut operator = Self {
             name,
             node: ctx.node,
@@ -89,59 +98,46 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             watermark: Timestamp::MIN,
             processing_now: now_ms(),
             fired_through: Timestamp::MIN,
-            fixed: BTreeMap::new(),
-            sessions: KeyMap::default(),
-            session_timers: TimerQueue::default(),
+            state,
+            windows,
         };
-        for entry in ctx.restore_keyed::<WindowEntry<K, A::Acc>, K>(|e| &e.key) {
-            operator.restore(entry);
+        let old_format = ctx.info.restored.as_ref().is_some_and(|restored| {
+            restored.metadata_version < WINDOWS_ON_KEYED_BACKEND_SINCE && restored.nodes.contains_key(&ctx.node)
+        });
+        if old_format {
+            operator.restore_old_format(ctx);
+        } else {
+            keyed_snapshot::restore(&mut operator.state, ctx);
         }
         operator
     }
 
-    fn restore(&mut self, entry: WindowEntry<K, A::Acc>) {
-        let window = TimeWindow::new(entry.start, entry.end);
-        if self.assigner.is_merging() {
-            let at = window.max_timestamp();
-            if !entry.fired {
-                self.session_timers.register(at, entry.key.clone());
-            }
-            if self.allowed_lateness > 0 {
-                self.session_timers.register(at.saturating_add(self.allowed_lateness), entry.key.clone());
-            }
-            let session = Session { window, acc: entry.acc, fired: entry.fired };
-            self.sessions.entry(entry.key).or_default().push(session);
-        } else {
-            let pane = self.fixed.entry(window).or_insert_with(|| Pane { fired: entry.fired, accs: KeyMap::default() });
-            pane.accs.insert(entry.key, entry.acc);
+    /// Restores window state written before [`WINDOWS_ON_KEYED_BACKEND_SINCE`]: each entry
+    /// joins its key's windows, with the timers it needs.
+    fn restore_old_format(&mut self, ctx: &OperatorContext) {
+        let entries: Vec<OldWindowEntry<K, A::Acc>> = ctx.restore_keyed(|e: &OldWindowEntry<K, A::Acc>| &e.key);
+        tracing::info!(
+            task = %ctx.info.display_name(),
+            entries = entries.len(),
+            "restoring window state written before checkpoint metadata version {WINDOWS_ON_KEYED_BACKEND_SINCE}"
+        );
+        for entry in entries {
+            let window = TimeWindow::new(entry.start, entry.end);
+            let id = self.state.intern(entry.key);
+            let open = OpenWindow { window, fired: entry.fired, acc: entry.acc };
+            self.state.value_mut(&self.windows, id, KeyWindows::new).push(open);
+            self.register_timers(id, window, entry.fired);
+            self.state.free_if_unused(id);
         }
-    }
-
-    fn snapshot_entries(&self) -> Vec<WindowEntry<&K, &A::Acc>> {
-        let mut entries = Vec::new();
-        for (window, pane) in &self.fixed {
-            entries.extend(pane.accs.iter().map(|(key, acc)| WindowEntry {
-                key,
-                start: window.start,
-                end: window.end,
-                fired: pane.fired,
-                acc,
-            }));
-        }
-        for (key, sessions) in &self.sessions {
-            entries.extend(sessions.iter().map(|s| WindowEntry {
-                key,
-                start: s.window.start,
-                end: s.window.end,
-                fired: s.fired,
-                acc: &s.acc,
-            }));
-        }
-        entries
     }
 
     fn event_time(&self) -> bool {
         self.assigner.domain() == TimeDomain::EventTime
+    }
+
+    /// How long a window is kept after its end for late records: processing time has none.
+    fn lateness(&self) -> i64 {
+        if self.event_time() { self.allowed_lateness } else { 0 }
     }
 
     /// A window whose cleanup time has passed: records for it are late.
@@ -153,77 +149,99 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
         self.late_out.collect(value, timestamp);
     }
 
+    /// The timers a new window of `id` needs: its end, unless it fired, and its cleanup.
+    fn register_timers(&mut self, id: KeyId, window: TimeWindow, fired: bool) {
+        let (event_time, lateness) = (self.event_time(), self.lateness());
+        register_window_timers(&mut self.state, event_time, lateness, id, window, fired);
+    }
+
     fn add_fixed(&mut self, key: K, value: I, time: Timestamp, timestamp: Timestamp) {
-        // Fast path: one window per record, usually the newest open one.
+        // Fast path: one window per record.
         if let WindowAssigner::Tumbling { size, offset, .. } = self.assigner {
             let start = crate::window::assigner::window_start(time, offset, size);
             let window = TimeWindow::new(start, start + size);
-            if !self.is_late(&window) {
-                return self.add_to_pane(window, key, value);
+            if self.is_late(&window) {
+                return self.late(value, timestamp);
             }
+            let id = self.state.intern(key);
+            self.add_to_window(id, window, value);
+            return self.state.free_if_unused(id);
         }
         let windows = self.assigner.assign(time);
         let live = windows.iter().filter(|w| !self.is_late(w)).count();
         if live == 0 {
             return self.late(value, timestamp);
         }
+        let id = self.state.intern(key);
         let mut remaining = live;
         let mut value = Some(value);
-        let mut key = Some(key);
         for window in windows {
             if self.is_late(&window) {
                 continue;
             }
             remaining -= 1;
-            let (v, k) = if remaining == 0 {
-                (value.take().expect("value"), key.take().expect("key"))
-            } else {
-                (value.clone().expect("value"), key.clone().expect("key"))
-            };
-            self.add_to_pane(window, k, v);
+            let v = if remaining == 0 { value.take().expect("value") } else { value.clone().expect("value") };
+            self.add_to_window(id, window, v);
         }
+        self.state.free_if_unused(id);
     }
 
-    fn add_to_pane(&mut self, window: TimeWindow, key: K, value: I) {
-        let pane = match self.fixed.last_entry() {
-            Some(last) if *last.key() == window => last.into_mut(),
-            _ => self.fixed.entry(window).or_insert_with(|| Pane { fired: false, accs: KeyMap::default() }),
+    fn add_to_window(&mut self, id: KeyId, window: TimeWindow, value: I) {
+        let (event_time, lateness) = (self.event_time(), self.lateness());
+        let aggregation = &*self.aggregation;
+        let windows = self.state.value_mut(&self.windows, id, KeyWindows::new);
+        // The newest window is last: a key's records mostly go to it.
+        let fired = match windows.iter_mut().rev().find(|open| open.window == window) {
+            Some(open) => {
+                aggregation.add(&mut open.acc, value);
+                open.fired
+            }
+            None => {
+                let mut acc = aggregation.create();
+                aggregation.add(&mut acc, value);
+                // A new window of this key that ended already (a late record within the allowed
+                // lateness) fires at once, as Flink's event-time trigger does.
+                let fired = event_time && window.max_timestamp() <= self.watermark;
+                windows.push(OpenWindow { window, fired, acc });
+                register_window_timers(&mut self.state, event_time, lateness, id, window, fired);
+                fired
+            }
         };
-        let aggregation = &self.aggregation;
-        let acc = match pane.accs.get_mut(&key) {
-            Some(acc) => acc,
-            None => pane.accs.entry(key.clone()).or_insert_with(|| aggregation.create()),
-        };
-        aggregation.add(acc, value);
-        if pane.fired {
+        if fired {
             // A late record within the allowed lateness: fire the updated result at once.
+            let (key, windows) = self.state.key_and_value_mut(&self.windows, id);
+            let open = windows.and_then(|w| w.iter().find(|open| open.window == window)).expect("the window added to");
             let mut collector = Collector::new(&mut *self.out, window.max_timestamp());
-            aggregation.emit(&key, &window, acc, &mut collector);
+            aggregation.emit(key, &window, &open.acc, &mut collector);
         }
     }
 
     fn add_session(&mut self, key: K, value: I, time: Timestamp, timestamp: Timestamp) {
         let WindowAssigner::Session { gap, .. } = self.assigner else { unreachable!("session assigner") };
         let new = TimeWindow::new(time, time.saturating_add(gap));
-        let merged = match self.sessions.get(&key) {
+        let id = self.state.intern(key);
+        let merged = match self.state.value(&self.windows, id) {
             Some(list) => list.iter().filter(|s| s.window.intersects(&new)).fold(new, |m, s| m.cover(&s.window)),
             None => new,
         };
         if self.is_late(&merged) {
+            self.state.free_if_unused(id);
             return self.late(value, timestamp);
         }
-        let due = if self.event_time() { self.watermark } else { self.processing_now };
-        let list = self.sessions.entry(key.clone()).or_default();
+        let event_time = self.event_time();
+        let due = if event_time { self.watermark } else { self.processing_now };
+        let lateness = self.lateness();
+        let mut list = self.state.take_value(&self.windows, id).unwrap_or_default();
         let mut acc = self.aggregation.create();
         let mut index = 0;
         // The timers of the sessions merged away: deleted below unless another session needs them.
-        let mut merged_away: smallvec::SmallVec<[Timestamp; 4]> = smallvec::SmallVec::new();
+        let mut merged_away: SmallVec<[Timestamp; 4]> = SmallVec::new();
         while index < list.len() {
             if list[index].window.intersects(&merged) {
                 let old = list.swap_remove(index);
                 merged_away.push(old.window.max_timestamp());
-                if self.allowed_lateness > 0 {
-                    merged_away.push(old.window.max_timestamp().saturating_add(self.allowed_lateness));
+                if lateness > 0 {
+                    merged_away.push(old.window.max_timestamp().saturating_add(lateness));
                 }
                 self.aggregation.merge(&mut acc, old.acc);
             } else {
@@ -231,90 +249,74 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             }
         }
         self.aggregation.add(&mut acc, value);
-        let mut session = Session { window: merged, acc, fired: false };
+        let mut session = OpenWindow { window: merged, acc, fired: false };
         if merged.max_timestamp() <= due {
             // Merged into an already fired session within the allowed lateness.
             let mut collector = Collector::new(&mut *self.out, merged.max_timestamp());
-            self.aggregation.emit(&key, &merged, &session.acc, &mut collector);
+            self.aggregation.emit(self.state.key(id), &merged, &session.acc, &mut collector);
             session.fired = true;
-        } else {
-            self.session_timers.register(merged.max_timestamp(), key.clone());
         }
-        let lateness = self.allowed_lateness;
-        if lateness > 0 {
-            let cleanup = merged.max_timestamp().saturating_add(lateness);
-            self.session_timers.register(cleanup, key.clone());
-        }
+        self.register_timers(id, merged, session.fired);
         list.push(session);
-        let needs = |s: &Session<A::Acc>, at: Timestamp| {
+        let needs = |s: &OpenWindow<A::Acc>, at: Timestamp| {
             let end = s.window.max_timestamp();
             (!s.fired && end == at) || (lateness > 0 && end.saturating_add(lateness) == at)
         };
         for at in merged_away {
             if !list.iter().any(|s| needs(s, at)) {
-                self.session_timers.delete(at, &key);
+                self.state.delete_timer(event_time, at, id);
             }
         }
+        *self.state.value_mut(&self.windows, id, KeyWindows::new) = list;
+        self.state.free_if_unused(id);
     }
 
-    /// Fires fixed windows that end at or before `time` and drops those past their lateness.
-    fn fire_fixed(&mut self, time: Timestamp) {
-        let lateness = if self.event_time() { self.allowed_lateness } else { 0 };
-        let due: Vec<TimeWindow> = self.fixed.keys().take_while(|w| w.max_timestamp() <= time).copied().collect();
-        for window in due {
-            let pane = self.fixed.get_mut(&window).expect("due window");
-            if !pane.fired {
-                pane.fired = true;
-                let mut collector = Collector::new(&mut *self.out, window.max_timestamp());
-                for (key, acc) in &pane.accs {
-                    self.aggregation.emit(key, &window, acc, &mut collector);
-                }
-            }
-            if window.max_timestamp().saturating_add(lateness) <= time {
-                self.fixed.remove(&window);
-            }
-        }
-    }
-
-    /// Fires session windows that end at or before `time` and drops those past their lateness.
-    fn fire_sessions(&mut self, time: Timestamp) {
-        let lateness = if self.event_time() { self.allowed_lateness } else { 0 };
-        while let Some((_, keys)) = self.session_timers.pop_due_time(time) {
-            for key in keys {
-                let Some(list) = self.sessions.get_mut(&key) else { continue };
-                for session in list.iter_mut() {
-                    if !session.fired && session.window.max_timestamp() <= time {
-                        session.fired = true;
-                        let mut collector = Collector::new(&mut *self.out, session.window.max_timestamp());
-                        self.aggregation.emit(&key, &session.window, &session.acc, &mut collector);
-                    }
-                }
-                list.retain(|s| s.window.max_timestamp().saturating_add(lateness) > time);
-                if list.is_empty() {
-                    self.sessions.remove(&key);
-                }
-            }
-        }
-    }
-
+    /// Fires the windows whose timers are due at `time`, in time order, and drops those past
+    /// their lateness.
     fn fire(&mut self, time: Timestamp) {
-        if self.assigner.is_merging() {
-            self.fire_sessions(time);
-        } else {
-            self.fire_fixed(time);
+        let event_time = self.event_time();
+        let lateness = self.lateness();
+        while let Some((at, id)) = self.state.pop_due_timer(event_time, time) {
+            let (key, windows) = self.state.key_and_value_mut(&self.windows, id);
+            let Some(windows) = windows else {
+                self.state.free_if_unused(id);
+                continue;
+            };
+            for open in windows.iter_mut() {
+                if !open.fired && open.window.max_timestamp() <= at {
+                    open.fired = true;
+                    let mut collector = Collector::new(&mut *self.out, open.window.max_timestamp());
+                    self.aggregation.emit(key, &open.window, &open.acc, &mut collector);
+                }
+            }
+            windows.retain(|open| open.window.max_timestamp().saturating_add(lateness) > at);
+            if windows.is_empty() {
+                self.state.clear_value(&self.windows, id);
+            }
+            self.state.free_if_unused(id);
         }
     }
 
     /// The next time a processing-time window needs the clock.
-    fn next_processing_timer(&self) -> Option<Timestamp> {
-        if self.event_time() {
-            return None;
-        }
-        if self.assigner.is_merging() {
-            self.session_timers.next_time()
-        } else {
-            self.fixed.keys().next().map(TimeWindow::max_timestamp)
-        }
+    fn next_processing_timer(&mut self) -> Option<Timestamp> {
+        if self.event_time() { None } else { self.state.next_timer(false) }
+    }
+}
+
+/// Sets the timers of a new window of `id`: its end, unless it fired, and its cleanup time.
+fn register_window_timers<K: Key>(
+    state: &mut KeyedStateBackend<K>,
+    event_time: bool,
+    lateness: i64,
+    id: KeyId,
+    window: TimeWindow,
+    fired: bool,
+) {
+    if !fired {
+        state.register_timer(event_time, window.max_timestamp(), id);
+    }
+    if lateness > 0 {
+        state.register_timer(event_time, window.max_timestamp().saturating_add(lateness), id);
     }
 }
 
@@ -381,12 +383,13 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> Output<I> for W
     }
 
     fn barrier(&mut self, barrier: &CheckpointBarrier, snapshot: &mut TaskSnapshot) {
-        snapshot.put(self.node, encode(&self.snapshot_entries()));
+        snapshot.put_state(self.node, keyed_snapshot::state(&mut self.state, barrier));
         self.out.barrier(barrier, snapshot);
         self.late_out.barrier(barrier, snapshot);
     }
 
     fn checkpoint_complete(&mut self, checkpoint_id: u64) {
+        self.state.increments().completed(checkpoint_id);
         self.out.checkpoint_complete(checkpoint_id);
         self.late_out.checkpoint_complete(checkpoint_id);
     }

@@ -339,3 +339,61 @@ fn many_session_windows_fire_and_clean_up_in_n_log_n_time() {
         large / small
     );
 }
+
+/// Window state as written before checkpoint metadata version 4 (one entry per key and window:
+/// key, start, end, fired, accumulator) is restored onto the keyed backend, at parallelism 1 and
+/// split by key group at 2, with the fired window staying fired and each timer where it was.
+#[test]
+fn window_state_written_before_metadata_version_4_is_restored() {
+    use crate::state::restore::{RestoredState, SubtaskState, encode};
+    type OldEntry = (String, Timestamp, Timestamp, bool, Option<Ev>);
+    let entries: Vec<OldEntry> = vec![
+        ("a".into(), 0, 10, true, Some(ev("a", 1))),
+        ("b".into(), 0, 10, false, Some(ev("b", 2))),
+        ("b".into(), 10, 20, false, Some(ev("b", 5))),
+    ];
+    let old = || RestoredState {
+        metadata_version: 3,
+        max_parallelism: 128,
+        nodes: std::collections::HashMap::from([(
+            0,
+            vec![SubtaskState { subtask: 0, parallelism: 1, bytes: encode(&entries), changes: Vec::new() }],
+        )]),
+        ..Default::default()
+    };
+    let h = sum_window(TumblingEventTimeWindows::of(ms(10)), 10);
+    let a_group = KeyGroupRange::key_group_of(hash_key(&"a".to_string()), 128);
+    let mut outputs = Vec::new();
+    let mut lates = Vec::new();
+    for parallelism in [1, 2] {
+        let mut all = Vec::new();
+        let mut late = Vec::new();
+        for subtask in 0..parallelism {
+            let mut restored = h.restore_from(old(), subtask, parallelism);
+            restored.process_watermark(9);
+            let owns_a = restored.key_groups().contains(a_group);
+            if owns_a {
+                restored.process(ev("a", 2), 3); // within the lateness of a's fired window
+            }
+            restored.process_watermark(19);
+            if owns_a {
+                restored.process(ev("a", 4), 4); // past its cleanup time: late
+            }
+            all.extend(restored.take_records());
+            late.extend(restored.side_records::<Ev>(LATE));
+            // Once restored, the state is the keyed backend's.
+            let snapshot = restored.snapshot(2);
+            let decoded: Vec<crate::keyed::snapshot::ProcessEntry<String>> =
+                postcard::from_bytes(&snapshot.states[0].1).expect("a keyed snapshot");
+            assert!(decoded.iter().all(|e| match e {
+                crate::keyed::snapshot::ProcessEntry::State { table, .. } => table == "windows",
+                _ => true,
+            }));
+        }
+        outputs.push(sorted(all));
+        lates.push(late);
+    }
+    let expected = sorted(vec![(ev("b", 2), 9), (ev("a", 3), 9), (ev("b", 5), 19)]);
+    assert_eq!(outputs, vec![expected.clone(), expected]);
+    assert_eq!(lates, vec![vec![(ev("a", 4), 4)], vec![(ev("a", 4), 4)]]);
+}
