@@ -1158,6 +1158,29 @@ async fn checkpoint_directories_of_earlier_epochs_are_removed_once_the_new_job_c
 }
 
 #[tokio::test]
+async fn checkpoint_directories_of_earlier_epochs_are_removed_when_the_new_job_finished_before_it_was_seen_checkpointing()
+ {
+    let env = deployed("last-state").await;
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB0}/chk-7"), 1_795_464_470_622));
+    env.reconcile().await.unwrap();
+    env.edit(|fj| fj["spec"]["job"]["args"] = json!(["--input", "/data/short"]));
+    env.reconcile().await.unwrap();
+    let old = format!("s3://rheo/checkpoints/{JOB0}");
+    assert_eq!(env.status()["reconciliation"]["retiredCheckpointDirs"], json!([old]));
+    env.take_calls();
+    env.jm.take_calls();
+
+    // The next look finds the new job FINISHED, with its final checkpoint.
+    *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB1}/chk-3"), 1_795_464_480_622));
+    *env.jm.job_state.lock().unwrap() = Some(Ok(JobState::Finished));
+    env.reconcile().await.unwrap();
+    let jm = env.jm.take_calls();
+    assert!(jm.contains(&format!("POST /savepoint-disposal {old}")), "{jm:#?}");
+    assert!(env.status()["reconciliation"].get("retiredCheckpointDirs").is_none(), "{}", env.status());
+    assert_eq!(env.status()["lifecycleState"], "FINISHED");
+}
+
+#[tokio::test]
 async fn a_checkpoint_directory_that_cannot_be_removed_is_reported_and_left() {
     let env = deployed("last-state").await;
     *env.jm.checkpoint.lock().unwrap() = Some((format!("s3://rheo/checkpoints/{JOB0}/chk-7"), 1_795_464_470_622));

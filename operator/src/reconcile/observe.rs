@@ -320,6 +320,10 @@ impl Pass<'_> {
             JobStateView::Finished | JobStateView::Canceled => {
                 self.status.lifecycle_state = Some(LifecycleState::Finished);
                 self.status.job_status.pending_savepoint = None;
+                // A job that ended before it was seen RUNNING with a checkpoint of its own (a short
+                // job after an upgrade) still ends with one: the earlier epochs' directories go now,
+                // while its JobManager, which deletes them, is still there.
+                self.remove_retired_checkpoints().await;
                 Ok(Next::Terminal)
             }
             JobStateView::Failed => {
