@@ -69,7 +69,7 @@ impl<K: Hash + Eq + Clone> KeyTable<K> {
     }
 
     /// The keys as they are now, for a checkpoint written while the table changes.
-    pub fn view(&self) -> CowView<K> {
+    pub fn view(&mut self) -> CowView<K> {
         self.keys.view()
     }
 
@@ -87,10 +87,15 @@ impl<K: Hash + Eq + Clone> KeyTable<K> {
 
     /// Frees `id` if nothing holds it: its key is taken out (and returned) and the id can be
     /// given to a new key.
+    #[inline]
     pub fn free_if_unused(&mut self, id: KeyId) -> Option<K> {
         if self.holds[id as usize] != 0 {
             return None;
         }
+        self.free(id)
+    }
+
+    fn free(&mut self, id: KeyId) -> Option<K> {
         let key = self.keys.existing_slot_mut(id as usize).and_then(Option::take).expect("the id of a live key");
         let hash = self.hasher.hash_one(&key);
         self.index.find_entry(hash, |&indexed| indexed == id).expect("live keys are indexed").remove();

@@ -94,7 +94,7 @@ trait StateTable: Send {
     fn as_any(&mut self) -> &mut dyn Any;
     fn len(&self) -> usize;
     /// The table as it is now, for a checkpoint written while it changes.
-    fn view(&self) -> Box<dyn TableView>;
+    fn view(&mut self) -> Box<dyn TableView>;
     /// Sets the value of `id` from its encoding; true if it had none.
     fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error>;
     /// Whether `id` has a value.
@@ -141,7 +141,7 @@ impl<S: KeyedValue> StateTable for Table<S> {
     fn len(&self) -> usize {
         self.len
     }
-    fn view(&self) -> Box<dyn TableView> {
+    fn view(&mut self) -> Box<dyn TableView> {
         Box::new(TypedView { slots: self.slots.view(), len: self.len })
     }
     fn insert_encoded(&mut self, id: KeyId, bytes: &[u8]) -> Result<bool, postcard::Error> {
@@ -438,9 +438,16 @@ impl<K: Key> KeyedStateBackend<K> {
 
     /// The id of `key`, reading its state back from disk first if it was evicted (see
     /// [`KeyTable::intern`] for what the caller owes).
+    #[inline]
     pub(crate) fn intern(&mut self, key: K) -> KeyId {
         let known = self.keys.len();
         let id = self.keys.intern(key);
+        if self.spill.is_none() { id } else { self.read_back(id, known) }
+    }
+
+    /// With the disk tier: marks `id` used, and if it is new in memory reads its state and
+    /// timers back from disk, if it was evicted.
+    fn read_back(&mut self, id: KeyId, known: usize) -> KeyId {
         let Some(spill) = &mut self.spill else { return id };
         spill.touch(id);
         if self.keys.len() == known || spill.tier.key_count() == 0 {
@@ -553,11 +560,14 @@ impl<K: Key> KeyedStateBackend<K> {
     /// Frees `id` if nothing holds it (see [`KeyTable::free_if_unused`]), remembering the key as
     /// dropped for the next incremental checkpoint; then, with the disk tier, evicts keys if too
     /// many are in memory.
+    #[inline]
     pub(crate) fn free_if_unused(&mut self, id: KeyId) {
         if let Some(key) = self.keys.free_if_unused(id) {
             self.increments.key_dropped(id, &key);
         }
-        self.evict_if_over();
+        if self.spill.is_some() {
+            self.evict_if_over();
+        }
     }
 
     /// Moves the state and timers of keys not used lately to disk until at most 75 % of the
@@ -640,7 +650,7 @@ impl<K: Key> KeyedStateBackend<K> {
         StateView {
             keys: self.keys.view(),
             names: self.names.clone(),
-            tables: self.tables.iter().map(|table| table.view()).collect(),
+            tables: self.tables.iter_mut().map(|table| table.view()).collect(),
             disk,
             _key: PhantomData,
         }
