@@ -36,7 +36,10 @@
 //! - `state-checkpoints-incremental`, `state-checkpoints-full`: a keyed job holding
 //!   `RHEO_BENCH_STATE_KEYS` keys (1M by default) of which about 1 % change per second,
 //!   checkpointed every second with `state.backend.incremental` on and off. See
-//!   [`state_checkpoints`] for what is measured.
+//!   [`state_checkpoints`] for what is measured. `state-checkpoints-window-incremental`,
+//!   `state-checkpoints-window-full`: the same keys counted in one long processing-time window
+//!   (a day) instead of a keyed process function: the window operator's state on the keyed
+//!   backend.
 //! - `compare-rheo-p1`, `compare-flink-p1`, `compare-rheo-p2`, `compare-flink-p2`: Rheo and
 //!   Apache Flink 2.3 on the same event-time word count over the same file, in this run; see
 //!   [`compare`] for the job and what each figure means.
@@ -186,6 +189,8 @@ fn orchestrate() -> anyhow::Result<()> {
             "state-scale-10m-disk",
             "state-checkpoints-incremental",
             "state-checkpoints-full",
+            "state-checkpoints-window-incremental",
+            "state-checkpoints-window-full",
         ]);
     }
     println!(
@@ -440,8 +445,10 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "state-scale-10m" => state_scale::run(&mut report, 10_000_000, false)?,
         "state-scale-1m-disk" => state_scale::run(&mut report, 1_000_000, true)?,
         "state-scale-10m-disk" => state_scale::run(&mut report, 10_000_000, true)?,
-        "state-checkpoints-incremental" => state_checkpoints::run(&mut report, true)?,
-        "state-checkpoints-full" => state_checkpoints::run(&mut report, false)?,
+        "state-checkpoints-incremental" => state_checkpoints::run(&mut report, true, false)?,
+        "state-checkpoints-full" => state_checkpoints::run(&mut report, false, false)?,
+        "state-checkpoints-window-incremental" => state_checkpoints::run(&mut report, true, true)?,
+        "state-checkpoints-window-full" => state_checkpoints::run(&mut report, false, true)?,
         "kafka-exactly-once" => return kafka::run(report, lines, "exactly-once"),
         "kafka-at-least-once" => return kafka::run(report, lines, "at-least-once"),
         "compare-rheo-p1" => return compare::run(report, lines, compare::Engine::Rheo, 1),
@@ -955,7 +962,8 @@ mod state_checkpoints {
     use rheo::runtime::checkpoint::coordinator::CheckpointSample;
     use rheo::runtime::driver::minicluster::MiniCluster;
     use rheo::runtime::task::now_ms;
-    use rheo_cli::jobs::words::{CountAtEnd, WordWithCount};
+    use rheo_cli::jobs::words::{CountAggregate, CountAtEnd, WordWithCount};
+    use std::time::Duration;
 
     use super::Report;
 
@@ -963,6 +971,9 @@ mod state_checkpoints {
     pub struct Measured {
         pub keys: u64,
         pub incremental: bool,
+        /// The keys counted in a window (else by a keyed process function).
+        #[serde(default)]
+        pub windowed: bool,
         pub first_ms: f64,
         pub first_bytes: u64,
         pub steady_checkpoints: usize,
@@ -983,7 +994,7 @@ mod state_checkpoints {
         values.get(values.len() / 2).copied()
     }
 
-    pub fn run(report: &mut Report, incremental: bool) -> anyhow::Result<()> {
+    pub fn run(report: &mut Report, incremental: bool, windowed: bool) -> anyhow::Result<()> {
         let keys = env_u64("RHEO_BENCH_STATE_KEYS", 1_000_000);
         let seconds = env_u64("RHEO_BENCH_STATE_SECONDS", 30);
         let per_second = (keys / 100).max(1);
@@ -1014,7 +1025,16 @@ mod state_checkpoints {
                 WordWithCount { word: format_compact!("k{key:x}"), count: 1 }
             }),
         );
-        load.union(&[&updates]).key_by(|wc: &WordWithCount| wc.word.clone()).process(CountAtEnd::default()).discard();
+        let keyed = load.union(&[&updates]).key_by(|wc: &WordWithCount| wc.word.clone());
+        if windowed {
+            // One window for the whole run: every key's count stays open in it.
+            keyed
+                .window(TumblingProcessingTimeWindows::of(Duration::from_secs(86_400)))
+                .aggregate(CountAggregate)
+                .discard();
+        } else {
+            keyed.process(CountAtEnd::default()).discard();
+        }
         let graph = std::mem::take(&mut *env.graph());
         let result = MiniCluster::new(config).run(&report.case, graph, &env.plan_settings()?)?;
         let _ = std::fs::remove_dir_all(dir);
@@ -1029,6 +1049,7 @@ mod state_checkpoints {
         report.state_checkpoints = Some(Measured {
             keys,
             incremental,
+            windowed,
             first_ms: ms(&first),
             first_bytes: first.uploaded,
             steady_checkpoints: steady.len(),
@@ -1063,7 +1084,12 @@ mod state_checkpoints {
         for m in measured {
             println!(
                 "{:<12} {:>10} {:>10.0} {:>12.1} {:>8} {:>12.0} {:>10.0} {:>14.0} {:>13.0} {:>11.1}",
-                if m.incremental { "incremental" } else { "full" },
+                match (m.windowed, m.incremental) {
+                    (false, true) => "incremental",
+                    (false, false) => "full",
+                    (true, true) => "window incr",
+                    (true, false) => "window full",
+                },
                 m.keys,
                 m.first_ms,
                 m.first_bytes as f64 / (1024.0 * 1024.0),

@@ -570,6 +570,16 @@ impl<K: Key> KeyedStateBackend<K> {
         }
     }
 
+    /// Done with `id`, which holds state: nothing to free (so its hold count, another cache
+    /// line, is not read); with the disk tier, evicts keys if too many are in memory.
+    #[inline]
+    pub(crate) fn done_with_held(&mut self, id: KeyId) {
+        debug_assert!(self.keys.holds(id) > 0, "done_with_held on a key that holds nothing");
+        if self.spill.is_some() {
+            self.evict_if_over();
+        }
+    }
+
     /// Moves the state and timers of keys not used lately to disk until at most 75 % of the
     /// cached keys are in memory (a batch: each write to the database has a fixed cost).
     fn evict_if_over(&mut self) {

@@ -165,7 +165,8 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
             }
             let id = self.state.intern(key);
             self.add_to_window(id, window, value);
-            return self.state.free_if_unused(id);
+            // The key holds its window now.
+            return self.state.done_with_held(id);
         }
         let windows = self.assigner.assign(time);
         let live = windows.iter().filter(|w| !self.is_late(w)).count();
