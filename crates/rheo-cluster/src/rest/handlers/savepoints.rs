@@ -84,14 +84,15 @@ pub(super) async fn savepoint_status(
 }
 
 /// Deletes the savepoint at `path`, or a job's checkpoint directory (`<state.checkpoints.dir>/
-/// <job-id>`, holding only `chk-<n>/` directories, as the operator retires old job epochs).
+/// <job-id>`, holding only `chk-<n>/` directories and the `shared/` area of incremental state, as
+/// the operator retires old job epochs).
 /// Anything else is refused: a directory without `_metadata` is neither.
 async fn dispose(path: &str) -> Result<(), String> {
     let storage = rheo_runtime::checkpoint::CheckpointStorage::from_url(path).map_err(|e| e.to_string())?;
     let is_savepoint = storage.get_if_exists("_metadata").await.map_err(|e| e.to_string())?.is_some();
     if !is_savepoint && !is_job_checkpoint_dir(&storage).await? {
         return Err(format!(
-            "{path} is no savepoint: it has no _metadata (nor is it a job's checkpoint directory of chk-<n>/ only)"
+            "{path} is no savepoint: it has no _metadata (nor is it a job's checkpoint directory of chk-<n>/ and shared/ only)"
         ));
     }
     storage.delete_all("").await.map_err(|e| e.to_string())?;
@@ -107,15 +108,18 @@ async fn dispose(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `storage` holds checkpoints (`chk-<n>/`) and nothing else but the marker the job
-/// driver leaves in the directory of a job that finished (a job stopped with a savepoint for an
-/// upgrade or a suspension finishes: the operator retires exactly such directories).
+/// Whether `storage` holds checkpoints (`chk-<n>/`), the files they share (`shared/`, incremental
+/// checkpoints) and nothing else but the marker the job driver leaves in the directory of a job
+/// that finished (a job stopped with a savepoint for an upgrade or a suspension finishes: the
+/// operator retires exactly such directories).
 async fn is_job_checkpoint_dir(storage: &rheo_runtime::checkpoint::CheckpointStorage) -> Result<bool, String> {
     use rheo_runtime::checkpoint::discover::FINISHED_MARKER;
+    use rheo_runtime::checkpoint::metadata::{SHARED_DIR, parse_checkpoint_dir};
     let files = storage.list_files("").await.map_err(|e| e.to_string())?;
     let dirs = storage.list_dirs("").await.map_err(|e| e.to_string())?;
-    let only_checkpoints = dirs.iter().all(|d| d.strip_prefix("chk-").is_some_and(|n| n.parse::<u64>().is_ok()));
-    Ok(files.iter().all(|f| f == FINISHED_MARKER) && !dirs.is_empty() && only_checkpoints)
+    let checkpoints = dirs.iter().filter(|d| parse_checkpoint_dir(d).is_some()).count();
+    let only_checkpoints = dirs.iter().all(|d| d == SHARED_DIR || parse_checkpoint_dir(d).is_some());
+    Ok(files.iter().all(|f| f == FINISHED_MARKER) && checkpoints > 0 && only_checkpoints)
 }
 
 /// `POST /savepoint-disposal` with `{"savepoint-path": ..}` (`flink savepoint -d PATH`).
