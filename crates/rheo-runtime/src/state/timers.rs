@@ -6,8 +6,8 @@
 //! Timers are grouped by timestamp (one B-tree entry per timestamp), and the keys of one
 //! timestamp are a [`TimerSet`]: a set whose arbitrary element comes out in O(1). A hash set would
 //! not do: taking "any element" of a hash set scans from the first bucket, past every bucket
-//! emptied before, which makes draining it quadratic. Keys themselves sit in a [`KeySet`];
-//! the keyed process operator's timers hold interned key ids in an [`IdSet`], which turns into a
+//! emptied before, which makes draining it quadratic. Keyed operators' timers hold interned key
+//! ids in an [`IdSet`], which turns into a
 //! bit per id when most keys have a timer at one time (the end-of-input timer of every key
 //! costs an eighth of a byte a key then).
 
@@ -20,8 +20,10 @@ use hashbrown::HashTable;
 use crate::output::Timestamp;
 use crate::state::keys::KeyId;
 
-/// A set whose elements live in a vector and a hash table of their positions: insert, remove
-/// and pop (the last element) are O(1); a set with one element allocates nothing.
+/// A set of keys by value whose elements live in a vector and a hash table of their positions:
+/// insert, remove and pop (the last element) are O(1); a set with one element allocates nothing.
+/// (Operators hold interned ids in an [`IdSet`]; this one checks the queue on plain keys.)
+#[cfg(test)]
 pub enum KeySet<T> {
     One(T),
     Many(Box<IndexedSet<T>>),
@@ -94,6 +96,7 @@ pub trait TimerSet {
     fn into_vec(self) -> Vec<Self::Item>;
 }
 
+#[cfg(test)]
 impl<T: Hash + Eq> TimerSet for KeySet<T> {
     type Item = T;
 
@@ -147,6 +150,7 @@ impl<T: Hash + Eq> TimerSet for KeySet<T> {
     }
 }
 
+#[cfg(test)]
 #[cfg(test)]
 impl<T> KeySet<T> {
     pub fn iter(&self) -> std::slice::Iter<'_, T> {
@@ -421,18 +425,6 @@ impl<S: TimerSet> TimerQueue<S> {
         };
         self.len -= 1;
         Some((at, key))
-    }
-
-    /// Takes every key of the earliest timestamp due at `time`.
-    pub fn pop_due_time(&mut self, time: Timestamp) -> Option<(Timestamp, Vec<S::Item>)> {
-        let first = self.by_time.first_entry()?;
-        if *first.key() > time {
-            return None;
-        }
-        let (at, keys) = first.remove_entry();
-        let keys = keys.into_vec();
-        self.len -= keys.len();
-        Some((at, keys))
     }
 
     /// How many timers are set.
