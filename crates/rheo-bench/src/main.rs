@@ -37,6 +37,8 @@
 //!   `RHEO_BENCH_STATE_KEYS` keys (1M by default) of which about 1 % change per second,
 //!   checkpointed every second with `state.backend.incremental` on and off. See
 //!   [`state_checkpoints`] for what is measured.
+//! - `state-memory`: the resident memory a checkpoint and a restore of a large keyed state
+//!   add; see [`state_memory`].
 //! - `compare-rheo-p1`, `compare-flink-p1`, `compare-rheo-p2`, `compare-flink-p2`: Rheo and
 //!   Apache Flink 2.3 on the same event-time word count over the same file, in this run; see
 //!   [`compare`] for the job and what each figure means.
@@ -45,6 +47,7 @@
 
 mod compare;
 mod kafka;
+mod state_memory;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -105,6 +108,8 @@ struct Report {
     cpu_seconds_per_million_lines: Option<f64>,
     #[serde(default)]
     state_checkpoints: Option<state_checkpoints::Measured>,
+    #[serde(default)]
+    state_memory: Option<state_memory::Measured>,
 }
 
 /// What the state-scale cases measure (see [`state_scale`]).
@@ -176,7 +181,11 @@ fn orchestrate() -> anyhow::Result<()> {
         let only: Vec<&str> = only.split(',').map(str::trim).collect();
         cases.retain(|c| only.contains(c));
         cases.extend(
-            only.iter().filter(|c| c.starts_with("state-scale-") || c.starts_with("state-checkpoints-")).copied(),
+            only.iter()
+                .filter(|c| {
+                    c.starts_with("state-scale-") || c.starts_with("state-checkpoints-") || **c == "state-memory"
+                })
+                .copied(),
         );
     } else {
         cases.extend([
@@ -186,6 +195,7 @@ fn orchestrate() -> anyhow::Result<()> {
             "state-scale-10m-disk",
             "state-checkpoints-incremental",
             "state-checkpoints-full",
+            "state-memory",
         ]);
     }
     println!(
@@ -333,6 +343,7 @@ fn orchestrate() -> anyhow::Result<()> {
         }
     }
     state_checkpoints::print(&reports);
+    state_memory::print(&reports);
     Ok(())
 }
 
@@ -442,6 +453,7 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "state-scale-10m-disk" => state_scale::run(&mut report, 10_000_000, true)?,
         "state-checkpoints-incremental" => state_checkpoints::run(&mut report, true)?,
         "state-checkpoints-full" => state_checkpoints::run(&mut report, false)?,
+        "state-memory" => state_memory::run(&mut report)?,
         "kafka-exactly-once" => return kafka::run(report, lines, "exactly-once"),
         "kafka-at-least-once" => return kafka::run(report, lines, "at-least-once"),
         "compare-rheo-p1" => return compare::run(report, lines, compare::Engine::Rheo, 1),
