@@ -40,6 +40,8 @@
 //!   `state-checkpoints-window-full`: the same keys counted in one long processing-time window
 //!   (a day) instead of a keyed process function: the window operator's state on the keyed
 //!   backend.
+//! - `state-memory`: the resident memory a checkpoint and a restore of a large keyed state
+//!   add; see [`state_memory`].
 //! - `compare-rheo-p1`, `compare-flink-p1`, `compare-rheo-p2`, `compare-flink-p2`: Rheo and
 //!   Apache Flink 2.3 on the same event-time word count over the same file, in this run; see
 //!   [`compare`] for the job and what each figure means.
@@ -48,6 +50,7 @@
 
 mod compare;
 mod kafka;
+mod state_memory;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -108,6 +111,8 @@ struct Report {
     cpu_seconds_per_million_lines: Option<f64>,
     #[serde(default)]
     state_checkpoints: Option<state_checkpoints::Measured>,
+    #[serde(default)]
+    state_memory: Option<state_memory::Measured>,
 }
 
 /// What the state-scale cases measure (see [`state_scale`]).
@@ -179,7 +184,11 @@ fn orchestrate() -> anyhow::Result<()> {
         let only: Vec<&str> = only.split(',').map(str::trim).collect();
         cases.retain(|c| only.contains(c));
         cases.extend(
-            only.iter().filter(|c| c.starts_with("state-scale-") || c.starts_with("state-checkpoints-")).copied(),
+            only.iter()
+                .filter(|c| {
+                    c.starts_with("state-scale-") || c.starts_with("state-checkpoints-") || **c == "state-memory"
+                })
+                .copied(),
         );
     } else {
         cases.extend([
@@ -191,6 +200,7 @@ fn orchestrate() -> anyhow::Result<()> {
             "state-checkpoints-full",
             "state-checkpoints-window-incremental",
             "state-checkpoints-window-full",
+            "state-memory",
         ]);
     }
     println!(
@@ -338,6 +348,7 @@ fn orchestrate() -> anyhow::Result<()> {
         }
     }
     state_checkpoints::print(&reports);
+    state_memory::print(&reports);
     Ok(())
 }
 
@@ -449,6 +460,7 @@ fn run_case(name: &str, lines: u64) -> anyhow::Result<Report> {
         "state-checkpoints-full" => state_checkpoints::run(&mut report, false, false)?,
         "state-checkpoints-window-incremental" => state_checkpoints::run(&mut report, true, true)?,
         "state-checkpoints-window-full" => state_checkpoints::run(&mut report, false, true)?,
+        "state-memory" => state_memory::run(&mut report)?,
         "kafka-exactly-once" => return kafka::run(report, lines, "exactly-once"),
         "kafka-at-least-once" => return kafka::run(report, lines, "at-least-once"),
         "compare-rheo-p1" => return compare::run(report, lines, compare::Engine::Rheo, 1),

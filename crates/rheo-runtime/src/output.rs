@@ -31,7 +31,9 @@ impl TaskSnapshot {
 /// taken at the barrier, off the task thread, so the task's pause does not grow with its state.
 pub enum StateBytes {
     Ready(Vec<u8>),
-    Deferred(Box<dyn FnOnce() -> Vec<u8> + Send>),
+    /// Written into the checkpoint file as it uploads (a state larger than memory allows twice
+    /// is never held whole).
+    Deferred(crate::checkpoint::storage::WriteObject),
     /// Keyed state of an incremental checkpoint: a new file for the job's shared area, on top of
     /// files of earlier checkpoints.
     Incremental(crate::state::incremental::IncrementalSnapshot),
@@ -42,17 +44,20 @@ impl StateBytes {
     /// builds on nothing (its first, full file); one that builds on earlier files is restored
     /// from storage, never from bytes alone.
     pub fn into_bytes(self) -> Vec<u8> {
-        match self {
-            StateBytes::Ready(bytes) => bytes,
-            StateBytes::Deferred(write) => write(),
+        let write = match self {
+            StateBytes::Ready(bytes) => return bytes,
+            StateBytes::Deferred(write) => write,
             StateBytes::Incremental(incremental) => {
                 assert!(
                     incremental.builds_on.is_empty(),
                     "an incremental snapshot that builds on earlier checkpoints is not self-contained"
                 );
-                (incremental.write)()
+                incremental.write
             }
-        }
+        };
+        let mut bytes = Vec::new();
+        write(&mut bytes).expect("state is written into memory");
+        bytes
     }
 }
 

@@ -18,7 +18,7 @@ use crate::checkpoint::metadata::{
     CheckpointMetadata, METADATA_FILE, METADATA_VERSION, SharedFile, StateHandle, checkpoint_dir, shared_dir,
 };
 use crate::checkpoint::shared::{RetainedCheckpoints, SharedError, delete_checkpoint, delete_dropped};
-use crate::checkpoint::storage::{CheckpointStorage, StorageError};
+use crate::checkpoint::storage::{CheckpointStorage, PART_SIZE, StorageError, WriteObject};
 use crate::driver::handle::{
     CheckpointTriggerStatus, CompletedCheckpoint, JobHandle, SavepointRequest, SavepointStatus, SnapshotRequest,
 };
@@ -617,27 +617,30 @@ pub fn upload_snapshot(
                     crc32: 0,
                     shared: Vec::new(),
                 };
-                // A state taken as a view at the barrier is written here, off the task thread.
-                let encode_failed = |e: tokio::task::JoinError| StorageError::Encode { node, message: e.to_string() };
+                // A state taken as a view at the barrier is written here, off the task thread,
+                // into the upload as it goes.
+                let encode_failed = |e: StorageError| match e {
+                    StorageError::Write { message, .. } => StorageError::Encode { node, message },
+                    e => e,
+                };
                 match state {
                     StateBytes::Incremental(incremental) => {
-                        let bytes = tokio::task::spawn_blocking(incremental.write).await.map_err(encode_failed)?;
-                        let file = upload_shared(&target, node, bytes).await?;
+                        let file = upload_shared(&target, node, incremental.write).await.map_err(encode_failed)?;
                         // The operator builds on it once the checkpoint completes.
                         let _ = incremental.written.set(file.clone());
                         let shared = incremental.builds_on.into_iter().chain([file]).collect();
                         Ok(StateHandle { shared, ..handle })
                     }
-                    state => {
-                        let bytes = match state {
-                            StateBytes::Ready(bytes) => bytes,
-                            deferred => tokio::task::spawn_blocking(move || deferred.into_bytes())
-                                .await
-                                .map_err(encode_failed)?,
-                        };
+                    StateBytes::Ready(bytes) => {
                         let file = format!("{node}-{}.state", target.subtask);
                         let (size, crc32) = (bytes.len() as u64, crc32fast::hash(&bytes));
                         target.dir.put(&file, bytes).await?;
+                        Ok(StateHandle { file, size, crc32, ..handle })
+                    }
+                    StateBytes::Deferred(write) => {
+                        let file = format!("{node}-{}.state", target.subtask);
+                        let streamed = target.dir.put_streamed(&file, PART_SIZE, write).await.map_err(encode_failed)?;
+                        let (size, crc32) = (streamed.written.size, streamed.written.crc32);
                         Ok(StateHandle { file, size, crc32, ..handle })
                     }
                 }
@@ -648,20 +651,14 @@ pub fn upload_snapshot(
 
 /// Writes a new file of the job's shared area. Its name is new every time (a nonce), so a
 /// late write of an earlier attempt that reused the checkpoint id never replaces it.
-async fn upload_shared(target: &UploadTarget, node: usize, bytes: Vec<u8>) -> Result<SharedFile, StorageError> {
+async fn upload_shared(target: &UploadTarget, node: usize, write: WriteObject) -> Result<SharedFile, StorageError> {
     use std::hash::BuildHasher;
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let count = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nonce = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), count, now_ms()));
     let path = format!("{}/{node}-{}-{nonce:016x}.state", shared_dir(target.checkpoint_id), target.subtask);
-    let file = SharedFile {
-        path: path.clone(),
-        size: bytes.len() as u64,
-        crc32: crc32fast::hash(&bytes),
-        checkpoint_id: target.checkpoint_id,
-    };
-    target.job.put(&path, bytes).await?;
-    Ok(file)
+    let written = target.job.put_streamed(&path, PART_SIZE, write).await?.written;
+    Ok(SharedFile { path, size: written.size, crc32: written.crc32, checkpoint_id: target.checkpoint_id })
 }
 
 /// A test hook: with `RHEO_FAILPOINT_ABORT_AFTER_CHECKPOINT=N`, the process aborts once

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::checkpoint::metadata::{CheckpointMetadata, METADATA_FILE, checkpoint_dir, parse_checkpoint_dir};
-use crate::checkpoint::storage::{CheckpointStorage, StorageError};
-use crate::state::restore::{RestoredState, SubtaskState};
+use crate::checkpoint::storage::{CheckpointStorage, Checksummed, Download, PART_SIZE, StorageError};
+use crate::state::restore::{RestoredState, StateBlob, SubtaskState};
 
 /// Marks a job that ran to completion: its next run starts fresh.
 pub const FINISHED_MARKER: &str = "_job_finished";
@@ -119,19 +119,34 @@ async fn load_checked(dir: &CheckpointStorage) -> Result<Option<Discovered>, Loa
     Ok(Some(Discovered { metadata, state }))
 }
 
-/// Reads `file` under `dir` and checks its size and CRC32 against the metadata.
-async fn read_checked(dir: &CheckpointStorage, file: &str, size: u64, crc32: u32) -> Result<Vec<u8>, LoadError> {
-    let bytes = match dir.get_if_exists(file).await.map_err(LoadError::Storage)? {
-        Some(bytes) => bytes,
-        None => return Err(LoadError::Corrupt(format!("{}/{file}: the file is missing", dir.url()))),
+/// State files up to this size are read into memory; larger ones are downloaded into a local
+/// temporary file and mapped (see [`StateBlob`]).
+const IN_MEMORY_MAX: u64 = PART_SIZE as u64;
+
+/// Reads `file` under `dir` and checks its size and CRC32 against the metadata, as it streams.
+async fn read_checked(dir: &CheckpointStorage, file: &str, size: u64, crc32: u32) -> Result<StateBlob, LoadError> {
+    let mismatch = |found: String| {
+        LoadError::Corrupt(format!("{}/{file}: expected {size} bytes with CRC32 {crc32:08x}, found {found}", dir.url()))
     };
-    if bytes.len() as u64 != size || crc32fast::hash(&bytes) != crc32 {
-        return Err(LoadError::Corrupt(format!(
-            "{}/{file}: expected {size} bytes with CRC32 {crc32:08x}, found {} bytes with CRC32 {:08x}",
-            dir.url(),
-            bytes.len(),
-            crc32fast::hash(&bytes)
-        )));
+    let missing = || LoadError::Corrupt(format!("{}/{file}: the file is missing", dir.url()));
+    if size <= IN_MEMORY_MAX {
+        let bytes = dir.get_if_exists(file).await.map_err(LoadError::Storage)?.ok_or_else(missing)?;
+        let found = crc32fast::hash(&bytes);
+        if bytes.len() as u64 != size || found != crc32 {
+            return Err(mismatch(format!("{} bytes with CRC32 {found:08x}", bytes.len())));
+        }
+        return Ok(StateBlob::Bytes(bytes));
     }
-    Ok(bytes)
+    // An unnamed file in the system's temporary directory: gone once unmapped, even if the
+    // process dies.
+    let local = tempfile::tempfile().map_err(|e| LoadError::Storage(dir.local_error(file, e)))?;
+    let (found, local) = match dir.download(file, size, local).await.map_err(LoadError::Storage)? {
+        Download::Missing => return Err(missing()),
+        Download::OtherSize(found) => return Err(mismatch(format!("{found} bytes"))),
+        Download::Done(found, local) => (found, local),
+    };
+    if found != (Checksummed { size, crc32 }) {
+        return Err(mismatch(format!("{} bytes with CRC32 {:08x}", found.size, found.crc32)));
+    }
+    StateBlob::map(&local).map_err(|e| LoadError::Storage(dir.local_error(file, e)))
 }

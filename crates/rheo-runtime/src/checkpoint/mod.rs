@@ -14,6 +14,11 @@
 //! The [`coordinator`] triggers checkpoints, collects each task's snapshot, uploads it while the
 //! tasks go on processing, and writes `_metadata` once every task acknowledged. [`discover`]
 //! finds the newest complete checkpoint whose files all match their checksums.
+//!
+//! State files are streamed both ways, so a large state is never held twice in memory: an
+//! operator's state is written from its view straight into a multipart upload of
+//! [`storage::PART_SIZE`] parts (size and CRC32 computed on the way), and a large file is
+//! restored from a map of a local copy downloaded (and checked) as it streams.
 
 pub mod coordinator;
 pub mod discover;

@@ -6,16 +6,18 @@
 //! `AWS_REGION`, `AWS_ALLOW_HTTP`), path-style by default; other schemes (`memory://`, `gs://`,
 //! `az://`, ...) go through `object_store::parse_url_opts`.
 
+use std::io::{Read, Write};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 #[cfg(feature = "s3")]
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use rheo_config::{ConfigError, Configuration, options};
+use tokio::io::AsyncWriteExt;
 
 /// Flink's `s3.*` options of this process. Like Flink's `FileSystem.initialize`, they are set
 /// once per process from its configuration (see [`initialize_file_systems`]), so that every
@@ -130,6 +132,112 @@ pub enum StorageError {
     /// Writing an operator's state from its view failed (a panic while encoding it).
     #[error("writing the state of operator {node}: {message}")]
     Encode { node: usize, message: String },
+    /// What a streamed object is made of could not be produced (see [`CheckpointStorage::put_streamed`]).
+    #[error("{url}/{path}: writing it failed: {message}")]
+    Write { url: String, path: String, message: String },
+    /// A local file a download is copied into could not be written.
+    #[error("{url}/{path}: cannot copy it to a local file: {source}")]
+    Local { url: String, path: String, source: std::io::Error },
+}
+
+/// Writes an object's content into a writer, off the async runtime (a blocking thread).
+pub type WriteObject = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + Send>;
+
+/// The part size of streamed uploads: an object is written in parts of this many bytes (the
+/// last one shorter), and one smaller than a part in a single request. 5 MiB is S3's smallest
+/// part and the default of Flink's S3 file systems; it bounds an upload's memory to a few parts.
+pub const PART_SIZE: usize = 5 * 1024 * 1024;
+
+/// Parts of one upload sent at once; with the one being filled and the one queued between
+/// the writer and the uploader, an upload holds at most this many plus two parts in memory.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// The size and CRC32 of an object as written or read, computed while it streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checksummed {
+    pub size: u64,
+    pub crc32: u32,
+}
+
+/// What [`CheckpointStorage::put_streamed`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed {
+    pub written: Checksummed,
+    /// The parts it was sent in: 1 for a plain write (an object of at most one part).
+    pub parts: usize,
+}
+
+/// What [`CheckpointStorage::download`] found.
+#[derive(Debug)]
+pub enum Download {
+    Missing,
+    /// The object has this size, not the one expected: it was not downloaded.
+    OtherSize(u64),
+    /// Downloaded into the file, with its size and CRC32 as read.
+    Done(Checksummed, std::fs::File),
+}
+
+/// Copies `from` to the end of `to`, with the size and CRC32 of what was copied.
+fn copy_checksummed(mut from: std::fs::File, to: std::fs::File) -> std::io::Result<Download> {
+    let (mut hasher, mut size) = (crc32fast::Hasher::new(), 0);
+    let mut to = std::io::BufWriter::with_capacity(1 << 20, to);
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let n = from.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+        to.write_all(&buffer[..n])?;
+    }
+    let to = to.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+    Ok(Download::Done(Checksummed { size, crc32: hasher.finalize() }, to))
+}
+
+/// The `Write` a streamed object's content is written into: full parts go to the uploader
+/// through a bounded channel, so a writer faster than the store waits instead of buffering.
+struct PartWriter {
+    part: Vec<u8>,
+    part_size: usize,
+    parts: tokio::sync::mpsc::Sender<Bytes>,
+    hasher: crc32fast::Hasher,
+    size: u64,
+}
+
+impl PartWriter {
+    fn send_part(&mut self) -> std::io::Result<()> {
+        let part = std::mem::replace(&mut self.part, Vec::with_capacity(self.part_size));
+        self.hasher.update(&part);
+        self.size += part.len() as u64;
+        // Refused only when the uploader stopped (the upload failed): the writer stops too.
+        self.parts
+            .blocking_send(Bytes::from(part))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    /// Sends the last, partial part.
+    fn finish(mut self) -> std::io::Result<Checksummed> {
+        if !self.part.is_empty() {
+            self.send_part()?;
+        }
+        Ok(Checksummed { size: self.size, crc32: self.hasher.finalize() })
+    }
+}
+
+impl Write for PartWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.part_size - self.part.len());
+        self.part.extend_from_slice(&buf[..n]);
+        if self.part.len() == self.part_size {
+            self.send_part()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A directory-like view of an object store under a URL.
@@ -261,6 +369,144 @@ impl CheckpointStorage {
             .map_err(|e| self.io_error(relative, e))
     }
 
+    /// Writes an object whose content `write` produces, streaming: `write` runs on a blocking
+    /// thread, and its output is uploaded as it comes, in parts of `part_size` bytes (a
+    /// multipart upload; one smaller than a part is one plain write). Memory stays at a few
+    /// parts whatever the object's size. If `write` or the upload fails, the upload is aborted:
+    /// no object appears. Returns the object's size and CRC32.
+    pub async fn put_streamed(
+        &self,
+        relative: &str,
+        part_size: usize,
+        write: WriteObject,
+    ) -> Result<Streamed, StorageError> {
+        let (parts, mut received) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut out = PartWriter {
+                part: Vec::with_capacity(part_size),
+                part_size,
+                parts,
+                hasher: Default::default(),
+                size: 0,
+            };
+            write(&mut out)?;
+            out.finish()
+        });
+        let written = |result: Result<std::io::Result<Checksummed>, tokio::task::JoinError>| match result {
+            Ok(Ok(written)) => Ok(written),
+            Ok(Err(e)) => Err(self.write_error(relative, e.to_string())),
+            Err(panic) => Err(self.write_error(relative, panic.to_string())),
+        };
+        let path = self.path(relative);
+        let (first, second) = match received.recv().await {
+            Some(first) => (Some(first), received.recv().await),
+            None => (None, None),
+        };
+        let (first, second) = match (first, second) {
+            (Some(first), Some(second)) => (first, second),
+            (first, _) => {
+                // At most one part: written whole once the writer is known to have succeeded.
+                let written = written(writer.await)?;
+                self.store
+                    .put(&path, PutPayload::from(first.unwrap_or_default()))
+                    .await
+                    .map_err(|e| self.io_error(relative, e))?;
+                return Ok(Streamed { written, parts: 1 });
+            }
+        };
+        let upload = match self.store.put_multipart(&path).await {
+            Ok(upload) => upload,
+            Err(e) => {
+                drop(received);
+                let _ = writer.await;
+                return Err(self.io_error(relative, e));
+            }
+        };
+        let mut upload = WriteMultipart::new_with_chunk_size(upload, part_size);
+        upload.put(first);
+        upload.put(second);
+        let mut parts = 2;
+        let uploaded: Result<(), object_store::Error> = async {
+            loop {
+                upload.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                match received.recv().await {
+                    Some(part) => {
+                        upload.put(part);
+                        parts += 1;
+                    }
+                    None => return Ok(()),
+                }
+            }
+        }
+        .await;
+        // A writer still writing (the upload failed) stops at its next part.
+        drop(received);
+        let written = written(writer.await);
+        let failure = match (uploaded, written) {
+            (Ok(()), Ok(written)) => {
+                // `finish` aborts the upload itself when completing it fails.
+                upload.finish().await.map_err(|e| self.io_error(relative, e))?;
+                tracing::debug!(path = relative, bytes = written.size, parts, "streamed upload complete");
+                return Ok(Streamed { written, parts });
+            }
+            (Err(e), _) => self.io_error(relative, e),
+            (Ok(()), Err(e)) => e,
+        };
+        if let Err(e) = upload.abort().await {
+            tracing::warn!(path = relative, error = %e, "cannot abort a failed multipart upload");
+        }
+        Err(failure)
+    }
+
+    /// A local copy of `relative` could not be made.
+    pub fn local_error(&self, relative: &str, source: std::io::Error) -> StorageError {
+        StorageError::Local { url: self.url.clone(), path: relative.to_string(), source }
+    }
+
+    fn write_error(&self, relative: &str, message: String) -> StorageError {
+        StorageError::Write { url: self.url.clone(), path: relative.to_string(), message }
+    }
+
+    /// Copies the object at `relative` into the local file `out` as it downloads, computing its
+    /// size and CRC32. An object whose size is not `expected_size` is not downloaded, so a
+    /// damaged file is found without reading it and never fills the local disk.
+    pub async fn download(
+        &self,
+        relative: &str,
+        expected_size: u64,
+        out: std::fs::File,
+    ) -> Result<Download, StorageError> {
+        let result = match self.store.get(&self.path(relative)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Download::Missing),
+            Err(e) => return Err(self.io_error(relative, e)),
+        };
+        if result.meta.size != expected_size {
+            return Ok(Download::OtherSize(result.meta.size));
+        }
+        let local_error = |source| self.local_error(relative, source);
+        match result.payload {
+            // A local file is copied on a blocking thread, in large reads.
+            GetResultPayload::File(file, _) => tokio::task::spawn_blocking(move || copy_checksummed(file, out))
+                .await
+                .map_err(|e| local_error(std::io::Error::other(e.to_string())))?
+                .map_err(local_error),
+            GetResultPayload::Stream(mut chunks) => {
+                let (mut hasher, mut size) = (crc32fast::Hasher::new(), 0);
+                let mut out = tokio::fs::File::from_std(out);
+                while let Some(chunk) = chunks.next().await {
+                    let chunk = chunk.map_err(|e| self.io_error(relative, e))?;
+                    hasher.update(&chunk);
+                    size += chunk.len() as u64;
+                    out.write_all(&chunk).await.map_err(local_error)?;
+                }
+                out.flush().await.map_err(local_error)?;
+                let written = Checksummed { size, crc32: hasher.finalize() };
+                Ok(Download::Done(written, out.into_std().await))
+            }
+        }
+    }
+
     pub async fn get(&self, relative: &str) -> Result<Vec<u8>, StorageError> {
         let result = self.store.get(&self.path(relative)).await.map_err(|e| self.io_error(relative, e))?;
         let bytes = result.bytes().await.map_err(|e| self.io_error(relative, e))?;
@@ -366,6 +612,137 @@ impl CheckpointStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::io_runtime;
+    use crate::state::restore::StateBlob;
+
+    /// Bytes in which no two parts are alike, so a part lost, doubled or out of order shows.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len as u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 ^ (i >> 16) as u8).collect()
+    }
+
+    /// Writes `data` in uneven pieces, as an encoder does.
+    fn writing(data: Vec<u8>) -> WriteObject {
+        Box::new(move |out| data.chunks(4093).try_for_each(|piece| out.write_all(piece)))
+    }
+
+    /// Writes `len` bytes, then fails as `fail` says.
+    fn failing_after(len: usize, fail: fn() -> std::io::Result<()>) -> WriteObject {
+        Box::new(move |out| {
+            out.write_all(&pattern(len))?;
+            fail()
+        })
+    }
+
+    /// Uploads `data` streaming in parts of `part_size`, downloads it into a local file the way a
+    /// restore does, and checks both ways' size and CRC32 and the bytes. Returns the parts.
+    async fn round_trip(storage: &CheckpointStorage, name: &str, data: Vec<u8>, part_size: usize) -> usize {
+        let expected = Checksummed { size: data.len() as u64, crc32: crc32fast::hash(&data) };
+        let streamed = storage.put_streamed(name, part_size, writing(data.clone())).await.expect("uploaded");
+        assert_eq!(streamed.written, expected, "{name}: size and CRC32 as written");
+        let local = tempfile::tempfile().expect("temp file");
+        let Download::Done(read, local) = storage.download(name, expected.size, local).await.expect("downloaded")
+        else {
+            panic!("{name}: not found with its size");
+        };
+        assert_eq!(read, expected, "{name}: size and CRC32 as read");
+        let blob = StateBlob::map(&local).expect("mapped");
+        assert!(*blob == *data, "{name}: read back byte for byte");
+        streamed.parts
+    }
+
+    /// Every object and every unfinished local write under `storage`.
+    async fn everything(storage: &CheckpointStorage) -> Vec<String> {
+        let mut found = storage.list_files("").await.expect("listed");
+        found.extend(storage.unfinished_writes("").expect("listed").into_iter().map(|(_, file)| file));
+        found
+    }
+
+    fn local() -> (tempfile::TempDir, CheckpointStorage) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage = CheckpointStorage::from_url(dir.path().to_str().expect("utf-8 path")).expect("local storage");
+        (dir, storage)
+    }
+
+    #[test]
+    fn a_state_larger_than_a_part_is_uploaded_in_parts_and_reads_back_identical() {
+        let (_dir, storage) = local();
+        let part = 64 * 1024;
+        io_runtime().block_on(async {
+            assert_eq!(round_trip(&storage, "large", pattern(5 * part + 1000), part).await, 6);
+            assert_eq!(round_trip(&storage, "parts", pattern(3 * part), part).await, 3);
+            assert_eq!(round_trip(&storage, "one-part", pattern(part), part).await, 1, "a plain write");
+            assert_eq!(round_trip(&storage, "small", pattern(1000), part).await, 1, "a plain write");
+            assert_eq!(round_trip(&storage, "empty", Vec::new(), part).await, 1, "a plain write");
+            // The real part size, as checkpoints write.
+            assert_eq!(round_trip(&storage, "real", pattern(2 * PART_SIZE + 12_345), PART_SIZE).await, 3);
+            // The size known from the metadata is checked before anything is downloaded.
+            let local = tempfile::tempfile().expect("temp file");
+            let found = storage.download("large", 7, local).await.expect("asked");
+            assert!(matches!(found, Download::OtherSize(size) if size == 5 * part as u64 + 1000), "{found:?}");
+            let local = tempfile::tempfile().expect("temp file");
+            assert!(matches!(storage.download("absent", 7, local).await, Ok(Download::Missing)));
+        });
+    }
+
+    #[test]
+    fn a_writer_that_fails_mid_stream_leaves_no_object() {
+        let (_dir, storage) = local();
+        let part = 64 * 1024;
+        let broken = || Err(std::io::Error::other("the view broke"));
+        let panics = || -> std::io::Result<()> { panic!("the encoder panicked") };
+        io_runtime().block_on(async {
+            for (name, write, cause) in [
+                ("in-parts", failing_after(3 * part + 17, broken), "the view broke"),
+                ("in-one-part", failing_after(100, broken), "the view broke"),
+                ("panicking", failing_after(4 * part, panics), "panic"),
+            ] {
+                let err = storage.put_streamed(name, part, write).await.expect_err("the write fails");
+                assert!(matches!(&err, StorageError::Write { .. }), "{name}: {err:?}");
+                assert!(err.to_string().contains(cause), "{name}: {err}");
+                assert_eq!(everything(&storage).await, Vec::<String>::new(), "{name}: nothing is left");
+            }
+        });
+    }
+
+    /// The root of the test S3 store (`scripts/with-s3.sh`); without it the test fails, unless
+    /// `RHEO_ALLOW_SKIP=1` allows skipping it (as `rheo_testkit::skip_or_fail`, which this crate
+    /// cannot depend on).
+    #[cfg(feature = "s3")]
+    fn s3_root() -> Option<String> {
+        if let Ok(root) = std::env::var("RHEO_TEST_S3") {
+            return Some(root);
+        }
+        let why = "RHEO_TEST_S3 is not set (run under scripts/with-s3.sh)";
+        if std::env::var("RHEO_ALLOW_SKIP").is_ok_and(|v| v == "1") {
+            eprintln!("{why}: skipping the S3 test (RHEO_ALLOW_SKIP=1)");
+            return None;
+        }
+        panic!("{why}: cannot run the S3 test; set RHEO_ALLOW_SKIP=1 to skip it instead");
+    }
+
+    /// On a real S3 store (SeaweedFS): a large state goes up as a multipart upload of S3-sized
+    /// parts and reads back identical; one whose writer fails leaves no object.
+    #[cfg(feature = "s3")]
+    #[test]
+    fn on_s3_a_large_state_streams_in_parts_and_a_failed_one_leaves_nothing() {
+        let Some(root) = s3_root() else { return };
+        let url = format!("{root}/streamed-{}-{}", std::process::id(), crate::task::now_ms());
+        let storage = CheckpointStorage::from_url(&url).expect("S3 storage");
+        io_runtime().block_on(async {
+            assert_eq!(round_trip(&storage, "large", pattern(2 * PART_SIZE + 12_345), PART_SIZE).await, 3);
+            assert_eq!(round_trip(&storage, "small", pattern(1000), PART_SIZE).await, 1);
+            let broken = || Err(std::io::Error::other("the view broke"));
+            let err = storage
+                .put_streamed("failed", PART_SIZE, failing_after(2 * PART_SIZE + 1, broken))
+                .await
+                .expect_err("the write fails");
+            assert!(err.to_string().contains("the view broke"), "{err}");
+            let mut files = storage.list_files("").await.expect("listed");
+            files.sort();
+            assert_eq!(files, ["large", "small"], "the failed upload left no object");
+            storage.delete_all("").await.expect("cleaned up");
+        });
+    }
 
     fn s3_config(pairs: &[(&str, &str)]) -> S3Options {
         let mut config = Configuration::new();

@@ -113,7 +113,8 @@ fn continue_at<O: Clone + Send + 'static>(
 fn upload(checkpoint_id: u64, mut snapshot: TaskSnapshot) -> (Vec<u8>, Vec<SharedFile>) {
     let (_, state) = snapshot.states.pop().expect("keyed state");
     let StateBytes::Incremental(incremental) = state else { panic!("expected an incremental state, got {state:?}") };
-    let bytes = (incremental.write)();
+    let mut bytes = Vec::new();
+    (incremental.write)(&mut bytes).expect("written into memory");
     let file = SharedFile {
         path: format!("shared/chk-{checkpoint_id}/0-0.state"),
         size: bytes.len() as u64,
@@ -126,7 +127,12 @@ fn upload(checkpoint_id: u64, mut snapshot: TaskSnapshot) -> (Vec<u8>, Vec<Share
 
 /// What a checkpoint of node 0 made of `full` then `changes` restores, written at parallelism 1.
 fn restored(full: &[u8], changes: &[Vec<u8>]) -> RestoredState {
-    let subtask = SubtaskState { subtask: 0, parallelism: 1, bytes: full.to_vec(), changes: changes.to_vec() };
+    let subtask = SubtaskState {
+        subtask: 0,
+        parallelism: 1,
+        bytes: full.to_vec().into(),
+        changes: changes.iter().cloned().map(Into::into).collect(),
+    };
     RestoredState { max_parallelism: 128, nodes: HashMap::from([(0, vec![subtask])]), ..RestoredState::default() }
 }
 
@@ -323,7 +329,7 @@ fn old_format<V: serde::Serialize>(parallelism: usize, entries: &[(String, V)]) 
     let subtasks = (0..parallelism)
         .map(|subtask| {
             let own: Vec<&(String, V)> = entries.iter().filter(|(k, _)| owns(k, subtask, parallelism)).collect();
-            SubtaskState { subtask, parallelism, bytes: encode(&own), changes: Vec::new() }
+            SubtaskState { subtask, parallelism, bytes: encode(&own).into(), changes: Vec::new() }
         })
         .collect();
     RestoredState {
@@ -391,7 +397,7 @@ fn old_state_is_restored(backend: Backend) {
 #[should_panic(expected = "Keyed Reduce -> Map: state of operator 0 cannot be read")]
 fn old_state_that_cannot_be_read_fails_naming_the_operator() {
     let mut broken = old_format(1, &[("a".to_string(), ev("a", 1))]);
-    broken.nodes.get_mut(&0).unwrap()[0].bytes = vec![0xff; 3];
+    broken.nodes.get_mut(&0).unwrap()[0].bytes = vec![0xff; 3].into();
     let _ = running_sum_on("Keyed Reduce -> Map", Backend::Memory).restore_from(broken, 0, 1);
 }
 

@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use serde::ser::{Error as _, SerializeSeq};
 
+use crate::checkpoint::storage::WriteObject;
 use crate::graph::OperatorContext;
 use crate::output::{CheckpointBarrier, StateBytes, Timestamp};
 use crate::state::incremental::{Changes, IncrementalSnapshot, Piece};
-use crate::state::restore::encode;
+use crate::state::restore::{encode, encode_to};
 use crate::state::timers::Timers;
 use crate::state::{KeyOnDisk, KeyedStateBackend, StateView};
 use rheo_types::Key;
@@ -49,12 +50,14 @@ pub(crate) fn state<K: Key>(state: &mut KeyedStateBackend<K>, barrier: &Checkpoi
     let (view, timers) = (state.view(), state.timers().clone());
     if !barrier.incremental {
         let snapshot = ProcessSnapshot { state: view, timers };
-        return StateBytes::Deferred(Box::new(move || encode(&snapshot)));
+        return StateBytes::Deferred(Box::new(move |out| encode_to(&snapshot, out)));
     }
     let (piece, builds_on, written) = state.increments().begin(barrier.id, barrier.full);
-    let write: Box<dyn FnOnce() -> Vec<u8> + Send> = match piece {
-        Piece::Full => Box::new(move || encode(&ProcessSnapshot { state: view, timers })),
-        Piece::Changes(changes) => Box::new(move || encode(&ProcessChanges { state: view, timers, changes })),
+    let write: WriteObject = match piece {
+        Piece::Full => Box::new(move |out| encode_to(&ProcessSnapshot { state: view, timers }, out)),
+        Piece::Changes(changes) => {
+            Box::new(move |out| encode_to(&ProcessChanges { state: view, timers, changes }, out))
+        }
     };
     StateBytes::Incremental(IncrementalSnapshot { builds_on, write, written })
 }

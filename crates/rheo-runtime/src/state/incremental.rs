@@ -132,8 +132,8 @@ pub enum Piece<K> {
 pub struct IncrementalSnapshot {
     /// In the order they are applied on restore; empty when `write` writes a full snapshot.
     pub builds_on: Vec<SharedFile>,
-    /// Writes the new file (called off the task thread).
-    pub write: Box<dyn FnOnce() -> Vec<u8> + Send>,
+    /// Writes the new file (called off the task thread, as it uploads).
+    pub write: crate::checkpoint::storage::WriteObject,
     /// The uploader sets what it wrote, so that the operator can build on it once the
     /// checkpoint completes.
     pub written: Arc<OnceLock<SharedFile>>,

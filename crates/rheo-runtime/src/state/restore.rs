@@ -6,6 +6,9 @@
 //! is per subtask.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use std::io::Write as _;
 
 use serde::de::DeserializeOwned;
 
@@ -19,9 +22,93 @@ pub struct SubtaskState {
     pub subtask: usize,
     pub parallelism: usize,
     /// The state, or for incremental keyed state the full snapshot it starts from.
-    pub bytes: Vec<u8>,
+    pub bytes: StateBlob,
     /// Incremental keyed state: the change files applied after `bytes`, in order.
-    pub changes: Vec<Vec<u8>>,
+    pub changes: Vec<StateBlob>,
+}
+
+/// The content of a state file read back: small ones in memory, large ones a map of a local
+/// copy, so that restoring a large state costs page cache (which the kernel can drop and read
+/// again), not a heap copy of every file. Either way it reads as a byte slice.
+#[derive(Clone)]
+pub enum StateBlob {
+    Bytes(Vec<u8>),
+    Mapped(Arc<memmap2::Mmap>),
+}
+
+impl StateBlob {
+    /// A map of `file`, which nothing else writes while it is mapped.
+    pub fn map(file: &std::fs::File) -> std::io::Result<Self> {
+        if file.metadata()?.len() == 0 {
+            // Nothing to map (mapping an empty file fails on some systems).
+            return Ok(StateBlob::Bytes(Vec::new()));
+        }
+        // SAFETY: the map's bytes must not change while it lives. The file is a local copy
+        // made for this map alone (an unnamed temporary file, see `discover`): nothing else
+        // can open it, and it is not written after it is mapped.
+        let map = unsafe { memmap2::Mmap::map(file)? };
+        // Decoding reads it once, front to back: read ahead, and drop pages behind early.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(StateBlob::Mapped(Arc::new(map)))
+    }
+}
+
+impl StateBlob {
+    /// Lets the kernel take the pages of `range` of a mapped file out of this process: a state
+    /// file is decoded once, front to back, so the pages behind are done with. Without this they
+    /// stay mapped (and counted in the process's resident memory) until memory runs short.
+    fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let StateBlob::Mapped(map) = self
+            && !range.is_empty()
+        {
+            // SAFETY: dropping the pages of a read-only map of a file nobody writes changes no
+            // byte: a later read (a rescaled subtask reading the same file) faults them in from
+            // the file again.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len()) };
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+}
+
+impl Default for StateBlob {
+    fn default() -> Self {
+        StateBlob::Bytes(Vec::new())
+    }
+}
+
+impl From<Vec<u8>> for StateBlob {
+    fn from(bytes: Vec<u8>) -> Self {
+        StateBlob::Bytes(bytes)
+    }
+}
+
+impl std::ops::Deref for StateBlob {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            StateBlob::Bytes(bytes) => bytes,
+            StateBlob::Mapped(map) => map,
+        }
+    }
+}
+
+impl PartialEq for StateBlob {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for StateBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateBlob::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            StateBlob::Mapped(map) => write!(f, "Mapped({} bytes)", map.len()),
+        }
+    }
 }
 
 /// Everything a run restores from.
@@ -191,18 +278,36 @@ impl RestoredState {
 }
 
 /// Decodes a sequence (as postcard writes a `Vec<E>`: its length, then each entry) one entry at
-/// a time.
-fn for_each_entry<E: DeserializeOwned>(bytes: &[u8], mut visit: impl FnMut(E)) -> Result<(), postcard::Error> {
+/// a time. Of a mapped file, the pages read are handed back as it goes (see [`StateBlob::release`]).
+fn for_each_entry<E: DeserializeOwned>(blob: &StateBlob, mut visit: impl FnMut(E)) -> Result<(), postcard::Error> {
+    const RELEASE_EVERY: usize = 8 * 1024 * 1024;
+    let bytes: &[u8] = blob;
     let (len, mut rest) = postcard::take_from_bytes::<usize>(bytes)?;
+    let mut released = 0;
     for _ in 0..len {
         let (entry, after) = postcard::take_from_bytes::<E>(rest)?;
         visit(entry);
         rest = after;
+        let read = bytes.len() - rest.len();
+        if read - released >= RELEASE_EVERY {
+            blob.release(released..read);
+            released = read;
+        }
     }
+    blob.release(released..bytes.len());
     Ok(())
 }
 
 /// Encodes state for a snapshot. Encoding plain data into a vector cannot fail.
 pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("state is serializable")
+}
+
+/// Encodes state for a snapshot into `out` as [`encode`] does into a vector: a state file is
+/// written as it uploads, never held whole.
+pub fn encode_to<T: serde::Serialize + ?Sized>(value: &T, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    // postcard writes a byte at a time: a buffer keeps that off the dynamic writer.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    postcard::to_io(value, &mut out).map_err(std::io::Error::other)?;
+    out.flush()
 }

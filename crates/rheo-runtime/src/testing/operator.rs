@@ -217,7 +217,7 @@ pub fn restored_state(snapshots: &[OperatorSnapshot]) -> RestoredState {
             restored.nodes.entry(*node).or_default().push(SubtaskState {
                 subtask: snapshot.subtask,
                 parallelism: snapshot.parallelism,
-                bytes: bytes.clone(),
+                bytes: bytes.clone().into(),
                 changes: Vec::new(),
             });
         }

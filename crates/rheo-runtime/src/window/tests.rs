@@ -357,7 +357,7 @@ fn window_state_written_before_metadata_version_4_is_restored() {
         max_parallelism: 128,
         nodes: std::collections::HashMap::from([(
             0,
-            vec![SubtaskState { subtask: 0, parallelism: 1, bytes: encode(&entries), changes: Vec::new() }],
+            vec![SubtaskState { subtask: 0, parallelism: 1, bytes: encode(&entries).into(), changes: Vec::new() }],
         )]),
         ..Default::default()
     };

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use crate::checkpoint::discover;
 use crate::checkpoint::io_runtime;
 use crate::checkpoint::metadata::{CheckpointMetadata, METADATA_FILE};
-use crate::checkpoint::storage::CheckpointStorage;
-use crate::driver::handle::SavepointStatus;
-use crate::output::TaskSnapshot;
-use crate::state::restore::encode;
+use crate::checkpoint::storage::{CheckpointStorage, PART_SIZE};
+use crate::driver::handle::{CheckpointTriggerStatus, SavepointStatus};
+use crate::output::{StateBytes, TaskSnapshot};
+use crate::state::restore::{StateBlob, encode};
 use crate::task::{Control, SourceError, SourceFunction, SourceOutput, SourceStatus, SourceTask, Task, TaskOutcome};
 use crate::testing::{CoordinatorHarness, HarnessSetup, StreamElement, TaskSpec, collecting_output, task_info};
 
@@ -197,4 +198,109 @@ fn stop_with_savepoint_completes_and_ends_the_sources() {
 
     let stats = h.stop();
     assert_eq!((stats.completed, stats.failed), (1, 0));
+}
+
+/// Bytes in which no two parts are alike, so a part lost, doubled or out of order shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 ^ (i >> 16) as u8).collect()
+}
+
+/// The sink task's state, of its own node (1).
+fn sink_state(bytes: &[u8]) -> TaskSnapshot {
+    let mut snapshot = TaskSnapshot::default();
+    snapshot.put(1, bytes.to_vec());
+    snapshot
+}
+
+/// A task's state of node 0 written as it uploads, as keyed state is: `data` in uneven pieces,
+/// then the writer fails with `fail` if given.
+fn streamed(data: Vec<u8>, fail: Option<&'static str>) -> TaskSnapshot {
+    let mut snapshot = TaskSnapshot::default();
+    snapshot.put_state(
+        0,
+        StateBytes::Deferred(Box::new(move |out| {
+            data.chunks(4093).try_for_each(|piece| out.write_all(piece))?;
+            fail.map_or(Ok(()), |cause| Err(std::io::Error::other(cause)))
+        })),
+    );
+    snapshot
+}
+
+#[test]
+fn a_state_larger_than_a_part_streams_to_its_file_and_restores_identical_and_checked() {
+    let (dir, storage) = storage();
+    let settings = CoordinatorHarness::settings(Duration::from_secs(3600), Duration::from_secs(3600));
+    let h = CoordinatorHarness::start(settings, storage.clone(), &SOURCE_AND_SINK);
+    let trigger = h.handle.trigger_checkpoint(None, false).expect("checkpoint accepted");
+    assert_eq!(expect_trigger(h.next_control(0, PATIENCE)), (1, false));
+    let data = pattern(2 * PART_SIZE + 4321);
+    h.acknowledge(0, 1, 0, streamed(data.clone(), None));
+    h.acknowledge(1, 1, 0, sink_state(b"sink@1"));
+    h.wait_for_status(PATIENCE, |s| s.checkpoints.completed == 1);
+    assert!(matches!(h.handle.checkpoint_trigger_status(&trigger), Some(CheckpointTriggerStatus::Completed { .. })));
+    h.stop();
+
+    let metadata = read_metadata(&storage, "chk-1").expect("checkpoint 1 is complete");
+    let handle = metadata.states.iter().find(|s| s.node == 0).expect("the large state");
+    assert_eq!((handle.size, handle.crc32), (data.len() as u64, crc32fast::hash(&data)), "size and CRC32 in _metadata");
+    let found = io_runtime().block_on(discover::load(&storage.child("chk-1"))).expect("valid").expect("has _metadata");
+    let restored = &found.state.nodes[&0];
+    let large = &restored[0];
+    assert!(matches!(large.bytes, StateBlob::Mapped(_)), "a large file is mapped, not read into memory");
+    assert!(*large.bytes == *data, "restored byte for byte");
+
+    // One flipped byte in the middle of the file: the checkpoint is not restored.
+    let path = dir.path().join("chk-1").join(&handle.file);
+    let mut bytes = std::fs::read(&path).expect("state file");
+    bytes[PART_SIZE + 7] ^= 0x10;
+    std::fs::write(&path, bytes).expect("state file rewritten");
+    let problem = io_runtime().block_on(discover::load(&storage.child("chk-1"))).err().expect("corrupt");
+    assert!(problem.contains(&handle.file) && problem.contains("CRC32"), "{problem}");
+}
+
+#[test]
+fn a_state_whose_writer_fails_mid_stream_fails_the_checkpoint_not_the_job_and_leaves_no_file() {
+    let (dir, storage) = storage();
+    let settings = CoordinatorHarness::settings(Duration::from_secs(3600), Duration::from_secs(3600));
+    let h = CoordinatorHarness::start(settings, storage.clone(), &SOURCE_AND_SINK);
+    let trigger = h.handle.trigger_checkpoint(None, false).expect("checkpoint accepted");
+    assert_eq!(expect_trigger(h.next_control(0, PATIENCE)), (1, false));
+    // Fails after three parts went up.
+    h.acknowledge(0, 1, 0, streamed(pattern(3 * PART_SIZE + 5), Some("the view broke")));
+    h.acknowledge(1, 1, 0, sink_state(b"sink@1"));
+    h.wait_for_status(PATIENCE, |s| s.checkpoints.failed == 1);
+    let Some(CheckpointTriggerStatus::Failed { cause }) = h.handle.checkpoint_trigger_status(&trigger) else {
+        panic!("checkpoint 1 did not fail")
+    };
+    assert!(cause.contains("writing the state of operator 0") && cause.contains("the view broke"), "{cause}");
+    assert_eq!(read_metadata(&storage, "chk-1"), None);
+
+    // The next checkpoint completes.
+    let second = h.handle.trigger_checkpoint(None, false).expect("checkpoint accepted");
+    assert_eq!(expect_trigger(h.next_control(0, PATIENCE)), (2, false));
+    h.acknowledge(0, 2, 0, streamed(pattern(PART_SIZE + 1), None));
+    h.acknowledge(1, 2, 0, sink_state(b"sink@2"));
+    h.wait_for_status(PATIENCE, |s| s.checkpoints.completed == 1);
+    assert!(matches!(h.handle.checkpoint_trigger_status(&second), Some(CheckpointTriggerStatus::Completed { .. })));
+    h.stop();
+    // Nothing of the failed checkpoint is left, not even a part.
+    let left: Vec<_> = walk(dir.path()).into_iter().filter(|p| p.contains("chk-1")).collect();
+    assert_eq!(left, Vec::<String>::new());
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).expect("under dir").display().to_string());
+            }
+        }
+    }
+    found
 }
