@@ -52,9 +52,7 @@ impl StateBlob {
         let _ = map.advise(memmap2::Advice::Sequential);
         Ok(StateBlob::Mapped(Arc::new(map)))
     }
-}
 
-impl StateBlob {
     /// Lets the kernel take the pages of `range` of a mapped file out of this process: a state
     /// file is decoded once, front to back, so the pages behind are done with. Without this they
     /// stay mapped (and counted in the process's resident memory) until memory runs short.

@@ -268,7 +268,7 @@ impl<K: Key, I: Data, O: 'static, A: WindowAggregation<K, I, O>> WindowOperator<
                 self.state.delete_timer(event_time, at, id);
             }
         }
-        *self.state.value_mut(&self.windows, id, KeyWindows::new) = list;
+        self.state.update(&self.windows, id, list);
         self.state.free_if_unused(id);
     }
 
